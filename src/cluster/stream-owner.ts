@@ -1,0 +1,255 @@
+// A node's hold on one stream for one publish: it claims the stream at a new epoch, keeps the publish lease
+// while data arrives, runs the transcoder, publishes each finished segment group in order (queueing them,
+// bounded, while Redis is away), and releases the stream when the publisher leaves. A write refused for a
+// stale epoch means another node owns the stream now: this one stops at once.
+import type { Config } from "../config/defaults.ts";
+import { AdmissionError, FencedError, errorMessage } from "../errors.ts";
+import { TypedEmitter } from "../events.ts";
+import type { AVPacket } from "../ingest/nms.ts";
+import type { PublisherConnection } from "../ingest/rtmp-server.ts";
+import type { Logger } from "../log.ts";
+import type { Metrics } from "../ops/metrics.ts";
+import type { Claim, StreamStore } from "../state/store.ts";
+import { TranscodeJob, type SegmentGroupOut } from "../transcode/job.ts";
+import { ladderEntries, planLadder, replanLadder } from "../transcode/ladder.ts";
+
+/** The part of the store an owner writes through (a test can hand it a fake). */
+export type TimelineWriter = Pick<StreamStore, "claim" | "renew" | "setLadder" | "append" | "release">;
+
+/** Publish lease: how long a stream stays held after its node stops renewing it (crash, freeze, silence). */
+export const LEASE_TTL_MS = 4000;
+const RENEW_EVERY_MS = 1000;
+/** Segment groups kept while Redis is away (at 2-s segments, two minutes). */
+const MAX_QUEUE = 60;
+
+type OwnerEvents = {
+  /** The owner let go of the stream: the publisher left, the stream moved, or transcoding failed. */
+  closed: [reason: string];
+};
+
+export interface OwnerOptions {
+  connection: PublisherConnection;
+  store: TimelineWriter;
+  nodeId: string;
+  config: Config;
+  log: Logger;
+  metrics: Metrics;
+}
+
+export class StreamOwner extends TypedEmitter<OwnerEvents> {
+  readonly streamId: string;
+  claim: Claim | null = null;
+  private job: TranscodeJob | null = null;
+  private readonly early: AVPacket[] = [];
+  private queue: SegmentGroupOut[] = [];
+  private nextSeq = 0;
+  private pumping = false;
+  private dropped = false;
+  private renewTimer: NodeJS.Timeout | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private closing: Promise<void> | null = null;
+  private lost = false;
+  private readonly log: Logger;
+
+  constructor(private readonly o: OwnerOptions) {
+    super();
+    this.streamId = o.connection.streamId;
+    this.log = o.log;
+    o.connection.on("packet", (packet) => this.packet(packet));
+    o.connection.on("close", (reason) => void this.close(reason));
+  }
+
+  /** Claims the stream; refuses the publisher (closing its connection) when another holds it. */
+  async start(): Promise<boolean> {
+    const { connection, store, nodeId, config } = this.o;
+    try {
+      this.claim = await store.claim(this.streamId, nodeId, connection.id, LEASE_TTL_MS, config.hls.segmentDuration);
+    } catch (error) {
+      const reason = error instanceof AdmissionError ? error.reason : "state_unavailable";
+      this.o.metrics.refusals.inc({ reason });
+      this.log.warn("publish refused", { stream: this.streamId, reason, detail: errorMessage(error), remote: connection.remote });
+      this.closing = Promise.resolve();
+      connection.close(reason === "already_live" ? errorMessage(error) : "stream state unavailable; try again");
+      return false;
+    }
+    if (this.closing) {
+      // the publisher left while the claim was in flight
+      await store.release(this.streamId, this.claim.holder, this.claim.epoch).catch(() => undefined);
+      return false;
+    }
+    this.nextSeq = this.claim.nextSeq;
+    this.log.info("publish accepted", { stream: this.streamId, epoch: this.claim.epoch, nextSeq: this.nextSeq, remote: connection.remote });
+    this.renewTimer = setInterval(() => void this.renew(), RENEW_EVERY_MS);
+    for (const packet of this.early.splice(0)) this.packet(packet);
+    return true;
+  }
+
+  private packet(packet: AVPacket): void {
+    if (this.closing) return;
+    if (!this.claim) {
+      // before the claim answers: keep the sequence headers and the last GOP at most
+      if (packet.codec_type === 9 && packet.flags === 3) this.early.splice(0, this.early.length, ...this.early.filter((p) => p.flags === 0 || p.flags === 2));
+      this.early.push(packet);
+      return;
+    }
+    if (!this.job) {
+      if (!(packet.codec_type === 9 && packet.flags === 3)) return;
+      this.job = this.createJob();
+      // the job needs the sequence headers before the keyframe that starts it
+      const { audioHeader, videoHeader } = this.o.connection;
+      if (audioHeader) this.job.push(audioHeader);
+      if (videoHeader) this.job.push(videoHeader);
+    }
+    this.job.push(packet);
+  }
+
+  private createJob(): TranscodeJob {
+    const { config, connection, metrics } = this.o;
+    const claim = this.claim!;
+    const source = connection.source;
+    const renditions = claim.ladder
+      ? replanLadder(claim.ladder, config.transcode.ladder, source)
+      : planLadder(config.transcode.ladder, source);
+    if (!claim.ladder) {
+      this.o.store.setLadder(this.streamId, claim.epoch, ladderEntries(renditions)).catch((error: unknown) => {
+        this.log.warn("could not record the ladder", { stream: this.streamId, error: errorMessage(error) });
+      });
+    }
+    const job = new TranscodeJob({
+      streamId: this.streamId,
+      publishId: connection.id,
+      ffmpegPath: config.transcode.ffmpegPath,
+      preset: config.transcode.preset,
+      segmentDuration: config.hls.segmentDuration,
+      spoolDir: config.transcode.spoolDir,
+      maxRestarts: config.transcode.maxRestarts,
+      renditions,
+      hasAudio: source.hasAudio,
+      log: this.log,
+    });
+    job.reportListenerErrors((event, error) => this.log.error("job listener failed", { event, error: errorMessage(error) }));
+    job.on("group", (group) => this.enqueue(group));
+    job.on("progress", ({ speed }) => {
+      metrics.transcoderSpeed.set({ stream: this.streamId }, speed);
+      if (speed < 0.9) this.log.warn("transcoder slower than real time", { stream: this.streamId, speed: speed.toFixed(2) });
+    });
+    job.on("failed", (reason) => {
+      this.log.error("transcoding failed; dropping the publisher", { stream: this.streamId, reason });
+      connection.close("transcoding failed");
+    });
+    this.log.info("transcoding", { stream: this.streamId, renditions: renditions.map((r) => `${r.name}:${r.width}x${r.height}`).join(",") });
+    return job;
+  }
+
+  private enqueue(group: SegmentGroupOut): void {
+    if (this.lost) return;
+    if (this.queue.length >= MAX_QUEUE) {
+      this.queue.shift();
+      this.dropped = true;
+      this.o.metrics.segmentsDropped.inc();
+    }
+    this.queue.push(this.dropped ? { ...group, disc: true } : group);
+    this.dropped = false;
+    this.o.metrics.segmentQueue.inc();
+    void this.pump();
+  }
+
+  /** Publishes queued groups in order; on a Redis error retries the head after a short wait. */
+  private async pump(): Promise<void> {
+    if (this.pumping || this.lost) return;
+    this.pumping = true;
+    try {
+      while (this.queue.length > 0 && !this.lost) {
+        const group = this.queue[0]!;
+        const claim = this.claim!;
+        try {
+          await this.o.store.append(this.streamId, claim.epoch, claim.targetDuration, {
+            seq: this.nextSeq,
+            pdt: group.pdt,
+            disc: group.disc,
+            renditions: group.segments.map((s) => ({ name: s.rendition, duration: s.duration, bytes: s.bytes })),
+          });
+        } catch (error) {
+          if (error instanceof FencedError) {
+            this.lostStream(error.message);
+            return;
+          }
+          this.log.warn("segment not published yet; retrying", { stream: this.streamId, seq: this.nextSeq, queued: this.queue.length, error: errorMessage(error) });
+          await new Promise<void>((resolve) => {
+            this.retryTimer = setTimeout(resolve, 250);
+          });
+          this.retryTimer = null;
+          continue;
+        }
+        this.queue.shift();
+        this.o.metrics.segmentQueue.dec();
+        this.o.metrics.segmentsPublished.inc();
+        this.o.metrics.segmentPublishLatency.observe((Date.now() - group.finishedAt) / 1000);
+        this.nextSeq += 1;
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private async renew(): Promise<void> {
+    const claim = this.claim;
+    if (!claim || this.closing) return;
+    // hold the lease only while the publisher actually sends: a silent one lets another node take over
+    if (Date.now() - this.o.connection.lastDataAt > LEASE_TTL_MS) return;
+    try {
+      if (!(await this.o.store.renew(this.streamId, claim.holder, LEASE_TTL_MS))) this.lostStream("publish lease taken over");
+    } catch {
+      // Redis away: the lease may lapse; the epoch check on the next append decides
+    }
+  }
+
+  /** Another node owns the stream now: stop writing, kill the transcoder, drop the publisher. */
+  private lostStream(why: string): void {
+    if (this.lost) return;
+    this.lost = true;
+    this.log.warn("stream lost to another owner; stopping", { stream: this.streamId, why });
+    this.o.metrics.segmentQueue.dec(this.queue.length);
+    this.queue = [];
+    void this.job?.abort();
+    this.o.connection.close("stream taken over by another publisher");
+  }
+
+  /**
+   * The publisher left (or is being let go): finish the last segment, publish what is queued (waiting up to
+   * `flushMs` for Redis), then release the stream so a returning publisher can take it anywhere.
+   */
+  close(reason: string, flushMs = 10000): Promise<void> {
+    if (!this.closing) this.closing = this.shutdown(reason, flushMs);
+    return this.closing;
+  }
+
+  private async shutdown(reason: string, flushMs: number): Promise<void> {
+    if (this.renewTimer) clearInterval(this.renewTimer);
+    this.renewTimer = null;
+    this.o.connection.close(reason);
+    await this.job?.close();
+    const deadline = Date.now() + flushMs;
+    while ((this.queue.length > 0 || this.pumping) && !this.lost && Date.now() < deadline) {
+      void this.pump();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.queue.length > 0) {
+      this.log.error("segments lost: Redis unreachable while the stream closed", { stream: this.streamId, groups: this.queue.length });
+      this.o.metrics.segmentQueue.dec(this.queue.length);
+      this.queue = [];
+    }
+    this.lost = true;
+    const claim = this.claim;
+    if (claim) {
+      await this.o.store.release(this.streamId, claim.holder, claim.epoch).catch((error: unknown) => {
+        this.log.warn("release failed; the lease will expire", { stream: this.streamId, error: errorMessage(error) });
+      });
+    }
+    this.o.metrics.transcoderSpeed.remove({ stream: this.streamId });
+    this.log.info("publish ended", { stream: this.streamId, reason });
+    this.emit("closed", reason);
+    this.removeAllListeners();
+  }
+}

@@ -1,0 +1,130 @@
+// The one table of defaults. config/default.json ships the same values (a test proves it).
+// Each line says who reads the option.
+
+export interface Rendition {
+  /** Name in URLs (`/live/{stream}/{name}/index.m3u8`): `^[a-z0-9_-]{1,32}$`. */
+  name: string;
+  /** Output height in pixels (even); width follows the source's aspect ratio. */
+  height: number;
+  /** Video bitrate in kbit/s. */
+  videoBitrate: number;
+  /** Audio bitrate in kbit/s (AAC). */
+  audioBitrate: number;
+  /** Optional frame-rate cap in frames per second; 0 keeps the source rate. */
+  maxFrameRate: number;
+}
+
+export interface Config {
+  node: {
+    /** Stable node id; empty: generated at start (`node-` + 8 hex digits). Used by: cluster registry. */
+    id: string;
+    /** Address every listener binds to. Used by: ingest, delivery, cluster agent. */
+    bind: string;
+    /** Host name put in the URLs baton prints and registers (publish, watch). Used by: CLI, registry. */
+    publicHost: string;
+  };
+  rtmp: {
+    /** RTMP ingest port. Used by: ingest. */
+    port: number;
+    /** Seconds without a byte from a publisher before its connection is closed as dead. Used by: ingest. */
+    idleTimeout: number;
+  };
+  http: {
+    /** HTTP port: HLS, APIs, health, metrics. Used by: delivery. */
+    port: number;
+  };
+  agent: {
+    /** TCP port answering HAProxy's agent-check. Used by: cluster agent. */
+    port: number;
+  };
+  redis: {
+    /** Redis connection URL. `REDIS_URL` in the environment also sets it. Used by: state. */
+    url: string;
+    /** Prefix of every key baton writes. Used by: state/keys.ts. */
+    prefix: string;
+  };
+  hls: {
+    /** Segment length in seconds; also the keyframe interval. Used by: transcode, playlists. */
+    segmentDuration: number;
+    /** Segments listed in a live media playlist. Used by: state (timeline trim), playlists. */
+    playlistWindow: number;
+    /** Seconds a stream stays live (no EXT-X-ENDLIST) after its publisher leaves, waiting for it to return. */
+    reconnectWindow: number;
+    /** Seconds an ended stream's playlists and segments stay in Redis. Used by: state. */
+    retention: number;
+    /** Bytes of segments each node keeps in memory. Used by: delivery/segment-cache. */
+    segmentCacheBytes: number;
+  };
+  transcode: {
+    /** ffmpeg binary. Used by: transcode. */
+    ffmpegPath: string;
+    /** x264 preset. Used by: transcode. */
+    preset: "ultrafast" | "superfast" | "veryfast" | "faster" | "fast" | "medium" | "slow";
+    /** The rendition ladder, tallest first. Renditions taller than the source are skipped. */
+    ladder: Rendition[];
+    /** Directory for ffmpeg's segment files before they are published to Redis. Used by: transcode. */
+    spoolDir: string;
+    /** Restarts of a crashed ffmpeg allowed per publish before the publisher is dropped. Used by: transcode. */
+    maxRestarts: number;
+  };
+  auth: {
+    /** Require a signed token on every publish. Used by: ingest admission. */
+    requirePublishToken: boolean;
+    /** HMAC secret for publish tokens; empty: `var/secret`, created on first use. Used by: ingest, CLI. */
+    publishSecret: string;
+    /** Lifetime in seconds of a token made by `baton token`. Used by: CLI. */
+    publishTokenTtl: number;
+  };
+  log: {
+    /** Least severe level printed. */
+    level: "debug" | "info" | "warn" | "error";
+  };
+}
+
+export const DEFAULTS: Config = {
+  node: {
+    id: "",
+    bind: "0.0.0.0",
+    publicHost: "localhost",
+  },
+  rtmp: {
+    port: 1935,
+    idleTimeout: 10,
+  },
+  http: {
+    port: 8080,
+  },
+  agent: {
+    port: 9999,
+  },
+  redis: {
+    url: "redis://127.0.0.1:6379",
+    prefix: "baton:",
+  },
+  hls: {
+    segmentDuration: 2,
+    playlistWindow: 6,
+    reconnectWindow: 30,
+    retention: 3600,
+    segmentCacheBytes: 67108864,
+  },
+  transcode: {
+    ffmpegPath: "ffmpeg",
+    preset: "veryfast",
+    ladder: [
+      { name: "720p", height: 720, videoBitrate: 2800, audioBitrate: 128, maxFrameRate: 30 },
+      { name: "480p", height: 480, videoBitrate: 1400, audioBitrate: 96, maxFrameRate: 30 },
+      { name: "360p", height: 360, videoBitrate: 800, audioBitrate: 96, maxFrameRate: 30 },
+    ],
+    spoolDir: "var/spool",
+    maxRestarts: 5,
+  },
+  auth: {
+    requirePublishToken: true,
+    publishSecret: "",
+    publishTokenTtl: 86400,
+  },
+  log: {
+    level: "info",
+  },
+};

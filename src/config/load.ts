@@ -1,0 +1,80 @@
+// Loads the config: the defaults table, then an optional JSON file, then BATON_* environment variables,
+// then validation. Unknown keys and bad values throw ConfigError before anything opens a port.
+import { readFileSync } from "node:fs";
+import { ConfigError, errorMessage } from "../errors.ts";
+import { DEFAULTS, type Config } from "./defaults.ts";
+import { SCHEMA, checkValue, parseEnvValue, type Rule } from "./schema.ts";
+
+/** BATON_* variables that are not config keys but are read elsewhere. */
+const OTHER_ENV = new Set(["BATON_CONFIG", "BATON_ADMIN_TOKEN", "BATON_SKIP_BROWSER", "BATON_STATE_DIR"]);
+
+export interface LoadOptions {
+  /** Path of a JSON config file; BATON_CONFIG in the environment also names one. */
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Values applied after the environment (the local cluster sets ports this way). */
+  overrides?: DeepPartial<Config>;
+}
+
+export type DeepPartial<T> = { [K in keyof T]?: T[K] extends object[] ? T[K] : T[K] extends object ? DeepPartial<T[K]> : T[K] };
+
+type Section = Record<string, unknown>;
+
+/** The env variable for a key: http.port -> BATON_HTTP_PORT, hls.segmentDuration -> BATON_HLS_SEGMENTDURATION. */
+export function envName(section: string, key: string): string {
+  return `BATON_${section}_${key}`.toUpperCase();
+}
+
+function merge(target: Config, source: unknown, origin: string): void {
+  if (typeof source !== "object" || source === null || Array.isArray(source)) {
+    throw new ConfigError("(top level)", JSON.stringify(source), origin, "an object of sections");
+  }
+  for (const [section, values] of Object.entries(source as Section)) {
+    const rules = (SCHEMA as Record<string, Record<string, Rule>>)[section];
+    if (!rules) throw new ConfigError(section, "", origin, "no such key");
+    if (typeof values !== "object" || values === null || Array.isArray(values)) {
+      throw new ConfigError(section, JSON.stringify(values), origin, "an object");
+    }
+    for (const [key, value] of Object.entries(values as Section)) {
+      const rule = rules[key];
+      if (!rule) throw new ConfigError(`${section}.${key}`, "", origin, "no such key");
+      checkValue(`${section}.${key}`, rule, value, origin);
+      ((target as unknown as Record<string, Section>)[section] as Section)[key] = value;
+    }
+  }
+}
+
+export function loadConfig(options: LoadOptions = {}): Config {
+  const env = options.env ?? process.env;
+  const config = structuredClone(DEFAULTS);
+  const file = options.file ?? env.BATON_CONFIG;
+  if (file) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(file, "utf8"));
+    } catch (error) {
+      throw new ConfigError("(file)", JSON.stringify(file), file, `a readable JSON file (${errorMessage(error)})`);
+    }
+    merge(config, parsed, file);
+  }
+  const fromEnv: Record<string, Section> = {};
+  for (const [name, text] of Object.entries(env)) {
+    if (!name.startsWith("BATON_") || OTHER_ENV.has(name) || text === undefined) continue;
+    let found = false;
+    for (const [section, rules] of Object.entries(SCHEMA as Record<string, Record<string, Rule>>)) {
+      for (const [key, rule] of Object.entries(rules)) {
+        if (envName(section, key) === name) {
+          (fromEnv[section] ??= {})[key] = parseEnvValue(rule, text);
+          found = true;
+        }
+      }
+    }
+    if (!found) throw new ConfigError(name, "", "environment", "no such key");
+  }
+  if (env.REDIS_URL && !env.BATON_REDIS_URL) (fromEnv.redis ??= {}).url = env.REDIS_URL;
+  for (const [section, values] of Object.entries(fromEnv)) {
+    for (const [key, value] of Object.entries(values)) merge(config, { [section]: { [key]: value } }, envName(section, key));
+  }
+  if (options.overrides) merge(config, options.overrides, "command line");
+  return config;
+}

@@ -1,0 +1,150 @@
+// What each config key accepts. A value that fails gets a ConfigError naming the key, the value, where it
+// came from and what was expected.
+import { ConfigError } from "../errors.ts";
+import type { Config, Rendition } from "./defaults.ts";
+
+type Rule =
+  | { kind: "int"; min: number; max: number }
+  | { kind: "number"; min: number; max: number }
+  | { kind: "string"; pattern?: RegExp; expected?: string }
+  | { kind: "enum"; values: readonly string[] }
+  | { kind: "bool" }
+  | { kind: "ladder" };
+
+const PORT: Rule = { kind: "int", min: 1, max: 65535 };
+
+export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } = {
+  node: {
+    id: { kind: "string", pattern: /^([a-z0-9][a-z0-9-]{0,62})?$/, expected: "empty or 1 to 63 of a-z, 0-9, '-'" },
+    bind: { kind: "string", pattern: /^[0-9a-fA-F.:]+$|^localhost$/, expected: "an IP address" },
+    publicHost: { kind: "string", pattern: /^[A-Za-z0-9.:[\]-]{1,253}$/, expected: "a host name or address" },
+  },
+  rtmp: { port: PORT, idleTimeout: { kind: "number", min: 1, max: 600 } },
+  http: { port: PORT },
+  agent: { port: PORT },
+  redis: {
+    url: { kind: "string", pattern: /^rediss?:\/\/\S+$/, expected: "a redis:// or rediss:// URL" },
+    prefix: { kind: "string", pattern: /^[A-Za-z0-9_:.-]{1,32}$/, expected: "1 to 32 of A-Z, a-z, 0-9, '_', ':', '.', '-'" },
+  },
+  hls: {
+    segmentDuration: { kind: "int", min: 1, max: 10 },
+    playlistWindow: { kind: "int", min: 3, max: 100 },
+    reconnectWindow: { kind: "number", min: 0, max: 3600 },
+    retention: { kind: "int", min: 10, max: 7 * 86400 },
+    segmentCacheBytes: { kind: "int", min: 1048576, max: 17179869184 },
+  },
+  transcode: {
+    ffmpegPath: { kind: "string", pattern: /^[^\0]+$/, expected: "a path" },
+    preset: { kind: "enum", values: ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] },
+    ladder: { kind: "ladder" },
+    spoolDir: { kind: "string", pattern: /^[^\0]+$/, expected: "a directory path" },
+    maxRestarts: { kind: "int", min: 0, max: 100 },
+  },
+  auth: {
+    requirePublishToken: { kind: "bool" },
+    publishSecret: { kind: "string" },
+    publishTokenTtl: { kind: "int", min: 60, max: 10 * 365 * 86400 },
+  },
+  log: { level: { kind: "enum", values: ["debug", "info", "warn", "error"] } },
+};
+
+function show(value: unknown): string {
+  return typeof value === "string" ? JSON.stringify(value) : JSON.stringify(value) ?? String(value);
+}
+
+function describe(rule: Rule): string {
+  switch (rule.kind) {
+    case "int":
+      return `an integer from ${rule.min} to ${rule.max}`;
+    case "number":
+      return `a number from ${rule.min} to ${rule.max}`;
+    case "string":
+      return rule.expected ?? "a string";
+    case "enum":
+      return `one of ${rule.values.join(", ")}`;
+    case "bool":
+      return "true or false";
+    case "ladder":
+      return "a list of renditions";
+  }
+}
+
+/** Turns an environment variable's text into the type the rule expects (numbers, booleans, JSON). */
+export function parseEnvValue(rule: Rule, text: string): unknown {
+  switch (rule.kind) {
+    case "int":
+    case "number":
+      return text.trim() === "" ? text : Number(text);
+    case "bool":
+      return text === "true" ? true : text === "false" ? false : text;
+    case "ladder":
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        return text;
+      }
+    default:
+      return text;
+  }
+}
+
+const RENDITION_KEYS: Record<keyof Rendition, Rule> = {
+  name: { kind: "string", pattern: /^[a-z0-9_-]{1,32}$/, expected: "1 to 32 of a-z, 0-9, '_', '-'" },
+  height: { kind: "int", min: 120, max: 4320 },
+  videoBitrate: { kind: "int", min: 50, max: 100000 },
+  audioBitrate: { kind: "int", min: 16, max: 512 },
+  maxFrameRate: { kind: "int", min: 0, max: 120 },
+};
+
+function checkLadder(key: string, value: unknown, origin: string): void {
+  if (!Array.isArray(value) || value.length === 0) {
+    throw new ConfigError(key, show(value), origin, "a non-empty list of renditions");
+  }
+  const names = new Set<string>();
+  value.forEach((item: unknown, index) => {
+    const at = `${key}[${index}]`;
+    if (typeof item !== "object" || item === null || Array.isArray(item)) {
+      throw new ConfigError(at, show(item), origin, "an object with name, height, videoBitrate, audioBitrate, maxFrameRate");
+    }
+    const entry = item as Record<string, unknown>;
+    for (const field of Object.keys(entry)) {
+      if (!(field in RENDITION_KEYS)) throw new ConfigError(`${at}.${field}`, show(entry[field]), origin, "no such key");
+    }
+    for (const [field, rule] of Object.entries(RENDITION_KEYS)) {
+      if (!(field in entry)) throw new ConfigError(`${at}.${field}`, "nothing", origin, describe(rule));
+      checkValue(`${at}.${field}`, rule, entry[field], origin);
+    }
+    if ((entry.height as number) % 2 !== 0) throw new ConfigError(`${at}.height`, show(entry.height), origin, "an even number");
+    if (names.has(entry.name as string)) throw new ConfigError(`${at}.name`, show(entry.name), origin, "a name not used by another rendition");
+    names.add(entry.name as string);
+  });
+}
+
+export function checkValue(key: string, rule: Rule, value: unknown, origin: string): void {
+  const bad = (): never => {
+    throw new ConfigError(key, show(value), origin, describe(rule));
+  };
+  switch (rule.kind) {
+    case "int":
+    case "number":
+      if (typeof value !== "number" || !Number.isFinite(value)) bad();
+      if (rule.kind === "int" && !Number.isInteger(value)) bad();
+      if ((value as number) < rule.min || (value as number) > rule.max) bad();
+      return;
+    case "string":
+      if (typeof value !== "string") bad();
+      if (rule.pattern && !rule.pattern.test(value as string)) bad();
+      return;
+    case "enum":
+      if (typeof value !== "string" || !rule.values.includes(value)) bad();
+      return;
+    case "bool":
+      if (typeof value !== "boolean") bad();
+      return;
+    case "ladder":
+      checkLadder(key, value, origin);
+      return;
+  }
+}
+
+export type { Rule };

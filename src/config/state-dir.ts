@@ -1,0 +1,31 @@
+// Where a local install keeps what it makes for itself (the publish secret, Redis data, spool, logs):
+// BATON_STATE_DIR, else var/ in the working directory.
+import { randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import type { Config } from "./defaults.ts";
+
+export function stateDir(env: NodeJS.ProcessEnv = process.env): string {
+  return resolve(env.BATON_STATE_DIR ?? "var");
+}
+
+/** A secret kept in the state dir, created on first use (mode 0600), so every local process shares it. */
+export function localSecret(name: "secret" | "admin-token", env: NodeJS.ProcessEnv = process.env): string {
+  const dir = stateDir(env);
+  const file = join(dir, name);
+  try {
+    const text = readFileSync(file, "utf8").trim();
+    if (text.length >= 32) return text;
+  } catch {
+    // not made yet
+  }
+  mkdirSync(dir, { recursive: true });
+  const secret = randomBytes(32).toString("base64url");
+  writeFileSync(file, secret + "\n", { mode: 0o600 });
+  return secret;
+}
+
+/** The publish secret in force: the configured one, or the local one. */
+export function publishSecret(config: Config, env: NodeJS.ProcessEnv = process.env): string {
+  return config.auth.publishSecret || localSecret("secret", env);
+}

@@ -1,0 +1,239 @@
+// The node's HTTP server: HLS playlists and segments rendered from the shared timeline, health, readiness,
+// metrics. Other domains add routes through addRoute(). Paths are matched against strict patterns; nothing
+// here reads a file named by a request.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { Socket } from "node:net";
+import { errorMessage } from "../errors.ts";
+import { isStreamId } from "../ingest/stream-id.ts";
+import type { Logger } from "../log.ts";
+import type { Metrics } from "../ops/metrics.ts";
+import type { StreamStore } from "../state/store.ts";
+import { renderMaster, renderMedia } from "./playlist.ts";
+import { SegmentCache } from "./segment-cache.ts";
+import { TimelineCache } from "./timeline-cache.ts";
+
+export interface Readiness {
+  ready(): { ok: true } | { ok: false; reason: string };
+}
+
+export interface Request {
+  method: string;
+  path: string;
+  params: string[];
+  query: URLSearchParams;
+  req: IncomingMessage;
+  res: ServerResponse;
+}
+
+type Handler = (request: Request) => Promise<void> | void;
+
+interface Route {
+  methods: string[];
+  pattern: RegExp;
+  name: string;
+  handler: Handler;
+}
+
+export interface DeliveryOptions {
+  port: number;
+  bind: string;
+  store: Pick<StreamStore, "read" | "readSegment">;
+  segmentCacheBytes: number;
+  log: Logger;
+  metrics: Metrics;
+  readiness: Readiness;
+}
+
+const PLAYLIST = "application/vnd.apple.mpegurl";
+const RENDITION = "[a-z0-9_-]{1,32}";
+const STREAM = "[A-Za-z0-9_-]{1,64}";
+
+export class HttpError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string, readonly headers: Record<string, string> = {}) {
+    super(message);
+  }
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store", ...headers });
+  res.end(res.req.method === "HEAD" ? undefined : text);
+}
+
+export class DeliveryServer {
+  readonly timelines: TimelineCache;
+  readonly segments: SegmentCache;
+  private readonly routes: Route[] = [];
+  private server: Server | null = null;
+  private readonly sockets = new Set<Socket>();
+  private pruneTimer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly o: DeliveryOptions) {
+    this.timelines = new TimelineCache((id) => o.store.read(id));
+    // a segment in memory is re-read after two minutes: far longer than any viewer needs it
+    this.segments = new SegmentCache(o.segmentCacheBytes, 120000);
+    this.addRoute(["GET", "HEAD"], "healthz", /^\/healthz$/, ({ res }) => sendJson(res, 200, { status: "ok" }));
+    this.addRoute(["GET", "HEAD"], "readyz", /^\/readyz$/, ({ res }) => {
+      const state = o.readiness.ready();
+      sendJson(res, state.ok ? 200 : 503, state.ok ? { status: "ready" } : { status: "not ready", reason: state.reason });
+    });
+    this.addRoute(["GET"], "metrics", /^\/metrics$/, async ({ res }) => {
+      o.metrics.segmentCacheBytes.set(this.segments.bytes);
+      const text = await o.metrics.registry.metrics();
+      res.writeHead(200, { "Content-Type": o.metrics.registry.contentType, "Cache-Control": "no-store" });
+      res.end(text);
+    });
+    this.addRoute(["GET", "HEAD"], "master", new RegExp(`^/live/(${STREAM})/index\\.m3u8$`), (r) => this.master(r));
+    this.addRoute(["GET", "HEAD"], "media", new RegExp(`^/live/(${STREAM})/(${RENDITION})/index\\.m3u8$`), (r) => this.media(r));
+    this.addRoute(["GET", "HEAD"], "segment", new RegExp(`^/live/(${STREAM})/(${RENDITION})/(\\d{1,15})\\.ts$`), (r) => this.segment(r));
+  }
+
+  addRoute(methods: string[], name: string, pattern: RegExp, handler: Handler): void {
+    this.routes.push({ methods, pattern, name, handler });
+  }
+
+  get port(): number {
+    const address = this.server?.address();
+    return typeof address === "object" && address ? address.port : this.o.port;
+  }
+
+  async start(): Promise<void> {
+    const server = createServer((req, res) => void this.handle(req, res));
+    // HLS players poll the playlist every few seconds on one connection: keep it open between polls
+    server.keepAliveTimeout = 30000;
+    server.headersTimeout = 10000;
+    server.requestTimeout = 30000;
+    server.on("connection", (socket: Socket) => {
+      this.sockets.add(socket);
+      socket.on("close", () => this.sockets.delete(socket));
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", (error: NodeJS.ErrnoException) =>
+        reject(
+          new Error(
+            error.code === "EADDRINUSE"
+              ? `HTTP port ${this.o.bind}:${this.o.port} is already in use (http.port / BATON_HTTP_PORT)`
+              : `HTTP listener on ${this.o.bind}:${this.o.port} failed: ${error.message}`,
+          ),
+        ),
+      );
+      server.listen(this.o.port, this.o.bind, () => resolve());
+    });
+    this.server = server;
+    this.pruneTimer = setInterval(() => this.timelines.prune(), 60000);
+  }
+
+  async close(): Promise<void> {
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
+    this.pruneTimer = null;
+    const server = this.server;
+    this.server = null;
+    if (!server) return;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    for (const socket of this.sockets) socket.destroy();
+    await closed;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let route: Route | undefined;
+    res.setHeader("Access-Control-Allow-Origin", "*");
+    res.setHeader("Access-Control-Expose-Headers", "Content-Length, Content-Range");
+    try {
+      const url = new URL(req.url ?? "/", "http://baton");
+      const method = req.method ?? "GET";
+      let params: string[] = [];
+      route = this.routes.find((r) => {
+        const match = r.pattern.exec(url.pathname);
+        if (match) params = match.slice(1);
+        return match !== null;
+      });
+      if (method === "OPTIONS") {
+        res.writeHead(204, {
+          "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, OPTIONS",
+          "Access-Control-Allow-Headers": "Authorization, Content-Type, Range",
+          "Access-Control-Max-Age": "600",
+        });
+        res.end();
+        return;
+      }
+      if (!route) throw new HttpError(404, "NOT_FOUND", `no such path: ${url.pathname.slice(0, 200)}`);
+      if (!route.methods.includes(method)) {
+        throw new HttpError(405, "METHOD_NOT_ALLOWED", `${method} is not allowed here`, { Allow: route.methods.join(", ") });
+      }
+      await route.handler({ method, path: url.pathname, params, query: url.searchParams, req, res });
+    } catch (error) {
+      if (res.headersSent) {
+        res.destroy();
+      } else if (error instanceof HttpError) {
+        sendJson(res, error.status, { error: error.code, message: error.message }, error.headers);
+      } else {
+        this.o.log.warn("request failed", { path: req.url?.slice(0, 200), error: errorMessage(error) });
+        sendJson(res, 503, { error: "UNAVAILABLE", message: "state unavailable, retry shortly" }, { "Retry-After": "1" });
+      }
+    } finally {
+      this.o.metrics.httpRequests.inc({ route: route?.name ?? "unmatched", status: String(res.statusCode) });
+    }
+  }
+
+  private async snapshot(streamId: string): Promise<NonNullable<Awaited<ReturnType<TimelineCache["get"]>>["snapshot"]>> {
+    if (!isStreamId(streamId)) throw new HttpError(400, "BAD_STREAM_ID", "invalid stream id");
+    const { snapshot } = await this.timelines.get(streamId);
+    if (!snapshot) throw new HttpError(404, "UNKNOWN_STREAM", `stream ${streamId} is not live`);
+    return snapshot;
+  }
+
+  private async master({ params, res, method }: Request): Promise<void> {
+    const stream = await this.snapshot(params[0]!);
+    if (!stream.ladder) throw new HttpError(503, "STARTING", "the stream is starting", { "Retry-After": "1" });
+    this.sendPlaylist(res, method, renderMaster(stream.ladder), stream.state === "ended");
+  }
+
+  private async media({ params, res, method }: Request): Promise<void> {
+    const stream = await this.snapshot(params[0]!);
+    const rendition = params[1]!;
+    if (!stream.ladder) throw new HttpError(503, "STARTING", "the stream is starting", { "Retry-After": "1" });
+    if (!stream.ladder.some((r) => r.name === rendition)) throw new HttpError(404, "UNKNOWN_RENDITION", `no rendition ${rendition}`);
+    this.sendPlaylist(res, method, renderMedia(stream, rendition), stream.state === "ended");
+  }
+
+  private sendPlaylist(res: ServerResponse, method: string, text: string, ended: boolean): void {
+    res.writeHead(200, {
+      "Content-Type": PLAYLIST,
+      "Content-Length": Buffer.byteLength(text),
+      // live playlists change every segment; an ended one never again
+      "Cache-Control": ended ? "public, max-age=3600" : "public, max-age=1",
+    });
+    res.end(method === "HEAD" ? undefined : text);
+  }
+
+  private async segment({ params, req, res, method }: Request): Promise<void> {
+    const [streamId, rendition, seqText] = params as [string, string, string];
+    const seq = Number(seqText);
+    if (!isStreamId(streamId) || !Number.isSafeInteger(seq)) throw new HttpError(400, "BAD_PATH", "invalid segment path");
+    const bytes = await this.segments.get(
+      `${streamId}/${rendition}/${seq}`,
+      () => this.o.store.readSegment(streamId, rendition, seq),
+      () => this.o.metrics.segmentCacheMisses.inc(),
+    );
+    if (!bytes) throw new HttpError(404, "UNKNOWN_SEGMENT", `segment ${rendition}/${seq} of ${streamId} is not available`);
+    const headers: Record<string, string | number> = {
+      "Content-Type": "video/mp2t",
+      "Cache-Control": "public, max-age=31536000, immutable",
+      "Accept-Ranges": "bytes",
+    };
+    const range = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? "");
+    if (range && (range[1] || range[2])) {
+      const start = range[1] ? Number(range[1]) : Math.max(0, bytes.length - Number(range[2]));
+      const end = range[1] && range[2] ? Math.min(Number(range[2]), bytes.length - 1) : bytes.length - 1;
+      if (start > end || start >= bytes.length) {
+        throw new HttpError(416, "RANGE", "range not satisfiable", { "Content-Range": `bytes */${bytes.length}` });
+      }
+      res.writeHead(206, { ...headers, "Content-Length": end - start + 1, "Content-Range": `bytes ${start}-${end}/${bytes.length}` });
+      res.end(method === "HEAD" ? undefined : bytes.subarray(start, end + 1));
+      return;
+    }
+    res.writeHead(200, { ...headers, "Content-Length": bytes.length });
+    res.end(method === "HEAD" ? undefined : bytes);
+  }
+}

@@ -1,0 +1,105 @@
+// A node's cache of stream timelines. Redis publishes each change on a channel; the node reads the changed
+// stream once and every viewer request is answered from memory. While the subscription is down, entries
+// are trusted only briefly. While Redis is down, the last known timeline keeps being served, so viewers do
+// not see an error during a short Redis restart.
+import type { StreamSnapshot } from "../state/store.ts";
+
+interface Entry {
+  snapshot: StreamSnapshot | null;
+  at: number;
+  usedAt: number;
+  version: number;
+}
+
+export interface TimelineRead {
+  snapshot: StreamSnapshot | null;
+  /** Served from memory because Redis could not be read. */
+  stale: boolean;
+}
+
+/** How long an entry is trusted with, and without, a working change subscription. */
+const MAX_AGE_SUBSCRIBED_MS = 5000;
+const MAX_AGE_UNSUBSCRIBED_MS = 500;
+/** Streams read in this window are re-read eagerly on change; others are just dropped. */
+const WATCHED_MS = 30000;
+
+export class TimelineCache {
+  private readonly entries = new Map<string, Entry>();
+  private readonly loading = new Map<string, Promise<StreamSnapshot | null>>();
+  private readonly versions = new Map<string, number>();
+  subscribed = false;
+
+  constructor(private readonly read: (streamId: string) => Promise<StreamSnapshot | null>) {}
+
+  async get(streamId: string): Promise<TimelineRead> {
+    const entry = this.entries.get(streamId);
+    const now = Date.now();
+    const maxAge = this.subscribed ? MAX_AGE_SUBSCRIBED_MS : MAX_AGE_UNSUBSCRIBED_MS;
+    if (entry && entry.version === this.version(streamId) && now - entry.at < maxAge) {
+      entry.usedAt = now;
+      return { snapshot: entry.snapshot, stale: false };
+    }
+    try {
+      const snapshot = await this.load(streamId);
+      const fresh = this.entries.get(streamId);
+      if (fresh) fresh.usedAt = now;
+      return { snapshot, stale: false };
+    } catch (error) {
+      if (entry) return { snapshot: entry.snapshot, stale: true };
+      throw error;
+    }
+  }
+
+  /** A change was announced for the stream. */
+  changed(streamId: string): void {
+    this.versions.set(streamId, this.version(streamId) + 1);
+    const entry = this.entries.get(streamId);
+    if (entry && Date.now() - entry.usedAt < WATCHED_MS) void this.load(streamId).catch(() => undefined);
+  }
+
+  /** The subscription (re)connected: changes may have been missed. */
+  invalidateAll(): void {
+    for (const id of this.entries.keys()) this.versions.set(id, this.version(id) + 1);
+  }
+
+  private version(streamId: string): number {
+    return this.versions.get(streamId) ?? 0;
+  }
+
+  private load(streamId: string): Promise<StreamSnapshot | null> {
+    const pending = this.loading.get(streamId);
+    if (pending) return pending;
+    const version = this.version(streamId);
+    const promise = this.read(streamId)
+      .then((snapshot) => {
+        const old = this.entries.get(streamId)?.snapshot;
+        // never go back: a read that raced an older one must not replace a newer timeline
+        const keep = old && snapshot && snapshot.epoch <= old.epoch && snapshot.nextSeq < old.nextSeq;
+        this.entries.set(streamId, {
+          snapshot: keep ? old : snapshot,
+          at: Date.now(),
+          usedAt: this.entries.get(streamId)?.usedAt ?? Date.now(),
+          version,
+        });
+        return keep ? old : snapshot;
+      })
+      .finally(() => {
+        this.loading.delete(streamId);
+        // a change announced during the read: read again
+        if (this.version(streamId) !== version && this.entries.has(streamId)) void this.load(streamId).catch(() => undefined);
+      });
+    this.loading.set(streamId, promise);
+    return promise;
+  }
+
+  /** Drops streams nobody asked for in a while (bounded memory). */
+  prune(): void {
+    const now = Date.now();
+    for (const [id, entry] of this.entries) {
+      if (now - entry.usedAt > WATCHED_MS * 4) {
+        this.entries.delete(id);
+        this.versions.delete(id);
+      }
+    }
+  }
+}

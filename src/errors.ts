@@ -1,0 +1,53 @@
+// baton's named errors. What crosses a boundary (HTTP answer, log line, metric label) carries the stable code.
+
+export class BatonError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** A config value that baton refuses; the process exits before it opens a port. */
+export class ConfigError extends BatonError {
+  constructor(key: string, value: string, origin: string, expected: string) {
+    super(
+      "CONFIG_INVALID",
+      expected === "no such key"
+        ? `config: unknown key ${key} (from ${origin})`
+        : `config: ${key} = ${value} (from ${origin}): expected ${expected}`,
+    );
+  }
+}
+
+/** Reasons a publish is refused; each is logged and counted under this code. */
+export type RefusalReason =
+  | "bad_stream_id"
+  | "bad_app"
+  | "missing_token"
+  | "bad_token"
+  | "expired_token"
+  | "already_live"
+  | "draining"
+  | "state_unavailable"
+  | "play_not_supported";
+
+export class AdmissionError extends BatonError {
+  readonly reason: RefusalReason;
+  constructor(reason: RefusalReason, message: string) {
+    super(`PUBLISH_${reason.toUpperCase()}`, message);
+    this.reason = reason;
+  }
+}
+
+/** A timeline write refused by Redis: the writer lost the stream or wrote out of order. */
+export class FencedError extends BatonError {
+  constructor(code: "STALE_EPOCH" | "SEQ_MISMATCH" | "NO_STREAM", message: string) {
+    super(code, message);
+  }
+}
+
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

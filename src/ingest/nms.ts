@@ -1,0 +1,84 @@
+// Typed access to the parts of node-media-server 4.4.3 (pinned exactly) that baton uses: its RTMP protocol
+// parser, its FLV tag writer, its AMF decoder, its SPS parser and its logger. baton runs its own listener and
+// sessions around them (see rtmp-server.ts for why), so nothing else of the package is started.
+import { createRequire } from "node:module";
+
+const require = createRequire(import.meta.url);
+
+/** An audio/video/script message as node-media-server parses it. */
+export interface AVPacket {
+  /** 8 audio, 9 video, 18 script data. */
+  codec_type: number;
+  codec_id: number;
+  /** 0 audio sequence header, 1 audio frame, 2 video sequence header, 3 keyframe, 4 inter frame, 5 metadata. */
+  flags: number;
+  pts: number;
+  dts: number;
+  size: number;
+  data: Buffer;
+}
+
+export interface ConnectRequest {
+  app: unknown;
+  name: unknown;
+  host: unknown;
+  query: Record<string, string | string[] | undefined>;
+}
+
+/** node-media-server's RTMP protocol state machine: bytes in, callbacks out. */
+export interface RtmpProtocol {
+  onConnectCallback: (req: ConnectRequest) => void;
+  onPlayCallback: () => void;
+  onPushCallback: () => void;
+  onPacketCallback: (packet: AVPacket) => void;
+  onOutputCallback: (buffer: Buffer) => void;
+  /** Returns an error message, or null. Throws on some malformed messages (guarded by the caller). */
+  parserData(buffer: Buffer): string | null;
+  sendStatusMessage(sid: number, level: string, code: string, description: string): void;
+  streamId: number;
+}
+
+export interface NmsLogger {
+  level: string;
+  log(message: string, level?: string): void;
+}
+
+const Rtmp = require("node-media-server/src/protocol/rtmp.js") as new () => RtmpProtocol;
+const Flv = require("node-media-server/src/protocol/flv.js") as {
+  createHeader(hasAudio: boolean, hasVideo: boolean): Buffer;
+  createMessage(packet: AVPacket): Buffer;
+};
+const amf = require("node-media-server/src/protocol/amf.js") as {
+  decodeAmf0Data(data: Buffer): { cmd?: string; dataObj?: Record<string, unknown> | null };
+};
+const sps = require("node-media-server/src/protocol/sps_info.js") as {
+  parseH264Sps(nal: Buffer): { width: number; height: number } | null;
+};
+export const nmsLogger = require("node-media-server/src/core/logger.js") as NmsLogger;
+
+export function createRtmpProtocol(): RtmpProtocol {
+  return new Rtmp();
+}
+
+export const flvHeader = (hasAudio: boolean, hasVideo: boolean): Buffer => Flv.createHeader(hasAudio, hasVideo);
+export const flvTag = (packet: AVPacket): Buffer => Flv.createMessage(packet);
+
+/** The onMetaData object of a script packet, if it is one. */
+export function metadataOf(packet: AVPacket): Record<string, unknown> | null {
+  try {
+    const decoded = amf.decodeAmf0Data(packet.data);
+    return decoded.dataObj && (decoded.cmd === "@setDataFrame" || decoded.cmd === "onMetaData") ? decoded.dataObj : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Picture size from an AVC sequence header packet (its first SPS), or null. */
+export function avcDimensions(packet: AVPacket): { width: number; height: number } | null {
+  const d = packet.data;
+  // FLV video tag: [frame/codec][AVCPacketType][cts x3], then the AVCDecoderConfigurationRecord
+  if (d.length < 14 || (d[0]! & 0x0f) !== 7 || d[1] !== 0 || (d[10]! & 0x1f) < 1) return null;
+  const length = d.readUInt16BE(11);
+  if (13 + length > d.length) return null;
+  return sps.parseH264Sps(d.subarray(13, 13 + length));
+}

@@ -1,0 +1,158 @@
+// Wires one baton node together; nothing else knows every domain.
+import { randomBytes } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import { StreamOwner } from "./cluster/stream-owner.ts";
+import { Sweeper } from "./cluster/sweeper.ts";
+import type { Config } from "./config/defaults.ts";
+import { publishSecret } from "./config/state-dir.ts";
+import { DeliveryServer } from "./delivery/http.ts";
+import { errorMessage } from "./errors.ts";
+import { admitPublish } from "./ingest/admission.ts";
+import { RtmpIngest, type PublisherConnection } from "./ingest/rtmp-server.ts";
+import type { Logger } from "./log.ts";
+import { Metrics } from "./ops/metrics.ts";
+import { StreamStore } from "./state/store.ts";
+import { warmUp } from "./transcode/ffmpeg.ts";
+import type { Redis } from "ioredis";
+
+export class BatonNode {
+  readonly id: string;
+  readonly store: StreamStore;
+  readonly metrics: Metrics;
+  readonly ingest: RtmpIngest;
+  readonly http: DeliveryServer;
+  readonly owners = new Map<string, StreamOwner>();
+  private readonly sweeper: Sweeper;
+  private subscriber: Redis | null = null;
+  private readonly log: Logger;
+  private closing: Promise<void> | null = null;
+
+  constructor(readonly config: Config, log: Logger) {
+    this.id = config.node.id || `node-${randomBytes(4).toString("hex")}`;
+    this.log = log;
+    this.metrics = new Metrics({ node: this.id });
+    this.store = new StreamStore({
+      url: config.redis.url,
+      prefix: config.redis.prefix,
+      window: config.hls.playlistWindow,
+      reconnectWindowMs: config.hls.reconnectWindow * 1000,
+      retentionSec: config.hls.retention,
+    });
+    const secret = config.auth.requirePublishToken ? publishSecret(config) : "";
+    this.ingest = new RtmpIngest({
+      port: config.rtmp.port,
+      bind: config.node.bind,
+      idleTimeout: config.rtmp.idleTimeout,
+      log: log.child("ingest"),
+      handler: {
+        admit: (request) =>
+          admitPublish(request, {
+            requireToken: config.auth.requirePublishToken,
+            secret,
+            isLive: (id) => this.owners.has(id),
+            refusing: () => this.closing !== null,
+          }),
+        publisher: (connection) => this.publisher(connection),
+        refused: (reason, message, request) => {
+          this.metrics.refusals.inc({ reason });
+          log.warn("publish refused", { reason, detail: message, remote: request.remote, stream: typeof request.name === "string" ? request.name.slice(0, 80) : undefined });
+        },
+      },
+    });
+    this.http = new DeliveryServer({
+      port: config.http.port,
+      bind: config.node.bind,
+      store: this.store,
+      segmentCacheBytes: config.hls.segmentCacheBytes,
+      log: log.child("http"),
+      metrics: this.metrics,
+      readiness: { ready: () => this.readiness() },
+    });
+    this.sweeper = new Sweeper(this.store, log.child("sweeper"));
+  }
+
+  readiness(): { ok: true } | { ok: false; reason: string } {
+    if (this.closing) return { ok: false, reason: "shutting down" };
+    if (!this.store.ready) return { ok: false, reason: "redis unreachable" };
+    return { ok: true };
+  }
+
+  async start(): Promise<void> {
+    mkdirSync(this.config.transcode.spoolDir, { recursive: true });
+    try {
+      await this.ingest.start();
+      await this.http.start();
+    } catch (error) {
+      await this.ingest.close();
+      await this.http.close();
+      throw error;
+    }
+    this.store.redis.on("ready", () => this.metrics.redisUp.set(1));
+    this.store.redis.on("close", () => this.metrics.redisUp.set(0));
+    try {
+      await this.store.connect();
+      this.metrics.redisUp.set(1);
+    } catch (error) {
+      this.log.warn("Redis unreachable at start; retrying in the background", { url: this.config.redis.url, error: errorMessage(error) });
+    }
+    void this.subscribe();
+    this.sweeper.start();
+    void warmUp(this.config.transcode.ffmpegPath);
+    this.log.info("node started", { id: this.id, rtmp: this.ingest.port, http: this.http.port });
+  }
+
+  /** Keeps the timeline subscription up: retried until it connects; ioredis resubscribes after that. */
+  private async subscribe(): Promise<void> {
+    while (!this.closing && !this.subscriber) {
+      try {
+        this.subscriber = await this.store.subscribe(
+          (id) => this.http.timelines.changed(id),
+          () => this.http.timelines.invalidateAll(),
+        );
+        this.http.timelines.subscribed = true;
+        this.subscriber.on("close", () => (this.http.timelines.subscribed = false));
+        this.subscriber.on("ready", () => (this.http.timelines.subscribed = true));
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
+    }
+  }
+
+  private publisher(connection: PublisherConnection): void {
+    const owner = new StreamOwner({
+      connection,
+      store: this.store,
+      nodeId: this.id,
+      config: this.config,
+      log: this.log.child("stream"),
+      metrics: this.metrics,
+    });
+    owner.reportListenerErrors((event, error) => this.log.error("owner listener failed", { event, error: errorMessage(error) }));
+    this.owners.set(connection.streamId, owner);
+    this.metrics.publishers.set(this.owners.size);
+    const forget = (): void => {
+      if (this.owners.get(connection.streamId) === owner) this.owners.delete(connection.streamId);
+      this.metrics.publishers.set(this.owners.size);
+    };
+    owner.on("closed", forget);
+    void owner.start().then((accepted) => {
+      if (!accepted) forget();
+    });
+  }
+
+  /** Stops everything this node started: publishers (flushing their last segments), listeners, Redis. */
+  close(): Promise<void> {
+    if (!this.closing) this.closing = this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.sweeper.stop();
+    await Promise.all([...this.owners.values()].map((owner) => owner.close("node shutting down")));
+    await this.ingest.close();
+    await this.http.close();
+    this.subscriber?.disconnect();
+    await this.store.close();
+    this.log.info("node stopped", { id: this.id });
+  }
+}

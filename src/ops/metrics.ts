@@ -1,0 +1,49 @@
+// Prometheus metrics of one node (prom-client). Labels stay bounded: route names, status codes, refusal
+// reasons, rendition and stream ids of streams live on this node; never a session id or an address.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly publishers = new Gauge({ name: "baton_publishers", help: "Publishers connected to this node", registers: [this.registry] });
+  readonly refusals = new Counter({
+    name: "baton_publish_refusals_total", help: "Publishes refused, by reason", labelNames: ["reason"] as const, registers: [this.registry],
+  });
+  readonly segmentsPublished = new Counter({
+    name: "baton_segments_published_total", help: "Segment groups (all renditions) published to the timeline", registers: [this.registry],
+  });
+  readonly segmentPublishLatency = new Histogram({
+    name: "baton_segment_publish_latency_seconds",
+    help: "From ffmpeg finishing a segment group to the group being in the timeline",
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly segmentQueue = new Gauge({
+    name: "baton_segment_queue", help: "Finished segment groups waiting for Redis", registers: [this.registry],
+  });
+  readonly segmentsDropped = new Counter({
+    name: "baton_segments_dropped_total", help: "Segment groups dropped because the queue for Redis was full", registers: [this.registry],
+  });
+  readonly transcoderSpeed = new Gauge({
+    name: "baton_transcoder_speed", help: "Media seconds transcoded per wall-clock second (below 1: falling behind)",
+    labelNames: ["stream"] as const, registers: [this.registry],
+  });
+  readonly transcoderRestarts = new Counter({
+    name: "baton_transcoder_restarts_total", help: "ffmpeg processes that exited while their publisher was live", registers: [this.registry],
+  });
+  readonly transcoderInputDropped = new Counter({
+    name: "baton_transcoder_input_dropped_bytes_total", help: "Input bytes dropped because ffmpeg fell behind", registers: [this.registry],
+  });
+  readonly httpRequests = new Counter({
+    name: "baton_http_requests_total", help: "HTTP requests by route and status", labelNames: ["route", "status"] as const, registers: [this.registry],
+  });
+  readonly segmentCacheBytes = new Gauge({ name: "baton_segment_cache_bytes", help: "Bytes in the segment cache", registers: [this.registry] });
+  readonly segmentCacheMisses = new Counter({
+    name: "baton_segment_cache_misses_total", help: "Segment requests that went to Redis", registers: [this.registry],
+  });
+  readonly redisUp = new Gauge({ name: "baton_redis_up", help: "1 while this node reaches Redis", registers: [this.registry] });
+
+  constructor(labels: { node: string }) {
+    this.registry.setDefaultLabels({ node: labels.node });
+    collectDefaultMetrics({ register: this.registry });
+  }
+}

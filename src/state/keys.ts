@@ -1,0 +1,46 @@
+// Every Redis key and channel baton uses is built here and nowhere else. A stream's keys carry its id as a
+// hash tag ({streamId}) so they share one Redis Cluster slot and one Lua script can touch them all.
+import { isStreamId } from "../ingest/stream-id.ts";
+
+export class Keys {
+  constructor(readonly prefix: string) {}
+
+  private stream(streamId: string, suffix: string): string {
+    // Keys are only ever built from validated ids: a bad one here is a bug, not bad input.
+    if (!isStreamId(streamId)) throw new Error(`invalid stream id in a key: ${JSON.stringify(streamId)}`);
+    return `${this.prefix}{${streamId}}:${suffix}`;
+  }
+
+  /** Hash: epoch, owner, state, nextSeq, cc, targetDuration, ladder, timestamps. */
+  meta(streamId: string): string {
+    return this.stream(streamId, "meta");
+  }
+
+  /** List of JSON timeline entries, oldest first, at most the playlist window long. */
+  timeline(streamId: string): string {
+    return this.stream(streamId, "timeline");
+  }
+
+  /** String with the TTL of a publish lease: `nodeId/publishId/epoch` of the node receiving the stream. */
+  lease(streamId: string): string {
+    return this.stream(streamId, "lease");
+  }
+
+  /** String: the bytes of one segment of one rendition. */
+  segment(streamId: string, rendition: string, seq: number): string {
+    if (!/^[a-z0-9_-]{1,32}$/.test(rendition) || !Number.isSafeInteger(seq) || seq < 0) {
+      throw new Error(`invalid segment key part: ${rendition}/${seq}`);
+    }
+    return this.stream(streamId, `seg:${rendition}:${seq}`);
+  }
+
+  /** Set of the ids of streams that have state (live, reconnecting or ended within retention). */
+  streams(): string {
+    return `${this.prefix}streams`;
+  }
+
+  /** Pub/sub channel: a stream id is published on each change of its timeline or state. */
+  timelineChannel(): string {
+    return `${this.prefix}timeline`;
+  }
+}

@@ -1,0 +1,52 @@
+// Loads the Lua scripts (one file each, `name-K.lua` with K the number of keys or `n` when variable) into an
+// ioredis client under a name that carries baton's version, so two releases sharing one Redis during a
+// rolling update each run their own scripts. Maps script errors to baton's errors in one place.
+import { readFileSync, readdirSync } from "node:fs";
+import type { Redis } from "ioredis";
+import { AdmissionError, FencedError } from "../errors.ts";
+import { VERSION } from "../version.ts";
+
+const DIR = new URL("./scripts/", import.meta.url);
+const SUFFIX = `_v${VERSION.replace(/\W/g, "_")}`;
+
+export type ScriptName = "claim" | "renew" | "ladder" | "append" | "release" | "sweep";
+type Arg = string | number | Buffer;
+type ScriptFn = (...args: Arg[]) => Promise<unknown>;
+
+export function defineScripts(redis: Redis): void {
+  for (const file of readdirSync(DIR)) {
+    const match = /^([a-z]+)-(\d+|n)\.lua$/.exec(file);
+    if (!match) continue;
+    const [, name, keys] = match as unknown as [string, string, string];
+    const lua = readFileSync(new URL(file, DIR), "utf8");
+    redis.defineCommand(name + SUFFIX, keys === "n" ? { lua } : { lua, numberOfKeys: Number(keys) });
+  }
+}
+
+/** Runs a script; for a script with a variable number of keys, the first argument is that number. */
+export async function runScript(redis: Redis, name: ScriptName, args: Arg[], buffers = false): Promise<unknown> {
+  const fn = (redis as unknown as Record<string, ScriptFn | undefined>)[name + SUFFIX + (buffers ? "Buffer" : "")];
+  if (!fn) throw new Error(`script ${name} is not loaded`);
+  try {
+    return await fn.apply(redis, args);
+  } catch (error) {
+    throw mapScriptError(error);
+  }
+}
+
+/** Script errors start with a code; the rest of the message is detail. */
+export function mapScriptError(error: unknown): unknown {
+  if (!(error instanceof Error)) return error;
+  const [code, ...rest] = error.message.split(" ");
+  const detail = rest.join(" ");
+  switch (code) {
+    case "STALE_EPOCH":
+      return new FencedError("STALE_EPOCH", `write refused: the stream moved to epoch ${detail}`);
+    case "SEQ_MISMATCH":
+      return new FencedError("SEQ_MISMATCH", `write refused: the next sequence number is ${detail}`);
+    case "ALREADY_LIVE":
+      return new AdmissionError("already_live", `the stream is live on ${detail.split("/")[0]}`);
+    default:
+      return error;
+  }
+}

@@ -1,0 +1,40 @@
+--[[
+  Makes the caller the owner of a stream at a new, higher epoch, unless a live publisher holds its lease.
+
+  KEYS[1] meta hash
+  KEYS[2] lease string
+  KEYS[3] timeline list
+  ARGV[1] node id
+  ARGV[2] publish id (unique per publish connection)
+  ARGV[3] lease TTL in milliseconds
+  ARGV[4] target duration in seconds, set on the stream's first claim and never changed after
+  ARGV[5] pub/sub channel for timeline changes
+  ARGV[6] stream id (the message published)
+
+  Returns {epoch, nextSeq, targetDuration, ladder JSON or ""}.
+  Errors: ALREADY_LIVE <holder>.
+]]
+local holder = redis.call('GET', KEYS[2])
+if holder then
+  return redis.error_reply('ALREADY_LIVE ' .. holder)
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+local nextSeq = tonumber(redis.call('HGET', KEYS[1], 'nextSeq') or '0')
+if nextSeq > 0 then
+  -- a new owner or a returning publisher: the first new segment starts a discontinuity
+  redis.call('HSET', KEYS[1], 'discNext', '1')
+else
+  redis.call('HSET', KEYS[1], 'nextSeq', '0', 'cc', '0', 'createdAt', now)
+end
+if not redis.call('HGET', KEYS[1], 'targetDuration') then
+  redis.call('HSET', KEYS[1], 'targetDuration', ARGV[4])
+end
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'state', 'live', 'claimedAt', now, 'releasedAt', '')
+redis.call('HDEL', KEYS[1], 'endedAt')
+redis.call('PERSIST', KEYS[1])
+redis.call('PERSIST', KEYS[3])
+redis.call('SET', KEYS[2], ARGV[1] .. '/' .. ARGV[2] .. '/' .. epoch, 'PX', ARGV[3])
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+return {epoch, nextSeq, redis.call('HGET', KEYS[1], 'targetDuration'), redis.call('HGET', KEYS[1], 'ladder') or ''}

@@ -1,0 +1,22 @@
+--[[
+  Records the stream's rendition ladder (what the master playlist lists) once; later owners keep it so a
+  player's master playlist stays valid across a move.
+
+  KEYS[1] meta hash
+  ARGV[1] epoch of the writer
+  ARGV[2] ladder JSON
+  ARGV[3] pub/sub channel
+  ARGV[4] stream id
+
+  Returns the ladder JSON in force. Errors: STALE_EPOCH.
+]]
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then
+  return redis.error_reply('STALE_EPOCH ' .. tostring(redis.call('HGET', KEYS[1], 'epoch')))
+end
+local ladder = redis.call('HGET', KEYS[1], 'ladder')
+if ladder then
+  return ladder
+end
+redis.call('HSET', KEYS[1], 'ladder', ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return ARGV[2]

@@ -1,0 +1,34 @@
+--[[
+  Moves a stream along its life when nobody else will: a live stream whose lease expired (its node died or
+  was frozen) enters the reconnect window; a stream whose window passed ends (EXT-X-ENDLIST) and its state
+  expires after the retention. Any node may run it at any time.
+
+  KEYS[1] meta hash
+  KEYS[2] lease string
+  KEYS[3] timeline list
+  ARGV[1] reconnect window in ms
+  ARGV[2] retention in seconds
+  ARGV[3] pub/sub channel
+  ARGV[4] stream id
+
+  Returns the stream's state after the sweep, or "gone" when it has no state left.
+]]
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then
+  return 'gone'
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if state == 'live' and redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('HSET', KEYS[1], 'state', 'reconnecting', 'releasedAt', now)
+  redis.call('PUBLISH', ARGV[3], ARGV[4])
+  return 'reconnecting'
+end
+if state == 'reconnecting' and now - tonumber(redis.call('HGET', KEYS[1], 'releasedAt')) >= tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'state', 'ended', 'endedAt', now)
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  redis.call('EXPIRE', KEYS[3], ARGV[2])
+  redis.call('PUBLISH', ARGV[3], ARGV[4])
+  return 'ended'
+end
+return state

@@ -1,0 +1,310 @@
+// One stream's transcoder: one ffmpeg process at a time, one decode, a split filter feeding every rendition,
+// keyframes forced at the segment duration so segment N of every rendition covers the same time. ffmpeg's
+// segment muxer appends a CSV line per finished segment; the job reads each finished segment of every
+// rendition and hands the aligned group on. A crashed ffmpeg restarts with backoff and the next group is
+// marked as a discontinuity.
+import { mkdirSync, readFileSync, rmSync, unlinkSync, watch, type FSWatcher } from "node:fs";
+import { join } from "node:path";
+import { errorMessage } from "../errors.ts";
+import { TypedEmitter } from "../events.ts";
+import { flvHeader, flvTag, type AVPacket } from "../ingest/nms.ts";
+import type { Logger } from "../log.ts";
+import { FfmpegProcess, type FfmpegSpec } from "./ffmpeg.ts";
+import { BUFSIZE_SECONDS, MAXRATE_FACTOR, type PlannedRendition } from "./ladder.ts";
+
+export interface FinishedSegment {
+  rendition: string;
+  /** Index within this ffmpeg run. */
+  index: number;
+  /** Start, seconds from the run's start. */
+  start: number;
+  duration: number;
+  bytes: Buffer;
+}
+
+export interface SegmentGroupOut {
+  run: number;
+  /** Wall-clock ms of the group's first frame. */
+  pdt: number;
+  /** First group after an ffmpeg restart, or after groups were lost. */
+  disc: boolean;
+  /** When the last rendition's segment was finished (ms), for latency figures. */
+  finishedAt: number;
+  segments: FinishedSegment[];
+}
+
+type JobEvents = {
+  group: [SegmentGroupOut];
+  progress: [{ speed: number; fps: number }];
+  /** ffmpeg crashed more often than allowed: the stream cannot be transcoded. */
+  failed: [reason: string];
+};
+
+export interface TranscodeOptions {
+  streamId: string;
+  publishId: string;
+  ffmpegPath: string;
+  preset: string;
+  segmentDuration: number;
+  spoolDir: string;
+  maxRestarts: number;
+  renditions: PlannedRendition[];
+  hasAudio: boolean;
+  log: Logger;
+  /** Bytes of FLV queued for ffmpeg beyond which input is dropped until the next keyframe. */
+  maxInputBacklog?: number;
+}
+
+/** Argument list for one run; kept apart so tests can read exactly what ffmpeg is given. */
+export function ffmpegSpec(o: TranscodeOptions, dir: string): FfmpegSpec {
+  const n = o.renditions.length;
+  const split = `[0:v]split=${n}${o.renditions.map((_, i) => `[s${i}]`).join("")}`;
+  const scales = o.renditions.map(
+    (r, i) => `[s${i}]scale=${r.width}:${r.height}${r.fpsFilter ? `,fps=${r.fpsFilter}` : ""},format=yuv420p[v${i}]`,
+  );
+  const d = o.segmentDuration;
+  return {
+    ffmpegPath: o.ffmpegPath,
+    inputFormat: "flv",
+    inputOptions: ["-loglevel", "level+info", "-analyzeduration", "1000000", "-fflags", "+genpts"],
+    filterComplex: [split, ...scales].join(";"),
+    outputs: o.renditions.map((r, i) => {
+      const gop = Math.max(1, Math.round(r.frameRate * d));
+      const options = [
+        "-map", `[v${i}]`,
+        "-c:v", "libx264", "-preset", o.preset, "-profile:v", "high", "-level:v", r.x264Level,
+        "-b:v", `${r.videoBitrate}k`,
+        "-maxrate", `${Math.round(r.videoBitrate * MAXRATE_FACTOR)}k`,
+        "-bufsize", `${r.videoBitrate * BUFSIZE_SECONDS}k`,
+        "-g", String(gop), "-keyint_min", String(gop), "-sc_threshold", "0",
+        "-force_key_frames", `expr:gte(t,n_forced*${d})`,
+      ];
+      if (o.hasAudio) {
+        options.push("-map", "0:a:0", "-c:a", "aac", "-b:a", `${r.audioBitrate}k`, "-ac", "2", "-ar", "48000");
+      }
+      options.push(
+        "-f", "segment", "-segment_format", "mpegts", "-segment_time", String(d), "-segment_time_delta", "0.05",
+        "-reset_timestamps", "0", "-break_non_keyframes", "0",
+        "-segment_list", join(dir, `${r.name}.csv`), "-segment_list_type", "csv",
+      );
+      return { path: join(dir, `${r.name}-%d.ts`), options };
+    }),
+  };
+}
+
+interface Run {
+  index: number;
+  dir: string;
+  ffmpeg: FfmpegProcess;
+  startedAt: number;
+  csvOffsets: Map<string, number>;
+  pending: Map<number, FinishedSegment[]>;
+  nextGroup: number;
+  watcher: FSWatcher | null;
+  poll: NodeJS.Timeout;
+  lastProgress: { at: number; media: number } | null;
+}
+
+export class TranscodeJob extends TypedEmitter<JobEvents> {
+  private run: Run | null = null;
+  private runs = 0;
+  private restarts = 0;
+  private closed = false;
+  private dropping = false;
+  private restartTimer: NodeJS.Timeout | null = null;
+  private audioHeader: AVPacket | null = null;
+  private videoHeader: AVPacket | null = null;
+  private lostGroups = false;
+  droppedBytes = 0;
+  private readonly jobDir: string;
+  private readonly maxBacklog: number;
+
+  constructor(private readonly o: TranscodeOptions) {
+    super();
+    this.jobDir = join(o.spoolDir, `${o.streamId}-${o.publishId}`);
+    this.maxBacklog = o.maxInputBacklog ?? 32 << 20;
+  }
+
+  /** The pid of the running ffmpeg, if any (tests and status). */
+  get pid(): number | null {
+    return this.run?.ffmpeg.pid ?? null;
+  }
+
+  /** Feeds one packet from the publisher. ffmpeg starts (or restarts) at the next video keyframe. */
+  push(packet: AVPacket): void {
+    if (this.closed) return;
+    if (packet.codec_type === 8 && packet.flags === 0) this.audioHeader = packet;
+    if (packet.codec_type === 9 && packet.flags === 2) this.videoHeader = packet;
+    const keyframe = packet.codec_type === 9 && packet.flags === 3;
+    if (!this.run) {
+      if (keyframe && this.videoHeader && !this.restartTimer) this.startRun(packet);
+      return;
+    }
+    const input = this.run.ffmpeg.input;
+    if (this.dropping && !keyframe) return;
+    if (input.writableLength > this.maxBacklog) {
+      if (!this.dropping) this.o.log.warn("transcoder falls behind real time; dropping input until a keyframe", { stream: this.o.streamId });
+      this.dropping = true;
+      this.droppedBytes += packet.size;
+      return;
+    }
+    this.dropping = false;
+    if (packet.flags === 0 || packet.flags === 2) return; // headers were sent when the run started
+    input.write(flvTag(packet));
+  }
+
+  private startRun(keyframe: AVPacket): void {
+    const index = this.runs++;
+    const dir = join(this.jobDir, String(index));
+    mkdirSync(dir, { recursive: true });
+    const ffmpeg = new FfmpegProcess(ffmpegSpec(this.o, dir));
+    const run: Run = {
+      index, dir, ffmpeg, startedAt: Date.now(), csvOffsets: new Map(), pending: new Map(), nextGroup: 0, watcher: null,
+      poll: setInterval(() => this.scan(run), 250), lastProgress: null,
+    };
+    this.run = run;
+    try {
+      run.watcher = watch(dir, () => this.scan(run));
+      run.watcher.on("error", () => undefined);
+    } catch {
+      // the 250 ms poll still finds segments
+    }
+    ffmpeg.reportListenerErrors((event, error) => this.o.log.error("ffmpeg listener failed", { event, error: errorMessage(error) }));
+    ffmpeg.on("start", (pid) => this.o.log.info("ffmpeg started", { stream: this.o.streamId, run: index, pid }));
+    ffmpeg.on("progress", (p) => this.progress(run, p.mediaSeconds, p.fps));
+    ffmpeg.on("exit", (exit) => this.exited(run, exit.requested, exit.message, exit.stderr));
+    ffmpeg.start();
+    const input = ffmpeg.input;
+    input.write(flvHeader(this.audioHeader !== null, true));
+    if (this.audioHeader) input.write(flvTag(this.audioHeader));
+    if (this.videoHeader) input.write(flvTag(this.videoHeader));
+    input.write(flvTag(keyframe));
+  }
+
+  private progress(run: Run, media: number, fps: number): void {
+    const now = Date.now();
+    if (run.lastProgress && now - run.lastProgress.at >= 2000) {
+      const speed = (media - run.lastProgress.media) / ((now - run.lastProgress.at) / 1000);
+      this.emit("progress", { speed, fps });
+      run.lastProgress = { at: now, media };
+    } else if (!run.lastProgress) {
+      run.lastProgress = { at: now, media };
+    }
+  }
+
+  /** Reads new CSV lines of every rendition and emits each complete group, in order. */
+  private scan(run: Run): void {
+    for (const r of this.o.renditions) {
+      const file = join(run.dir, `${r.name}.csv`);
+      let text: string;
+      try {
+        text = readFileSync(file, "utf8");
+      } catch {
+        continue;
+      }
+      const offset = run.csvOffsets.get(r.name) ?? 0;
+      const end = text.lastIndexOf("\n") + 1;
+      if (end <= offset) continue;
+      run.csvOffsets.set(r.name, end);
+      for (const line of text.slice(offset, end).split("\n")) {
+        const [name, start, stop] = line.split(",");
+        const match = name ? /-(\d+)\.ts$/.exec(name) : null;
+        if (!match || start === undefined || stop === undefined) continue;
+        const path = join(run.dir, name!);
+        let bytes: Buffer;
+        try {
+          bytes = readFileSync(path);
+          unlinkSync(path);
+        } catch (error) {
+          this.o.log.warn("segment file unreadable", { stream: this.o.streamId, file: name, error: errorMessage(error) });
+          continue;
+        }
+        const index = Number(match[1]);
+        const segment: FinishedSegment = { rendition: r.name, index, start: Number(start), duration: Number(stop) - Number(start), bytes };
+        const group = run.pending.get(index) ?? [];
+        group.push(segment);
+        run.pending.set(index, group);
+      }
+    }
+    this.flush(run);
+  }
+
+  private flush(run: Run): void {
+    const n = this.o.renditions.length;
+    for (;;) {
+      const group = run.pending.get(run.nextGroup);
+      if (!group || group.length < n) {
+        // a rendition that fell three groups behind will not catch up: drop the incomplete group
+        const newest = Math.max(-1, ...[...run.pending.entries()].filter(([, g]) => g.length === n).map(([i]) => i));
+        if (newest - run.nextGroup < 3) return;
+        this.o.log.warn("renditions out of step; dropping a segment group", { stream: this.o.streamId, group: run.nextGroup });
+        run.pending.delete(run.nextGroup++);
+        this.lostGroups = true;
+        continue;
+      }
+      run.pending.delete(run.nextGroup++);
+      const order = new Map(this.o.renditions.map((r, i) => [r.name, i]));
+      group.sort((a, b) => order.get(a.rendition)! - order.get(b.rendition)!);
+      const first = group[0]!;
+      this.emit("group", {
+        run: run.index,
+        pdt: run.startedAt + first.start * 1000,
+        disc: (run.index > 0 && first.index === 0) || this.lostGroups,
+        finishedAt: Date.now(),
+        segments: group,
+      });
+      this.lostGroups = false;
+    }
+  }
+
+  private exited(run: Run, requested: boolean, message: string, stderr: string): void {
+    this.scan(run);
+    this.teardown(run);
+    if (this.run === run) this.run = null;
+    if (requested || this.closed) return;
+    this.o.log.warn("ffmpeg exited while the publisher is live", { stream: this.o.streamId, run: run.index, message, stderr });
+    if (this.restarts >= this.o.maxRestarts) {
+      this.emit("failed", `ffmpeg failed ${this.restarts + 1} times: ${message}`);
+      return;
+    }
+    const delay = Math.min(5000, 250 * 2 ** this.restarts++);
+    // the next run starts at the first keyframe after the backoff
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = null;
+    }, delay);
+  }
+
+  private teardown(run: Run): void {
+    clearInterval(run.poll);
+    run.watcher?.close();
+    run.watcher = null;
+    rmSync(run.dir, { recursive: true, force: true });
+  }
+
+  /**
+   * Ends the input so ffmpeg finishes the segment in progress, emits the last groups, and leaves no
+   * process, timer or file behind. `graceMs` bounds the wait before ffmpeg is killed. Safe to call twice.
+   */
+  async close(graceMs = 5000): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = null;
+    const run = this.run;
+    if (run) await run.ffmpeg.stop(graceMs);
+    rmSync(this.jobDir, { recursive: true, force: true });
+    this.removeAllListeners();
+  }
+
+  /** Stops at once without waiting for the last segment (the stream was lost to another owner). */
+  async abort(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = null;
+    const run = this.run;
+    this.removeAllListeners();
+    if (run) await run.ffmpeg.kill();
+    rmSync(this.jobDir, { recursive: true, force: true });
+  }
+}
