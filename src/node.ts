@@ -2,7 +2,10 @@
 import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { StreamOwner } from "./cluster/stream-owner.ts";
+import { Registry } from "./cluster/registry.ts";
 import { Sweeper } from "./cluster/sweeper.ts";
+import { addClusterApi } from "./delivery/api.ts";
+import { VERSION } from "./version.ts";
 import type { Config } from "./config/defaults.ts";
 import { publishSecret } from "./config/state-dir.ts";
 import { DeliveryServer } from "./delivery/http.ts";
@@ -23,6 +26,8 @@ export class BatonNode {
   readonly http: DeliveryServer;
   readonly owners = new Map<string, StreamOwner>();
   private readonly sweeper: Sweeper;
+  private readonly registry: Registry;
+  private readonly startedAt = Date.now();
   private subscriber: Redis | null = null;
   private readonly log: Logger;
   private closing: Promise<void> | null = null;
@@ -68,7 +73,23 @@ export class BatonNode {
       metrics: this.metrics,
       readiness: { ready: () => this.readiness() },
     });
+    addClusterApi(this.http, this.store);
     this.sweeper = new Sweeper(this.store, log.child("sweeper"));
+    const host = config.node.publicHost;
+    this.registry = new Registry(
+      this.store.redis,
+      this.store.keys,
+      () => ({
+        id: this.id,
+        state: this.closing ? "draining" : "ready",
+        httpUrl: `http://${host}:${this.http.port}`,
+        rtmpUrl: `rtmp://${host}:${this.ingest.port}/live`,
+        version: VERSION,
+        startedAt: this.startedAt,
+        load: { publishers: this.owners.size, viewers: this.http.viewers.counts() },
+      }),
+      log.child("registry"),
+    );
   }
 
   readiness(): { ok: true } | { ok: false; reason: string } {
@@ -87,7 +108,10 @@ export class BatonNode {
       await this.http.close();
       throw error;
     }
-    this.store.redis.on("ready", () => this.metrics.redisUp.set(1));
+    this.store.redis.on("ready", () => {
+      this.metrics.redisUp.set(1);
+      void this.registry.beat();
+    });
     this.store.redis.on("close", () => this.metrics.redisUp.set(0));
     try {
       await this.store.connect();
@@ -97,6 +121,7 @@ export class BatonNode {
     }
     void this.subscribe();
     this.sweeper.start();
+    this.registry.start();
     void warmUp(this.config.transcode.ffmpegPath);
     this.log.info("node started", { id: this.id, rtmp: this.ingest.port, http: this.http.port });
   }
@@ -148,9 +173,11 @@ export class BatonNode {
 
   private async shutdown(): Promise<void> {
     this.sweeper.stop();
+    void this.registry.beat();
     await Promise.all([...this.owners.values()].map((owner) => owner.close("node shutting down")));
     await this.ingest.close();
     await this.http.close();
+    await this.registry.stop(true, this.id);
     this.subscriber?.disconnect();
     await this.store.close();
     this.log.info("node stopped", { id: this.id });

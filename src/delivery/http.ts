@@ -11,6 +11,7 @@ import type { StreamStore } from "../state/store.ts";
 import { renderMaster, renderMedia } from "./playlist.ts";
 import { SegmentCache } from "./segment-cache.ts";
 import { TimelineCache } from "./timeline-cache.ts";
+import { ViewerTracker } from "./viewers.ts";
 
 export interface Readiness {
   ready(): { ok: true } | { ok: false; reason: string };
@@ -63,6 +64,7 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
 export class DeliveryServer {
   readonly timelines: TimelineCache;
   readonly segments: SegmentCache;
+  readonly viewers = new ViewerTracker();
   private readonly routes: Route[] = [];
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();
@@ -183,14 +185,16 @@ export class DeliveryServer {
     return snapshot;
   }
 
-  private async master({ params, res, method }: Request): Promise<void> {
+  private async master({ params, res, method, req, query }: Request): Promise<void> {
     const stream = await this.snapshot(params[0]!);
+    this.viewers.seen(stream.id, req, query.get("session"));
     if (!stream.ladder) throw new HttpError(503, "STARTING", "the stream is starting", { "Retry-After": "1" });
     this.sendPlaylist(res, method, renderMaster(stream.ladder), stream.state === "ended");
   }
 
-  private async media({ params, res, method }: Request): Promise<void> {
+  private async media({ params, res, method, req, query }: Request): Promise<void> {
     const stream = await this.snapshot(params[0]!);
+    this.viewers.seen(stream.id, req, query.get("session"));
     const rendition = params[1]!;
     if (!stream.ladder) throw new HttpError(503, "STARTING", "the stream is starting", { "Retry-After": "1" });
     if (!stream.ladder.some((r) => r.name === rendition)) throw new HttpError(404, "UNKNOWN_RENDITION", `no rendition ${rendition}`);

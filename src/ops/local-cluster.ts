@@ -14,9 +14,9 @@ export interface LocalClusterOptions {
   nodes: number;
 }
 
-/** Node i (from 1) listens on these ports; the public ports stay HAProxy's. */
-export function nodePorts(i: number): { rtmpPort: number; httpPort: number; agentPort: number } {
-  return { rtmpPort: 19350 + i, httpPort: 18080 + i, agentPort: 19990 + i };
+/** Node i (from 1) listens on the configured ports plus i; the configured ports themselves are HAProxy's. */
+export function nodePorts(config: Config, i: number): { rtmpPort: number; httpPort: number; agentPort: number } {
+  return { rtmpPort: config.rtmp.port + i, httpPort: config.http.port + i, agentPort: config.agent.port + i };
 }
 
 const HOST = "127.0.0.1";
@@ -44,7 +44,7 @@ export async function runLocalCluster(o: LocalClusterOptions): Promise<void> {
     throw new Error(message);
   };
 
-  const ports = [config.rtmp.port, config.http.port, ...Array.from({ length: o.nodes }, (_, i) => Object.values(nodePorts(i + 1))).flat()];
+  const ports = [config.rtmp.port, config.http.port, ...Array.from({ length: o.nodes }, (_, i) => Object.values(nodePorts(config, i + 1))).flat()];
   for (const port of ports) {
     if (!(await isPortFree(HOST, port))) await fail(`port ${port} is in use: stop whatever holds it (is another baton running?)`);
   }
@@ -64,7 +64,7 @@ export async function runLocalCluster(o: LocalClusterOptions): Promise<void> {
   const balanced: BalancedNode[] = [];
   for (let i = 1; i <= o.nodes; i++) {
     const id = `node-${i}`;
-    const p = nodePorts(i);
+    const p = nodePorts(config, i);
     balanced.push({ id, host: HOST, ...p });
     const env: NodeJS.ProcessEnv = {
       [envName("node", "id")]: id,

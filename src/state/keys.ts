@@ -39,6 +39,17 @@ export class Keys {
     return `${this.prefix}streams`;
   }
 
+  /** String with a short TTL: one node's registry record (JSON), refreshed by its heartbeat. */
+  node(nodeId: string): string {
+    if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(nodeId)) throw new Error(`invalid node id in a key: ${JSON.stringify(nodeId)}`);
+    return `${this.prefix}node:${nodeId}`;
+  }
+
+  /** Set of node ids that registered; members whose record expired are removed by readers. */
+  nodes(): string {
+    return `${this.prefix}nodes`;
+  }
+
   /** Pub/sub channel: a stream id is published on each change of its timeline or state. */
   timelineChannel(): string {
     return `${this.prefix}timeline`;

@@ -1,0 +1,54 @@
+// Reading baton's playlists with m3u8-parser, a parser baton does not use itself.
+import { Parser } from "m3u8-parser";
+
+export interface ParsedSegment {
+  uri: string;
+  duration: number;
+  discontinuity?: boolean;
+  dateTimeString?: string;
+}
+
+export interface ParsedPlaylist {
+  mediaSequence: number;
+  discontinuitySequence?: number;
+  endList?: boolean;
+  targetDuration: number;
+  segments: ParsedSegment[];
+  playlists?: { uri: string; attributes: Record<string, unknown> }[];
+}
+
+export function parseM3u8(text: string): ParsedPlaylist {
+  const parser = new Parser();
+  parser.push(text);
+  parser.end();
+  return parser.manifest as ParsedPlaylist;
+}
+
+export function lastSeq(playlist: ParsedPlaylist): number {
+  return playlist.mediaSequence + playlist.segments.length - 1;
+}
+
+/** What a sequence number maps to: its URI, duration, date-time and discontinuity number. */
+export function entries(p: ParsedPlaylist): Map<number, string> {
+  const out = new Map<number, string>();
+  let cc = p.discontinuitySequence ?? 0;
+  p.segments.forEach((s, i) => {
+    if (s.discontinuity) cc += 1;
+    out.set(p.mediaSequence + i, `${s.uri.split("?")[0]}|${s.duration}|${s.dateTimeString}|${cc}`);
+  });
+  return out;
+}
+
+/** Disagreements between playlists about any sequence number they share (empty when consistent). */
+export function disagreements(playlists: ParsedPlaylist[]): string[] {
+  const seen = new Map<number, string>();
+  const problems: string[] = [];
+  for (const p of playlists) {
+    for (const [seq, value] of entries(p)) {
+      const other = seen.get(seq);
+      if (other !== undefined && other !== value) problems.push(`seq ${seq}: ${other} vs ${value}`);
+      seen.set(seq, value);
+    }
+  }
+  return problems;
+}

@@ -1,0 +1,216 @@
+// Real processes for integration tests: redis-server, baton nodes, HAProxy, ffmpeg publishers. Everything
+// listens on free loopback ports, gets a fresh key prefix and temp dirs, and is stopped by pid by stopAll().
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { haproxyConfig } from "../../src/cluster/haproxy.ts";
+import { envName } from "../../src/config/load.ts";
+import { makePublishToken } from "../../src/ingest/token.ts";
+import { freePort, nodeCommand, startProcess, startRedis, stopProcess, waitForPort, type Managed } from "../../src/ops/processes.ts";
+
+export const HOST = "127.0.0.1";
+
+/** The light ladder that fits three nodes, HAProxy, Redis, ffmpeg and a browser on two cores. */
+export const TEST_LADDER = [
+  { name: "360p", height: 360, videoBitrate: 500, audioBitrate: 64, maxFrameRate: 30 },
+  { name: "240p", height: 240, videoBitrate: 250, audioBitrate: 64, maxFrameRate: 30 },
+];
+
+export const SECRET = "test-secret-0123456789abcdef0123456789abcdef";
+
+const started: Managed[] = [];
+const dirs: string[] = [];
+
+export function tempDir(name: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `baton-${name}-`));
+  dirs.push(dir);
+  return dir;
+}
+
+/** Stops every process the helpers started (by pid) and removes their temp dirs. For `after` hooks. */
+export async function stopAll(): Promise<void> {
+  await Promise.all(started.splice(0).map((p) => stopProcess(p, "SIGKILL", 1000)));
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+}
+
+export interface TestRedis {
+  port: number;
+  url: string;
+  proc: Managed;
+  stop(): Promise<void>;
+  start(): Promise<void>;
+}
+
+export async function startTestRedis(options: { persistent?: boolean } = {}): Promise<TestRedis> {
+  const port = await freePort();
+  const dir = tempDir("redis");
+  const redis: TestRedis = {
+    port,
+    url: `redis://${HOST}:${port}`,
+    proc: undefined as unknown as Managed,
+    async start() {
+      this.proc = startRedis({ port, dir, persistent: options.persistent ?? false });
+      started.push(this.proc);
+      await waitForPort(HOST, port, 10000, this.proc);
+    },
+    async stop() {
+      await stopProcess(this.proc, "SIGTERM", 5000);
+    },
+  };
+  await redis.start();
+  return redis;
+}
+
+export interface TestNode {
+  id: string;
+  rtmpPort: number;
+  httpPort: number;
+  agentPort: number;
+  proc: Managed;
+  lines: string[];
+  http(path: string): string;
+  rtmp(streamId: string, token?: string): string;
+  /** Resolves when a log line matches. */
+  waitForLog(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export interface NodeOptions {
+  redisUrl: string;
+  prefix: string;
+  id?: string;
+  env?: Record<string, string>;
+}
+
+export function testPrefix(): string {
+  return `t${randomBytes(4).toString("hex")}:`;
+}
+
+export async function startTestNode(o: NodeOptions): Promise<TestNode> {
+  const [rtmpPort, httpPort, agentPort] = [await freePort(), await freePort(), await freePort()];
+  const id = o.id ?? `n-${randomBytes(3).toString("hex")}`;
+  const dir = tempDir(id);
+  const env: Record<string, string> = {
+    [envName("node", "id")]: id,
+    [envName("node", "bind")]: HOST,
+    [envName("rtmp", "port")]: String(rtmpPort),
+    [envName("http", "port")]: String(httpPort),
+    [envName("agent", "port")]: String(agentPort),
+    [envName("redis", "url")]: o.redisUrl,
+    [envName("redis", "prefix")]: o.prefix,
+    [envName("transcode", "spoolDir")]: join(dir, "spool"),
+    [envName("transcode", "preset")]: "ultrafast",
+    [envName("transcode", "ladder")]: JSON.stringify(TEST_LADDER),
+    [envName("hls", "segmentDuration")]: "1",
+    [envName("auth", "publishSecret")]: SECRET,
+    [envName("log", "level")]: "debug",
+    BATON_STATE_DIR: join(dir, "state"),
+    ...o.env,
+  };
+  const lines: string[] = [];
+  const waiters: { pattern: RegExp; resolve: (line: string) => void }[] = [];
+  const [command, args] = nodeCommand(["node"]);
+  const proc = startProcess(id, command, args, {
+    env,
+    onLine: (line) => {
+      lines.push(line);
+      if (process.env.BATON_TEST_LOGS) process.stderr.write(`${line}\n`);
+      for (const w of waiters.splice(0)) {
+        if (w.pattern.test(line)) w.resolve(line);
+        else waiters.push(w);
+      }
+    },
+  });
+  started.push(proc);
+  await waitForPort(HOST, httpPort, 20000, proc);
+  return {
+    id, rtmpPort, httpPort, agentPort, proc, lines,
+    http: (path) => `http://${HOST}:${httpPort}${path}`,
+    rtmp: (streamId, token = makePublishToken(SECRET, streamId, 3600)) => `rtmp://${HOST}:${rtmpPort}/live/${streamId}?token=${token}`,
+    waitForLog(pattern, timeoutMs = 20000) {
+      const seen = lines.find((line) => pattern.test(line));
+      if (seen) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no log line like ${pattern} from ${id} in ${timeoutMs} ms`)), timeoutMs);
+        waiters.push({ pattern, resolve: (line) => (clearTimeout(timer), resolve(line)) });
+      });
+    },
+    stop: (signal = "SIGINT") => stopProcess(proc, signal, 15000),
+  };
+}
+
+export interface PublishOptions {
+  /** Seconds of media; omitted: until stopped. */
+  seconds?: number;
+  width?: number;
+  height?: number;
+  audio?: boolean;
+}
+
+/** ffmpeg pushing a synthetic stream in real time (test pattern and a tone). */
+export function publish(url: string, o: PublishOptions = {}): Managed {
+  const size = `${o.width ?? 640}x${o.height ?? 360}`;
+  const args = [
+    "-hide_banner", "-loglevel", "error", "-re",
+    "-f", "lavfi", "-i", `testsrc2=size=${size}:rate=30`,
+    ...(o.audio === false ? [] : ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]),
+    "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30", "-pix_fmt", "yuv420p",
+    ...(o.audio === false ? [] : ["-c:a", "aac", "-b:a", "64k"]),
+    ...(o.seconds ? ["-t", String(o.seconds)] : []),
+    "-f", "flv", url,
+  ];
+  const p = startProcess("ffmpeg-publisher", "ffmpeg", args, { onLine: (line) => process.env.BATON_TEST_LOGS && process.stderr.write(`publisher: ${line}\n`) });
+  started.push(p);
+  return p;
+}
+
+/** Polls `probe` until it returns a value other than undefined; fails with `what` after the timeout. */
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 20000, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (error) {
+      lastError = error;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${lastError ? ` (last error: ${String(lastError)})` : ""}`);
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+  }
+}
+
+export async function get(url: string): Promise<{ status: number; text: string; headers: Headers; bytes: Buffer }> {
+  const response = await fetch(url, { signal: AbortSignal.timeout(10000) });
+  const bytes = Buffer.from(await response.arrayBuffer());
+  return { status: response.status, text: bytes.toString("utf8"), headers: response.headers, bytes };
+}
+
+export interface TestHaproxy {
+  rtmpPort: number;
+  httpPort: number;
+  configFile: string;
+  proc: Managed;
+  http(path: string): string;
+  rtmp(streamId: string): string;
+}
+
+/** HAProxy in front of test nodes, with the configuration baton generates. */
+export async function startTestHaproxy(nodes: TestNode[]): Promise<TestHaproxy> {
+  const [rtmpPort, httpPort] = [await freePort(), await freePort()];
+  const dir = tempDir("haproxy");
+  const configFile = join(dir, "haproxy.cfg");
+  writeFileSync(configFile, haproxyConfig({
+    bind: HOST, rtmpPort, httpPort, statsSocket: join(dir, "stats.sock"),
+    nodes: nodes.map((n) => ({ id: n.id, host: HOST, rtmpPort: n.rtmpPort, httpPort: n.httpPort, agentPort: n.agentPort })),
+  }));
+  const proc = startProcess("haproxy", "haproxy", ["-db", "-f", configFile]);
+  started.push(proc);
+  await waitForPort(HOST, httpPort, 10000, proc);
+  return {
+    rtmpPort, httpPort, configFile, proc,
+    http: (path) => `http://${HOST}:${httpPort}${path}`,
+    rtmp: (streamId) => `rtmp://${HOST}:${rtmpPort}/live/${streamId}?token=${makePublishToken(SECRET, streamId, 3600)}`,
+  };
+}

@@ -1,0 +1,148 @@
+// One node, real Redis, real ffmpeg publishing RTMP: the ladder, the segments, the live playlist, the end of
+// a stream, a returning publisher, a crashing transcoder.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { lastSeq, parseM3u8, type ParsedPlaylist as ParsedMedia } from "../helpers/hls.ts";
+import { get, publish, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestNode, type TestRedis } from "../helpers/stack.ts";
+
+async function media(node: TestNode, stream: string, rendition: string): Promise<ParsedMedia> {
+  const response = await get(node.http(`/live/${stream}/${rendition}/index.m3u8`));
+  assert.equal(response.status, 200, response.text);
+  return parseM3u8(response.text);
+}
+
+describe("single node: RTMP in, adaptive HLS out", function () {
+  this.timeout(120000);
+  let redis: TestRedis;
+  let node: TestNode;
+
+  before(async () => {
+    redis = await startTestRedis();
+    node = await startTestNode({ redisUrl: redis.url, prefix: testPrefix(), env: { BATON_HLS_RECONNECTWINDOW: "4" } });
+  });
+  after(stopAll);
+
+  it("serves the ladder of a 720p push: master, media playlists, segments at each rendition's height", async () => {
+    const publisher = publish(node.rtmp("ladder"), { width: 1280, height: 720 });
+    const master = await waitFor("the master playlist", async () => {
+      const r = await get(node.http("/live/ladder/index.m3u8"));
+      return r.status === 200 ? r : undefined;
+    });
+    assert.equal(master.headers.get("content-type"), "application/vnd.apple.mpegurl");
+    assert.equal(master.headers.get("access-control-allow-origin"), "*");
+    const parsed = parseM3u8(master.text);
+    assert.deepEqual(parsed.playlists?.map((p) => p.uri), ["360p/index.m3u8", "240p/index.m3u8"]);
+    const first = parsed.playlists?.[0]?.attributes as Record<string, unknown>;
+    assert.deepEqual(first.RESOLUTION, { width: 640, height: 360 });
+    assert.equal(first.CODECS, "avc1.64001e,mp4a.40.2");
+    assert.ok(Number(first.BANDWIDTH) > Number(first["AVERAGE-BANDWIDTH"]));
+    assert.equal(Number(first["FRAME-RATE"]), 30);
+
+    for (const [rendition, height] of [["360p", 360], ["240p", 240]] as const) {
+      const playlist = await waitFor(`a ${rendition} segment`, async () => {
+        const p = await media(node, "ladder", rendition);
+        return p.segments.length > 0 ? p : undefined;
+      });
+      assert.equal(playlist.targetDuration, 1);
+      const segment = await get(node.http(`/live/ladder/${rendition}/${playlist.segments[0]!.uri}`));
+      assert.equal(segment.status, 200);
+      assert.equal(segment.headers.get("content-type"), "video/mp2t");
+      assert.match(segment.headers.get("cache-control") ?? "", /immutable/);
+      const { stdout } = await runWithInput("ffprobe", ["-v", "error", "-show_entries", "stream=codec_name,height", "-of", "json", "-i", "pipe:0"], segment.bytes);
+      const streams = (JSON.parse(stdout) as { streams: { codec_name: string; height?: number }[] }).streams;
+      assert.deepEqual(streams.map((s) => s.codec_name).sort(), ["aac", "h264"]);
+      assert.equal(streams.find((s) => s.codec_name === "h264")?.height, height);
+    }
+
+    const before = lastSeq(await media(node, "ladder", "360p"));
+    await waitFor("the playlist to advance", async () => (lastSeq(await media(node, "ladder", "360p")) >= before + 2 ? true : undefined));
+    // renditions stay aligned: the same sequence numbers and date-times
+    const [a, b] = [await media(node, "ladder", "360p"), await media(node, "ladder", "240p")];
+    const common = Math.min(lastSeq(a), lastSeq(b));
+    const at = (p: ParsedMedia, seq: number) => p.segments[seq - p.mediaSequence];
+    assert.equal(at(a, common)?.dateTimeString, at(b, common)?.dateTimeString);
+    publisher.child.kill("SIGKILL");
+  });
+
+  it("keeps a stream live through the reconnect window, continues it after a discontinuity, then ends it", async () => {
+    const stream = "reconnect";
+    let publisher = publish(node.rtmp(stream), { seconds: 4 });
+    await publisher.exited;
+    await node.waitForLog(/publish ended stream=reconnect/);
+    const afterFirst = await media(node, stream, "240p");
+    assert.ok(afterFirst.segments.length >= 3);
+    assert.notEqual(afterFirst.endList, true, "a stream must stay live while its publisher may return");
+
+    publisher = publish(node.rtmp(stream), { seconds: 3 });
+    const resumed = await waitFor("segments of the second publish", async () => {
+      const p = await media(node, stream, "240p");
+      return p.segments.some((s) => s.discontinuity) && lastSeq(p) > lastSeq(afterFirst) ? p : undefined;
+    });
+    assert.ok(resumed.mediaSequence >= afterFirst.mediaSequence, "the media sequence never goes back");
+    const discIndex = resumed.segments.findIndex((s) => s.discontinuity);
+    assert.equal(resumed.mediaSequence + discIndex, lastSeq(afterFirst) + 1, "the sequence continues where it stopped");
+    await publisher.exited;
+
+    const ended = await waitFor("EXT-X-ENDLIST after the reconnect window", async () => {
+      const p = await media(node, stream, "240p");
+      return p.endList ? p : undefined;
+    }, 30000);
+    assert.ok(lastSeq(ended) >= lastSeq(resumed));
+  });
+
+  it("restarts a crashed ffmpeg and marks the restart with a discontinuity", async () => {
+    const stream = "crash";
+    const publisher = publish(node.rtmp(stream));
+    const line = await node.waitForLog(/ffmpeg started stream=crash run=0 pid=(\d+)/);
+    const pid = Number(/pid=(\d+)/.exec(line)![1]);
+    const before = await waitFor("segments before the crash", async () => {
+      const p = await media(node, stream, "360p");
+      return p.segments.length >= 2 ? p : undefined;
+    });
+    process.kill(pid, "SIGKILL");
+    await node.waitForLog(/ffmpeg exited while the publisher is live stream=crash/);
+    await node.waitForLog(/ffmpeg started stream=crash run=1/);
+    const after = await waitFor("a discontinuity after the restart", async () => {
+      const p = await media(node, stream, "360p");
+      return p.segments.some((s) => s.discontinuity) ? p : undefined;
+    });
+    assert.ok(lastSeq(after) > lastSeq(before));
+    assert.ok(after.mediaSequence >= before.mediaSequence);
+    publisher.child.kill("SIGKILL");
+    assert.equal(node.proc.child.exitCode, null, "the node survives");
+  });
+
+  it("answers 4xx with a reason for unknown streams and bad paths, and reads no file", async () => {
+    for (const path of ["/live/nosuch/index.m3u8", "/live/nosuch/360p/index.m3u8", "/live/nosuch/360p/5.ts"]) {
+      const r = await get(node.http(path));
+      assert.equal(r.status, 404, path);
+      assert.ok((JSON.parse(r.text) as { message: string }).message.length > 0);
+    }
+    for (const path of ["/live/../../etc/passwd", "/live/a%2F..%2Fb/index.m3u8", "/live/x/360p/abc.ts", "/etc/passwd", "/live/x/../index.m3u8"]) {
+      const r = await get(node.http(path));
+      assert.ok(r.status === 404 || r.status === 400, `${path}: ${r.status}`);
+      assert.doesNotMatch(r.text, /root:/);
+    }
+    const head = await fetch(node.http("/healthz"), { method: "HEAD" });
+    assert.equal(head.status, 200);
+    const post = await fetch(node.http("/live/x/index.m3u8"), { method: "POST" });
+    assert.equal(post.status, 405);
+  });
+
+  it("reports readiness, health and metrics", async () => {
+    assert.equal((await get(node.http("/healthz"))).status, 200);
+    assert.equal((await get(node.http("/readyz"))).status, 200);
+    const metrics = (await get(node.http("/metrics"))).text;
+    for (const name of ["baton_segments_published_total", "baton_segment_publish_latency_seconds_bucket", "baton_http_requests_total", "process_cpu_seconds_total", "baton_publish_refusals_total"]) {
+      assert.match(metrics, new RegExp(name));
+    }
+    assert.match(metrics, /baton_http_requests_total\{route="media",status="200"/);
+  });
+});
+
+function runWithInput(command: string, args: string[], input: Buffer): Promise<{ stdout: string }> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(command, args, { maxBuffer: 1 << 20 }, (error, stdout) => (error ? reject(error) : resolve({ stdout })));
+    child.stdin?.end(input);
+  });
+}

@@ -1,0 +1,434 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DEFAULTS } from "../../src/config/defaults.ts";
+import { loadConfig, type LoadOptions } from "../../src/config/load.ts";
+import { ConfigError, errorMessage } from "../../src/errors.ts";
+
+const GOOD_RENDITION = { name: "a", height: 360, videoBitrate: 800, audioBitrate: 96, maxFrameRate: 30 };
+
+let dir = "";
+let fileCount = 0;
+
+/** Writes `content` (text as is, anything else as JSON) to a fresh temp file and returns its path. */
+function configFile(content: unknown): string {
+  const path = join(dir, `config-${fileCount++}.json`);
+  writeFileSync(path, typeof content === "string" ? content : JSON.stringify(content));
+  return path;
+}
+
+/** Runs loadConfig and returns the ConfigError it throws; fails if it throws nothing or something else. */
+function configError(options: LoadOptions): ConfigError {
+  let caught: unknown;
+  try {
+    loadConfig(options);
+  } catch (error) {
+    caught = error;
+  }
+  assert.ok(caught !== undefined, "expected loadConfig to throw, it returned a config");
+  assert.ok(caught instanceof ConfigError, `expected a ConfigError, got ${String(caught)}`);
+  assert.equal(caught.code, "CONFIG_INVALID");
+  return caught;
+}
+
+/** The message Node gives for a failing JSON.parse / readFileSync, so the expected text is exact on any Node. */
+function thrownMessage(action: () => unknown): string {
+  try {
+    action();
+  } catch (error) {
+    return errorMessage(error);
+  }
+  throw new Error("expected the action to throw");
+}
+
+describe("config", () => {
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), "baton-config-test-"));
+  });
+
+  after(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  describe("defaults", () => {
+    it("config/default.json holds exactly the DEFAULTS table", () => {
+      const shipped: unknown = JSON.parse(readFileSync(new URL("../../config/default.json", import.meta.url), "utf8"));
+      assert.deepEqual(shipped, DEFAULTS);
+    });
+
+    it("an empty environment and no file give the defaults", () => {
+      assert.deepEqual(loadConfig({ env: {} }), DEFAULTS);
+    });
+
+    it("loading config/default.json as the file gives the defaults", () => {
+      const path = new URL("../../config/default.json", import.meta.url).pathname;
+      assert.deepEqual(loadConfig({ env: {}, file: path }), DEFAULTS);
+    });
+
+    it("loading never changes the DEFAULTS table", () => {
+      const before = structuredClone(DEFAULTS);
+      const config = loadConfig({
+        env: { BATON_HTTP_PORT: "9000" },
+        file: configFile({ hls: { playlistWindow: 10 }, transcode: { ladder: [GOOD_RENDITION] } }),
+        overrides: { rtmp: { port: 2000 } },
+      });
+      config.node.id = "changed";
+      config.transcode.ladder.push({ ...GOOD_RENDITION, name: "b" });
+      assert.deepEqual(DEFAULTS, before);
+    });
+  });
+
+  describe("refused values", () => {
+    interface BadCase {
+      what: string;
+      env?: NodeJS.ProcessEnv;
+      /** File content: a string is written as is, anything else as JSON. */
+      file?: unknown;
+      /** The exact message; gets the temp file's path when the case has a file. */
+      message: (file: string) => string;
+    }
+
+    const cases: BadCase[] = [
+      {
+        what: "unknown section in a file",
+        file: { nope: { port: 1 } },
+        message: (f) => `config: unknown key nope (from ${f})`,
+      },
+      {
+        what: "unknown key in a file",
+        file: { http: { nope: 1 } },
+        message: (f) => `config: unknown key http.nope (from ${f})`,
+      },
+      {
+        what: "a key name inherited from Object.prototype (http.constructor) in a file",
+        file: { http: { constructor: 8080 } },
+        message: (f) => `config: unknown key http.constructor (from ${f})`,
+      },
+      {
+        what: "a section name inherited from Object.prototype (toString) in a file",
+        file: { toString: {} },
+        message: (f) => `config: unknown key toString (from ${f})`,
+      },
+      {
+        what: "a file whose top level is not an object",
+        file: [1, 2],
+        message: (f) => `config: (top level) = [1,2] (from ${f}): expected an object of sections`,
+      },
+      {
+        what: "a section that is not an object",
+        file: { http: 8080 },
+        message: (f) => `config: http = 8080 (from ${f}): expected an object`,
+      },
+      {
+        what: "unknown BATON_* environment variable",
+        env: { BATON_HTTP_NOPE: "1" },
+        message: () => "config: unknown key BATON_HTTP_NOPE (from environment)",
+      },
+      {
+        what: "unknown BATON_* environment variable with a known section",
+        env: { BATON_REDIS: "redis://x:1" },
+        message: () => "config: unknown key BATON_REDIS (from environment)",
+      },
+      {
+        what: "port out of range from the environment",
+        env: { BATON_HTTP_PORT: "70000" },
+        message: () => "config: http.port = 70000 (from BATON_HTTP_PORT): expected an integer from 1 to 65535",
+      },
+      {
+        what: "port 0 from the environment",
+        env: { BATON_RTMP_PORT: "0" },
+        message: () => "config: rtmp.port = 0 (from BATON_RTMP_PORT): expected an integer from 1 to 65535",
+      },
+      {
+        what: "empty port from the environment",
+        env: { BATON_AGENT_PORT: "" },
+        message: () => 'config: agent.port = "" (from BATON_AGENT_PORT): expected an integer from 1 to 65535',
+      },
+      {
+        what: "non-integer from the environment",
+        env: { BATON_HLS_SEGMENTDURATION: "2.5" },
+        message: () => "config: hls.segmentDuration = 2.5 (from BATON_HLS_SEGMENTDURATION): expected an integer from 1 to 10",
+      },
+      {
+        what: "non-integer in a file",
+        file: { http: { port: 80.5 } },
+        message: (f) => `config: http.port = 80.5 (from ${f}): expected an integer from 1 to 65535`,
+      },
+      {
+        what: "a number given as a string in a file",
+        file: { http: { port: "8080" } },
+        message: (f) => `config: http.port = "8080" (from ${f}): expected an integer from 1 to 65535`,
+      },
+      {
+        what: "number below its minimum in a file",
+        file: { hls: { playlistWindow: 2 } },
+        message: (f) => `config: hls.playlistWindow = 2 (from ${f}): expected an integer from 3 to 100`,
+      },
+      {
+        what: "bad enum transcode.preset",
+        env: { BATON_TRANSCODE_PRESET: "placebo" },
+        message: () =>
+          'config: transcode.preset = "placebo" (from BATON_TRANSCODE_PRESET): ' +
+          "expected one of ultrafast, superfast, veryfast, faster, fast, medium, slow",
+      },
+      {
+        what: "bad enum log.level",
+        file: { log: { level: "verbose" } },
+        message: (f) => `config: log.level = "verbose" (from ${f}): expected one of debug, info, warn, error`,
+      },
+      {
+        what: "bad redis url (http scheme)",
+        env: { BATON_REDIS_URL: "http://127.0.0.1:6379" },
+        message: () => 'config: redis.url = "http://127.0.0.1:6379" (from BATON_REDIS_URL): expected a redis:// or rediss:// URL',
+      },
+      {
+        what: "bad redis url (nothing after the scheme)",
+        file: { redis: { url: "redis://" } },
+        message: (f) => `config: redis.url = "redis://" (from ${f}): expected a redis:// or rediss:// URL`,
+      },
+      {
+        what: "bad redis url given in REDIS_URL names REDIS_URL",
+        env: { REDIS_URL: "localhost:6379" },
+        message: () => 'config: redis.url = "localhost:6379" (from REDIS_URL): expected a redis:// or rediss:// URL',
+      },
+      {
+        what: "ladder: empty list",
+        file: { transcode: { ladder: [] } },
+        message: (f) => `config: transcode.ladder = [] (from ${f}): expected a non-empty list of renditions`,
+      },
+      {
+        what: "ladder: not a list",
+        file: { transcode: { ladder: { name: "a" } } },
+        message: (f) => `config: transcode.ladder = {"name":"a"} (from ${f}): expected a non-empty list of renditions`,
+      },
+      {
+        what: "ladder: a rendition that is not an object",
+        file: { transcode: { ladder: [GOOD_RENDITION, "480p"] } },
+        message: (f) =>
+          `config: transcode.ladder[1] = "480p" (from ${f}): expected an object with name, height, videoBitrate, audioBitrate, maxFrameRate`,
+      },
+      {
+        what: "ladder: missing field",
+        file: { transcode: { ladder: [{ name: "a", height: 360, videoBitrate: 800, audioBitrate: 96 }] } },
+        message: (f) => `config: transcode.ladder[0].maxFrameRate = nothing (from ${f}): expected an integer from 0 to 120`,
+      },
+      {
+        what: "ladder: odd height",
+        file: { transcode: { ladder: [{ ...GOOD_RENDITION, height: 361 }] } },
+        message: (f) => `config: transcode.ladder[0].height = 361 (from ${f}): expected an even number`,
+      },
+      {
+        what: "ladder: height out of range",
+        file: { transcode: { ladder: [{ ...GOOD_RENDITION, height: 100 }] } },
+        message: (f) => `config: transcode.ladder[0].height = 100 (from ${f}): expected an integer from 120 to 4320`,
+      },
+      {
+        what: "ladder: duplicate name",
+        file: { transcode: { ladder: [GOOD_RENDITION, { ...GOOD_RENDITION, height: 240 }] } },
+        message: (f) => `config: transcode.ladder[1].name = "a" (from ${f}): expected a name not used by another rendition`,
+      },
+      {
+        what: "ladder: bad name",
+        file: { transcode: { ladder: [{ ...GOOD_RENDITION, name: "../x" }] } },
+        message: (f) => `config: transcode.ladder[0].name = "../x" (from ${f}): expected 1 to 32 of a-z, 0-9, '_', '-'`,
+      },
+      {
+        what: "ladder: unknown field in a rendition",
+        file: { transcode: { ladder: [{ ...GOOD_RENDITION, fps: 30 }] } },
+        message: (f) => `config: unknown key transcode.ladder[0].fps (from ${f})`,
+      },
+      {
+        what: "ladder: a field name inherited from Object.prototype (constructor) in a rendition",
+        file: { transcode: { ladder: [{ ...GOOD_RENDITION, constructor: 1 }] } },
+        message: (f) => `config: unknown key transcode.ladder[0].constructor (from ${f})`,
+      },
+      {
+        what: "ladder: unknown field in a rendition from BATON_TRANSCODE_LADDER",
+        env: { BATON_TRANSCODE_LADDER: JSON.stringify([{ ...GOOD_RENDITION, bitrate: 1 }]) },
+        message: () => "config: unknown key transcode.ladder[0].bitrate (from BATON_TRANSCODE_LADDER)",
+      },
+      {
+        what: "ladder: non-JSON in BATON_TRANSCODE_LADDER",
+        env: { BATON_TRANSCODE_LADDER: "[{name:720p}" },
+        message: () =>
+          'config: transcode.ladder = "[{name:720p}" (from BATON_TRANSCODE_LADDER): expected a non-empty list of renditions',
+      },
+      {
+        what: "bad bool BATON_AUTH_REQUIREPUBLISHTOKEN=yes",
+        env: { BATON_AUTH_REQUIREPUBLISHTOKEN: "yes" },
+        message: () => 'config: auth.requirePublishToken = "yes" (from BATON_AUTH_REQUIREPUBLISHTOKEN): expected true or false',
+      },
+      {
+        what: "bad bool given as a string in a file",
+        file: { auth: { requirePublishToken: "false" } },
+        message: (f) => `config: auth.requirePublishToken = "false" (from ${f}): expected true or false`,
+      },
+      {
+        what: "bad node id",
+        env: { BATON_NODE_ID: "Node_1" },
+        message: () => `config: node.id = "Node_1" (from BATON_NODE_ID): expected empty or 1 to 63 of a-z, 0-9, '-'`,
+      },
+      {
+        what: "invalid JSON file",
+        file: '{ "http": { "port": 8080, } }',
+        message: (f) =>
+          `config: (file) = ${JSON.stringify(f)} (from ${f}): expected a readable JSON file ` +
+          `(${thrownMessage(() => JSON.parse('{ "http": { "port": 8080, } }'))})`,
+      },
+      {
+        what: "empty file",
+        file: "",
+        message: (f) =>
+          `config: (file) = ${JSON.stringify(f)} (from ${f}): expected a readable JSON file (${thrownMessage(() => JSON.parse(""))})`,
+      },
+    ];
+
+    for (const c of cases) {
+      it(`refuses ${c.what}`, () => {
+        const file = c.file === undefined ? undefined : configFile(c.file);
+        const error = configError({ env: c.env ?? {}, file });
+        assert.equal(error.message, c.message(file ?? ""));
+      });
+    }
+
+    it("refuses an unreadable (missing) file, naming it", () => {
+      const path = join(dir, "does-not-exist.json");
+      const error = configError({ env: {}, file: path });
+      const reason = thrownMessage(() => readFileSync(path, "utf8"));
+      assert.match(reason, /ENOENT/);
+      assert.equal(error.message, `config: (file) = ${JSON.stringify(path)} (from ${path}): expected a readable JSON file (${reason})`);
+    });
+
+    it("refuses a directory given as the file", () => {
+      const error = configError({ env: {}, file: dir });
+      const reason = thrownMessage(() => readFileSync(dir, "utf8"));
+      assert.equal(error.message, `config: (file) = ${JSON.stringify(dir)} (from ${dir}): expected a readable JSON file (${reason})`);
+    });
+
+    it("refuses a bad value given as an override, naming the command line", () => {
+      const error = configError({ env: {}, overrides: { http: { port: 0 } } });
+      assert.equal(error.message, "config: http.port = 0 (from command line): expected an integer from 1 to 65535");
+    });
+
+    for (const text of ["abc", "8080abc", "Infinity"]) {
+      it(`names the text given when BATON_HTTP_PORT=${text} is not a number`, () => {
+        const error = configError({ env: { BATON_HTTP_PORT: text } });
+        // the message must show what the operator wrote, not what parsing made of it (NaN shows as null)
+        assert.match(error.message, /^config: http\.port = (.+) \(from BATON_HTTP_PORT\): expected an integer from 1 to 65535$/);
+        assert.ok(error.message.includes(`= ${JSON.stringify(text)} (`) || error.message.includes(`= ${text} (`), error.message);
+      });
+    }
+
+    it("ignores BATON_* variables that other parts of baton read", () => {
+      const config = loadConfig({
+        env: { BATON_ADMIN_TOKEN: "t", BATON_SKIP_BROWSER: "1", BATON_STATE_DIR: dir },
+      });
+      assert.deepEqual(config, DEFAULTS);
+    });
+
+    it("ignores environment variables without the BATON_ prefix", () => {
+      assert.deepEqual(loadConfig({ env: { HTTP_PORT: "1", baton_http_port: "2", PATH: "/bin" } }), DEFAULTS);
+    });
+  });
+
+  describe("precedence", () => {
+    it("defaults < file < env < overrides", () => {
+      const file = configFile({ http: { port: 1001 }, rtmp: { port: 1002 }, agent: { port: 1003 } });
+      const env = { BATON_RTMP_PORT: "2002", BATON_AGENT_PORT: "2003" };
+
+      const fromFile = loadConfig({ env: {}, file });
+      assert.equal(fromFile.http.port, 1001);
+      assert.equal(fromFile.rtmp.port, 1002);
+      assert.equal(fromFile.agent.port, 1003);
+      assert.equal(fromFile.hls.segmentDuration, DEFAULTS.hls.segmentDuration);
+
+      const fromEnv = loadConfig({ env, file });
+      assert.equal(fromEnv.http.port, 1001, "a key only the file sets keeps the file's value");
+      assert.equal(fromEnv.rtmp.port, 2002);
+      assert.equal(fromEnv.agent.port, 2003);
+
+      const all = loadConfig({ env, file, overrides: { agent: { port: 3003 } } });
+      assert.equal(all.http.port, 1001);
+      assert.equal(all.rtmp.port, 2002);
+      assert.equal(all.agent.port, 3003);
+      assert.deepEqual({ ...all, http: DEFAULTS.http, rtmp: DEFAULTS.rtmp, agent: DEFAULTS.agent }, DEFAULTS, "nothing else changed");
+    });
+
+    it("a file changes only the keys it names in a section", () => {
+      const config = loadConfig({ env: {}, file: configFile({ hls: { playlistWindow: 10 } }) });
+      assert.deepEqual(config.hls, { ...DEFAULTS.hls, playlistWindow: 10 });
+    });
+
+    it("env values are parsed to the key's type", () => {
+      const ladder = [GOOD_RENDITION, { ...GOOD_RENDITION, name: "b", height: 240 }];
+      const config = loadConfig({
+        env: {
+          BATON_HTTP_PORT: "8081",
+          BATON_RTMP_IDLETIMEOUT: "2.5",
+          BATON_AUTH_REQUIREPUBLISHTOKEN: "false",
+          BATON_TRANSCODE_LADDER: JSON.stringify(ladder),
+          BATON_NODE_PUBLICHOST: "example.org",
+          BATON_LOG_LEVEL: "debug",
+        },
+      });
+      assert.equal(config.http.port, 8081);
+      assert.equal(config.rtmp.idleTimeout, 2.5);
+      assert.equal(config.auth.requirePublishToken, false);
+      assert.deepEqual(config.transcode.ladder, ladder);
+      assert.equal(config.node.publicHost, "example.org");
+      assert.equal(config.log.level, "debug");
+    });
+
+    it("REDIS_URL sets redis.url, over the file", () => {
+      const file = configFile({ redis: { url: "redis://from-file:1" } });
+      assert.equal(loadConfig({ env: { REDIS_URL: "redis://from-env:2" } }).redis.url, "redis://from-env:2");
+      assert.equal(loadConfig({ env: { REDIS_URL: "redis://from-env:2" }, file }).redis.url, "redis://from-env:2");
+    });
+
+    it("BATON_REDIS_URL wins over REDIS_URL", () => {
+      const config = loadConfig({ env: { REDIS_URL: "redis://plain:2", BATON_REDIS_URL: "rediss://baton:3" } });
+      assert.equal(config.redis.url, "rediss://baton:3");
+      const reversed = loadConfig({ env: { BATON_REDIS_URL: "rediss://baton:3", REDIS_URL: "redis://plain:2" } });
+      assert.equal(reversed.redis.url, "rediss://baton:3");
+    });
+
+    it("overrides win over BATON_REDIS_URL and REDIS_URL", () => {
+      const config = loadConfig({
+        env: { REDIS_URL: "redis://plain:2", BATON_REDIS_URL: "redis://baton:3" },
+        overrides: { redis: { url: "redis://override:4" } },
+      });
+      assert.equal(config.redis.url, "redis://override:4");
+    });
+  });
+
+  describe("BATON_CONFIG", () => {
+    it("names the file to load", () => {
+      const file = configFile({ http: { port: 4321 }, log: { level: "warn" } });
+      const config = loadConfig({ env: { BATON_CONFIG: file } });
+      assert.equal(config.http.port, 4321);
+      assert.equal(config.log.level, "warn");
+    });
+
+    it("is not itself taken as a config key", () => {
+      const file = configFile({});
+      assert.deepEqual(loadConfig({ env: { BATON_CONFIG: file } }), DEFAULTS);
+    });
+
+    it("errors in its file name the file", () => {
+      const file = configFile({ http: { nope: true } });
+      assert.equal(configError({ env: { BATON_CONFIG: file } }).message, `config: unknown key http.nope (from ${file})`);
+    });
+
+    it("the file option wins over BATON_CONFIG", () => {
+      const named = configFile({ http: { port: 1111 } });
+      const given = configFile({ http: { port: 2222 } });
+      assert.equal(loadConfig({ env: { BATON_CONFIG: named }, file: given }).http.port, 2222);
+    });
+
+    it("env still overrides the file BATON_CONFIG names", () => {
+      const file = configFile({ http: { port: 1111 } });
+      assert.equal(loadConfig({ env: { BATON_CONFIG: file, BATON_HTTP_PORT: "3333" } }).http.port, 3333);
+    });
+  });
+});
