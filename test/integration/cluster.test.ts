@@ -132,7 +132,7 @@ describe("cluster: the cluster owns the HLS timeline", function () {
     });
     const publishedBefore = metric((await get(a.http("/metrics"))).text, "baton_segments_published_total");
     a.proc.child.kill("SIGSTOP");
-    let second: ReturnType<typeof publish> | null = null;
+    let second = null as ReturnType<typeof publish> | null;
     try {
       // node-a cannot renew its lease while frozen: after it lapses, a publisher on node-b takes the stream
       // refused while node-a's lease holds, the encoder retries, as OBS does, until node-b accepts it
