@@ -30,13 +30,13 @@ function merge(target: Config, source: unknown, origin: string): void {
     throw new ConfigError("(top level)", JSON.stringify(source), origin, "an object of sections");
   }
   for (const [section, values] of Object.entries(source as Section)) {
-    const rules = (SCHEMA as Record<string, Record<string, Rule>>)[section];
+    const rules = Object.hasOwn(SCHEMA, section) ? (SCHEMA as Record<string, Record<string, Rule>>)[section] : undefined;
     if (!rules) throw new ConfigError(section, "", origin, "no such key");
     if (typeof values !== "object" || values === null || Array.isArray(values)) {
       throw new ConfigError(section, JSON.stringify(values), origin, "an object");
     }
     for (const [key, value] of Object.entries(values as Section)) {
-      const rule = rules[key];
+      const rule = Object.hasOwn(rules, key) ? rules[key] : undefined;
       if (!rule) throw new ConfigError(`${section}.${key}`, "", origin, "no such key");
       checkValue(`${section}.${key}`, rule, value, origin);
       ((target as unknown as Record<string, Section>)[section] as Section)[key] = value;
@@ -71,10 +71,11 @@ export function loadConfig(options: LoadOptions = {}): Config {
     }
     if (!found) throw new ConfigError(name, "", "environment", "no such key");
   }
-  if (env.REDIS_URL && !env.BATON_REDIS_URL) (fromEnv.redis ??= {}).url = env.REDIS_URL;
   for (const [section, values] of Object.entries(fromEnv)) {
     for (const [key, value] of Object.entries(values)) merge(config, { [section]: { [key]: value } }, envName(section, key));
   }
+  // the conventional variable, for `REDIS_URL=... npm start`; BATON_REDIS_URL wins when both are set
+  if (env.REDIS_URL && !env.BATON_REDIS_URL) merge(config, { redis: { url: env.REDIS_URL } }, "REDIS_URL");
   if (options.overrides) merge(config, options.overrides, "command line");
   return config;
 }

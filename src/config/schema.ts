@@ -73,8 +73,11 @@ function describe(rule: Rule): string {
 export function parseEnvValue(rule: Rule, text: string): unknown {
   switch (rule.kind) {
     case "int":
-    case "number":
-      return text.trim() === "" ? text : Number(text);
+    case "number": {
+      const value = Number(text);
+      // keep the text when it is no number, so the error shows what was given
+      return text.trim() === "" || !Number.isFinite(value) ? text : value;
+    }
     case "bool":
       return text === "true" ? true : text === "false" ? false : text;
     case "ladder":
@@ -108,10 +111,10 @@ function checkLadder(key: string, value: unknown, origin: string): void {
     }
     const entry = item as Record<string, unknown>;
     for (const field of Object.keys(entry)) {
-      if (!(field in RENDITION_KEYS)) throw new ConfigError(`${at}.${field}`, show(entry[field]), origin, "no such key");
+      if (!Object.hasOwn(RENDITION_KEYS, field)) throw new ConfigError(`${at}.${field}`, show(entry[field]), origin, "no such key");
     }
     for (const [field, rule] of Object.entries(RENDITION_KEYS)) {
-      if (!(field in entry)) throw new ConfigError(`${at}.${field}`, "nothing", origin, describe(rule));
+      if (!Object.hasOwn(entry, field)) throw new ConfigError(`${at}.${field}`, "nothing", origin, describe(rule));
       checkValue(`${at}.${field}`, rule, entry[field], origin);
     }
     if ((entry.height as number) % 2 !== 0) throw new ConfigError(`${at}.height`, show(entry.height), origin, "an even number");

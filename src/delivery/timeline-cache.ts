@@ -73,8 +73,9 @@ export class TimelineCache {
     const promise = this.read(streamId)
       .then((snapshot) => {
         const old = this.entries.get(streamId)?.snapshot;
-        // never go back: a read that raced an older one must not replace a newer timeline
-        const keep = old && snapshot && snapshot.epoch <= old.epoch && snapshot.nextSeq < old.nextSeq;
+        // never go back: a read that raced an older one must not replace a newer timeline of the same
+        // stream (a stream recreated after its state expired has another createdAt and replaces it)
+        const keep = old && snapshot && snapshot.createdAt === old.createdAt && snapshot.epoch <= old.epoch && snapshot.nextSeq < old.nextSeq;
         this.entries.set(streamId, {
           snapshot: keep ? old : snapshot,
           at: Date.now(),

@@ -115,7 +115,7 @@ export async function startTestNode(o: NodeOptions): Promise<TestNode> {
     env,
     onLine: (line) => {
       lines.push(line);
-      if (process.env.BATON_TEST_LOGS) process.stderr.write(`${line}\n`);
+      if (process.env.TEST_LOGS) process.stderr.write(`${line}\n`);
       for (const w of waiters.splice(0)) {
         if (w.pattern.test(line)) w.resolve(line);
         else waiters.push(w);
@@ -160,7 +160,7 @@ export function publish(url: string, o: PublishOptions = {}): Managed {
     ...(o.seconds ? ["-t", String(o.seconds)] : []),
     "-f", "flv", url,
   ];
-  const p = startProcess("ffmpeg-publisher", "ffmpeg", args, { onLine: (line) => process.env.BATON_TEST_LOGS && process.stderr.write(`publisher: ${line}\n`) });
+  const p = startProcess("ffmpeg-publisher", "ffmpeg", args, { onLine: (line) => process.env.TEST_LOGS && process.stderr.write(`publisher: ${line}\n`) });
   started.push(p);
   return p;
 }
