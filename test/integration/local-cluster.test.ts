@@ -1,0 +1,105 @@
+// The quick start: `baton start` (what `npm start` runs) brings up Redis, nodes and HAProxy, prints working
+// push and watch URLs, `baton token` signs with the same secret, and Ctrl-C leaves nothing running.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { freePort, isPortFree, nodeCommand, startProcess, type Managed } from "../../src/ops/processes.ts";
+import { parseM3u8 } from "../helpers/hls.ts";
+import { HOST, TEST_LADDER, get, publish, stopAll, tempDir, waitFor } from "../helpers/stack.ts";
+
+/** A base port whose next `count` ports are free too (the launcher puts node i on base + i). */
+async function freeRange(count: number): Promise<number> {
+  for (;;) {
+    const base = await freePort();
+    if (base + count > 65535) continue;
+    let free = true;
+    for (let i = 1; i <= count && free; i++) free = await isPortFree(HOST, base + i);
+    if (free) return base;
+  }
+}
+
+function descendants(pid: number): number[] {
+  let out: string;
+  try {
+    out = execFileSync("pgrep", ["-P", String(pid)], { encoding: "utf8" });
+  } catch {
+    return [];
+  }
+  const children = out.split("\n").filter(Boolean).map(Number);
+  return children.flatMap((c) => [c, ...descendants(c)]);
+}
+
+/** Whether a process still runs (a zombie waiting for its reaper does not). */
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return !/^\d+ \(.*\) Z/.test(stat);
+  } catch {
+    return false;
+  }
+}
+
+describe("local cluster: npm start", function () {
+  this.timeout(120000);
+  let launcher: Managed;
+  const output: string[] = [];
+  let env: NodeJS.ProcessEnv;
+
+  after(stopAll);
+
+  it("starts Redis, two nodes and HAProxy, and prints push and watch URLs that work", async () => {
+    const [rtmp, http, agent, redis] = [await freeRange(2), await freeRange(2), await freeRange(2), await freePort()];
+    env = {
+      BATON_STATE_DIR: join(tempDir("local"), "var"),
+      BATON_RTMP_PORT: String(rtmp),
+      BATON_HTTP_PORT: String(http),
+      BATON_AGENT_PORT: String(agent),
+      BATON_REDIS_URL: `redis://${HOST}:${redis}`,
+      BATON_TRANSCODE_LADDER: JSON.stringify(TEST_LADDER),
+      BATON_TRANSCODE_PRESET: "ultrafast",
+      BATON_HLS_SEGMENTDURATION: "1",
+    };
+    const [command, args] = nodeCommand(["start", "--nodes", "2"]);
+    launcher = startProcess("launcher", command, args, { env, onLine: (line) => output.push(line) });
+    const push = await waitFor("the push URL", () => output.map((l) => /Push \(ffmpeg\):\s+(\S+)/.exec(l)?.[1]).find(Boolean), 60000);
+    const watch = output.map((l) => /Watch \(HLS\):\s+(\S+)/.exec(l)?.[1]).find(Boolean)!;
+    assert.match(push, new RegExp(`^rtmp://localhost:${rtmp}/live/demo\\?token=`));
+    assert.equal(watch, `http://localhost:${http}/live/demo/index.m3u8`);
+
+    const publisher = publish(push.replace("localhost", HOST));
+    const master = await waitFor("the stream through HAProxy", async () => {
+      const r = await get(watch.replace("localhost", HOST));
+      return r.status === 200 ? parseM3u8(r.text) : undefined;
+    });
+    assert.deepEqual(master.playlists?.map((p) => p.uri), ["360p/index.m3u8", "240p/index.m3u8"]);
+    publisher.child.kill("SIGKILL");
+
+    const nodes = JSON.parse((await get(`http://${HOST}:${http}/api/nodes`)).text) as { nodes: { id: string }[] };
+    assert.deepEqual(nodes.nodes.map((n) => n.id), ["node-1", "node-2"]);
+  });
+
+  it("`baton token` prints a publish URL signed with the running cluster's secret", async () => {
+    const [command, args] = nodeCommand(["token", "second"]);
+    const text = execFileSync(command, args, { env: { ...process.env, ...env }, encoding: "utf8" });
+    const url = text.trim().split("\n").pop()!;
+    assert.match(url, /^rtmp:\/\/localhost:\d+\/live\/second\?token=\d+\.[A-Za-z0-9_-]{43}$/);
+    const publisher = publish(url.replace("localhost", HOST));
+    await waitFor("the second stream", async () => {
+      const r = await get(`http://${HOST}:${env.BATON_HTTP_PORT}/live/second/index.m3u8`);
+      return r.status === 200 ? true : undefined;
+    });
+    publisher.child.kill("SIGKILL");
+  });
+
+  it("stops everything it started on Ctrl-C", async () => {
+    const pids = descendants(launcher.child.pid!);
+    assert.ok(pids.length >= 4, `redis, two nodes and haproxy are running: ${pids.join(",")}`);
+    launcher.child.kill("SIGINT");
+    const exit = await launcher.exited;
+    assert.equal(exit.code, 0);
+    const left = pids.filter(alive).map((pid) => `${pid} ${readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ").slice(0, 100)}`);
+    assert.deepEqual(left, [], "no process of the local cluster is left");
+    assert.ok(await isPortFree(HOST, Number(env.BATON_HTTP_PORT)));
+  });
+});
