@@ -13,6 +13,13 @@ export default tseslint.config(
     },
   },
   {
+    files: ["src/delivery/public/*.js"],
+    languageOptions: {
+      sourceType: "script",
+      globals: { window: "readonly", document: "readonly", localStorage: "readonly", location: "readonly", fetch: "readonly", WebSocket: "readonly", setTimeout: "readonly", setInterval: "readonly", clearInterval: "readonly", Hls: "readonly" },
+    },
+  },
+  {
     files: ["**/*.mjs"],
     languageOptions: { globals: { process: "readonly", console: "readonly" } },
   },

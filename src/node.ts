@@ -5,9 +5,14 @@ import { StreamOwner } from "./cluster/stream-owner.ts";
 import { Registry } from "./cluster/registry.ts";
 import { Sweeper } from "./cluster/sweeper.ts";
 import { addClusterApi } from "./delivery/api.ts";
+import { addPlayer } from "./delivery/player.ts";
+import { ViewerSessions } from "./delivery/sessions.ts";
+import { addSessionsApi } from "./delivery/sessions-api.ts";
+import { ViewerChannel } from "./delivery/ws.ts";
+import { SessionStore } from "./state/sessions.ts";
 import { VERSION } from "./version.ts";
 import type { Config } from "./config/defaults.ts";
-import { publishSecret } from "./config/state-dir.ts";
+import { publishSecret, sessionSecret } from "./config/state-dir.ts";
 import { DeliveryServer } from "./delivery/http.ts";
 import { errorMessage } from "./errors.ts";
 import { admitPublish } from "./ingest/admission.ts";
@@ -24,6 +29,8 @@ export class BatonNode {
   readonly metrics: Metrics;
   readonly ingest: RtmpIngest;
   readonly http: DeliveryServer;
+  readonly sessionStore: SessionStore;
+  readonly channel: ViewerChannel;
   readonly owners = new Map<string, StreamOwner>();
   private readonly sweeper: Sweeper;
   private readonly registry: Registry;
@@ -64,6 +71,11 @@ export class BatonNode {
         },
       },
     });
+    this.sessionStore = new SessionStore(this.store.redis, this.store.keys, {
+      ttlSec: config.sessions.ttl,
+      flushIntervalMs: config.sessions.flushInterval,
+    });
+    const sessions = new ViewerSessions(this.sessionStore, sessionSecret(config), this.id, () => this.metrics.sessionsCreated.inc());
     this.http = new DeliveryServer({
       port: config.http.port,
       bind: config.node.bind,
@@ -72,7 +84,12 @@ export class BatonNode {
       log: log.child("http"),
       metrics: this.metrics,
       readiness: { ready: () => this.readiness() },
+      sessions,
     });
+    this.channel = new ViewerChannel(sessions, this.http.timelines, config.sessions.maxReportsPerSecond, this.metrics, log.child("ws"));
+    this.http.onUpgrade((req, socket, head) => this.channel.upgrade(req, socket, head));
+    addSessionsApi(this.http, sessions);
+    addPlayer(this.http);
     addClusterApi(this.http, this.store);
     this.sweeper = new Sweeper(this.store, log.child("sweeper"));
     const host = config.node.publicHost;
@@ -122,6 +139,7 @@ export class BatonNode {
     void this.subscribe();
     this.sweeper.start();
     this.registry.start();
+    this.sessionStore.start();
     void warmUp(this.config.transcode.ffmpegPath);
     this.log.info("node started", { id: this.id, rtmp: this.ingest.port, http: this.http.port });
   }
@@ -176,7 +194,9 @@ export class BatonNode {
     void this.registry.beat();
     await Promise.all([...this.owners.values()].map((owner) => owner.close("node shutting down")));
     await this.ingest.close();
+    this.channel.close();
     await this.http.close();
+    await this.sessionStore.close();
     await this.registry.stop(true, this.id);
     this.subscriber?.disconnect();
     await this.store.close();

@@ -75,6 +75,16 @@ export interface Config {
     /** Lifetime in seconds of a token made by `baton token`. Used by: CLI. */
     publishTokenTtl: number;
   };
+  sessions: {
+    /** Seconds a viewer session outlives its last activity (it must outlive a pause). Used by: state/sessions. */
+    ttl: number;
+    /** HMAC secret for session tokens; empty: `var/session-secret`, created on first use. Used by: delivery. */
+    secret: string;
+    /** Position reports accepted per second on one WebSocket; more are dropped. Used by: delivery/ws. */
+    maxReportsPerSecond: number;
+    /** Milliseconds session writes are gathered before one pipelined write to Redis. Used by: state/sessions. */
+    flushInterval: number;
+  };
   log: {
     /** Least severe level printed. */
     level: "debug" | "info" | "warn" | "error";
@@ -123,6 +133,12 @@ export const DEFAULTS: Config = {
     requirePublishToken: true,
     publishSecret: "",
     publishTokenTtl: 86400,
+  },
+  sessions: {
+    ttl: 86400,
+    secret: "",
+    maxReportsPerSecond: 4,
+    flushInterval: 200,
   },
   log: {
     level: "info",

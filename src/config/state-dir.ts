@@ -10,7 +10,7 @@ export function stateDir(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /** A secret kept in the state dir, created on first use (mode 0600), so every local process shares it. */
-export function localSecret(name: "secret" | "admin-token", env: NodeJS.ProcessEnv = process.env): string {
+export function localSecret(name: "secret" | "session-secret" | "admin-token", env: NodeJS.ProcessEnv = process.env): string {
   const dir = stateDir(env);
   const file = join(dir, name);
   try {
@@ -28,4 +28,9 @@ export function localSecret(name: "secret" | "admin-token", env: NodeJS.ProcessE
 /** The publish secret in force: the configured one, or the local one. */
 export function publishSecret(config: Config, env: NodeJS.ProcessEnv = process.env): string {
   return config.auth.publishSecret || localSecret("secret", env);
+}
+
+/** The session-token secret in force: the configured one, or the local one. */
+export function sessionSecret(config: Config, env: NodeJS.ProcessEnv = process.env): string {
+  return config.sessions.secret || localSecret("session-secret", env);
 }

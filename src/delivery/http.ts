@@ -8,7 +8,9 @@ import { isStreamId } from "../ingest/stream-id.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import type { StreamStore } from "../state/store.ts";
+import { HttpError, sendJson } from "./http-error.ts";
 import { renderMaster, renderMedia } from "./playlist.ts";
+import type { ViewerSessions } from "./sessions.ts";
 import { SegmentCache } from "./segment-cache.ts";
 import { TimelineCache } from "./timeline-cache.ts";
 import { ViewerTracker } from "./viewers.ts";
@@ -43,23 +45,14 @@ export interface DeliveryOptions {
   log: Logger;
   metrics: Metrics;
   readiness: Readiness;
+  sessions: ViewerSessions;
 }
+
+export { HttpError, sendJson };
 
 const PLAYLIST = "application/vnd.apple.mpegurl";
 const RENDITION = "[a-z0-9_-]{1,32}";
 const STREAM = "[A-Za-z0-9_-]{1,64}";
-
-export class HttpError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string, readonly headers: Record<string, string> = {}) {
-    super(message);
-  }
-}
-
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { "Content-Type": "application/json; charset=utf-8", "Cache-Control": "no-store", ...headers });
-  res.end(res.req.method === "HEAD" ? undefined : text);
-}
 
 export class DeliveryServer {
   readonly timelines: TimelineCache;
@@ -90,6 +83,13 @@ export class DeliveryServer {
     this.addRoute(["GET", "HEAD"], "segment", new RegExp(`^/live/(${STREAM})/(${RENDITION})/(\\d{1,15})\\.ts$`), (r) => this.segment(r));
   }
 
+  private upgradeHandler: ((req: IncomingMessage, socket: import("node:stream").Duplex, head: Buffer) => void) | null = null;
+
+  /** Where WebSocket upgrades go (the viewer channel). */
+  onUpgrade(handler: (req: IncomingMessage, socket: import("node:stream").Duplex, head: Buffer) => void): void {
+    this.upgradeHandler = handler;
+  }
+
   addRoute(methods: string[], name: string, pattern: RegExp, handler: Handler): void {
     this.routes.push({ methods, pattern, name, handler });
   }
@@ -105,6 +105,10 @@ export class DeliveryServer {
     server.keepAliveTimeout = 30000;
     server.headersTimeout = 10000;
     server.requestTimeout = 30000;
+    server.on("upgrade", (req, socket, head) => {
+      if (this.upgradeHandler) this.upgradeHandler(req, socket, head);
+      else socket.destroy();
+    });
     server.on("connection", (socket: Socket) => {
       this.sockets.add(socket);
       socket.on("close", () => this.sockets.delete(socket));
@@ -185,20 +189,34 @@ export class DeliveryServer {
     return snapshot;
   }
 
+  /** A master playlist request without a session starts one: every URI it lists carries the token. */
   private async master({ params, res, method, req, query }: Request): Promise<void> {
+    const session = this.o.sessions.check(query.get("session"), params[0]);
     const stream = await this.snapshot(params[0]!);
-    this.viewers.seen(stream.id, req, query.get("session"));
     if (!stream.ladder) throw new HttpError(503, "STARTING", "the stream is starting", { "Retry-After": "1" });
-    this.sendPlaylist(res, method, renderMaster(stream.ladder), stream.state === "ended");
+    const token = session?.token ?? (await this.o.sessions.create(stream.id)).token;
+    if (session) this.o.sessions.touch(session.sessionId, null);
+    this.viewers.seen(stream.id, req, token);
+    this.sendPlaylist(res, method, renderMaster(stream.ladder, `?session=${token}`), stream.state === "ended");
   }
 
+  /** A paused session's media playlist points EXT-X-START at its position while it is in the window. */
   private async media({ params, res, method, req, query }: Request): Promise<void> {
+    const session = this.o.sessions.check(query.get("session"), params[0]);
     const stream = await this.snapshot(params[0]!);
-    this.viewers.seen(stream.id, req, query.get("session"));
     const rendition = params[1]!;
     if (!stream.ladder) throw new HttpError(503, "STARTING", "the stream is starting", { "Retry-After": "1" });
     if (!stream.ladder.some((r) => r.name === rendition)) throw new HttpError(404, "UNKNOWN_RENDITION", `no rendition ${rendition}`);
-    this.sendPlaylist(res, method, renderMedia(stream, rendition), stream.state === "ended");
+    this.viewers.seen(stream.id, req, session?.token ?? null);
+    let text: string;
+    if (session) {
+      this.o.sessions.touch(session.sessionId, rendition);
+      const startOffset = await this.o.sessions.startOffset(session.sessionId, stream, rendition);
+      text = renderMedia(stream, rendition, `?session=${session.token}`, startOffset === undefined ? {} : { startOffset });
+    } else {
+      text = renderMedia(stream, rendition);
+    }
+    this.sendPlaylist(res, method, text, stream.state === "ended");
   }
 
   private sendPlaylist(res: ServerResponse, method: string, text: string, ended: boolean): void {
@@ -211,10 +229,17 @@ export class DeliveryServer {
     res.end(method === "HEAD" ? undefined : text);
   }
 
-  private async segment({ params, req, res, method }: Request): Promise<void> {
+  private async segment({ params, req, res, method, query }: Request): Promise<void> {
     const [streamId, rendition, seqText] = params as [string, string, string];
     const seq = Number(seqText);
     if (!isStreamId(streamId) || !Number.isSafeInteger(seq)) throw new HttpError(400, "BAD_PATH", "invalid segment path");
+    const session = this.o.sessions.check(query.get("session"), streamId);
+    if (session) {
+      // players that never report (Safari's native player, VLC) still leave a resume point
+      const stream = (await this.timelines.get(streamId).catch(() => null))?.snapshot;
+      const entry = stream?.entries.find((e) => e.seq === seq);
+      if (stream && entry) this.o.sessions.inferred(session.sessionId, stream, entry.pdt);
+    }
     const bytes = await this.segments.get(
       `${streamId}/${rendition}/${seq}`,
       () => this.o.store.readSegment(streamId, rendition, seq),

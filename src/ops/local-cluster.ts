@@ -5,7 +5,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "../config/defaults.ts";
 import { envName, loadConfig } from "../config/load.ts";
-import { publishSecret, stateDir } from "../config/state-dir.ts";
+import { publishSecret, sessionSecret, stateDir } from "../config/state-dir.ts";
 import { haproxyConfig, type BalancedNode } from "../cluster/haproxy.ts";
 import { makePublishToken } from "../ingest/token.ts";
 import { isPortFree, nodeCommand, startHaproxy, startProcess, startRedis, stopProcess, waitForPort, type Managed } from "./processes.ts";
@@ -28,7 +28,9 @@ function redisPort(url: string): number {
 export async function runLocalCluster(o: LocalClusterOptions): Promise<void> {
   const config: Config = loadConfig();
   const dir = stateDir();
+  // made here, once, so every node signs and checks with the same secrets
   const secret = publishSecret(config);
+  const sessionsSecret = sessionSecret(config);
   const started: Managed[] = [];
   let stopping = false;
 
@@ -75,6 +77,7 @@ export async function runLocalCluster(o: LocalClusterOptions): Promise<void> {
       [envName("redis", "url")]: redisUrl,
       [envName("transcode", "spoolDir")]: join(dir, "spool", id),
       [envName("auth", "publishSecret")]: secret,
+      [envName("sessions", "secret")]: sessionsSecret,
     };
     const [command, args] = nodeCommand(["node"]);
     const node = startProcess(id, command, args, { env, logFile: join(dir, "logs", `${id}.log`), onLine: (line) => process.stderr.write(`${line}\n`) });

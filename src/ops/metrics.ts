@@ -40,6 +40,11 @@ export class Metrics {
   readonly segmentCacheMisses = new Counter({
     name: "baton_segment_cache_misses_total", help: "Segment requests that went to Redis", registers: [this.registry],
   });
+  readonly wsClients = new Gauge({ name: "baton_ws_clients", help: "Viewer WebSocket connections", registers: [this.registry] });
+  readonly wsReportsDropped = new Counter({
+    name: "baton_ws_reports_dropped_total", help: "Position reports over the rate limit, dropped", registers: [this.registry],
+  });
+  readonly sessionsCreated = new Counter({ name: "baton_sessions_created_total", help: "Viewer sessions started", registers: [this.registry] });
   readonly redisUp = new Gauge({ name: "baton_redis_up", help: "1 while this node reaches Redis", registers: [this.registry] });
 
   constructor(labels: { node: string }) {

@@ -50,6 +50,12 @@ export class Keys {
     return `${this.prefix}nodes`;
   }
 
+  /** Hash: one viewer session (stream, rendition, node, position, paused, timestamps), with a TTL. */
+  session(sessionId: string): string {
+    if (!/^[0-9a-f]{32}$/.test(sessionId)) throw new Error(`invalid session id in a key: ${JSON.stringify(sessionId)}`);
+    return `${this.prefix}session:${sessionId}`;
+  }
+
   /** Pub/sub channel: a stream id is published on each change of its timeline or state. */
   timelineChannel(): string {
     return `${this.prefix}timeline`;

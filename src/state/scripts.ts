@@ -2,14 +2,14 @@
 // ioredis client under a name that carries baton's version, so two releases sharing one Redis during a
 // rolling update each run their own scripts. Maps script errors to baton's errors in one place.
 import { readFileSync, readdirSync } from "node:fs";
-import type { Redis } from "ioredis";
+import type { ChainableCommander, Redis } from "ioredis";
 import { AdmissionError, FencedError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 
 const DIR = new URL("./scripts/", import.meta.url);
 const SUFFIX = `_v${VERSION.replace(/\W/g, "_")}`;
 
-export type ScriptName = "claim" | "renew" | "ladder" | "append" | "release" | "sweep";
+export type ScriptName = "claim" | "renew" | "ladder" | "append" | "release" | "sweep" | "session";
 type Arg = string | number | Buffer;
 type ScriptFn = (...args: Arg[]) => Promise<unknown>;
 
@@ -32,6 +32,13 @@ export async function runScript(redis: Redis, name: ScriptName, args: Arg[], buf
   } catch (error) {
     throw mapScriptError(error);
   }
+}
+
+/** Adds a script call to a pipeline (its result comes with the pipeline's exec()). */
+export function queueScript(pipeline: ChainableCommander, name: ScriptName, args: Arg[]): void {
+  const fn = (pipeline as unknown as Record<string, ((...a: Arg[]) => unknown) | undefined>)[name + SUFFIX];
+  if (!fn) throw new Error(`script ${name} is not loaded`);
+  fn.apply(pipeline, args);
 }
 
 /** Script errors start with a code; the rest of the message is detail. */

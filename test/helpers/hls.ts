@@ -52,3 +52,8 @@ export function disagreements(playlists: ParsedPlaylist[]): string[] {
   }
   return problems;
 }
+
+/** A playlist's text without the per-viewer session query strings (the only allowed difference between nodes). */
+export function withoutSession(text: string): string {
+  return text.replace(/\?session=[A-Za-z0-9._-]+/g, "");
+}

@@ -18,6 +18,7 @@ export const TEST_LADDER = [
 ];
 
 export const SECRET = "test-secret-0123456789abcdef0123456789abcdef";
+export const SESSION_SECRET = "test-session-secret-0123456789abcdef01234567";
 
 const started: Managed[] = [];
 const dirs: string[] = [];
@@ -104,6 +105,7 @@ export async function startTestNode(o: NodeOptions): Promise<TestNode> {
     [envName("transcode", "ladder")]: JSON.stringify(TEST_LADDER),
     [envName("hls", "segmentDuration")]: "1",
     [envName("auth", "publishSecret")]: SECRET,
+    [envName("sessions", "secret")]: SESSION_SECRET,
     [envName("log", "level")]: "debug",
     BATON_STATE_DIR: join(dir, "state"),
     ...o.env,

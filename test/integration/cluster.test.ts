@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { disagreements, lastSeq, parseM3u8 } from "../helpers/hls.ts";
+import { disagreements, lastSeq, parseM3u8, withoutSession } from "../helpers/hls.ts";
 import {
   get, publish, startTestHaproxy, startTestNode, startTestRedis, stopAll, testPrefix, waitFor,
   type TestHaproxy, type TestNode, type TestRedis,
@@ -18,8 +18,9 @@ async function playlistText(url: string): Promise<string> {
   return r.text;
 }
 
+/** The playlist from every node directly, without session query strings. */
 async function fromEvery(nodes: TestNode[], path: string): Promise<string[]> {
-  return Promise.all(nodes.map((n) => playlistText(n.http(path))));
+  return Promise.all(nodes.map(async (n) => withoutSession(await playlistText(n.http(path)))));
 }
 
 function metric(text: string, name: string): number {

@@ -1,0 +1,180 @@
+// baton's player page: hls.js on a session that lives in Redis. It keeps the session token in local storage
+// (so a reload resumes), reports its position over the WebSocket, shows the paused/resume state, and
+// reconnects after a handoff. window.batonPlayer exposes its state (tests read it).
+(function () {
+  "use strict";
+  const root = document.getElementById("player");
+  const video = root.querySelector("video");
+  const statusEl = document.getElementById("status");
+  const playButton = document.getElementById("play");
+  const streamId = root.dataset.stream;
+  const storageKey = "baton:session:" + streamId;
+  const REPORT_EVERY_MS = 2000;
+
+  const state = (window.batonPlayer = {
+    streamId: streamId,
+    sessionId: null,
+    token: null,
+    streamStartedAt: null,
+    resume: null,
+    reports: 0,
+    handoffs: 0,
+    wsConnects: 0,
+    errors: [],
+    playingDate: null,
+    position: null,
+    ready: false,
+  });
+
+  function show(text, kind) {
+    statusEl.textContent = text;
+    statusEl.dataset.state = kind || "live";
+  }
+
+  function clock(seconds) {
+    const s = Math.max(0, Math.floor(seconds));
+    const hh = Math.floor(s / 3600), mm = Math.floor((s % 3600) / 60), ss = s % 60;
+    return (hh ? hh + ":" : "") + String(mm).padStart(hh ? 2 : 1, "0") + ":" + String(ss).padStart(2, "0");
+  }
+
+  async function api(path, options) {
+    const response = await fetch(path, options);
+    const body = await response.json().catch(function () { return null; });
+    return { ok: response.ok, status: response.status, body: body };
+  }
+
+  /** The stored session if it is still there, else a new one. */
+  async function session() {
+    const stored = localStorage.getItem(storageKey);
+    if (stored) {
+      const id = stored.split(".")[0];
+      const r = await api("/api/sessions/" + id, { headers: { Authorization: "Bearer " + stored } });
+      if (r.ok) return { token: stored, view: r.body };
+    }
+    const r = await api("/api/sessions", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ streamId: streamId }),
+    });
+    if (!r.ok) throw new Error((r.body && r.body.message) || "could not start a session");
+    localStorage.setItem(storageKey, r.body.token);
+    return { token: r.body.token, view: r.body };
+  }
+
+  /** Seconds on the stream's timeline of what is on screen (program date-time based, like the server). */
+  function position(hls) {
+    const date = hls.playingDate;
+    if (!date || state.streamStartedAt === null) return null;
+    state.playingDate = date.getTime();
+    return (date.getTime() - state.streamStartedAt) / 1000;
+  }
+
+  let socket = null;
+  let reconnectDelay = 500;
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    socket = new WebSocket(scheme + "//" + location.host + "/ws?session=" + encodeURIComponent(state.token));
+    socket.onopen = function () {
+      state.wsConnects += 1;
+      reconnectDelay = 500;
+    };
+    socket.onmessage = function (event) {
+      let message;
+      try { message = JSON.parse(event.data); } catch { return; }
+      if (message.type === "handoff") {
+        state.handoffs += 1;
+        reconnectDelay = message.reconnectInMs || 500;
+      }
+    };
+    socket.onclose = function () {
+      socket = null;
+      setTimeout(connect, reconnectDelay);
+      reconnectDelay = Math.min(reconnectDelay * 2, 5000);
+    };
+  }
+
+  function report(hls) {
+    const p = position(hls);
+    if (p === null) return;
+    state.position = p;
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify({ type: "position", position: p, paused: video.paused }));
+      state.reports += 1;
+    }
+  }
+
+  async function start() {
+    if (!window.Hls || !Hls.isSupported()) {
+      // Safari and iOS play HLS natively; the session still rides in the URL
+      const { token } = await session();
+      state.token = token;
+      video.src = "/live/" + streamId + "/index.m3u8?session=" + encodeURIComponent(token);
+      show("Live");
+      return;
+    }
+    const { token, view } = await session();
+    state.token = token;
+    state.sessionId = view.id;
+    state.streamStartedAt = view.streamStartedAt;
+    state.resume = view.resume;
+    if (view.paused && view.resume) {
+      show(view.resume.inWindow
+        ? "Resuming where you paused (" + clock(view.resume.position) + ")"
+        : "Your pause point has left the live window; resuming at the oldest point available", "paused");
+    }
+    const hls = new Hls({ liveSyncDurationCount: 3 });
+    state.hls = hls;
+    hls.on(Hls.Events.ERROR, function (_event, data) {
+      state.errors.push({ type: data.type, details: data.details, fatal: data.fatal, at: Date.now() });
+      if (!data.fatal) return;
+      if (data.type === Hls.ErrorTypes.NETWORK_ERROR) {
+        show("Reconnecting…", "error");
+        setTimeout(function () { hls.startLoad(); }, 1000);
+      } else if (data.type === Hls.ErrorTypes.MEDIA_ERROR) {
+        hls.recoverMediaError();
+      } else {
+        show("Playback failed: " + data.details, "error");
+      }
+    });
+    hls.on(Hls.Events.MANIFEST_PARSED, function () {
+      state.ready = true;
+      video.play().catch(function () {
+        playButton.hidden = false;
+        show("Press play to start", "paused");
+      });
+    });
+    hls.loadSource("/live/" + streamId + "/index.m3u8?session=" + encodeURIComponent(token));
+    hls.attachMedia(video);
+    connect();
+
+    if (state.streamStartedAt === null) {
+      // the session began before the stream: learn its clock once it is live
+      const id = setInterval(async function () {
+        const r = await api("/api/sessions/" + state.sessionId, { headers: { Authorization: "Bearer " + token } });
+        if (r.ok && r.body.streamStartedAt !== null) {
+          state.streamStartedAt = r.body.streamStartedAt;
+          clearInterval(id);
+        }
+      }, 2000);
+    }
+    setInterval(function () { if (!video.paused) report(hls); }, REPORT_EVERY_MS);
+    video.addEventListener("pause", function () {
+      report(hls);
+      show("Paused at " + clock(state.position || 0) + ". Come back any time: you resume here.", "paused");
+    });
+    video.addEventListener("playing", function () {
+      report(hls);
+      show("Live");
+    });
+    video.addEventListener("seeked", function () { report(hls); });
+    playButton.addEventListener("click", function () {
+      playButton.hidden = true;
+      video.play();
+    });
+  }
+
+  start().catch(function (error) {
+    show(error.message, "error");
+    state.errors.push({ type: "page", details: error.message, fatal: true, at: Date.now() });
+  });
+})();

@@ -1,0 +1,127 @@
+// The viewer API: POST /api/sessions, GET /api/sessions/{id}, PUT /api/sessions/{id}/position.
+// The token comes as `Authorization: Bearer <token>` or `?session=<token>`. Without one: 401; with another
+// session's: 403, never its data.
+import type { IncomingMessage } from "node:http";
+import { isStreamId } from "../ingest/stream-id.ts";
+import type { Session } from "../state/sessions.ts";
+import type { StreamSnapshot } from "../state/store.ts";
+import { HttpError, sendJson } from "./http-error.ts";
+import type { DeliveryServer, Request } from "./http.ts";
+import { positionOf, resumePoint, type ViewerSessions } from "./sessions.ts";
+
+const MAX_BODY = 4096;
+
+export async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY) throw new HttpError(413, "TOO_LARGE", `a body of at most ${MAX_BODY} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString("utf8")) as unknown;
+  } catch {
+    throw new HttpError(400, "BAD_JSON", "the body is not JSON");
+  }
+}
+
+function bearer({ req, query }: Request): string | null {
+  const header = req.headers.authorization;
+  const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
+  return match?.[1] ?? query.get("session");
+}
+
+export interface SessionView {
+  id: string;
+  streamId: string;
+  rendition: string | null;
+  node: string;
+  position: number | null;
+  programDateTime: string | null;
+  paused: boolean;
+  source: Session["source"];
+  createdAt: number;
+  lastSeen: number;
+  updatedAt: number | null;
+  /** The stream's clock origin, ms: position = (program date-time - streamStartedAt) / 1000. */
+  streamStartedAt: number | null;
+  /** Where the viewer resumes: its position while in the window, else the oldest available point. */
+  resume: { position: number; inWindow: boolean; reason?: string } | null;
+}
+
+export function sessionView(session: Session, stream: StreamSnapshot | null): SessionView {
+  let resume: SessionView["resume"] = null;
+  if (stream && session.pdt !== null) {
+    const point = resumePoint(stream, session.rendition ?? stream.ladder?.[0]?.name ?? "", session.pdt);
+    if (point?.inWindow) resume = { position: session.position ?? positionOf(stream, session.pdt), inWindow: true };
+    else if (point) {
+      resume = {
+        position: positionOf(stream, stream.entries[0]!.pdt),
+        inWindow: false,
+        reason: "the position left the stream's window; playback resumes at the oldest available point",
+      };
+    }
+  }
+  return {
+    id: session.id,
+    streamId: session.streamId,
+    rendition: session.rendition,
+    node: session.node,
+    position: session.position,
+    programDateTime: session.pdt === null ? null : new Date(session.pdt).toISOString(),
+    paused: session.paused,
+    source: session.source,
+    createdAt: session.createdAt,
+    lastSeen: session.lastSeen,
+    updatedAt: session.updatedAt,
+    streamStartedAt: stream?.createdAt ?? null,
+    resume,
+  };
+}
+
+export function addSessionsApi(http: DeliveryServer, sessions: ViewerSessions): void {
+  const stream = async (id: string): Promise<StreamSnapshot | null> => (await http.timelines.get(id).catch(() => null))?.snapshot ?? null;
+
+  /** The session a request may see: 401 without a token, 403 for another session's token. */
+  const authorized = (request: Request, id: string): { sessionId: string; streamId: string } => {
+    const token = bearer(request);
+    if (!token) throw new HttpError(401, "NO_SESSION", "a session token is needed (Authorization: Bearer <token>)", { "WWW-Authenticate": "Bearer" });
+    const named = sessions.check(token);
+    if (!named || named.sessionId !== id) throw new HttpError(403, "FORBIDDEN", "this token is for another session");
+    return named;
+  };
+
+  http.addRoute(["POST"], "api_sessions", /^\/api\/sessions$/, async ({ req, res }) => {
+    const body = await readJson(req);
+    const streamId = (body as { streamId?: unknown } | null)?.streamId;
+    if (!isStreamId(streamId)) throw new HttpError(400, "BAD_STREAM_ID", "streamId must be 1 to 64 of A-Z, a-z, 0-9, '_', '-'");
+    const { session, token } = await sessions.create(streamId);
+    sendJson(res, 201, { ...sessionView(session, await stream(streamId)), token });
+  });
+
+  http.addRoute(["GET", "HEAD"], "api_session", /^\/api\/sessions\/([0-9a-f]{32})$/, async (request) => {
+    const id = request.params[0]!;
+    authorized(request, id);
+    const session = await sessions.get(id, true);
+    if (!session) throw new HttpError(404, "UNKNOWN_SESSION", "no such session (it may have expired)");
+    sendJson(request.res, 200, sessionView(session, await stream(session.streamId)));
+  });
+
+  http.addRoute(["PUT"], "api_session_position", /^\/api\/sessions\/([0-9a-f]{32})\/position$/, async (request) => {
+    const id = request.params[0]!;
+    const { streamId } = authorized(request, id);
+    const body = (await readJson(request.req)) as { position?: unknown; paused?: unknown } | null;
+    const position = body?.position;
+    const paused = body?.paused ?? false;
+    if (typeof position !== "number" || !Number.isFinite(position) || position < 0 || position > 1e9) {
+      throw new HttpError(400, "BAD_POSITION", "position must be a number of seconds, 0 or more");
+    }
+    if (typeof paused !== "boolean") throw new HttpError(400, "BAD_PAUSED", "paused must be true or false");
+    if (!(await sessions.get(id))) throw new HttpError(404, "UNKNOWN_SESSION", "no such session (it may have expired)");
+    const snapshot = await stream(streamId);
+    await sessions.report(id, snapshot, position, paused);
+    const session = await sessions.get(id);
+    sendJson(request.res, 200, session ? sessionView(session, snapshot) : { id, position, paused });
+  });
+}

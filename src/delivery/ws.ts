@@ -1,0 +1,147 @@
+// The viewer's WebSocket channel: GET /ws?session=<token>. The player reports its position
+// ({"type": "position", "position": s, "paused": bool}), rate-limited per connection; the server says hello,
+// and before a drain sends {"type": "handoff"} and closes with 1012 so the player reconnects through the
+// balancer to another node. Bad JSON or an unknown message closes with 1008, an oversized one with 1009.
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import { WebSocketServer, type WebSocket } from "ws";
+import type { Logger } from "../log.ts";
+import type { Metrics } from "../ops/metrics.ts";
+import type { TimelineCache } from "./timeline-cache.ts";
+import type { ViewerSessions } from "./sessions.ts";
+
+export const MAX_MESSAGE_BYTES = 4096;
+const PING_EVERY_MS = 30000;
+
+interface Client {
+  socket: WebSocket;
+  sessionId: string;
+  streamId: string;
+  tokens: number;
+  refilledAt: number;
+  alive: boolean;
+}
+
+export type ServerMessage =
+  | { type: "hello"; sessionId: string; streamId: string }
+  | { type: "handoff"; reason: string; reconnectInMs: number }
+  | { type: "error"; code: string; message: string };
+
+export class ViewerChannel {
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES });
+  private readonly clients = new Set<Client>();
+  private readonly pinger: NodeJS.Timeout;
+
+  constructor(
+    private readonly sessions: ViewerSessions,
+    private readonly timelines: TimelineCache,
+    private readonly maxReportsPerSecond: number,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {
+    this.pinger = setInterval(() => this.ping(), PING_EVERY_MS);
+  }
+
+  get size(): number {
+    return this.clients.size;
+  }
+
+  /** Handles an HTTP upgrade; answers 401/403 without upgrading when the token is missing or bad. */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const url = new URL(req.url ?? "/", "http://baton");
+    if (url.pathname !== "/ws") return reject(socket, 404, "Not Found");
+    let named: ReturnType<ViewerSessions["check"]>;
+    try {
+      named = this.sessions.check(url.searchParams.get("session"));
+    } catch {
+      return reject(socket, 403, "Forbidden");
+    }
+    if (!named) return reject(socket, 401, "Unauthorized");
+    const { sessionId, streamId } = named;
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, sessionId, streamId));
+  }
+
+  private accept(socket: WebSocket, sessionId: string, streamId: string): void {
+    const client: Client = { socket, sessionId, streamId, tokens: this.maxReportsPerSecond * 2, refilledAt: Date.now(), alive: true };
+    this.clients.add(client);
+    this.metrics.wsClients.set(this.clients.size);
+    socket.on("pong", () => (client.alive = true));
+    socket.on("message", (data, isBinary) => this.message(client, data as Buffer, isBinary));
+    socket.on("close", () => {
+      this.clients.delete(client);
+      this.metrics.wsClients.set(this.clients.size);
+    });
+    socket.on("error", (error) => this.log.debug("websocket error", { error: error.message }));
+    send(socket, { type: "hello", sessionId, streamId });
+  }
+
+  private message(client: Client, data: Buffer, isBinary: boolean): void {
+    let message: unknown;
+    try {
+      if (isBinary) throw new Error("binary");
+      message = JSON.parse(data.toString("utf8"));
+    } catch {
+      client.socket.close(1008, "messages are JSON text");
+      return;
+    }
+    const m = message as { type?: unknown; position?: unknown; paused?: unknown } | null;
+    if (m?.type !== "position") {
+      client.socket.close(1008, "unknown message type");
+      return;
+    }
+    const { position, paused } = m;
+    if (typeof position !== "number" || !Number.isFinite(position) || position < 0 || typeof paused !== "boolean") {
+      client.socket.close(1008, "position must be seconds (0 or more) and paused a boolean");
+      return;
+    }
+    // token bucket: a burst of twice the rate, refilled continuously
+    const now = Date.now();
+    client.tokens = Math.min(this.maxReportsPerSecond * 2, client.tokens + ((now - client.refilledAt) / 1000) * this.maxReportsPerSecond);
+    client.refilledAt = now;
+    if (client.tokens < 1) {
+      this.metrics.wsReportsDropped.inc();
+      return;
+    }
+    client.tokens -= 1;
+    void this.timelines
+      .get(client.streamId)
+      .catch(() => ({ snapshot: null }))
+      .then(({ snapshot }) => this.sessions.report(client.sessionId, snapshot, position, paused));
+  }
+
+  private ping(): void {
+    for (const client of this.clients) {
+      if (!client.alive) {
+        client.socket.terminate();
+        continue;
+      }
+      client.alive = false;
+      client.socket.ping();
+    }
+  }
+
+  /** Tells every client to reconnect elsewhere, then closes with 1012 (service restart). */
+  handoff(reason: string, reconnectInMs = 500): number {
+    const count = this.clients.size;
+    for (const client of this.clients) {
+      send(client.socket, { type: "handoff", reason, reconnectInMs });
+      client.socket.close(1012, "handoff");
+    }
+    return count;
+  }
+
+  close(): void {
+    clearInterval(this.pinger);
+    for (const client of this.clients) client.socket.terminate();
+    this.clients.clear();
+    this.wss.close();
+  }
+}
+
+function send(socket: WebSocket, message: ServerMessage): void {
+  if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(message));
+}
+
+function reject(socket: Duplex, status: number, text: string): void {
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+}

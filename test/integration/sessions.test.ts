@@ -1,0 +1,262 @@
+// Viewer sessions across two nodes on one Redis: created by the API or by a master playlist request, isolated
+// from each other, positions written on one node read on another, inferred from segments, resumed with
+// EXT-X-START, kept over a Redis restart, expiring after their TTL; the WebSocket channel.
+import assert from "node:assert/strict";
+import WebSocket from "ws";
+import { makeSessionToken } from "../../src/delivery/session-token.ts";
+import { parseM3u8, type ParsedPlaylist } from "../helpers/hls.ts";
+import { get, publish, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestNode, type TestRedis } from "../helpers/stack.ts";
+
+interface View {
+  id: string;
+  token?: string;
+  streamId: string;
+  rendition: string | null;
+  node: string;
+  position: number | null;
+  programDateTime: string | null;
+  paused: boolean;
+  source: string | null;
+  streamStartedAt: number | null;
+  resume: { position: number; inWindow: boolean; reason?: string } | null;
+}
+
+async function call(url: string, init: RequestInit = {}): Promise<{ status: number; body: unknown; text: string }> {
+  const r = await fetch(url, { ...init, signal: AbortSignal.timeout(10000) });
+  const text = await r.text();
+  let body: unknown = null;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = null;
+  }
+  return { status: r.status, body, text };
+}
+
+const json = (body: unknown): RequestInit => ({ method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+const auth = (token: string): Record<string, string> => ({ Authorization: `Bearer ${token}` });
+
+async function createSession(node: TestNode, streamId: string): Promise<View & { token: string }> {
+  const r = await call(node.http("/api/sessions"), json({ streamId }));
+  assert.equal(r.status, 201, r.text);
+  return r.body as View & { token: string };
+}
+
+async function putPosition(node: TestNode, s: { id: string; token: string }, position: number, paused: boolean): Promise<View> {
+  const r = await call(node.http(`/api/sessions/${s.id}/position`), {
+    method: "PUT", headers: { ...auth(s.token), "Content-Type": "application/json" }, body: JSON.stringify({ position, paused }),
+  });
+  assert.equal(r.status, 200, r.text);
+  return r.body as View;
+}
+
+async function getSession(node: TestNode, s: { id: string; token: string }): Promise<View> {
+  const r = await call(node.http(`/api/sessions/${s.id}`), { headers: auth(s.token) });
+  assert.equal(r.status, 200, r.text);
+  return r.body as View;
+}
+
+describe("viewer sessions", function () {
+  this.timeout(120000);
+  let redis: TestRedis;
+  let a: TestNode;
+  let b: TestNode;
+  let live: ParsedPlaylist;
+
+  before(async () => {
+    redis = await startTestRedis({ persistent: true });
+    const prefix = testPrefix();
+    a = await startTestNode({ redisUrl: redis.url, prefix, id: "sess-a" });
+    b = await startTestNode({ redisUrl: redis.url, prefix, id: "sess-b" });
+    publish(a.rtmp("show"));
+    publish(a.rtmp("other"));
+    live = await waitFor("four segments of the show", async () => {
+      const r = await get(b.http("/live/show/360p/index.m3u8"));
+      const p = r.status === 200 ? parseM3u8(r.text) : null;
+      return p && p.segments.length >= 4 ? p : undefined;
+    });
+    await waitFor("the other stream", async () => ((await get(b.http("/live/other/index.m3u8"))).status === 200 ? true : undefined));
+  });
+  after(stopAll);
+
+  it("creates a session with an unguessable id and a signed token; refuses a bad stream id or body", async () => {
+    const s = await createSession(a, "show");
+    assert.match(s.id, /^[0-9a-f]{32}$/);
+    assert.match(s.token, new RegExp(`^${s.id}\\.show\\.[A-Za-z0-9_-]{43}$`));
+    assert.equal(s.streamId, "show");
+    assert.equal((await call(a.http("/api/sessions"), json({ streamId: "../x" }))).status, 400);
+    assert.equal((await call(a.http("/api/sessions"), { method: "POST", body: "{nope" })).status, 400);
+    assert.equal((await call(a.http("/api/sessions"), { method: "POST", body: JSON.stringify({ streamId: "x".repeat(5000) }) })).status, 413);
+  });
+
+  it("reads on one node the position written on another", async () => {
+    const s = await createSession(a, "show");
+    await putPosition(a, s, 12.5, true);
+    const view = await getSession(b, s);
+    assert.equal(view.position, 12.5);
+    assert.equal(view.paused, true);
+    assert.equal(view.source, "reported");
+    assert.equal(view.node, "sess-a");
+  });
+
+  it("never shows or changes another viewer's session", async () => {
+    const mine = await createSession(a, "show");
+    const theirs = await createSession(b, "show");
+    await putPosition(b, theirs, 30, true);
+    const noToken = await call(a.http(`/api/sessions/${theirs.id}`));
+    assert.equal(noToken.status, 401);
+    const other = await call(a.http(`/api/sessions/${theirs.id}`), { headers: auth(mine.token) });
+    assert.equal(other.status, 403);
+    assert.doesNotMatch(other.text, /"position"/);
+    const write = await call(a.http(`/api/sessions/${theirs.id}/position`), {
+      method: "PUT", headers: auth(mine.token), body: JSON.stringify({ position: 1, paused: false }),
+    });
+    assert.equal(write.status, 403);
+    assert.equal((await getSession(b, theirs)).position, 30, "unchanged");
+    const forged = makeSessionToken("not-the-secret", theirs.id, "show");
+    assert.equal((await call(a.http(`/api/sessions/${theirs.id}`), { headers: auth(forged) })).status, 403);
+    assert.equal((await call(a.http(`/api/sessions/${theirs.id}?session=${forged}`))).status, 403);
+    // a session of one stream opens no other stream's playlists or segments
+    for (const path of ["/live/other/index.m3u8", "/live/other/360p/index.m3u8", `/live/other/360p/${live.mediaSequence}.ts`]) {
+      assert.equal((await get(a.http(`${path}?session=${mine.token}`))).status, 403, path);
+    }
+  });
+
+  it("starts a session on a master playlist request without one, and carries it in every URI", async () => {
+    const master = await get(b.http("/live/show/index.m3u8"));
+    const token = /\?session=([^\s]+)/.exec(master.text)![1]!;
+    const id = token.split(".")[0]!;
+    const media = await get(a.http(`/live/show/240p/index.m3u8?session=${token}`));
+    assert.equal(media.status, 200);
+    const parsed = parseM3u8(media.text);
+    assert.ok(parsed.segments.length > 0 && parsed.segments.every((s) => s.uri.endsWith(`?session=${token}`)));
+    const view = await waitFor("the rendition recorded", async () => {
+      const v = await getSession(b, { id, token });
+      return v.rendition === "240p" ? v : undefined;
+    });
+    assert.equal(view.streamId, "show");
+  });
+
+  it("infers the position from fetched segments, and lets an explicit report win", async () => {
+    const s = await createSession(a, "show");
+    const media = parseM3u8((await get(a.http(`/live/show/360p/index.m3u8?session=${s.token}`))).text);
+    const segment = media.segments[media.segments.length - 2]!;
+    assert.equal((await get(a.http(`/live/show/360p/${segment.uri}`))).status, 200);
+    const inferred = await waitFor("an inferred position", async () => {
+      const v = await getSession(b, s);
+      return v.source === "inferred" ? v : undefined;
+    });
+    assert.equal(inferred.programDateTime, new Date(segment.dateTimeString!).toISOString());
+    await putPosition(a, s, inferred.position! - 1, false);
+    const last = media.segments[media.segments.length - 1]!;
+    await get(a.http(`/live/show/360p/${last.uri}`));
+    const after = await getSession(b, s);
+    assert.equal(after.source, "reported");
+    assert.equal(after.position, inferred.position! - 1);
+  });
+
+  it("points a paused viewer's playlists at the paused position, and says when it left the window", async () => {
+    const s = await createSession(a, "show");
+    const view = await getSession(a, s);
+    const media = parseM3u8((await get(b.http(`/live/show/360p/index.m3u8?session=${s.token}`))).text);
+    const target = media.segments[1]!;
+    const position = (Date.parse(target.dateTimeString!) - view.streamStartedAt!) / 1000 + 0.5;
+    await putPosition(a, s, position, true);
+    const text = await waitFor("EXT-X-START in the playlist", async () => {
+      const t = (await get(b.http(`/live/show/360p/index.m3u8?session=${s.token}`))).text;
+      return t.includes("#EXT-X-START") ? t : undefined;
+    });
+    const parsed = parseM3u8(text);
+    const offset = Number(/TIME-OFFSET=([\d.]+),PRECISE=YES/.exec(text)![1]);
+    const startOfTarget = parsed.segments.findIndex((x) => x.uri === target.uri);
+    const expected = parsed.segments.slice(0, startOfTarget).reduce((sum, x) => sum + x.duration, 0) + 0.5;
+    assert.ok(startOfTarget >= 0);
+    assert.ok(Math.abs(offset - expected) < 0.01, `${offset} vs ${expected}`);
+    assert.deepEqual((await getSession(b, s)).resume, { position, inWindow: true });
+
+    await putPosition(a, s, 0.5, true);
+    const gone = await getSession(b, s);
+    assert.equal(gone.resume?.inWindow, false);
+    assert.match(gone.resume?.reason ?? "", /oldest available/);
+    assert.match((await get(b.http(`/live/show/360p/index.m3u8?session=${s.token}`))).text, /#EXT-X-START:TIME-OFFSET=0\.000/);
+    await putPosition(a, s, position, false);
+    assert.doesNotMatch((await get(a.http(`/live/show/360p/index.m3u8?session=${s.token}`))).text, /EXT-X-START/);
+  });
+
+  it("takes positions over the WebSocket, and closes on bad or oversized messages", async () => {
+    const s = await createSession(a, "show");
+    const ws = new WebSocket(b.http(`/ws?session=${s.token}`).replace("http", "ws"));
+    const hello = await new Promise<{ type: string; sessionId: string }>((resolve, reject) => {
+      ws.once("message", (data) => resolve(JSON.parse(String(data)) as { type: string; sessionId: string }));
+      ws.once("error", reject);
+    });
+    assert.deepEqual(hello, { type: "hello", sessionId: s.id, streamId: "show" });
+    ws.send(JSON.stringify({ type: "position", position: 42.25, paused: true }));
+    await waitFor("the reported position", async () => ((await getSession(a, s)).position === 42.25 ? true : undefined));
+    ws.send("not json");
+    const code = await new Promise<number>((resolve) => ws.once("close", (c) => resolve(c)));
+    assert.equal(code, 1008);
+
+    const big = new WebSocket(b.http(`/ws?session=${s.token}`).replace("http", "ws"));
+    await new Promise((resolve) => big.once("open", resolve));
+    big.send("x".repeat(5000));
+    assert.equal(await new Promise<number>((resolve) => big.once("close", (c) => resolve(c))), 1009);
+
+    const refused = new WebSocket(b.http("/ws").replace("http", "ws"));
+    const status = await new Promise<number>((resolve) => refused.once("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0)));
+    assert.equal(status, 401);
+    assert.equal(b.proc.child.exitCode, null);
+  });
+
+  it("rate-limits position reports per connection", async () => {
+    const s = await createSession(a, "show");
+    const ws = new WebSocket(b.http(`/ws?session=${s.token}`).replace("http", "ws"));
+    await new Promise((resolve) => ws.once("open", resolve));
+    for (let i = 1; i <= 40; i++) ws.send(JSON.stringify({ type: "position", position: i, paused: false }));
+    await waitFor("dropped reports counted", async () => {
+      const text = (await get(b.http("/metrics"))).text;
+      const line = text.split("\n").find((l) => l.startsWith("baton_ws_reports_dropped_total"));
+      return line && Number(line.split(" ").pop()) >= 30 ? true : undefined;
+    });
+    const stored = (await getSession(a, s)).position!;
+    assert.ok(stored <= 10, `only the first burst is taken, stored ${stored}`);
+    ws.close();
+  });
+
+  it("keeps sessions over a Redis restart", async () => {
+    const s = await createSession(a, "show");
+    await putPosition(a, s, 77, true);
+    await redis.stop();
+    await redis.start();
+    const view = await waitFor("the session after the restart", async () => {
+      const r = await call(b.http(`/api/sessions/${s.id}`), { headers: auth(s.token) });
+      return r.status === 200 ? (r.body as View) : undefined;
+    });
+    assert.equal(view.position, 77);
+    assert.equal(view.paused, true);
+  });
+});
+
+describe("viewer sessions: TTL", function () {
+  this.timeout(60000);
+  after(stopAll);
+
+  it("expires a session after its TTL without activity; a late write does not bring it back", async () => {
+    const redis = await startTestRedis();
+    const node = await startTestNode({ redisUrl: redis.url, prefix: testPrefix(), env: { BATON_SESSIONS_TTL: "3" } });
+    const s = await createSession(node, "ttl");
+    const started = Date.now();
+    await putPosition(node, s, 1, true);
+    assert.equal((await getSession(node, s)).position, 1);
+    await waitFor("the session to expire", async () => {
+      const r = await call(node.http(`/api/sessions/${s.id}`), { headers: auth(s.token) });
+      return r.status === 404 ? true : undefined;
+    }, 10000);
+    assert.ok(Date.now() - started >= 2500, "not before its TTL");
+    // an expired session is not brought back by a late write
+    const late = await call(node.http(`/api/sessions/${s.id}/position`), {
+      method: "PUT", headers: auth(s.token), body: JSON.stringify({ position: 2, paused: false }),
+    });
+    assert.equal(late.status, 404);
+  });
+});
