@@ -24,7 +24,7 @@ interface View {
 async function call(url: string, init: RequestInit = {}): Promise<{ status: number; body: unknown; text: string }> {
   const r = await fetch(url, { ...init, signal: AbortSignal.timeout(10000) });
   const text = await r.text();
-  let body: unknown = null;
+  let body: unknown;
   try {
     body = JSON.parse(text);
   } catch {
