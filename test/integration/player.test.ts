@@ -1,0 +1,96 @@
+// The player page in a real browser (Debian's chromium driven by playwright-core) through HAProxy in front of
+// two nodes: the video plays, pausing stores the position, a reload resumes within one segment of it.
+import assert from "node:assert/strict";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { get, publish, startTestHaproxy, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestHaproxy } from "../helpers/stack.ts";
+
+export const CHROMIUM_ARGS = [
+  "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic", "--no-first-run",
+  "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required",
+];
+
+export function launchBrowser(): Promise<Browser> {
+  return chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_ARGS, timeout: 30000 });
+}
+
+interface PlayerState {
+  sessionId: string | null;
+  token: string | null;
+  playingDate: number | null;
+  reports: number;
+  wsConnects: number;
+  errors: { type: string; details: string; fatal: boolean }[];
+}
+
+const playerState = (page: Page): Promise<PlayerState> =>
+  page.evaluate(() => {
+    const s = (window as unknown as { batonPlayer: PlayerState & { hls?: { playingDate: Date | null } } }).batonPlayer;
+    const date = s.hls?.playingDate;
+    return { sessionId: s.sessionId, token: s.token, playingDate: date ? date.getTime() : null, reports: s.reports, wsConnects: s.wsConnects, errors: s.errors };
+  });
+
+const currentTime = (page: Page): Promise<number> => page.evaluate(() => document.querySelector("video")!.currentTime);
+
+describe("player page in a real browser", function () {
+  this.timeout(120000);
+  let lb: TestHaproxy;
+  let browser: Browser | null = null;
+
+  before(async () => {
+    const redis = await startTestRedis();
+    const prefix = testPrefix();
+    // a 20-segment window, so a paused position stays in it through the reload
+    const env = { BATON_HLS_PLAYLISTWINDOW: "20" };
+    const nodes = [await startTestNode({ redisUrl: redis.url, prefix, env }), await startTestNode({ redisUrl: redis.url, prefix, env })];
+    lb = await startTestHaproxy(nodes);
+    publish(nodes[0]!.rtmp("tv"));
+    await waitFor("the stream", async () => {
+      const r = await get(lb.http("/live/tv/360p/index.m3u8"));
+      return r.status === 200 && (r.text.match(/#EXTINF/g) ?? []).length >= 3 ? true : undefined;
+    }, 30000);
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await browser?.close();
+    await stopAll();
+  });
+
+  it("plays, stores the paused position, and resumes there after a reload", async () => {
+    const page = await browser!.newPage();
+    await page.goto(lb.http("/watch/tv"));
+    await page.waitForFunction(() => document.querySelector("video")!.currentTime > 2, null, { timeout: 30000 });
+    const t1 = await currentTime(page);
+    await page.waitForFunction((t) => document.querySelector("video")!.currentTime > t + 1, t1, { timeout: 15000 });
+    const playing = await playerState(page);
+    assert.ok(playing.sessionId && playing.wsConnects >= 1);
+
+    await page.evaluate(() => document.querySelector("video")!.pause());
+    const paused = await playerState(page);
+    const token = paused.token!;
+    const stored = await waitFor("the paused position in the session", async () => {
+      const r = await fetch(lb.http(`/api/sessions/${paused.sessionId}`), { headers: { Authorization: `Bearer ${token}` } });
+      const view = (await r.json()) as { paused: boolean; programDateTime: string | null; position: number | null };
+      return view.paused && view.programDateTime ? view : undefined;
+    });
+    assert.ok(Math.abs(Date.parse(stored.programDateTime!) - paused.playingDate!) < 1000, "the stored position is where the video paused");
+    assert.match(await page.textContent("#status") ?? "", /Paused at/);
+
+    // let live move on well past the paused point, so a player starting at the live edge would be seconds off
+    await waitFor("live to move 5 s past the pause", async () => {
+      const text = (await get(lb.http("/live/tv/360p/index.m3u8"))).text;
+      const dates = [...text.matchAll(/PROGRAM-DATE-TIME:(\S+)/g)].map((m) => Date.parse(m[1]!));
+      return dates[dates.length - 1]! > Date.parse(stored.programDateTime!) + 5000 ? true : undefined;
+    });
+    await page.reload();
+    await page.waitForFunction(() => {
+      const s = (window as unknown as { batonPlayer: { hls?: { playingDate: Date | null } } }).batonPlayer;
+      return document.querySelector("video")!.currentTime > 0 && !!s.hls?.playingDate;
+    }, null, { timeout: 30000 });
+    const resumed = await playerState(page);
+    assert.equal(resumed.sessionId, paused.sessionId, "the reload kept the session (local storage)");
+    const drift = (resumed.playingDate! - Date.parse(stored.programDateTime!)) / 1000;
+    assert.ok(Math.abs(drift) <= 1, `resumed ${drift.toFixed(2)} s from the paused position (one segment is 1 s)`);
+    assert.deepEqual(resumed.errors.filter((e) => e.fatal), []);
+    await page.close();
+  });
+});
