@@ -48,6 +48,13 @@ export class FencedError extends BatonError {
   }
 }
 
+/** A draining owner is finishing the stream's last segment; a claim may retry in a moment. */
+export class HandoffPendingError extends BatonError {
+  constructor(message: string) {
+    super("HANDOFF_PENDING", message);
+  }
+}
+
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }

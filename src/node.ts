@@ -2,7 +2,10 @@
 import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { StreamOwner } from "./cluster/stream-owner.ts";
-import { Registry } from "./cluster/registry.ts";
+import { AgentServer, agentAnswer } from "./cluster/agent.ts";
+import { Drainer, type DrainReport } from "./cluster/drain.ts";
+import { Registry, type NodeState } from "./cluster/registry.ts";
+import { addAdminApi, type AdminCommand } from "./ops/admin-api.ts";
 import { Sweeper } from "./cluster/sweeper.ts";
 import { addClusterApi } from "./delivery/api.ts";
 import { addPlayer } from "./delivery/player.ts";
@@ -12,7 +15,7 @@ import { ViewerChannel } from "./delivery/ws.ts";
 import { SessionStore } from "./state/sessions.ts";
 import { VERSION } from "./version.ts";
 import type { Config } from "./config/defaults.ts";
-import { publishSecret, sessionSecret } from "./config/state-dir.ts";
+import { adminToken, publishSecret, sessionSecret } from "./config/state-dir.ts";
 import { DeliveryServer } from "./delivery/http.ts";
 import { errorMessage } from "./errors.ts";
 import { admitPublish } from "./ingest/admission.ts";
@@ -34,6 +37,8 @@ export class BatonNode {
   readonly owners = new Map<string, StreamOwner>();
   private readonly sweeper: Sweeper;
   private readonly registry: Registry;
+  readonly drainer: Drainer;
+  readonly agent: AgentServer;
   private readonly startedAt = Date.now();
   private subscriber: Redis | null = null;
   private readonly log: Logger;
@@ -62,7 +67,7 @@ export class BatonNode {
             requireToken: config.auth.requirePublishToken,
             secret,
             isLive: (id) => this.owners.has(id),
-            refusing: () => this.closing !== null,
+            refusing: () => this.closing !== null || this.drainer.state !== "ready",
           }),
         publisher: (connection) => this.publisher(connection),
         refused: (reason, message, request) => {
@@ -98,7 +103,7 @@ export class BatonNode {
       this.store.keys,
       () => ({
         id: this.id,
-        state: this.closing ? "draining" : "ready",
+        state: this.drainer.state,
         httpUrl: `http://${host}:${this.http.port}`,
         rtmpUrl: `rtmp://${host}:${this.ingest.port}/live`,
         version: VERSION,
@@ -107,10 +112,75 @@ export class BatonNode {
       }),
       log.child("registry"),
     );
+    const owners = this.owners;
+    this.drainer = new Drainer({
+      publishState: async () => this.registry.beat(),
+      http: this.http,
+      viewers: this.channel,
+      publishers: {
+        handoffAll: async () => void (await Promise.all([...this.owners.values()].map((owner) => owner.handoff()))),
+        abortAll: async () => void (await Promise.all([...this.owners.values()].map((owner) => owner.abort()))),
+        get count() {
+          return owners.size;
+        },
+      },
+      log: log.child("drain"),
+    });
+    this.agent = new AgentServer(config.agent.port, config.node.bind, () =>
+      agentAnswer(this.drainer.state, this.owners.size, config.transcode.capacity),
+    );
+    addAdminApi(this.http, {
+      nodeId: this.id,
+      token: adminToken(config),
+      local: this,
+      redis: this.store.redis,
+      keys: this.store.keys,
+    });
+  }
+
+  /** Starts a drain (an admin request, the CLI, SIGTERM); `exit` closes the node once drained. */
+  drain(reason: string, options: { exit: boolean } = { exit: false }): Promise<DrainReport> {
+    const done = this.drainer.drain(reason, this.config.drain.deadline);
+    if (options.exit) this.exitAfterDrain ??= done.then(() => this.close()).then(() => this.onExit());
+    return done;
+  }
+
+  undrain(): Promise<void> {
+    return this.drainer.undrain();
+  }
+
+  /** What the node does when a drain asked it to exit (the CLI exits the process). */
+  onExit: () => void = () => undefined;
+  private exitAfterDrain: Promise<void> | null = null;
+
+  /** Runs an admin command that arrived for this node through Redis. */
+  command(command: AdminCommand): void {
+    if (command.node !== this.id) return;
+    if (command.action === "drain") void this.drain(`admin request through ${command.via}`, { exit: command.exit === true });
+    else if (command.action === "undrain") void this.undrain();
+  }
+
+  get state(): NodeState {
+    return this.drainer.state;
+  }
+
+  status(): Record<string, unknown> {
+    return {
+      node: this.id,
+      state: this.drainer.state,
+      version: VERSION,
+      startedAt: this.startedAt,
+      publishers: [...this.owners.values()].map((o) => ({ stream: o.streamId, epoch: o.claim?.epoch ?? null })),
+      websockets: this.channel.size,
+      http: { inFlight: this.http.inFlight, openSockets: this.http.openSockets },
+      redis: this.store.ready ? "up" : "down",
+      lastDrain: this.drainer.last,
+    };
   }
 
   readiness(): { ok: true } | { ok: false; reason: string } {
     if (this.closing) return { ok: false, reason: "shutting down" };
+    if (this.drainer.state !== "ready") return { ok: false, reason: this.drainer.state };
     if (!this.store.ready) return { ok: false, reason: "redis unreachable" };
     return { ok: true };
   }
@@ -120,9 +190,11 @@ export class BatonNode {
     try {
       await this.ingest.start();
       await this.http.start();
+      await this.agent.start();
     } catch (error) {
       await this.ingest.close();
       await this.http.close();
+      await this.agent.close();
       throw error;
     }
     this.store.redis.on("ready", () => {
@@ -148,8 +220,18 @@ export class BatonNode {
   private async subscribe(): Promise<void> {
     while (!this.closing && !this.subscriber) {
       try {
+        const keys = this.store.keys;
         this.subscriber = await this.store.subscribe(
-          (id) => this.http.timelines.changed(id),
+          {
+            [keys.timelineChannel()]: (id) => this.http.timelines.changed(id),
+            [keys.adminChannel()]: (message) => {
+              try {
+                this.command(JSON.parse(message) as AdminCommand);
+              } catch {
+                this.log.warn("unreadable admin command", { message: message.slice(0, 200) });
+              }
+            },
+          },
           () => this.http.timelines.invalidateAll(),
         );
         this.http.timelines.subscribed = true;
@@ -185,7 +267,7 @@ export class BatonNode {
 
   /** Stops everything this node started: publishers (flushing their last segments), listeners, Redis. */
   close(): Promise<void> {
-    if (!this.closing) this.closing = this.shutdown();
+    this.closing ??= Promise.resolve().then(() => this.shutdown());
     return this.closing;
   }
 
@@ -194,6 +276,7 @@ export class BatonNode {
     void this.registry.beat();
     await Promise.all([...this.owners.values()].map((owner) => owner.close("node shutting down")));
     await this.ingest.close();
+    await this.agent.close();
     this.channel.close();
     await this.http.close();
     await this.sessionStore.close();

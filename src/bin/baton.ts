@@ -3,8 +3,10 @@
 //   baton start [--nodes N]      the local cluster: Redis, N nodes, HAProxy (npm start)
 //   baton node [--config FILE]   one node, configured by file and BATON_* variables
 //   baton token <streamId>       a ready publish URL, signed with the local cluster's secret
+//   baton status | drain <id> | undrain <id> | rolling-update [--url URL]   the operator's commands
 import { loadConfig } from "../config/load.ts";
-import { publishSecret } from "../config/state-dir.ts";
+import { adminToken, publishSecret } from "../config/state-dir.ts";
+import { drain, rollingUpdate, status, undrain, type AdminClient } from "../ops/admin-cli.ts";
 import { errorMessage } from "../errors.ts";
 import { makePublishToken } from "../ingest/token.ts";
 import { isStreamId } from "../ingest/stream-id.ts";
@@ -15,7 +17,12 @@ import { runLocalCluster } from "../ops/local-cluster.ts";
 const USAGE = `usage: baton <command>
   start [--nodes N]       run the local cluster (Redis, N nodes, HAProxy); Ctrl-C stops it
   node [--config FILE]    run one node
-  token <streamId>        print a publish URL for a stream`;
+  token <streamId>        print a publish URL for a stream
+  status                  nodes, states, streams, owners, viewers
+  drain <nodeId>          drain a node (it keeps running, drained, until undrain)
+  undrain <nodeId>        take a drained node back
+  rolling-update          drain, restart and bring back every node in turn
+  (status, drain, undrain, rolling-update take --url URL, default the balancer http://<publicHost>:<http.port>)`;
 
 class UsageError extends Error {}
 
@@ -33,6 +40,7 @@ async function runNode(args: string[]): Promise<void> {
   if (args.length > 0) throw new UsageError(`unexpected argument ${args[0]}`);
   const config = loadConfig({ file });
   const node = new BatonNode(config, createLogger({ level: config.log.level, node: config.node.id || undefined }));
+  node.onExit = () => process.exit(0);
   await node.start();
   let stopping = false;
   const stop = (signal: string): void => {
@@ -41,8 +49,15 @@ async function runNode(args: string[]): Promise<void> {
     process.stderr.write(`baton: ${signal}, stopping\n`);
     void node.close().then(() => process.exit(0));
   };
+  // SIGTERM (a rolling update, Kubernetes, docker stop) drains first: viewers and publishers move to other
+  // nodes, then the process exits 0. A second SIGTERM, or SIGINT (Ctrl-C), stops at once, still cleanly.
+  process.on("SIGTERM", () => {
+    if (config.drain.onSigterm && node.state === "ready" && !stopping) {
+      process.stderr.write("baton: SIGTERM, draining\n");
+      void node.drain("SIGTERM", { exit: true });
+    } else stop("SIGTERM");
+  });
   process.on("SIGINT", () => stop("SIGINT"));
-  process.on("SIGTERM", () => stop("SIGTERM"));
 }
 
 function token(args: string[]): void {
@@ -53,6 +68,22 @@ function token(args: string[]): void {
   const config = loadConfig({ file });
   const value = makePublishToken(publishSecret(config), streamId, config.auth.publishTokenTtl);
   console.log(`rtmp://${config.node.publicHost}:${config.rtmp.port}/live/${streamId}?token=${value}`);
+}
+
+function adminClient(args: string[]): AdminClient {
+  const url = option(args, "--url");
+  const config = loadConfig({ file: option(args, "--config") });
+  return {
+    url: (url ?? `http://${config.node.publicHost}:${config.http.port}`).replace(/\/$/, ""),
+    token: adminToken(config),
+    say: (line) => console.log(line),
+  };
+}
+
+function nodeArg(args: string[], command: string): string {
+  const node = args[0];
+  if (!node || args.length > 1) throw new UsageError(`${command} takes one node id`);
+  return node;
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -70,6 +101,29 @@ async function main(argv: string[]): Promise<void> {
       return runNode(args);
     case "token":
       return token(args);
+    case "status": {
+      const client = adminClient(args);
+      if (args.length > 0) throw new UsageError(`unexpected argument ${args[0]}`);
+      console.log(await status(client));
+      return;
+    }
+    case "drain": {
+      const client = adminClient(args);
+      console.log(await drain(client, nodeArg(args, "drain")));
+      return;
+    }
+    case "undrain": {
+      const client = adminClient(args);
+      console.log(await undrain(client, nodeArg(args, "undrain")));
+      return;
+    }
+    case "rolling-update": {
+      const client = adminClient(args);
+      if (args.length > 0) throw new UsageError(`unexpected argument ${args[0]}`);
+      const config = loadConfig();
+      await rollingUpdate(client, { restartCommand: config.admin.restartCommand, timeout: config.drain.deadline + 60, maxErrorRate: 0.01 });
+      return;
+    }
     case undefined:
     case "help":
     case "--help":

@@ -3,7 +3,7 @@
 // bounded, while Redis is away), and releases the stream when the publisher leaves. A write refused for a
 // stale epoch means another node owns the stream now: this one stops at once.
 import type { Config } from "../config/defaults.ts";
-import { AdmissionError, FencedError, errorMessage } from "../errors.ts";
+import { AdmissionError, FencedError, HandoffPendingError, errorMessage } from "../errors.ts";
 import { TypedEmitter } from "../events.ts";
 import type { AVPacket } from "../ingest/nms.ts";
 import type { PublisherConnection } from "../ingest/rtmp-server.ts";
@@ -14,11 +14,13 @@ import { TranscodeJob, type SegmentGroupOut } from "../transcode/job.ts";
 import { ladderEntries, planLadder, replanLadder } from "../transcode/ladder.ts";
 
 /** The part of the store an owner writes through (a test can hand it a fake). */
-export type TimelineWriter = Pick<StreamStore, "claim" | "renew" | "setLadder" | "append" | "release">;
+export type TimelineWriter = Pick<StreamStore, "claim" | "renew" | "setLadder" | "append" | "release" | "markHandoff">;
 
 /** Publish lease: how long a stream stays held after its node stops renewing it (crash, freeze, silence). */
 export const LEASE_TTL_MS = 4000;
 const RENEW_EVERY_MS = 1000;
+/** How long a publisher arriving during another node's handoff waits for the release. */
+const HANDOFF_WAIT_MS = 8000;
 /** Segment groups kept while Redis is away (at 2-s segments, two minutes). */
 const MAX_QUEUE = 60;
 
@@ -61,11 +63,11 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
 
   /** Claims the stream; refuses the publisher (closing its connection) when another holds it. */
   async start(): Promise<boolean> {
-    const { connection, store, nodeId, config } = this.o;
+    const { connection, store } = this.o;
     try {
-      this.claim = await store.claim(this.streamId, nodeId, connection.id, LEASE_TTL_MS, config.hls.segmentDuration);
+      this.claim = await this.claimWaitingForHandoff();
     } catch (error) {
-      const reason = error instanceof AdmissionError ? error.reason : "state_unavailable";
+      const reason = error instanceof AdmissionError ? error.reason : error instanceof HandoffPendingError ? "already_live" : "state_unavailable";
       this.o.metrics.refusals.inc({ reason });
       this.log.warn("publish refused", { stream: this.streamId, reason, detail: errorMessage(error), remote: connection.remote });
       this.closing = Promise.resolve();
@@ -82,6 +84,39 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     this.renewTimer = setInterval(() => void this.renew(), RENEW_EVERY_MS);
     for (const packet of this.early.splice(0)) this.packet(packet);
     return true;
+  }
+
+  /** Claims; while a draining owner hands the stream over, waits for its release (packets are kept meanwhile). */
+  private async claimWaitingForHandoff(): Promise<Claim> {
+    const { connection, store, nodeId, config } = this.o;
+    const deadline = Date.now() + HANDOFF_WAIT_MS;
+    for (;;) {
+      try {
+        return await store.claim(this.streamId, nodeId, connection.id, LEASE_TTL_MS, config.hls.segmentDuration);
+      } catch (error) {
+        if (!(error instanceof HandoffPendingError) || Date.now() > deadline || connection.closed) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+  }
+
+  /**
+   * A drain: tell other nodes the stream is coming (so its returning publisher waits rather than being
+   * refused), end the publisher's connection so its encoder reconnects elsewhere, publish the last segment,
+   * release the stream.
+   */
+  async handoff(): Promise<void> {
+    const claim = this.claim;
+    if (claim && !this.closing) {
+      await this.o.store.markHandoff(this.streamId, claim.holder).catch(() => false);
+    }
+    await this.close("node draining: reconnect to another node");
+  }
+
+  /** Past a drain's deadline: stop at once without waiting for the last segment. */
+  async abort(): Promise<void> {
+    await this.job?.abort();
+    await this.close("node stopping", 0);
   }
 
   private packet(packet: AVPacket): void {
@@ -220,7 +255,8 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
    * `flushMs` for Redis), then release the stream so a returning publisher can take it anywhere.
    */
   close(reason: string, flushMs = 10000): Promise<void> {
-    if (!this.closing) this.closing = this.shutdown(reason, flushMs);
+    // assigned before shutdown runs: closing the connection inside it calls close() again
+    this.closing ??= Promise.resolve().then(() => this.shutdown(reason, flushMs));
     return this.closing;
   }
 

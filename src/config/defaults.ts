@@ -66,6 +66,8 @@ export interface Config {
     spoolDir: string;
     /** Restarts of a crashed ffmpeg allowed per publish before the publisher is dropped. Used by: transcode. */
     maxRestarts: number;
+    /** Live streams a node transcodes at full weight; its agent-check weight falls as it fills. Used by: cluster agent. */
+    capacity: number;
   };
   auth: {
     /** Require a signed token on every publish. Used by: ingest admission. */
@@ -74,6 +76,18 @@ export interface Config {
     publishSecret: string;
     /** Lifetime in seconds of a token made by `baton token`. Used by: CLI. */
     publishTokenTtl: number;
+  };
+  admin: {
+    /** Bearer token of the admin API; empty: `var/admin-token`, created on first use. BATON_ADMIN_TOKEN sets it. */
+    token: string;
+    /** Command (argv, `{node}` replaced by the node id) that restarts a node in a rolling update outside the local cluster. */
+    restartCommand: string[];
+  };
+  drain: {
+    /** Seconds a drain may take; then it finishes anyway. Used by: cluster drain. */
+    deadline: number;
+    /** Drain on SIGTERM (then exit 0), rather than stop at once. */
+    onSigterm: boolean;
   };
   sessions: {
     /** Seconds a viewer session outlives its last activity (it must outlive a pause). Used by: state/sessions. */
@@ -128,11 +142,20 @@ export const DEFAULTS: Config = {
     ],
     spoolDir: "var/spool",
     maxRestarts: 5,
+    capacity: 4,
   },
   auth: {
     requirePublishToken: true,
     publishSecret: "",
     publishTokenTtl: 86400,
+  },
+  admin: {
+    token: "",
+    restartCommand: [],
+  },
+  drain: {
+    deadline: 30,
+    onSigterm: true,
   },
   sessions: {
     ttl: 86400,

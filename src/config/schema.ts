@@ -9,7 +9,8 @@ type Rule =
   | { kind: "string"; pattern?: RegExp; expected?: string }
   | { kind: "enum"; values: readonly string[] }
   | { kind: "bool" }
-  | { kind: "ladder" };
+  | { kind: "ladder" }
+  | { kind: "argv" };
 
 const PORT: Rule = { kind: "int", min: 1, max: 65535 };
 
@@ -39,6 +40,15 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
     ladder: { kind: "ladder" },
     spoolDir: { kind: "string", pattern: /^[^\0]+$/, expected: "a directory path" },
     maxRestarts: { kind: "int", min: 0, max: 100 },
+    capacity: { kind: "int", min: 1, max: 1000 },
+  },
+  admin: {
+    token: { kind: "string", pattern: /^([\x21-\x7e]{16,256})?$/, expected: "empty, or 16 to 256 printable characters without spaces" },
+    restartCommand: { kind: "argv" },
+  },
+  drain: {
+    deadline: { kind: "number", min: 1, max: 3600 },
+    onSigterm: { kind: "bool" },
   },
   auth: {
     requirePublishToken: { kind: "bool" },
@@ -72,6 +82,8 @@ function describe(rule: Rule): string {
       return "true or false";
     case "ladder":
       return "a list of renditions";
+    case "argv":
+      return "a list of strings (a program and its arguments)";
   }
 }
 
@@ -87,6 +99,7 @@ export function parseEnvValue(rule: Rule, text: string): unknown {
     case "bool":
       return text === "true" ? true : text === "false" ? false : text;
     case "ladder":
+    case "argv":
       try {
         return JSON.parse(text) as unknown;
       } catch {
@@ -152,6 +165,9 @@ export function checkValue(key: string, rule: Rule, value: unknown, origin: stri
       return;
     case "ladder":
       checkLadder(key, value, origin);
+      return;
+    case "argv":
+      if (!Array.isArray(value) || value.some((v) => typeof v !== "string" || v === "" || v.includes("\0"))) bad();
       return;
   }
 }

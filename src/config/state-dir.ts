@@ -34,3 +34,8 @@ export function publishSecret(config: Config, env: NodeJS.ProcessEnv = process.e
 export function sessionSecret(config: Config, env: NodeJS.ProcessEnv = process.env): string {
   return config.sessions.secret || localSecret("session-secret", env);
 }
+
+/** The admin API token in force: the configured one (BATON_ADMIN_TOKEN), or the local one. */
+export function adminToken(config: Config, env: NodeJS.ProcessEnv = process.env): string {
+  return config.admin.token || localSecret("admin-token", env);
+}

@@ -62,6 +62,10 @@ export class DeliveryServer {
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();
   private pruneTimer: NodeJS.Timeout | null = null;
+  /** While set, every response carries `Connection: close` (a drain). */
+  private draining = false;
+  /** Requests being answered, health checks left out (the balancer keeps sending those). */
+  inFlight = 0;
 
   constructor(private readonly o: DeliveryOptions) {
     this.timelines = new TimelineCache((id) => o.store.read(id));
@@ -141,8 +145,39 @@ export class DeliveryServer {
     await closed;
   }
 
+  /** A drain starts: answer every request with `Connection: close` and close idle keep-alive sockets. */
+  drain(): void {
+    this.draining = true;
+    this.server?.closeIdleConnections();
+  }
+
+  undrain(): void {
+    this.draining = false;
+  }
+
+  /** Open sockets (viewers' keep-alive connections, the balancer's pooled ones). */
+  get openSockets(): number {
+    return this.sockets.size;
+  }
+
+  /** Ends the drain's HTTP side: closes what is idle now; sockets with a request in flight finish first. */
+  closeIdle(): void {
+    this.server?.closeIdleConnections();
+  }
+
+  /** Past the drain's deadline: drops every socket left. */
+  dropAll(): void {
+    for (const socket of this.sockets) socket.destroy();
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let route: Route | undefined;
+    const counted = req.url !== "/readyz" && req.url !== "/healthz";
+    if (counted) {
+      this.inFlight += 1;
+      res.once("close", () => (this.inFlight -= 1));
+    }
+    if (this.draining) res.setHeader("Connection", "close");
     res.setHeader("Access-Control-Allow-Origin", "*");
     res.setHeader("Access-Control-Expose-Headers", "Content-Length, Content-Range");
     try {

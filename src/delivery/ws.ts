@@ -46,10 +46,18 @@ export class ViewerChannel {
     return this.clients.size;
   }
 
+  private draining = false;
+
+  /** While draining, new connections are refused (503) so the balancer's retry lands on another node. */
+  setDraining(on: boolean): void {
+    this.draining = on;
+  }
+
   /** Handles an HTTP upgrade; answers 401/403 without upgrading when the token is missing or bad. */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const url = new URL(req.url ?? "/", "http://baton");
     if (url.pathname !== "/ws") return reject(socket, 404, "Not Found");
+    if (this.draining) return reject(socket, 503, "Service Unavailable");
     let named: ReturnType<ViewerSessions["check"]>;
     try {
       named = this.sessions.check(url.searchParams.get("session"));

@@ -5,7 +5,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "../config/defaults.ts";
 import { envName, loadConfig } from "../config/load.ts";
-import { publishSecret, sessionSecret, stateDir } from "../config/state-dir.ts";
+import { adminToken, publishSecret, sessionSecret, stateDir } from "../config/state-dir.ts";
 import { haproxyConfig, type BalancedNode } from "../cluster/haproxy.ts";
 import { makePublishToken } from "../ingest/token.ts";
 import { isPortFree, nodeCommand, startHaproxy, startProcess, startRedis, stopProcess, waitForPort, type Managed } from "./processes.ts";
@@ -31,6 +31,7 @@ export async function runLocalCluster(o: LocalClusterOptions): Promise<void> {
   // made here, once, so every node signs and checks with the same secrets
   const secret = publishSecret(config);
   const sessionsSecret = sessionSecret(config);
+  const admin = adminToken(config);
   const started: Managed[] = [];
   let stopping = false;
 
@@ -78,13 +79,24 @@ export async function runLocalCluster(o: LocalClusterOptions): Promise<void> {
       [envName("transcode", "spoolDir")]: join(dir, "spool", id),
       [envName("auth", "publishSecret")]: secret,
       [envName("sessions", "secret")]: sessionsSecret,
+      [envName("admin", "token")]: admin,
     };
-    const [command, args] = nodeCommand(["node"]);
-    const node = startProcess(id, command, args, { env, logFile: join(dir, "logs", `${id}.log`), onLine: (line) => process.stderr.write(`${line}\n`) });
-    started.push(node);
-    void node.exited.then(({ code, signal }) => {
-      if (!stopping) process.stderr.write(`baton: ${id} exited (${signal ?? `status ${code}`}); see ${join(dir, "logs", `${id}.log`)}\n`);
-    });
+    // a node that exits while the cluster runs (drained for a rolling update, or crashed) is started again
+    let delay = 500;
+    const launch = (): void => {
+      const [command, args] = nodeCommand(["node"]);
+      const node = startProcess(id, command, args, { env, logFile: join(dir, "logs", `${id}.log`), onLine: (line) => process.stderr.write(`${line}\n`) });
+      const startedAt = Date.now();
+      started.push(node);
+      void node.exited.then(({ code, signal }) => {
+        started.splice(started.indexOf(node), 1);
+        if (stopping) return;
+        delay = Date.now() - startedAt > 10000 ? 500 : Math.min(delay * 2, 10000);
+        process.stderr.write(`baton: ${id} exited (${signal ?? `status ${code}`}); starting it again in ${delay} ms\n`);
+        setTimeout(() => !stopping && launch(), delay);
+      });
+    };
+    launch();
   }
   for (const [i, n] of balanced.entries()) {
     await waitForPort(HOST, n.httpPort, 20000, started.find((p) => p.name === n.id)).catch((error: Error) =>
@@ -112,7 +124,10 @@ export async function runLocalCluster(o: LocalClusterOptions): Promise<void> {
       `  Push (OBS):     server rtmp://${host}:${config.rtmp.port}/live   stream key ${stream}?token=${token}`,
       `  Watch (HLS):    http://${host}:${config.http.port}/live/${stream}/index.m3u8`,
       "",
+      `  Player page:    http://${host}:${config.http.port}/watch/${stream}`,
       `  Another stream: npm run baton -- token <streamId>`,
+      `  Operate:        npm run baton -- status | drain <node> | undrain <node> | rolling-update`,
+      `  Admin token:    ${admin}`,
       `  Logs:           ${join(dir, "logs")}`,
       "  Stop:           Ctrl-C",
       "",

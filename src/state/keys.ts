@@ -56,6 +56,11 @@ export class Keys {
     return `${this.prefix}session:${sessionId}`;
   }
 
+  /** Pub/sub channel: admin commands for a node ({"node", "action", "exit"}), sent through any node. */
+  adminChannel(): string {
+    return `${this.prefix}admin`;
+  }
+
   /** Pub/sub channel: a stream id is published on each change of its timeline or state. */
   timelineChannel(): string {
     return `${this.prefix}timeline`;

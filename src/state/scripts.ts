@@ -3,13 +3,13 @@
 // rolling update each run their own scripts. Maps script errors to baton's errors in one place.
 import { readFileSync, readdirSync } from "node:fs";
 import type { ChainableCommander, Redis } from "ioredis";
-import { AdmissionError, FencedError } from "../errors.ts";
+import { AdmissionError, FencedError, HandoffPendingError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 
 const DIR = new URL("./scripts/", import.meta.url);
 const SUFFIX = `_v${VERSION.replace(/\W/g, "_")}`;
 
-export type ScriptName = "claim" | "renew" | "ladder" | "append" | "release" | "sweep" | "session";
+export type ScriptName = "claim" | "renew" | "ladder" | "append" | "release" | "sweep" | "session" | "handoff";
 type Arg = string | number | Buffer;
 type ScriptFn = (...args: Arg[]) => Promise<unknown>;
 
@@ -51,6 +51,8 @@ export function mapScriptError(error: unknown): unknown {
       return new FencedError("STALE_EPOCH", `write refused: the stream moved to epoch ${detail}`);
     case "SEQ_MISMATCH":
       return new FencedError("SEQ_MISMATCH", `write refused: the next sequence number is ${detail}`);
+    case "HANDOFF_PENDING":
+      return new HandoffPendingError(`the stream is being handed over by ${detail.split("/")[0]}`);
     case "ALREADY_LIVE":
       return new AdmissionError("already_live", `the stream is live on ${detail.split("/")[0]}`);
     default:

@@ -173,6 +173,11 @@ export class StreamStore {
     return JSON.parse(entry) as TimelineEntry;
   }
 
+  /** Marks the caller's lease as being handed over (a drain); claims elsewhere wait for the release. */
+  async markHandoff(streamId: string, holder: string): Promise<boolean> {
+    return (await runScript(this.redis, "handoff", [this.keys.lease(streamId), holder])) === 1;
+  }
+
   async release(streamId: string, holder: string, epoch: number): Promise<boolean> {
     const k = this.keys;
     const result = await runScript(this.redis, "release", [
@@ -223,15 +228,15 @@ export class StreamStore {
     return this.redis.getBuffer(this.keys.segment(streamId, rendition, seq));
   }
 
-  /** A second connection in subscriber mode; calls back with the stream id of each timeline change. */
-  async subscribe(onChange: (streamId: string) => void, onReconnect: () => void): Promise<Redis> {
+  /** A second connection in subscriber mode; calls the handler of each channel with each message. */
+  async subscribe(handlers: Record<string, (message: string) => void>, onReconnect: () => void): Promise<Redis> {
     const sub = redisClient(this.options.url, "baton-sub");
     sub.on("error", () => undefined);
-    sub.on("message", (_channel: string, message: string) => onChange(message));
+    sub.on("message", (channel: string, message: string) => handlers[channel]?.(message));
     sub.on("ready", onReconnect);
     // enableOfflineQueue is off, so subscribe once connected; ioredis resubscribes after reconnects
     await sub.connect();
-    await sub.subscribe(this.keys.timelineChannel());
+    await sub.subscribe(...Object.keys(handlers));
     return sub;
   }
 }

@@ -19,6 +19,7 @@ export const TEST_LADDER = [
 
 export const SECRET = "test-secret-0123456789abcdef0123456789abcdef";
 export const SESSION_SECRET = "test-session-secret-0123456789abcdef01234567";
+export const ADMIN_TOKEN = "test-admin-token-0123456789abcdef";
 
 const started: Managed[] = [];
 const dirs: string[] = [];
@@ -106,6 +107,7 @@ export async function startTestNode(o: NodeOptions): Promise<TestNode> {
     [envName("hls", "segmentDuration")]: "1",
     [envName("auth", "publishSecret")]: SECRET,
     [envName("sessions", "secret")]: SESSION_SECRET,
+    [envName("admin", "token")]: ADMIN_TOKEN,
     [envName("log", "level")]: "debug",
     BATON_STATE_DIR: join(dir, "state"),
     ...o.env,

@@ -322,9 +322,25 @@ describe("config", () => {
 
     it("ignores BATON_* variables that other parts of baton read", () => {
       const config = loadConfig({
-        env: { BATON_ADMIN_TOKEN: "t", BATON_SKIP_BROWSER: "1", BATON_STATE_DIR: dir },
+        env: { BATON_SKIP_BROWSER: "1", BATON_STATE_DIR: dir },
       });
       assert.deepEqual(config, DEFAULTS);
+    });
+
+    it("takes BATON_ADMIN_TOKEN as admin.token, and refuses a short one", () => {
+      assert.equal(loadConfig({ env: { BATON_ADMIN_TOKEN: "a-long-enough-admin-token" } }).admin.token, "a-long-enough-admin-token");
+      assert.equal(
+        configError({ env: { BATON_ADMIN_TOKEN: "t" } }).message,
+        'config: admin.token = "t" (from BATON_ADMIN_TOKEN): expected empty, or 16 to 256 printable characters without spaces',
+      );
+    });
+
+    it("takes admin.restartCommand as a JSON list of strings", () => {
+      assert.deepEqual(loadConfig({ env: { BATON_ADMIN_RESTARTCOMMAND: '["systemctl","restart","baton@{node}"]' } }).admin.restartCommand, ["systemctl", "restart", "baton@{node}"]);
+      assert.equal(
+        configError({ env: { BATON_ADMIN_RESTARTCOMMAND: "systemctl restart" } }).message,
+        'config: admin.restartCommand = "systemctl restart" (from BATON_ADMIN_RESTARTCOMMAND): expected a list of strings (a program and its arguments)',
+      );
     });
 
     it("ignores environment variables without the BATON_ prefix", () => {

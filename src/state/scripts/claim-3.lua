@@ -12,10 +12,13 @@
   ARGV[6] stream id (the message published)
 
   Returns {epoch, nextSeq, targetDuration, ladder JSON or ""}.
-  Errors: ALREADY_LIVE <holder>.
+  Errors: ALREADY_LIVE <holder>; HANDOFF_PENDING <holder> while a draining owner finishes its last segment.
 ]]
 local holder = redis.call('GET', KEYS[2])
 if holder then
+  if string.sub(holder, -8) == '#handoff' then
+    return redis.error_reply('HANDOFF_PENDING ' .. holder)
+  end
   return redis.error_reply('ALREADY_LIVE ' .. holder)
 end
 local t = redis.call('TIME')

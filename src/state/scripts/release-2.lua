@@ -11,7 +11,8 @@
 
   Returns 1 when the stream entered its reconnect window, 0 when another owner already holds it.
 ]]
-if redis.call('GET', KEYS[2]) == ARGV[1] then
+local lease = redis.call('GET', KEYS[2])
+if lease == ARGV[1] or lease == ARGV[1] .. '#handoff' then
   redis.call('DEL', KEYS[2])
 end
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[2] or redis.call('HGET', KEYS[1], 'state') ~= 'live' then

@@ -1,0 +1,176 @@
+// Real processes for the latency benchmarks: redis-server, baton nodes configured through BATON_* variables
+// (production defaults unless told otherwise), and ffmpeg publishers pushing a synthetic 720p stream.
+// Adapted from test/helpers/stack.ts, which bench code does not import.
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import type { Agent } from "node:http";
+import { envName } from "../src/config/load.ts";
+import { makePublishToken } from "../src/ingest/token.ts";
+import { freePort, nodeCommand, startRedis, waitForPort, type Managed } from "../src/ops/processes.ts";
+import { httpGet, keepAlive, lastListedSeq, spawnTracked, stop, tail, tempDir, track } from "./procs.ts";
+
+export const HOST = "127.0.0.1";
+const SECRET = `bench-${randomBytes(16).toString("hex")}`;
+
+export interface BenchRedis {
+  url: string;
+  proc: Managed;
+}
+
+export async function startBenchRedis(): Promise<BenchRedis> {
+  const port = await freePort();
+  const proc = track(startRedis({ port, dir: tempDir("redis"), persistent: false }));
+  await waitForPort(HOST, port, 10000, proc);
+  return { url: `redis://${HOST}:${port}`, proc };
+}
+
+export interface BenchNode {
+  id: string;
+  rtmpPort: number;
+  httpPort: number;
+  proc: Managed;
+  /** Keep-alive connection for this node's polls. */
+  agent: Agent;
+  http(path: string): string;
+  rtmp(streamId: string): string;
+  /** Resolves with the Date.now() time a log line matching `pattern` was written (its own timestamp). */
+  logTime(pattern: RegExp, timeoutMs?: number): Promise<number>;
+  /** The stream's state in /api/streams, or undefined when not listed. */
+  streamState(streamId: string): Promise<string | undefined>;
+  /** Highest sequence number listed in the rendition's media playlist, -1 when none (or not there yet). */
+  lastSeq(streamId: string, rendition: string): Promise<number>;
+  /** The node's last warning and error lines, to explain a failed wait. */
+  problems(): string;
+}
+
+export interface NodeOptions {
+  redisUrl: string;
+  prefix: string;
+  id: string;
+  /** Extra BATON_* variables (for example the test ladder). */
+  env?: Record<string, string>;
+}
+
+export function benchPrefix(): string {
+  return `bench${randomBytes(4).toString("hex")}:`;
+}
+
+export function streamName(label: string): string {
+  return `${label}-${randomBytes(3).toString("hex")}`;
+}
+
+export async function startBenchNode(o: NodeOptions): Promise<BenchNode> {
+  const [rtmpPort, httpPort, agentPort] = [await freePort(), await freePort(), await freePort()];
+  const dir = tempDir(o.id);
+  const env: Record<string, string> = {
+    [envName("node", "id")]: o.id,
+    [envName("node", "bind")]: HOST,
+    [envName("rtmp", "port")]: String(rtmpPort),
+    [envName("http", "port")]: String(httpPort),
+    [envName("agent", "port")]: String(agentPort),
+    [envName("redis", "url")]: o.redisUrl,
+    [envName("redis", "prefix")]: o.prefix,
+    [envName("transcode", "spoolDir")]: join(dir, "spool"),
+    [envName("auth", "publishSecret")]: SECRET,
+    [envName("log", "level")]: "info",
+    BATON_STATE_DIR: join(dir, "state"),
+    ...o.env,
+  };
+  const waiters: { pattern: RegExp; resolve: (at: number) => void }[] = [];
+  const seen: string[] = [];
+  const last = tail(30);
+  const bad = tail(4);
+  const [command, args] = nodeCommand(["node"]);
+  const proc = spawnTracked(o.id, command, args, {
+    env,
+    onLine: (line) => {
+      last.onLine(line);
+      if (/ (WARN|ERROR) |^baton: /.test(line)) bad.onLine(line);
+      if (process.env.BENCH_NODE_LOGS) process.stderr.write(`${line}\n`);
+      seen.push(line);
+      if (seen.length > 2000) seen.splice(0, 1000);
+      for (const w of waiters.splice(0)) {
+        if (w.pattern.test(line)) w.resolve(lineTime(line));
+        else waiters.push(w);
+      }
+    },
+  });
+  try {
+    await waitForPort(HOST, httpPort, 30000, proc);
+  } catch (error) {
+    throw new Error(`${String(error)}: ${last.lines.slice(-4).join(" | ")}`, { cause: error });
+  }
+  const agent = keepAlive();
+  const http = (path: string): string => `http://${HOST}:${httpPort}${path}`;
+  return {
+    id: o.id, rtmpPort, httpPort, proc, agent, http,
+    rtmp: (streamId) => `rtmp://${HOST}:${rtmpPort}/live/${streamId}?token=${makePublishToken(SECRET, streamId, 3600)}`,
+    logTime(pattern, timeoutMs = 30000) {
+      const line = seen.find((l) => pattern.test(l));
+      if (line) return Promise.resolve(lineTime(line));
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no log line like ${pattern} from ${o.id} in ${timeoutMs} ms`)), timeoutMs);
+        waiters.push({ pattern, resolve: (at) => (clearTimeout(timer), resolve(at)) });
+      });
+    },
+    async streamState(streamId) {
+      const r = await httpGet(http("/api/streams"), agent);
+      if (r.status !== 200) return undefined;
+      const body = JSON.parse(r.text) as { streams: { id: string; state: string }[] };
+      return body.streams.find((s) => s.id === streamId)?.state;
+    },
+    async lastSeq(streamId, rendition) {
+      const r = await httpGet(http(`/live/${streamId}/${rendition}/index.m3u8`), agent);
+      return r.status === 200 ? lastListedSeq(r.text) : -1;
+    },
+    problems: () => (bad.lines.length ? `; ${o.id} logged: ${bad.lines.join(" | ")}` : ""),
+  };
+}
+
+/** The logger's leading ISO timestamp (when the node wrote the line); now if it has none. */
+function lineTime(line: string): number {
+  const at = Date.parse(line.slice(0, 24));
+  return Number.isFinite(at) ? at : Date.now();
+}
+
+/** The synthetic 720p30 source with a tone, as lavfi inputs. */
+export function syntheticInputs(width = 1280, height = 720): string[] {
+  return [
+    "-f", "lavfi", "-i", `testsrc2=size=${width}x${height}:rate=30`,
+    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+  ];
+}
+
+/** ffmpeg pushing the synthetic stream in real time (-re) until stopped, as a camera encoder would. */
+export function publish(url: string): Managed {
+  const args = [
+    "-hide_banner", "-nostdin", "-loglevel", "error", "-re", ...syntheticInputs(),
+    "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30", "-pix_fmt", "yuv420p",
+    "-b:v", "3000k", "-maxrate", "3000k", "-bufsize", "3000k",
+    "-c:a", "aac", "-b:a", "128k",
+    "-f", "flv", url,
+  ];
+  const last = tail(6);
+  return spawnTracked("ffmpeg-publisher", "ffmpeg", args, { onLine: last.onLine });
+}
+
+export interface Cluster {
+  redis: BenchRedis;
+  prefix: string;
+  nodes: BenchNode[];
+}
+
+/** One redis-server and `size` nodes sharing a fresh key prefix. */
+export async function startCluster(size = 3): Promise<Cluster> {
+  const redis = await startBenchRedis();
+  const prefix = benchPrefix();
+  const nodes: BenchNode[] = [];
+  for (let i = 1; i <= size; i++) nodes.push(await startBenchNode({ redisUrl: redis.url, prefix, id: `bench-node-${i}` }));
+  return { redis, prefix, nodes };
+}
+
+export async function stopCluster(c: Cluster): Promise<void> {
+  await Promise.all(c.nodes.map((n) => stop(n.proc, "SIGTERM", 10000)));
+  for (const n of c.nodes) n.agent.destroy();
+  await stop(c.redis.proc, "SIGTERM", 5000);
+}

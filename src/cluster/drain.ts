@@ -1,0 +1,98 @@
+// The drain of one node (an operator's rolling update). In order:
+// 1. state `draining` in Redis at once: /readyz answers 503 and the agent `drain`, so the balancer sends the
+//    node no new connection within about a second;
+// 2. HTTP answers carry `Connection: close` and idle keep-alive sockets close; requests in flight finish, and
+//    any other node serves the viewers' next requests from the shared state;
+// 3. WebSocket clients get a handoff message and a 1012 close, and reconnect through the balancer;
+// 4. each stream's owner marks the handoff, ends its publisher's connection (the encoder reconnects through
+//    the balancer to a healthy node, which waits for the release), publishes the last segment and releases;
+// 5. with no publisher, no request in flight and no WebSocket left, the node is `drained`.
+// A deadline bounds the whole drain; past it, whatever is left is dropped.
+import type { Logger } from "../log.ts";
+import type { NodeState } from "./registry.ts";
+
+export interface DrainParts {
+  /** Records the node's state where the cluster sees it (the registry) and resolves once written. */
+  publishState(state: NodeState): Promise<void>;
+  http: { drain(): void; undrain(): void; closeIdle(): void; dropAll(): void; readonly inFlight: number; readonly openSockets: number };
+  viewers: { handoff(reason: string): number; setDraining(on: boolean): void; readonly size: number };
+  publishers: { handoffAll(): Promise<void>; abortAll(): Promise<void>; readonly count: number };
+  log: Logger;
+}
+
+export interface DrainReport {
+  reason: string;
+  startedAt: number;
+  finishedAt: number;
+  durationMs: number;
+  publishersMoved: number;
+  websocketsHandedOff: number;
+  /** The deadline passed and what was left was dropped. */
+  forced: boolean;
+}
+
+const POLL_MS = 50;
+
+export class Drainer {
+  state: NodeState = "ready";
+  last: DrainReport | null = null;
+  private current: Promise<DrainReport> | null = null;
+  private cancelled = false;
+
+  constructor(private readonly parts: DrainParts) {}
+
+  /** Starts (or joins) a drain; resolves with its report once the node is drained. */
+  drain(reason: string, deadlineSec: number): Promise<DrainReport> {
+    this.current ??= this.run(reason, deadlineSec).finally(() => (this.current = null));
+    return this.current;
+  }
+
+  /** Takes work again. A drain in progress stops waiting; what it already handed over stays handed over. */
+  async undrain(): Promise<void> {
+    if (this.state === "ready") return;
+    this.cancelled = true;
+    this.state = "ready";
+    this.parts.http.undrain();
+    this.parts.viewers.setDraining(false);
+    await this.parts.publishState("ready");
+    this.parts.log.info("undrained: taking work again");
+  }
+
+  private async run(reason: string, deadlineSec: number): Promise<DrainReport> {
+    const { http, viewers, publishers, log } = this.parts;
+    const startedAt = Date.now();
+    const deadline = startedAt + deadlineSec * 1000;
+    this.cancelled = false;
+    this.state = "draining";
+    log.info("draining", { reason, publishers: publishers.count, websockets: viewers.size, deadline: deadlineSec });
+    await this.parts.publishState("draining").catch(() => undefined);
+    http.drain();
+    viewers.setDraining(true);
+    const websocketsHandedOff = viewers.handoff("node draining");
+    const publishersMoved = publishers.count;
+    const timeout = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, Math.max(0, deadline - Date.now())).unref());
+    await Promise.race([publishers.handoffAll(), timeout()]);
+
+    const done = (): boolean => publishers.count === 0 && http.inFlight === 0 && viewers.size === 0;
+    while (!done() && Date.now() < deadline && !this.cancelled) await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    const forced = !done() && !this.cancelled;
+    if (forced) {
+      log.warn("drain deadline passed; dropping what is left", { publishers: publishers.count, requests: http.inFlight, websockets: viewers.size });
+      await publishers.abortAll();
+      http.dropAll();
+    }
+    http.closeIdle();
+    const report: DrainReport = {
+      reason, startedAt, finishedAt: Date.now(), durationMs: Date.now() - startedAt, publishersMoved, websocketsHandedOff, forced,
+    };
+    if (this.cancelled) {
+      log.info("drain cancelled by undrain", { durationMs: report.durationMs });
+      return report;
+    }
+    this.state = "drained";
+    await this.parts.publishState("drained").catch(() => undefined);
+    this.last = report;
+    log.info("drained", { durationMs: report.durationMs, publishers: publishersMoved, websockets: websocketsHandedOff, forced });
+    return report;
+  }
+}

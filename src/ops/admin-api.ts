@@ -1,0 +1,102 @@
+// The admin API (bearer token, compared in constant time):
+//   POST /admin/drain [{"exit": true}]   POST /admin/undrain   GET /admin/status
+//   POST /admin/nodes/{id}/drain   POST /admin/nodes/{id}/undrain   GET /admin/nodes/{id}/status
+// A command for another node goes to it through Redis (the admin channel); the answer says what state the
+// cluster then sees that node in.
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { Redis } from "ioredis";
+import { listNodes, type NodeState } from "../cluster/registry.ts";
+import { HttpError, sendJson } from "../delivery/http-error.ts";
+import type { DeliveryServer, Request } from "../delivery/http.ts";
+import { readJson } from "../delivery/sessions-api.ts";
+import type { Keys } from "../state/keys.ts";
+
+export interface AdminCommand {
+  node: string;
+  action: "drain" | "undrain";
+  exit?: boolean;
+  /** The node that relayed the command (for the log). */
+  via: string;
+}
+
+export interface AdminTarget {
+  drain(reason: string, options: { exit: boolean }): Promise<unknown>;
+  undrain(): Promise<void>;
+  status(): Record<string, unknown>;
+  readonly state: NodeState;
+}
+
+export interface AdminOptions {
+  nodeId: string;
+  token: string;
+  local: AdminTarget;
+  redis: Redis;
+  keys: Keys;
+}
+
+const digest = (text: string): Buffer => createHash("sha256").update(text).digest();
+
+export function checkBearer(header: string | undefined, token: string): void {
+  const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
+  if (!match) throw new HttpError(401, "NO_ADMIN_TOKEN", "the admin API needs Authorization: Bearer <admin token>", { "WWW-Authenticate": "Bearer" });
+  // hashing first gives equal lengths, so the comparison takes the same time whatever was sent
+  if (!timingSafeEqual(digest(match[1]!), digest(token))) throw new HttpError(403, "BAD_ADMIN_TOKEN", "wrong admin token");
+}
+
+async function exitFlag(request: Request): Promise<boolean> {
+  if (request.req.headers["content-length"] === "0" || !request.req.headers["content-type"]?.includes("json")) return false;
+  const body = (await readJson(request.req)) as { exit?: unknown } | null;
+  return body?.exit === true;
+}
+
+export function addAdminApi(http: DeliveryServer, o: AdminOptions): void {
+  const guard = (handler: (request: Request) => Promise<void> | void) => async (request: Request) => {
+    checkBearer(request.req.headers.authorization, o.token);
+    await handler(request);
+  };
+
+  const remote = async (id: string, action: "drain" | "undrain", exit: boolean): Promise<{ state: NodeState | null }> => {
+    const nodes = await listNodes(o.redis, o.keys);
+    if (!nodes.some((n) => n.id === id)) throw new HttpError(404, "UNKNOWN_NODE", `no live node ${id}`);
+    const command: AdminCommand = { node: id, action, exit, via: o.nodeId };
+    await o.redis.publish(o.keys.adminChannel(), JSON.stringify(command));
+    const want = action === "drain" ? ["draining", "drained"] : ["ready"];
+    const deadline = Date.now() + 3000;
+    for (;;) {
+      const record = (await listNodes(o.redis, o.keys)).find((n) => n.id === id);
+      if (record && want.includes(record.state)) return { state: record.state };
+      if (Date.now() > deadline) return { state: record?.state ?? null };
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  };
+
+  http.addRoute(["POST"], "admin_drain", /^\/admin\/drain$/, guard(async (request) => {
+    void o.local.drain("admin request", { exit: await exitFlag(request) });
+    sendJson(request.res, 202, { node: o.nodeId, state: o.local.state });
+  }));
+  http.addRoute(["POST"], "admin_undrain", /^\/admin\/undrain$/, guard(async ({ res }) => {
+    await o.local.undrain();
+    sendJson(res, 200, { node: o.nodeId, state: o.local.state });
+  }));
+  http.addRoute(["GET"], "admin_status", /^\/admin\/status$/, guard(({ res }) => sendJson(res, 200, o.local.status())));
+
+  http.addRoute(["POST"], "admin_node_drain", /^\/admin\/nodes\/([a-z0-9][a-z0-9-]{0,62})\/(drain|undrain)$/, guard(async (request) => {
+    const [id, action] = request.params as [string, "drain" | "undrain"];
+    const exit = action === "drain" && (await exitFlag(request));
+    if (id === o.nodeId) {
+      if (action === "drain") void o.local.drain("admin request", { exit });
+      else await o.local.undrain();
+      sendJson(request.res, action === "drain" ? 202 : 200, { node: id, state: o.local.state });
+      return;
+    }
+    const { state } = await remote(id, action, exit);
+    sendJson(request.res, state === null ? 504 : action === "drain" ? 202 : 200, { node: id, state });
+  }));
+  http.addRoute(["GET"], "admin_node_status", /^\/admin\/nodes\/([a-z0-9][a-z0-9-]{0,62})\/status$/, guard(async ({ params, res }) => {
+    const id = params[0]!;
+    if (id === o.nodeId) return sendJson(res, 200, o.local.status());
+    const record = (await listNodes(o.redis, o.keys)).find((n) => n.id === id);
+    if (!record) throw new HttpError(404, "UNKNOWN_NODE", `no live node ${id}`);
+    sendJson(res, 200, record);
+  }));
+}

@@ -1,0 +1,154 @@
+// The operator's commands: status, drain, undrain, rolling-update. They talk to the cluster's HTTP API
+// (by default through the balancer, `http://<node.publicHost>:<http.port>`; `--url` for another), with the
+// admin token from the config, BATON_ADMIN_TOKEN or the local cluster's var/admin-token.
+import { execFile } from "node:child_process";
+import type { NodeRecord } from "../cluster/registry.ts";
+import type { StreamInfo } from "../delivery/api.ts";
+import { errorMessage } from "../errors.ts";
+
+export interface AdminClient {
+  url: string;
+  token: string;
+  /** Where progress lines go. */
+  say: (line: string) => void;
+}
+
+async function call<T>(c: AdminClient, path: string, init: RequestInit = {}, base = c.url): Promise<T> {
+  let response: Response;
+  try {
+    response = await fetch(base + path, {
+      ...init,
+      headers: { Authorization: `Bearer ${c.token}`, "Content-Type": "application/json", ...(init.headers as Record<string, string> | undefined) },
+      signal: AbortSignal.timeout(10000),
+    });
+  } catch (error) {
+    throw new Error(`cannot reach ${base} (${errorMessage(error)}): is the cluster running? (--url to name another address)`, { cause: error });
+  }
+  const text = await response.text();
+  if (!response.ok) {
+    let message = text;
+    try {
+      message = (JSON.parse(text) as { message?: string }).message ?? text;
+    } catch {
+      // not JSON
+    }
+    throw new Error(`${init.method ?? "GET"} ${path}: ${response.status} ${message}`);
+  }
+  return JSON.parse(text) as T;
+}
+
+export const nodesOf = async (c: AdminClient): Promise<NodeRecord[]> => (await call<{ nodes: NodeRecord[] }>(c, "/api/nodes")).nodes;
+const streamsOf = async (c: AdminClient): Promise<StreamInfo[]> => (await call<{ streams: StreamInfo[] }>(c, "/api/streams")).streams;
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
+}
+
+export async function status(c: AdminClient): Promise<string> {
+  const [nodes, streams] = [await nodesOf(c), await streamsOf(c)];
+  const now = Date.now();
+  const nodeRows = [["NODE", "STATE", "PUBLISHERS", "VIEWERS", "CPU", "VERSION", "UP", "HEARTBEAT", "HTTP"]];
+  for (const n of nodes) {
+    const viewers = Object.values(n.load.viewers).reduce((a, b) => a + b, 0);
+    nodeRows.push([
+      n.id, n.state, String(n.load.publishers), String(viewers), `${Math.round(n.load.cpu * 100)}%`, n.version,
+      `${Math.round((now - n.startedAt) / 1000)}s`, `${((now - n.heartbeatAt) / 1000).toFixed(1)}s ago`, n.httpUrl,
+    ]);
+  }
+  const streamRows = [["STREAM", "STATE", "OWNER", "EPOCH", "RENDITIONS", "VIEWERS", "NEXT SEQ"]];
+  for (const s of streams) {
+    streamRows.push([s.id, s.state, s.owner, String(s.epoch), s.renditions.map((r) => r.name).join(","), String(s.viewers), String(s.nextSeq)]);
+  }
+  return `${table(nodeRows)}\n\n${streams.length ? table(streamRows) : "no live streams"}`;
+}
+
+export async function drain(c: AdminClient, node: string, exit = false): Promise<string> {
+  const r = await call<{ state: string }>(c, `/admin/nodes/${encodeURIComponent(node)}/drain`, { method: "POST", body: JSON.stringify({ exit }) });
+  return `${node}: ${r.state}`;
+}
+
+export async function undrain(c: AdminClient, node: string): Promise<string> {
+  const r = await call<{ state: string }>(c, `/admin/nodes/${encodeURIComponent(node)}/undrain`, { method: "POST", body: "{}" });
+  return `${node}: ${r.state}`;
+}
+
+/** Requests and 5xx answers summed over every node's /metrics. */
+async function errorCounts(nodes: NodeRecord[]): Promise<{ requests: number; errors: number }> {
+  let requests = 0;
+  let errors = 0;
+  for (const n of nodes) {
+    const text = await fetch(`${n.httpUrl}/metrics`, { signal: AbortSignal.timeout(5000) }).then((r) => r.text()).catch(() => "");
+    for (const line of text.split("\n")) {
+      const m = /^baton_http_requests_total\{([^}]*)\} (\d+(?:\.\d+)?)/.exec(line);
+      if (!m) continue;
+      const count = Number(m[2]);
+      requests += count;
+      if (/status="5\d\d"/.test(m[1]!) && !/route="readyz"/.test(m[1]!)) errors += count;
+    }
+  }
+  return { requests, errors };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+export interface RollingOptions {
+  /** argv run to restart a drained node (`{node}` replaced); empty: the node exits and its supervisor restarts it. */
+  restartCommand: string[];
+  /** Seconds to wait for a node to drain and come back before giving up. */
+  timeout: number;
+  /** Stop when this share of requests failed (5xx) during one node's update. */
+  maxErrorRate: number;
+}
+
+/**
+ * Drains each node in turn, restarts it, waits until it is ready and healthy, and moves on. Stops (and
+ * undrains the node) when one does not come back or the cluster's error rate rises, saying why.
+ */
+export async function rollingUpdate(c: AdminClient, o: RollingOptions): Promise<void> {
+  const nodes = await nodesOf(c);
+  if (nodes.length < 2) throw new Error(`a rolling update needs at least two nodes; the cluster has ${nodes.length}`);
+  c.say(`rolling update of ${nodes.length} nodes: ${nodes.map((n) => n.id).join(", ")}`);
+  for (const [i, node] of nodes.entries()) {
+    const step = `[${i + 1}/${nodes.length}] ${node.id}`;
+    const before = await errorCounts(await nodesOf(c));
+    const started = Date.now();
+    const deadline = started + o.timeout * 1000;
+    const fail = async (why: string): Promise<never> => {
+      await undrain(c, node.id).catch(() => undefined);
+      throw new Error(`${step}: ${why}; stopped the rolling update (the node was asked to undrain)`);
+    };
+    c.say(`${step}: draining`);
+    await drain(c, node.id, o.restartCommand.length === 0);
+    if (o.restartCommand.length > 0) {
+      for (;;) {
+        const record = (await nodesOf(c)).find((n) => n.id === node.id);
+        if (record?.state === "drained") break;
+        if (Date.now() > deadline) await fail("did not drain in time");
+        await sleep(250);
+      }
+      c.say(`${step}: drained; restarting (${o.restartCommand.join(" ")})`);
+      const [command, ...args] = o.restartCommand.map((part) => part.replaceAll("{node}", node.id));
+      await new Promise<void>((resolve, reject) => execFile(command!, args, (error) => (error ? reject(error) : resolve()))).catch((error: unknown) =>
+        fail(`restart command failed: ${errorMessage(error)}`),
+      );
+    }
+    for (;;) {
+      const record = (await nodesOf(c).catch(() => [])).find((n) => n.id === node.id);
+      if (record && record.startedAt > node.startedAt && record.state === "ready") {
+        const ready = await fetch(`${record.httpUrl}/readyz`, { signal: AbortSignal.timeout(5000) }).then((r) => r.ok).catch(() => false);
+        if (ready) break;
+      }
+      if (Date.now() > deadline) await fail(`did not come back ready within ${o.timeout} s`);
+      await sleep(250);
+    }
+    const after = await errorCounts(await nodesOf(c));
+    const requests = Math.max(0, after.requests - before.requests);
+    const errors = Math.max(0, after.errors - before.errors);
+    c.say(`${step}: back and ready in ${((Date.now() - started) / 1000).toFixed(1)} s (${errors} errors in ${requests} requests)`);
+    if (errors > 5 && errors / Math.max(1, requests) > o.maxErrorRate) {
+      throw new Error(`${step}: error rate rose to ${((100 * errors) / requests).toFixed(1)}%; stopped the rolling update`);
+    }
+  }
+  c.say("rolling update done");
+}
