@@ -4,9 +4,8 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import type { Agent } from "node:http";
-import { envName } from "../src/config/load.ts";
 import { makePublishToken } from "../src/ingest/token.ts";
-import { freePort, nodeCommand, startRedis, waitForPort, type Managed } from "../src/ops/processes.ts";
+import { freePort, nodeCommand, nodeEnv, startRedis, waitForPort, type Managed } from "../src/ops/processes.ts";
 import { httpGet, keepAlive, lastListedSeq, spawnTracked, stop, tail, tempDir, track } from "./procs.ts";
 
 export const HOST = "127.0.0.1";
@@ -63,16 +62,10 @@ export async function startBenchNode(o: NodeOptions): Promise<BenchNode> {
   const [rtmpPort, httpPort, agentPort] = [await freePort(), await freePort(), await freePort()];
   const dir = tempDir(o.id);
   const env: Record<string, string> = {
-    [envName("node", "id")]: o.id,
-    [envName("node", "bind")]: HOST,
-    [envName("rtmp", "port")]: String(rtmpPort),
-    [envName("http", "port")]: String(httpPort),
-    [envName("agent", "port")]: String(agentPort),
-    [envName("redis", "url")]: o.redisUrl,
-    [envName("redis", "prefix")]: o.prefix,
-    [envName("transcode", "spoolDir")]: join(dir, "spool"),
-    [envName("auth", "publishSecret")]: SECRET,
-    [envName("log", "level")]: "info",
+    ...nodeEnv(
+      { id: o.id, host: HOST, rtmpPort, httpPort, agentPort, redisUrl: o.redisUrl, spoolDir: join(dir, "spool"), publishSecret: SECRET },
+      { redis: { prefix: o.prefix }, log: { level: "info" } },
+    ),
     BATON_STATE_DIR: join(dir, "state"),
     ...o.env,
   };

@@ -79,3 +79,15 @@ export function loadConfig(options: LoadOptions = {}): Config {
   if (options.overrides) merge(config, options.overrides, "command line");
   return config;
 }
+
+/** The BATON_* variables that set these config values (the inverse of loading): for starting node processes. */
+export function configEnv(values: DeepPartial<Config>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [section, keys] of Object.entries(values as Record<string, Record<string, unknown> | undefined>)) {
+    for (const [key, value] of Object.entries(keys ?? {})) {
+      if (value === undefined) continue;
+      env[envName(section, key)] = typeof value === "object" ? JSON.stringify(value) : String(value);
+    }
+  }
+  return env;
+}

@@ -4,11 +4,11 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Config } from "../config/defaults.ts";
-import { envName, loadConfig } from "../config/load.ts";
+import { loadConfig } from "../config/load.ts";
 import { adminToken, publishSecret, sessionSecret, stateDir } from "../config/state-dir.ts";
 import { haproxyConfig, type BalancedNode } from "../cluster/haproxy.ts";
 import { makePublishToken } from "../ingest/token.ts";
-import { isPortFree, nodeCommand, startHaproxy, startProcess, startRedis, stopProcess, waitForPort, type Managed } from "./processes.ts";
+import { isPortFree, nodeCommand, nodeEnv, startHaproxy, startProcess, startRedis, stopProcess, waitForPort, type Managed } from "./processes.ts";
 
 export interface LocalClusterOptions {
   nodes: number;
@@ -69,18 +69,10 @@ export async function runLocalCluster(o: LocalClusterOptions): Promise<void> {
     const id = `node-${i}`;
     const p = nodePorts(config, i);
     balanced.push({ id, host: HOST, ...p });
-    const env: NodeJS.ProcessEnv = {
-      [envName("node", "id")]: id,
-      [envName("node", "bind")]: HOST,
-      [envName("rtmp", "port")]: String(p.rtmpPort),
-      [envName("http", "port")]: String(p.httpPort),
-      [envName("agent", "port")]: String(p.agentPort),
-      [envName("redis", "url")]: redisUrl,
-      [envName("transcode", "spoolDir")]: join(dir, "spool", id),
-      [envName("auth", "publishSecret")]: secret,
-      [envName("sessions", "secret")]: sessionsSecret,
-      [envName("admin", "token")]: admin,
-    };
+    const env = nodeEnv({
+      id, host: HOST, ...p, redisUrl, spoolDir: join(dir, "spool", id),
+      publishSecret: secret, sessionSecret: sessionsSecret, adminToken: admin,
+    });
     // a node that exits while the cluster runs (drained for a rolling update, or crashed) is started again
     let delay = 500;
     const launch = (): void => {

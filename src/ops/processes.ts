@@ -5,6 +5,8 @@ import { createWriteStream, mkdirSync } from "node:fs";
 import { createConnection, createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { Config } from "../config/defaults.ts";
+import { configEnv, type DeepPartial } from "../config/load.ts";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -133,4 +135,34 @@ export function nodeCommand(args: string[]): [string, string[]] {
 
 export function startHaproxy(configFile: string, options: SpawnOptions = {}): Managed {
   return startProcess("haproxy", "haproxy", ["-db", "-f", configFile], options);
+}
+
+/** Where one node process listens and what it shares with the rest of its cluster. */
+export interface NodeProcess {
+  id: string;
+  host: string;
+  rtmpPort: number;
+  httpPort: number;
+  agentPort: number;
+  redisUrl: string;
+  spoolDir: string;
+  publishSecret: string;
+  sessionSecret?: string;
+  adminToken?: string;
+}
+
+/** The environment of a node process: its identity and ports, the shared secrets, and any other settings. */
+export function nodeEnv(n: NodeProcess, more: DeepPartial<Config> = {}): Record<string, string> {
+  return configEnv({
+    ...more,
+    node: { id: n.id, bind: n.host, ...more.node },
+    rtmp: { port: n.rtmpPort, ...more.rtmp },
+    http: { port: n.httpPort, ...more.http },
+    agent: { port: n.agentPort, ...more.agent },
+    redis: { url: n.redisUrl, ...more.redis },
+    transcode: { spoolDir: n.spoolDir, ...more.transcode },
+    auth: { publishSecret: n.publishSecret, ...more.auth },
+    sessions: { ...(n.sessionSecret ? { secret: n.sessionSecret } : {}), ...more.sessions },
+    admin: { ...(n.adminToken ? { token: n.adminToken } : {}), ...more.admin },
+  });
 }

@@ -5,9 +5,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { haproxyConfig } from "../../src/cluster/haproxy.ts";
-import { envName } from "../../src/config/load.ts";
 import { makePublishToken } from "../../src/ingest/token.ts";
-import { freePort, nodeCommand, startProcess, startRedis, stopProcess, waitForPort, type Managed } from "../../src/ops/processes.ts";
+import { freePort, nodeCommand, nodeEnv, startProcess, startRedis, stopProcess, waitForPort, type Managed } from "../../src/ops/processes.ts";
 
 export const HOST = "127.0.0.1";
 
@@ -94,21 +93,13 @@ export async function startTestNode(o: NodeOptions): Promise<TestNode> {
   const id = o.id ?? `n-${randomBytes(3).toString("hex")}`;
   const dir = tempDir(id);
   const env: Record<string, string> = {
-    [envName("node", "id")]: id,
-    [envName("node", "bind")]: HOST,
-    [envName("rtmp", "port")]: String(rtmpPort),
-    [envName("http", "port")]: String(httpPort),
-    [envName("agent", "port")]: String(agentPort),
-    [envName("redis", "url")]: o.redisUrl,
-    [envName("redis", "prefix")]: o.prefix,
-    [envName("transcode", "spoolDir")]: join(dir, "spool"),
-    [envName("transcode", "preset")]: "ultrafast",
-    [envName("transcode", "ladder")]: JSON.stringify(TEST_LADDER),
-    [envName("hls", "segmentDuration")]: "1",
-    [envName("auth", "publishSecret")]: SECRET,
-    [envName("sessions", "secret")]: SESSION_SECRET,
-    [envName("admin", "token")]: ADMIN_TOKEN,
-    [envName("log", "level")]: "debug",
+    ...nodeEnv(
+      {
+        id, host: HOST, rtmpPort, httpPort, agentPort, redisUrl: o.redisUrl, spoolDir: join(dir, "spool"),
+        publishSecret: SECRET, sessionSecret: SESSION_SECRET, adminToken: ADMIN_TOKEN,
+      },
+      { redis: { prefix: o.prefix }, transcode: { preset: "ultrafast", ladder: TEST_LADDER }, hls: { segmentDuration: 1 }, log: { level: "debug" } },
+    ),
     BATON_STATE_DIR: join(dir, "state"),
     ...o.env,
   };

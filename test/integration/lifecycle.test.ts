@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { loadConfig } from "../../src/config/load.ts";
 import { createLogger } from "../../src/log.ts";
 import { BatonNode } from "../../src/node.ts";
-import { freePort } from "../../src/ops/processes.ts";
+import { freePort, nodeEnv } from "../../src/ops/processes.ts";
 import { HOST, SECRET, TEST_LADDER, get, publish, startTestRedis, stopAll, tempDir, testPrefix, waitFor } from "../helpers/stack.ts";
 import { makePublishToken } from "../../src/ingest/token.ts";
 
@@ -34,21 +34,10 @@ describe("lifecycle: close leaves nothing running", function () {
     const spool = join(tempDir("spool"), "spool");
     const [rtmpPort, httpPort, agentPort] = [await freePort(), await freePort(), await freePort()];
     const config = loadConfig({
-      env: {
-        BATON_NODE_ID: "inproc",
-        BATON_NODE_BIND: HOST,
-        BATON_RTMP_PORT: String(rtmpPort),
-        BATON_HTTP_PORT: String(httpPort),
-        BATON_AGENT_PORT: String(agentPort),
-        BATON_REDIS_URL: redis.url,
-        BATON_REDIS_PREFIX: testPrefix(),
-        BATON_TRANSCODE_SPOOLDIR: spool,
-        BATON_TRANSCODE_PRESET: "ultrafast",
-        BATON_TRANSCODE_LADDER: JSON.stringify(TEST_LADDER),
-        BATON_HLS_SEGMENTDURATION: "1",
-        BATON_AUTH_PUBLISHSECRET: SECRET,
-        BATON_LOG_LEVEL: "error",
-      },
+      env: nodeEnv(
+        { id: "inproc", host: HOST, rtmpPort, httpPort, agentPort, redisUrl: redis.url, spoolDir: spool, publishSecret: SECRET },
+        { redis: { prefix: testPrefix() }, transcode: { preset: "ultrafast", ladder: TEST_LADDER }, hls: { segmentDuration: 1 }, log: { level: "error" } },
+      ),
     });
     const baseline = resources();
     const node = new BatonNode(config, createLogger({ level: "error" }));

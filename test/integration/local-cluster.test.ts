@@ -1,8 +1,11 @@
 // The quick start: `baton start` (what `npm start` runs) brings up Redis, nodes and HAProxy, prints working
 // push and watch URLs, `baton token` signs with the same secret, and Ctrl-C leaves nothing running.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { ReconnectingPublisher } from "../../src/chaos/publisher.ts";
+import { SimulatedViewer } from "../../src/chaos/viewer.ts";
+import { makePublishToken } from "../../src/ingest/token.ts";
 import { join } from "node:path";
 import { freePort, isPortFree, nodeCommand, startProcess, type Managed } from "../../src/ops/processes.ts";
 import { parseM3u8 } from "../helpers/hls.ts";
@@ -28,6 +31,11 @@ function descendants(pid: number): number[] {
   }
   const children = out.split("\n").filter(Boolean).map(Number);
   return children.flatMap((c) => [c, ...descendants(c)]);
+}
+
+/** The publish secret the local cluster made in its state dir. */
+function secretOf(env: NodeJS.ProcessEnv): string {
+  return readFileSync(join(env.BATON_STATE_DIR!, "secret"), "utf8").trim();
 }
 
 /** Whether a process still runs (a zombie waiting for its reaper does not). */
@@ -90,6 +98,54 @@ describe("local cluster: npm start", function () {
       return r.status === 200 ? true : undefined;
     });
     publisher.child.kill("SIGKILL");
+  });
+
+  it("`baton status` shows the nodes and streams; `baton rolling-update` restarts every node with no viewer error", async () => {
+    const http = `http://${HOST}:${env.BATON_HTTP_PORT}`;
+    const publisher = new ReconnectingPublisher({ url: `rtmp://${HOST}:${env.BATON_RTMP_PORT}/live/rolling?token=${makePublishToken(secretOf(env), "rolling", 600)}`, retryDelayMs: 300 });
+    publisher.start();
+    const stop = new AbortController();
+    try {
+      await waitFor("the stream", async () => {
+        const r = await get(`${http}/live/rolling/360p/index.m3u8`);
+        return r.status === 200 && parseM3u8(r.text).segments.length >= 4 ? true : undefined;
+      }, 30000);
+      const [command, args] = nodeCommand(["status", "--url", http]);
+      const table = execFileSync(command, args, { env: { ...process.env, ...env }, encoding: "utf8" });
+      assert.match(table, /NODE\s+STATE/);
+      assert.match(table, /node-1\s+ready/);
+      assert.match(table, /node-2\s+ready/);
+      assert.match(table, /rolling\s+live\s+node-\d/);
+
+      const viewers = Array.from({ length: 5 }, (_, id) => new SimulatedViewer({ baseUrl: http, streamId: "rolling", id, signal: stop.signal }));
+      const running = viewers.map((v) => v.run());
+      await waitFor("viewers playing", () => (viewers.every((v) => v.report.segments >= 1) ? true : undefined), 20000);
+      const before = JSON.parse((await get(`${http}/api/nodes`)).text) as { nodes: { id: string; startedAt: number }[] };
+      const [rcommand, rargs] = nodeCommand(["rolling-update", "--url", http]);
+      const out = await new Promise<string>((resolve, reject) =>
+        execFile(rcommand, rargs, { env: { ...process.env, ...env }, encoding: "utf8", timeout: 120000 }, (error, stdout, stderr) =>
+          error ? reject(new Error(`${error.message}\n${stdout}\n${stderr}`)) : resolve(stdout),
+        ),
+      );
+      assert.match(out, /\[1\/2\] node-1: back and ready/);
+      assert.match(out, /\[2\/2\] node-2: back and ready/);
+      assert.match(out, /rolling update done/);
+      const after = JSON.parse((await get(`${http}/api/nodes`)).text) as { nodes: { id: string; startedAt: number; state: string }[] };
+      for (const n of before.nodes) {
+        const now = after.nodes.find((m) => m.id === n.id)!;
+        assert.ok(now.startedAt > n.startedAt, `${n.id} was restarted`);
+        assert.equal(now.state, "ready");
+      }
+      const seen = viewers[0]!.report.segments;
+      await waitFor("viewers still getting segments", () => (viewers[0]!.report.segments >= seen + 2 ? true : undefined), 20000);
+      stop.abort();
+      const reports = await Promise.all(running);
+      assert.deepEqual(reports.flatMap((r) => Object.entries(r.errors)), [], "no viewer saw an error");
+      assert.equal(reports.reduce((n, r) => n + r.sequenceRegressions + r.uriChanges + r.endlists, 0), 0);
+    } finally {
+      stop.abort();
+      await publisher.stop();
+    }
   });
 
   it("stops everything it started on Ctrl-C", async () => {
