@@ -21,13 +21,11 @@ const PROGRAMS = {
   "redis-server": "redis-server",
   haproxy: "haproxy",
   chromium: "chromium",
-  nginx: "nginx",
-  wrk: "wrk",
 };
 const NEEDS = {
   start: ["ffmpeg", "redis-server", "haproxy"],
   test: ["ffmpeg", "ffprobe", "redis-server", "haproxy", "chromium"],
-  bench: ["ffmpeg", "ffprobe", "redis-server", "haproxy", "nginx", "wrk"],
+  bench: ["ffmpeg", "redis-server"],
   npm: [],
   quiet: [],
 };
