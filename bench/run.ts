@@ -9,11 +9,12 @@ import { firstPlaylist } from "./first-playlist.ts";
 import { cleanup, cpuTotals } from "./procs.ts";
 import { propagation, type LiveStream } from "./propagation.ts";
 import { reconnect } from "./reconnect.ts";
+import { sessions } from "./sessions.ts";
 import { formatTable, machineInfo, writeJson, type BenchResult, type Figure, type RunReport } from "./report.ts";
 import { startCluster, stopCluster, type Cluster } from "./stack.ts";
 import { transcodeCpu } from "./transcode-cpu.ts";
 
-const USAGE = "usage: npm run bench -- [--quick] [--out FILE] [--only transcode-cpu,first-playlist,propagation,reconnect]";
+const USAGE = "usage: npm run bench -- [--quick] [--out FILE] [--only transcode-cpu,first-playlist,propagation,reconnect,sessions]";
 
 interface Context {
   quick: boolean;
@@ -47,6 +48,7 @@ const BENCHES: Bench[] = [
     },
   },
   { name: "reconnect", run: async (ctx) => reconnect(await cluster(ctx), ctx.live, ctx) },
+  { name: "sessions", run: (ctx) => sessions(ctx) },
 ];
 
 function parseArgs(argv: string[]): { quick: boolean; out: string | null; only: string[] | null } {

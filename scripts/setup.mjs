@@ -26,6 +26,7 @@ const NEEDS = {
   start: ["ffmpeg", "redis-server", "haproxy"],
   test: ["ffmpeg", "ffprobe", "redis-server", "haproxy", "chromium"],
   bench: ["ffmpeg", "redis-server"],
+  chaos: ["ffmpeg", "redis-server", "haproxy", "chromium"],
   npm: [],
   quiet: [],
 };

@@ -99,6 +99,8 @@ export interface RollingOptions {
   timeout: number;
   /** Stop when this share of requests failed (5xx) during one node's update. */
   maxErrorRate: number;
+  /** Told of each step (the chaos harness marks them on its timeline). */
+  onStep?: (step: "drain" | "drained" | "back", node: string) => void;
 }
 
 /**
@@ -119,19 +121,24 @@ export async function rollingUpdate(c: AdminClient, o: RollingOptions): Promise<
       throw new Error(`${step}: ${why}; stopped the rolling update (the node was asked to undrain)`);
     };
     c.say(`${step}: draining`);
+    o.onStep?.("drain", node.id);
     await drain(c, node.id, o.restartCommand.length === 0);
+    // drained: it says so, or (asked to exit once drained) it is gone or already back
+    for (;;) {
+      const record = (await nodesOf(c).catch(() => [])).find((n) => n.id === node.id);
+      if (!record || record.state === "drained" || record.startedAt > node.startedAt) break;
+      if (Date.now() > deadline) await fail("did not drain in time");
+      await sleep(100);
+    }
+    o.onStep?.("drained", node.id);
     if (o.restartCommand.length > 0) {
-      for (;;) {
-        const record = (await nodesOf(c)).find((n) => n.id === node.id);
-        if (record?.state === "drained") break;
-        if (Date.now() > deadline) await fail("did not drain in time");
-        await sleep(250);
-      }
       c.say(`${step}: drained; restarting (${o.restartCommand.join(" ")})`);
       const [command, ...args] = o.restartCommand.map((part) => part.replaceAll("{node}", node.id));
       await new Promise<void>((resolve, reject) => execFile(command!, args, (error) => (error ? reject(error) : resolve()))).catch((error: unknown) =>
         fail(`restart command failed: ${errorMessage(error)}`),
       );
+    } else {
+      c.say(`${step}: drained; restarting`);
     }
     for (;;) {
       const record = (await nodesOf(c).catch(() => [])).find((n) => n.id === node.id);
@@ -142,6 +149,7 @@ export async function rollingUpdate(c: AdminClient, o: RollingOptions): Promise<
       if (Date.now() > deadline) await fail(`did not come back ready within ${o.timeout} s`);
       await sleep(250);
     }
+    o.onStep?.("back", node.id);
     const after = await errorCounts(await nodesOf(c));
     const requests = Math.max(0, after.requests - before.requests);
     const errors = Math.max(0, after.errors - before.errors);

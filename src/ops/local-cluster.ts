@@ -1,7 +1,9 @@
-// `npm start`: the local cluster. Redis (a child redis-server with its data under var/redis, unless
-// REDIS_URL names one), N node processes on their own ports, and HAProxy on the public ports. Prints where
-// to push and where to watch. Ctrl-C stops all of it and leaves nothing running.
+// The local cluster: Redis (a child redis-server with its data under var/redis, unless REDIS_URL names one), N
+// node processes on their own ports, and HAProxy on the public ports. `npm start` runs it until Ctrl-C; the
+// chaos harness drives it (kills a node, stops Redis, reads HAProxy's stats). A node that exits while the
+// cluster runs (drained for a rolling update, or crashed) is started again.
 import { writeFileSync } from "node:fs";
+import { createConnection } from "node:net";
 import { join } from "node:path";
 import type { Config } from "../config/defaults.ts";
 import { loadConfig } from "../config/load.ts";
@@ -12,6 +14,10 @@ import { isPortFree, nodeCommand, nodeEnv, startHaproxy, startProcess, startRedi
 
 export interface LocalClusterOptions {
   nodes: number;
+  /** Print node log lines on stderr (npm start); the chaos harness keeps them in the log files only. */
+  echoLogs?: boolean;
+  /** Called with a line when a node exits and is started again. */
+  onNotice?: (line: string) => void;
 }
 
 /** Node i (from 1) listens on the configured ports plus i; the configured ports themselves are HAProxy's. */
@@ -21,119 +27,193 @@ export function nodePorts(config: Config, i: number): { rtmpPort: number; httpPo
 
 const HOST = "127.0.0.1";
 
-function redisPort(url: string): number {
-  return Number(new URL(url).port || 6379);
+export class LocalCluster {
+  readonly config: Config = loadConfig();
+  readonly dir = stateDir();
+  // made here, once, so every node signs and checks with the same secrets
+  readonly secret = publishSecret(this.config);
+  readonly sessionsSecret = sessionSecret(this.config);
+  readonly adminToken = adminToken(this.config);
+  readonly haproxySocket = join(this.dir, "haproxy.sock");
+  readonly nodes: BalancedNode[] = [];
+  redisUrl = process.env.REDIS_URL ?? "";
+  private redis: Managed | null = null;
+  private haproxy: Managed | null = null;
+  private readonly running = new Map<string, Managed>();
+  private stopping = false;
+
+  constructor(private readonly o: LocalClusterOptions) {}
+
+  get httpUrl(): string {
+    return `http://${HOST}:${this.config.http.port}`;
+  }
+
+  publishUrl(streamId: string, host = HOST): string {
+    return `rtmp://${host}:${this.config.rtmp.port}/live/${streamId}?token=${makePublishToken(this.secret, streamId, this.config.auth.publishTokenTtl)}`;
+  }
+
+  /** Starts Redis, the nodes and HAProxy; on any failure stops what it started and throws a clear message. */
+  async start(): Promise<void> {
+    try {
+      await this.startAll();
+    } catch (error) {
+      await this.stop();
+      throw error;
+    }
+  }
+
+  private async startAll(): Promise<void> {
+    const { config, dir } = this;
+    const ports = [config.rtmp.port, config.http.port, ...Array.from({ length: this.o.nodes }, (_, i) => Object.values(nodePorts(config, i + 1))).flat()];
+    for (const port of ports) {
+      if (!(await isPortFree(HOST, port))) throw new Error(`port ${port} is in use: stop whatever holds it (is another baton running?)`);
+    }
+    if (!this.redisUrl) {
+      const port = Number(new URL(config.redis.url).port || 6379);
+      if (!(await isPortFree(HOST, port))) {
+        throw new Error(`port ${port} (Redis) is in use: stop that Redis, or use it with REDIS_URL=redis://127.0.0.1:${port} npm start`);
+      }
+      this.redisUrl = `redis://${HOST}:${port}`;
+      await this.startRedis();
+    }
+    for (let i = 1; i <= this.o.nodes; i++) {
+      const node = { id: `node-${i}`, host: HOST, ...nodePorts(config, i) };
+      this.nodes.push(node);
+      this.launch(node, 500);
+    }
+    for (const n of this.nodes) {
+      await waitForPort(HOST, n.httpPort, 20000, this.running.get(n.id)).catch((error: Error) => {
+        throw new Error(`${n.id} did not start: ${error.message} (see ${join(dir, "logs", `${n.id}.log`)})`);
+      });
+    }
+    const haproxyFile = join(dir, "haproxy.cfg");
+    writeFileSync(haproxyFile, haproxyConfig({
+      bind: HOST, rtmpPort: config.rtmp.port, httpPort: config.http.port, nodes: this.nodes, statsSocket: this.haproxySocket,
+    }));
+    this.haproxy = startHaproxy(haproxyFile, { logFile: join(dir, "logs", "haproxy.log") });
+    await waitForPort(HOST, config.http.port, 10000, this.haproxy).catch((error: Error) => {
+      throw new Error(`HAProxy did not start: ${error.message} (see ${join(dir, "logs", "haproxy.log")})`);
+    });
+  }
+
+  private launch(node: BalancedNode, delay: number): void {
+    const env = nodeEnv({
+      ...node, redisUrl: this.redisUrl, spoolDir: join(this.dir, "spool", node.id),
+      publishSecret: this.secret, sessionSecret: this.sessionsSecret, adminToken: this.adminToken,
+    });
+    const [command, args] = nodeCommand(["node"]);
+    const p = startProcess(node.id, command, args, {
+      env,
+      logFile: join(this.dir, "logs", `${node.id}.log`),
+      ...(this.o.echoLogs ? { onLine: (line: string) => process.stderr.write(`${line}\n`) } : {}),
+    });
+    const startedAt = Date.now();
+    this.running.set(node.id, p);
+    void p.exited.then(({ code, signal }) => {
+      if (this.running.get(node.id) === p) this.running.delete(node.id);
+      if (this.stopping) return;
+      const next = Date.now() - startedAt > 10000 ? 500 : Math.min(delay * 2, 10000);
+      this.o.onNotice?.(`${node.id} exited (${signal ?? `status ${code}`}); starting it again in ${next} ms`);
+      setTimeout(() => !this.stopping && this.launch(node, next), next);
+    });
+  }
+
+  /** The pid of a node's current process. */
+  pid(nodeId: string): number | null {
+    return this.running.get(nodeId)?.child.pid ?? null;
+  }
+
+  /** A crash: SIGKILL the node's process (it is started again like any node that exits). */
+  kill(nodeId: string): void {
+    this.running.get(nodeId)?.child.kill("SIGKILL");
+  }
+
+  async startRedis(): Promise<void> {
+    const port = Number(new URL(this.redisUrl).port);
+    this.redis = startRedis({ port, dir: join(this.dir, "redis"), persistent: true, logFile: join(this.dir, "logs", "redis.log") });
+    await waitForPort(HOST, port, 10000, this.redis).catch((error: Error) => {
+      throw new Error(`Redis did not start: ${error.message} (see ${join(this.dir, "logs", "redis.log")})`);
+    });
+  }
+
+  /** Stops the cluster's own Redis (it saves its append-only file); false when Redis is not the cluster's. */
+  async stopRedis(): Promise<boolean> {
+    if (!this.redis) return false;
+    await stopProcess(this.redis, "SIGTERM", 10000);
+    this.redis = null;
+    return true;
+  }
+
+  /** HAProxy's runtime counters, summed over the HTTP backend: retries and redispatches. */
+  async haproxyStats(): Promise<{ retries: number; redispatches: number }> {
+    const csv = await new Promise<string>((resolve, reject) => {
+      const socket = createConnection(this.haproxySocket);
+      let text = "";
+      socket.on("connect", () => socket.write("show stat\n"));
+      socket.on("data", (d) => (text += d.toString()));
+      socket.on("end", () => resolve(text));
+      socket.on("error", reject);
+    });
+    const [header, ...rows] = csv.split("\n").filter((l) => l.trim());
+    const columns = (header ?? "").replace(/^# /, "").split(",");
+    const at = (name: string): number => columns.indexOf(name);
+    let retries = 0;
+    let redispatches = 0;
+    for (const row of rows) {
+      const cells = row.split(",");
+      if (cells[at("svname")] !== "BACKEND") continue;
+      retries += Number(cells[at("wretr")] || 0);
+      redispatches += Number(cells[at("wredis")] || 0);
+    }
+    return { retries, redispatches };
+  }
+
+  /** Stops everything it started: nodes first (they flush their last segments), then HAProxy, then Redis. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await Promise.all([...this.running.values()].map((p) => stopProcess(p, "SIGINT", 15000)));
+    if (this.haproxy) await stopProcess(this.haproxy, "SIGTERM", 5000);
+    if (this.redis) await stopProcess(this.redis, "SIGTERM", 10000);
+  }
 }
 
+/** `npm start`: runs the local cluster and prints where to push and watch, until Ctrl-C. */
 export async function runLocalCluster(o: LocalClusterOptions): Promise<void> {
-  const config: Config = loadConfig();
-  const dir = stateDir();
-  // made here, once, so every node signs and checks with the same secrets
-  const secret = publishSecret(config);
-  const sessionsSecret = sessionSecret(config);
-  const admin = adminToken(config);
-  const started: Managed[] = [];
-  let stopping = false;
-
-  const stopAll = async (): Promise<void> => {
-    // nodes first (they flush their last segments into Redis), then the balancer, then Redis
-    const nodes = started.filter((p) => p.name.startsWith("node-"));
-    await Promise.all(nodes.map((p) => stopProcess(p, "SIGINT", 15000)));
-    await Promise.all(started.filter((p) => !nodes.includes(p)).reverse().map((p) => stopProcess(p, "SIGTERM", 5000)));
-  };
-  const fail = async (message: string): Promise<never> => {
-    stopping = true;
-    await stopAll();
-    throw new Error(message);
-  };
-
-  const ports = [config.rtmp.port, config.http.port, ...Array.from({ length: o.nodes }, (_, i) => Object.values(nodePorts(config, i + 1))).flat()];
-  for (const port of ports) {
-    if (!(await isPortFree(HOST, port))) await fail(`port ${port} is in use: stop whatever holds it (is another baton running?)`);
-  }
-
-  let redisUrl = process.env.REDIS_URL ?? "";
-  if (!redisUrl) {
-    const port = redisPort(config.redis.url);
-    if (!(await isPortFree(HOST, port))) {
-      await fail(`port ${port} (Redis) is in use: stop that Redis, or use it with REDIS_URL=redis://127.0.0.1:${port} npm start`);
-    }
-    const redis = startRedis({ port, dir: join(dir, "redis"), persistent: true, logFile: join(dir, "logs", "redis.log") });
-    started.push(redis);
-    await waitForPort(HOST, port, 10000, redis).catch((error: Error) => fail(`Redis did not start: ${error.message} (see ${join(dir, "logs", "redis.log")})`));
-    redisUrl = `redis://${HOST}:${port}`;
-  }
-
-  const balanced: BalancedNode[] = [];
-  for (let i = 1; i <= o.nodes; i++) {
-    const id = `node-${i}`;
-    const p = nodePorts(config, i);
-    balanced.push({ id, host: HOST, ...p });
-    const env = nodeEnv({
-      id, host: HOST, ...p, redisUrl, spoolDir: join(dir, "spool", id),
-      publishSecret: secret, sessionSecret: sessionsSecret, adminToken: admin,
-    });
-    // a node that exits while the cluster runs (drained for a rolling update, or crashed) is started again
-    let delay = 500;
-    const launch = (): void => {
-      const [command, args] = nodeCommand(["node"]);
-      const node = startProcess(id, command, args, { env, logFile: join(dir, "logs", `${id}.log`), onLine: (line) => process.stderr.write(`${line}\n`) });
-      const startedAt = Date.now();
-      started.push(node);
-      void node.exited.then(({ code, signal }) => {
-        started.splice(started.indexOf(node), 1);
-        if (stopping) return;
-        delay = Date.now() - startedAt > 10000 ? 500 : Math.min(delay * 2, 10000);
-        process.stderr.write(`baton: ${id} exited (${signal ?? `status ${code}`}); starting it again in ${delay} ms\n`);
-        setTimeout(() => !stopping && launch(), delay);
-      });
+  const cluster = new LocalCluster({ ...o, echoLogs: true, onNotice: (line) => process.stderr.write(`baton: ${line}\n`) });
+  const stopped = new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = (): void => {
+      if (stopping) return;
+      stopping = true;
+      process.stderr.write("baton: stopping the local cluster\n");
+      void cluster.stop().then(resolve);
     };
-    launch();
-  }
-  for (const [i, n] of balanced.entries()) {
-    await waitForPort(HOST, n.httpPort, 20000, started.find((p) => p.name === n.id)).catch((error: Error) =>
-      fail(`node-${i + 1} did not start: ${error.message} (see ${join(dir, "logs", `node-${i + 1}.log`)})`),
-    );
-  }
-
-  const haproxyFile = join(dir, "haproxy.cfg");
-  writeFileSync(haproxyFile, haproxyConfig({
-    bind: HOST, rtmpPort: config.rtmp.port, httpPort: config.http.port, nodes: balanced, statsSocket: join(dir, "haproxy.sock"),
-  }));
-  const haproxy = startHaproxy(haproxyFile, { logFile: join(dir, "logs", "haproxy.log") });
-  started.push(haproxy);
-  await waitForPort(HOST, config.http.port, 10000, haproxy).catch((error: Error) => fail(`HAProxy did not start: ${error.message}`));
-
+    process.on("SIGINT", stop);
+    process.on("SIGTERM", stop);
+  });
+  await cluster.start();
+  const { config } = cluster;
   const stream = "demo";
-  const token = makePublishToken(secret, stream, config.auth.publishTokenTtl);
   const host = config.node.publicHost;
+  const push = cluster.publishUrl(stream, host);
+  const key = push.slice(push.indexOf("/live/") + 6);
   process.stdout.write(
     [
       "",
-      `baton is running: ${o.nodes} node${o.nodes > 1 ? "s" : ""}, Redis at ${redisUrl}, HAProxy in front.`,
+      `baton is running: ${o.nodes} node${o.nodes > 1 ? "s" : ""}, Redis at ${cluster.redisUrl}, HAProxy in front.`,
       "",
-      `  Push (ffmpeg):  rtmp://${host}:${config.rtmp.port}/live/${stream}?token=${token}`,
-      `  Push (OBS):     server rtmp://${host}:${config.rtmp.port}/live   stream key ${stream}?token=${token}`,
+      `  Push (ffmpeg):  ${push}`,
+      `  Push (OBS):     server rtmp://${host}:${config.rtmp.port}/live   stream key ${key}`,
       `  Watch (HLS):    http://${host}:${config.http.port}/live/${stream}/index.m3u8`,
       "",
       `  Player page:    http://${host}:${config.http.port}/watch/${stream}`,
       `  Another stream: npm run baton -- token <streamId>`,
       `  Operate:        npm run baton -- status | drain <node> | undrain <node> | rolling-update`,
-      `  Admin token:    ${admin}`,
-      `  Logs:           ${join(dir, "logs")}`,
+      `  Admin token:    ${cluster.adminToken}`,
+      `  Logs:           ${join(cluster.dir, "logs")}`,
       "  Stop:           Ctrl-C",
       "",
     ].join("\n") + "\n",
   );
-
-  await new Promise<void>((resolve) => {
-    const stop = (): void => {
-      if (stopping) return;
-      stopping = true;
-      process.stderr.write("baton: stopping the local cluster\n");
-      void stopAll().then(resolve);
-    };
-    process.on("SIGINT", stop);
-    process.on("SIGTERM", stop);
-  });
+  await stopped;
 }

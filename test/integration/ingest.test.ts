@@ -39,13 +39,14 @@ async function refusals(node: TestNode, reason: string): Promise<number> {
 async function segments(node: TestNode, id: string): Promise<number[] | undefined> {
   const master = await get(node.http(`/live/${id}/index.m3u8`));
   if (master.status !== 200) return undefined;
-  const rendition = master.text.split("\n").find((l) => l.endsWith("/index.m3u8"));
+  // URIs carry the viewer's session (?session=...)
+  const rendition = master.text.split("\n").find((l) => /^[a-z0-9_-]+\/index\.m3u8(\?|$)/.test(l));
   if (!rendition) return undefined;
   const media = await get(node.http(`/live/${id}/${rendition}`));
   if (media.status !== 200) return undefined;
   const seqs = media.text
     .split("\n")
-    .map((l) => /^(\d+)\.ts$/.exec(l.trim()))
+    .map((l) => /^(\d+)\.ts(\?.*)?$/.exec(l.trim()))
     .filter((m): m is RegExpExecArray => m !== null)
     .map((m) => Number(m[1]));
   return seqs.length > 0 ? seqs : undefined;

@@ -19,6 +19,9 @@
     resume: null,
     reports: 0,
     handoffs: 0,
+    stalls: 0,
+    stalledMs: 0,
+    stallLog: [],
     wsConnects: 0,
     errors: [],
     playingDate: null,
@@ -167,6 +170,21 @@
       show("Live");
     });
     video.addEventListener("seeked", function () { report(hls); });
+    // a stall: playback wanted to go on and had no data ("waiting") until it could ("playing")
+    let waitingSince = null;
+    video.addEventListener("waiting", function () {
+      if (waitingSince === null && state.ready && video.currentTime > 0) {
+        waitingSince = Date.now();
+        state.stalls += 1;
+      }
+    });
+    video.addEventListener("playing", function () {
+      if (waitingSince !== null) {
+        state.stalledMs += Date.now() - waitingSince;
+        state.stallLog.push({ at: waitingSince, ms: Date.now() - waitingSince });
+        waitingSince = null;
+      }
+    });
     playButton.addEventListener("click", function () {
       playButton.hidden = true;
       video.play();

@@ -1,0 +1,132 @@
+// What a chaos run reports: JSON for machines, a summary table for people, and the invariants that decide the
+// exit status: no viewer-visible error during a drain, no sequence regression, no lost session or reset
+// position, no disagreement between nodes.
+import { STALL_DETAILS, type BrowserReport } from "./browsers.ts";
+import type { ConsistencyChecker } from "./consistency.ts";
+import type { ChaosTimeline } from "./timeline-chart.ts";
+import type { ViewerReport } from "./viewer.ts";
+
+export interface ChaosReport {
+  scenario: string;
+  quick: boolean;
+  startedAt: string;
+  durationSeconds: number;
+  streams: number;
+  viewers: { simulated: number; browser: number };
+  /** Viewer-visible errors: simulated by HTTP status ("0": no answer), browser by hls.js detail. */
+  errors: { simulated: Record<string, number>; browser: Record<string, number>; total: number };
+  stalls: { simulated: { count: number; seconds: number }; browser: { count: number; seconds: number } };
+  sessionsLost: number;
+  positionsReset: number;
+  sequenceRegressions: number;
+  uriChanges: number;
+  endlistsWhileLive: number;
+  publisherGapsMs: number[];
+  consistencyViolations: number;
+  consistencyExamples: string[];
+  drains: { node: string; ms: number }[];
+  haproxy: { retries: number; redispatches: number } | null;
+  invariants: { ok: boolean; broken: string[] };
+  timeline: ChaosTimeline;
+}
+
+export interface ReportInput {
+  scenario: string;
+  quick: boolean;
+  timeline: ChaosTimeline;
+  simulated: ViewerReport[];
+  browsers: BrowserReport[];
+  sessions: (number | null | "lost")[];
+  checker: ConsistencyChecker;
+  drains: { node: string; ms: number }[];
+  haproxy: { retries: number; redispatches: number } | null;
+  streams: number;
+}
+
+const sum = (values: number[]): number => values.reduce((a, b) => a + b, 0);
+
+export function buildReport(i: ReportInput): ChaosReport {
+  const simulatedErrors: Record<string, number> = {};
+  for (const r of i.simulated) for (const [status, n] of Object.entries(r.errors)) simulatedErrors[status] = (simulatedErrors[status] ?? 0) + n;
+  const browserErrors: Record<string, number> = {};
+  for (const b of i.browsers) {
+    for (const e of b.errors) if (!STALL_DETAILS.has(e.details)) browserErrors[e.details] = (browserErrors[e.details] ?? 0) + 1;
+  }
+  let sessionsLost = 0;
+  let positionsReset = 0;
+  i.sessions.forEach((held, n) => {
+    const reported = i.simulated[n]?.lastReported ?? null;
+    if (held === "lost") sessionsLost += 1;
+    else if (reported !== null && (held === null || held < reported - 0.001)) positionsReset += 1;
+  });
+  const total = sum(Object.values(simulatedErrors)) + sum(Object.values(browserErrors));
+  const report: ChaosReport = {
+    scenario: i.scenario,
+    quick: i.quick,
+    startedAt: new Date(i.timeline.startedAt).toISOString(),
+    durationSeconds: Math.round((i.timeline.endedAt - i.timeline.startedAt) / 100) / 10,
+    streams: i.streams,
+    viewers: { simulated: i.simulated.length, browser: i.browsers.length },
+    errors: { simulated: simulatedErrors, browser: browserErrors, total },
+    stalls: {
+      simulated: { count: sum(i.simulated.map((r) => r.stalls)), seconds: sum(i.simulated.map((r) => r.stalledMs)) / 1000 },
+      browser: { count: sum(i.browsers.map((b) => b.stalls)), seconds: sum(i.browsers.map((b) => b.stalledMs)) / 1000 },
+    },
+    sessionsLost,
+    positionsReset,
+    sequenceRegressions: sum(i.simulated.map((r) => r.sequenceRegressions)),
+    uriChanges: sum(i.simulated.map((r) => r.uriChanges)),
+    endlistsWhileLive: sum(i.simulated.map((r) => r.endlists)),
+    publisherGapsMs: i.checker.gaps(),
+    consistencyViolations: i.checker.violations.length,
+    consistencyExamples: i.checker.violations.slice(0, 10),
+    drains: i.drains,
+    haproxy: i.haproxy,
+    invariants: { ok: true, broken: [] },
+    timeline: i.timeline,
+  };
+  const broken = report.invariants.broken;
+  const duringDrains = errorsDuringDrains(i.timeline);
+  if (duringDrains > 0) broken.push(`${duringDrains} viewer-visible errors during a drain`);
+  if (report.sequenceRegressions > 0) broken.push(`${report.sequenceRegressions} media sequence regressions`);
+  if (report.uriChanges > 0) broken.push(`${report.uriChanges} sequence numbers whose URI, duration or date-time changed`);
+  if (report.endlistsWhileLive > 0) broken.push(`EXT-X-ENDLIST seen ${report.endlistsWhileLive} times while live`);
+  if (sessionsLost > 0) broken.push(`${sessionsLost} sessions lost`);
+  if (positionsReset > 0) broken.push(`${positionsReset} positions reset`);
+  if (report.consistencyViolations > 0) broken.push(`${report.consistencyViolations} consistency violations between nodes`);
+  report.invariants.ok = broken.length === 0;
+  return report;
+}
+
+/** Errors seen between a node's drain and its return (a crash or a Redis restart may cause errors; a drain may not). */
+export function errorsDuringDrains(t: ChaosTimeline): number {
+  const windows: [number, number][] = [];
+  for (const e of t.events) {
+    if (e.kind !== "drain") continue;
+    const node = e.label.split(" ").pop();
+    const back = t.events.find((x) => x.at >= e.at && x.kind === "restart" && x.label.endsWith(` ${node}`));
+    // a few seconds after the return still count: late effects of the move
+    windows.push([e.at, (back?.at ?? t.endedAt) + 5000]);
+  }
+  return t.errors.filter((err) => windows.some(([from, to]) => err.at >= from && err.at <= to)).length;
+}
+
+export function summary(r: ChaosReport): string {
+  const rows: [string, string][] = [
+    ["scenario", `${r.scenario}${r.quick ? " (quick)" : ""}, ${r.durationSeconds} s, ${r.streams} stream(s)`],
+    ["viewers", `${r.viewers.simulated} simulated, ${r.viewers.browser} browser`],
+    ["viewer-visible errors", r.errors.total === 0 ? "0" : `${r.errors.total}  ${JSON.stringify({ ...r.errors.simulated, ...r.errors.browser })}`],
+    ["stalls (simulated)", `${r.stalls.simulated.count}, ${r.stalls.simulated.seconds.toFixed(1)} s`],
+    ["stalls (browser)", `${r.stalls.browser.count}, ${r.stalls.browser.seconds.toFixed(1)} s`],
+    ["sessions lost / positions reset", `${r.sessionsLost} / ${r.positionsReset}`],
+    ["sequence regressions / URI changes", `${r.sequenceRegressions} / ${r.uriChanges}`],
+    ["EXT-X-ENDLIST while live", String(r.endlistsWhileLive)],
+    ["consistency violations", String(r.consistencyViolations)],
+    ["publisher gaps", r.publisherGapsMs.length ? r.publisherGapsMs.map((g) => `${g} ms`).join(", ") : "none"],
+    ["drains", r.drains.length ? r.drains.map((d) => `${d.node} ${d.ms} ms`).join(", ") : "none"],
+    ["HAProxy retries / redispatches", r.haproxy ? `${r.haproxy.retries} / ${r.haproxy.redispatches}` : "n/a"],
+    ["invariants", r.invariants.ok ? "all hold" : `BROKEN: ${r.invariants.broken.join("; ")}`],
+  ];
+  const width = Math.max(...rows.map(([k]) => k.length));
+  return rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`).join("\n");
+}

@@ -1,0 +1,115 @@
+// The chaos scenarios. Each acts on the cluster while the harness's publishers and viewers run, and marks
+// what it did on the timeline.
+import { nodesOf, rollingUpdate, type AdminClient } from "../ops/admin-cli.ts";
+import type { LocalCluster } from "../ops/local-cluster.ts";
+import type { ReconnectingPublisher } from "./publisher.ts";
+import type { TimelineEventKind } from "./timeline-chart.ts";
+
+export const SCENARIOS = ["rolling-update", "node-crash", "redis-restart", "publisher-flap"] as const;
+export type ScenarioName = (typeof SCENARIOS)[number];
+
+export interface ScenarioContext {
+  admin: AdminClient;
+  /** Set when the harness runs its own local cluster: what only it can do (kill a node, stop Redis). */
+  local: LocalCluster | null;
+  publishers: ReconnectingPublisher[];
+  streams: string[];
+  quick: boolean;
+  restartCommand: string[];
+  drainDeadline: number;
+  mark(kind: TimelineEventKind, label: string): void;
+  progress(line: string): void;
+  /** Resolves once every stream listed `count` more segments (viewers had time to notice). */
+  settle(count: number): Promise<void>;
+  /** Drain durations measured during the run (request to drained), ms by node. */
+  drains: { node: string; ms: number }[];
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function waitUntil(what: string, probe: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(200);
+  }
+}
+
+function needLocal(ctx: ScenarioContext, name: string): LocalCluster {
+  if (!ctx.local) throw new Error(`the ${name} scenario needs the local cluster (it kills processes); run without --url`);
+  return ctx.local;
+}
+
+async function streamOwners(ctx: ScenarioContext): Promise<Map<string, { owner: string; epoch: number }>> {
+  const r = await fetch(`${ctx.admin.url}/api/streams`, { signal: AbortSignal.timeout(5000) });
+  const body = (await r.json()) as { streams: { id: string; owner: string; epoch: number }[] };
+  return new Map(body.streams.map((s) => [s.id, { owner: s.owner, epoch: s.epoch }]));
+}
+
+async function rolling(ctx: ScenarioContext): Promise<void> {
+  const started = new Map<string, number>();
+  await rollingUpdate(ctx.admin, {
+    restartCommand: ctx.local ? [] : ctx.restartCommand,
+    timeout: ctx.drainDeadline + 60,
+    maxErrorRate: 0.01,
+    onStep: (step, node) => {
+      if (step === "drain") started.set(node, Date.now());
+      if (step === "drained") ctx.drains.push({ node, ms: Date.now() - (started.get(node) ?? Date.now()) });
+      ctx.mark(step === "back" ? "restart" : step, `${step} ${node}`);
+    },
+  });
+  await ctx.settle(2);
+}
+
+/** SIGKILL a node that owns a stream, then one that only serves viewers; each comes back by itself. */
+async function nodeCrash(ctx: ScenarioContext): Promise<void> {
+  const local = needLocal(ctx, "node-crash");
+  const owners = await streamOwners(ctx);
+  const nodes = (await nodesOf(ctx.admin)).map((n) => n.id);
+  const owner = owners.get(ctx.streams[0]!)!.owner;
+  const viewerOnly = nodes.find((n) => ![...owners.values()].some((o) => o.owner === n)) ?? nodes.find((n) => n !== owner)!;
+  for (const victim of [owner, viewerOnly]) {
+    const before = await nodesOf(ctx.admin);
+    const startedAt = before.find((n) => n.id === victim)?.startedAt ?? 0;
+    ctx.progress(`SIGKILL ${victim}`);
+    ctx.mark("kill", `kill ${victim}`);
+    local.kill(victim);
+    await waitUntil(`${victim} back`, async () => (await nodesOf(ctx.admin)).some((n) => n.id === victim && n.startedAt > startedAt && n.state === "ready"), 60000);
+    ctx.mark("restart", `${victim} back`);
+    await ctx.settle(3);
+  }
+}
+
+/** Redis away for a few seconds: nodes keep serving what they know and queue segments; nothing is lost. */
+async function redisRestart(ctx: ScenarioContext): Promise<void> {
+  const local = needLocal(ctx, "redis-restart");
+  ctx.progress("stopping Redis");
+  ctx.mark("redis-stop", "redis stop");
+  if (!(await local.stopRedis())) throw new Error("the redis-restart scenario needs the local cluster's own Redis (unset REDIS_URL)");
+  await sleep(ctx.quick ? 3000 : 8000);
+  ctx.progress("starting Redis");
+  await local.startRedis();
+  ctx.mark("redis-start", "redis start");
+  await waitUntil("every node ready", async () => (await nodesOf(ctx.admin)).every((n) => n.state === "ready"), 30000);
+  await ctx.settle(3);
+}
+
+/** The encoder's network drops and it reconnects, again and again. */
+async function publisherFlap(ctx: ScenarioContext): Promise<void> {
+  const flaps = ctx.quick ? 2 : 5;
+  for (let i = 1; i <= flaps; i++) {
+    const publisher = ctx.publishers[0]!;
+    const pid = publisher.pid;
+    ctx.progress(`publisher drop ${i}/${flaps}`);
+    ctx.mark("publisher-drop", `drop ${i}`);
+    if (pid) process.kill(pid, "SIGKILL");
+    await ctx.settle(3);
+  }
+}
+
+export const RUN: Record<ScenarioName, (ctx: ScenarioContext) => Promise<void>> = {
+  "rolling-update": rolling,
+  "node-crash": nodeCrash,
+  "redis-restart": redisRestart,
+  "publisher-flap": publisherFlap,
+};
