@@ -73,19 +73,35 @@ export async function undrain(c: AdminClient, node: string): Promise<string> {
   return `${node}: ${r.state}`;
 }
 
-/** Requests and 5xx answers summed over every node's /metrics. */
-async function errorCounts(nodes: NodeRecord[]): Promise<{ requests: number; errors: number }> {
-  let requests = 0;
-  let errors = 0;
+/** Requests and 5xx answers per node, from each node's /metrics (counters restart with the process). */
+async function errorCounts(nodes: NodeRecord[]): Promise<Map<string, { startedAt: number; requests: number; errors: number }>> {
+  const out = new Map<string, { startedAt: number; requests: number; errors: number }>();
   for (const n of nodes) {
     const text = await fetch(`${n.httpUrl}/metrics`, { signal: AbortSignal.timeout(5000) }).then((r) => r.text()).catch(() => "");
+    const counts = { startedAt: n.startedAt, requests: 0, errors: 0 };
     for (const line of text.split("\n")) {
       const m = /^baton_http_requests_total\{([^}]*)\} (\d+(?:\.\d+)?)/.exec(line);
-      if (!m) continue;
-      const count = Number(m[2]);
-      requests += count;
-      if (/status="5\d\d"/.test(m[1]!) && !/route="readyz"/.test(m[1]!)) errors += count;
+      if (!m || /route="(readyz|healthz|metrics)"/.test(m[1]!)) continue;
+      counts.requests += Number(m[2]);
+      if (/status="5\d\d"/.test(m[1]!)) counts.errors += Number(m[2]);
     }
+    out.set(n.id, counts);
+  }
+  return out;
+}
+
+/** What the cluster answered between two readings; a restarted node's counters count from zero. */
+function delta(
+  before: Map<string, { startedAt: number; requests: number; errors: number }>,
+  after: Map<string, { startedAt: number; requests: number; errors: number }>,
+): { requests: number; errors: number } {
+  let requests = 0;
+  let errors = 0;
+  for (const [id, now] of after) {
+    const then = before.get(id);
+    const same = then && then.startedAt === now.startedAt;
+    requests += now.requests - (same ? then.requests : 0);
+    errors += now.errors - (same ? then.errors : 0);
   }
   return { requests, errors };
 }
@@ -150,9 +166,7 @@ export async function rollingUpdate(c: AdminClient, o: RollingOptions): Promise<
       await sleep(250);
     }
     o.onStep?.("back", node.id);
-    const after = await errorCounts(await nodesOf(c));
-    const requests = Math.max(0, after.requests - before.requests);
-    const errors = Math.max(0, after.errors - before.errors);
+    const { requests, errors } = delta(before, await errorCounts(await nodesOf(c)));
     c.say(`${step}: back and ready in ${((Date.now() - started) / 1000).toFixed(1)} s (${errors} errors in ${requests} requests)`);
     if (errors > 5 && errors / Math.max(1, requests) > o.maxErrorRate) {
       throw new Error(`${step}: error rate rose to ${((100 * errors) / requests).toFixed(1)}%; stopped the rolling update`);

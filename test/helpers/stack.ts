@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { haproxyConfig } from "../../src/cluster/haproxy.ts";
 import { makePublishToken } from "../../src/ingest/token.ts";
-import { freePort, nodeCommand, nodeEnv, startProcess, startRedis, stopProcess, waitForPort, type Managed } from "../../src/ops/processes.ts";
+import { freePort, isPortFree, nodeCommand, nodeEnv, startProcess, startRedis, stopProcess, waitForPort, type Managed } from "../../src/ops/processes.ts";
 
 export const HOST = "127.0.0.1";
 
@@ -209,3 +209,15 @@ export async function startTestHaproxy(nodes: TestNode[]): Promise<TestHaproxy> 
     rtmp: (streamId) => `rtmp://${HOST}:${rtmpPort}/live/${streamId}?token=${makePublishToken(SECRET, streamId, 3600)}`,
   };
 }
+
+/** A base port whose next `count` ports are free too (the launcher puts node i on base + i). */
+export async function freeRange(count: number): Promise<number> {
+  for (;;) {
+    const base = await freePort();
+    if (base + count > 65535) continue;
+    let free = true;
+    for (let i = 1; i <= count && free; i++) free = await isPortFree(HOST, base + i);
+    if (free) return base;
+  }
+}
+

@@ -9,18 +9,7 @@ import { makePublishToken } from "../../src/ingest/token.ts";
 import { join } from "node:path";
 import { freePort, isPortFree, nodeCommand, startProcess, type Managed } from "../../src/ops/processes.ts";
 import { parseM3u8 } from "../helpers/hls.ts";
-import { HOST, TEST_LADDER, get, publish, stopAll, tempDir, waitFor } from "../helpers/stack.ts";
-
-/** A base port whose next `count` ports are free too (the launcher puts node i on base + i). */
-async function freeRange(count: number): Promise<number> {
-  for (;;) {
-    const base = await freePort();
-    if (base + count > 65535) continue;
-    let free = true;
-    for (let i = 1; i <= count && free; i++) free = await isPortFree(HOST, base + i);
-    if (free) return base;
-  }
-}
+import { HOST, TEST_LADDER, freeRange, get, publish, stopAll, tempDir, waitFor } from "../helpers/stack.ts";
 
 function descendants(pid: number): number[] {
   let out: string;

@@ -1,0 +1,73 @@
+// `npm run chaos` in its quick form, as an operator runs it: the harness starts its own local cluster (three
+// nodes, HAProxy, Redis), publishes, watches with 20 simulated viewers and a real browser, acts, and reports.
+// The rolling update must hurt nobody; every scenario must keep the invariants.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { ChaosReport } from "../../src/chaos/report.ts";
+import { freePort, nodeCommand } from "../../src/ops/processes.ts";
+import { HOST, TEST_LADDER, freeRange, tempDir } from "../helpers/stack.ts";
+
+async function chaos(scenario: string, browsers: number): Promise<{ code: number; report: ChaosReport; png: Buffer; output: string }> {
+  const dir = tempDir(`chaos-${scenario}`);
+  const [rtmp, http, agent, redis] = [await freeRange(3), await freeRange(3), await freeRange(3), await freePort()];
+  const env = {
+    ...process.env,
+    BATON_STATE_DIR: join(dir, "var"),
+    BATON_RTMP_PORT: String(rtmp),
+    BATON_HTTP_PORT: String(http),
+    BATON_AGENT_PORT: String(agent),
+    BATON_REDIS_URL: `redis://${HOST}:${redis}`,
+    BATON_TRANSCODE_LADDER: JSON.stringify(TEST_LADDER),
+    BATON_TRANSCODE_PRESET: "ultrafast",
+  };
+  const out = join(dir, "report.json");
+  const [command, args] = nodeCommand([]);
+  const chaosArgs = [...args.slice(0, -1), join(args[args.length - 1]!, "..", "chaos.ts"), "--scenario", scenario, "--quick", "--browsers", String(browsers), "--out", out];
+  const result = await new Promise<{ code: number; output: string }>((resolve) => {
+    execFile(command, chaosArgs, { env, timeout: 240000, maxBuffer: 1 << 24 }, (error, stdout, stderr) =>
+      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, output: `${stdout}\n${stderr}` }),
+    );
+  });
+  assert.ok(existsSync(out), `no report written:\n${result.output}`);
+  return { ...result, report: JSON.parse(readFileSync(out, "utf8")) as ChaosReport, png: readFileSync(out.replace(/\.json$/, ".png")) };
+}
+
+function invariants(r: ChaosReport, output: string): void {
+  assert.equal(r.sequenceRegressions, 0, output);
+  assert.equal(r.uriChanges, 0, output);
+  assert.equal(r.endlistsWhileLive, 0, output);
+  assert.equal(r.sessionsLost, 0, output);
+  assert.equal(r.positionsReset, 0, output);
+  assert.equal(r.consistencyViolations, 0, `${r.consistencyExamples.join("\n")}\n${output}`);
+  assert.ok(r.invariants.ok, r.invariants.broken.join("; "));
+}
+
+describe("chaos harness (quick)", function () {
+  this.timeout(300000);
+
+  it("rolling-update: every node drained and restarted under 20 viewers and a browser, and no viewer saw an error", async () => {
+    const { code, report, png, output } = await chaos("rolling-update", 1);
+    assert.equal(code, 0, output);
+    invariants(report, output);
+    assert.deepEqual(report.viewers, { simulated: 20, browser: 1 });
+    assert.equal(report.errors.total, 0, JSON.stringify(report.errors));
+    assert.equal(report.drains.length, 3);
+    assert.ok(report.publisherGapsMs.length >= 1, "the stream moved at least once");
+    assert.ok(report.timeline.events.some((e) => e.kind === "drain"));
+    assert.ok(png.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])), "a PNG timeline");
+    assert.match(output, /invariants\s+all hold/);
+  });
+
+  for (const scenario of ["node-crash", "redis-restart", "publisher-flap"]) {
+    it(`${scenario}: the invariants hold, and what viewers saw is reported`, async () => {
+      const { code, report, output } = await chaos(scenario, 0);
+      assert.equal(code, 0, output);
+      invariants(report, output);
+      assert.equal(typeof report.errors.total, "number");
+      assert.ok(report.timeline.events.length > 1);
+      process.stderr.write(`      ${scenario}: ${report.errors.total} errors ${JSON.stringify(report.errors.simulated)}, ${report.stalls.simulated.count} stalls, gaps ${report.publisherGapsMs.join("/")} ms, haproxy ${JSON.stringify(report.haproxy)}\n`);
+    });
+  }
+});
