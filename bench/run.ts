@@ -5,6 +5,8 @@
 import { execFileSync } from "node:child_process";
 import { loadavg } from "node:os";
 import { errorMessage } from "../src/errors.ts";
+import { delivery } from "./delivery.ts";
+import { drain } from "./drain.ts";
 import { firstPlaylist } from "./first-playlist.ts";
 import { cleanup, cpuTotals } from "./procs.ts";
 import { propagation, type LiveStream } from "./propagation.ts";
@@ -13,8 +15,9 @@ import { sessions } from "./sessions.ts";
 import { formatTable, machineInfo, writeJson, type BenchResult, type Figure, type RunReport } from "./report.ts";
 import { startCluster, stopCluster, type Cluster } from "./stack.ts";
 import { transcodeCpu } from "./transcode-cpu.ts";
+import { viewersPerNode } from "./viewers-per-node.ts";
 
-const USAGE = "usage: npm run bench -- [--quick] [--out FILE] [--only transcode-cpu,first-playlist,propagation,reconnect,sessions]";
+const USAGE = "usage: npm run bench -- [--quick] [--out FILE] [--only transcode-cpu,first-playlist,propagation,reconnect,sessions,delivery,viewers,drain]";
 
 interface Context {
   quick: boolean;
@@ -49,6 +52,9 @@ const BENCHES: Bench[] = [
   },
   { name: "reconnect", run: async (ctx) => reconnect(await cluster(ctx), ctx.live, ctx) },
   { name: "sessions", run: (ctx) => sessions(ctx) },
+  { name: "delivery", run: (ctx) => delivery(ctx) },
+  { name: "viewers", run: (ctx) => viewersPerNode(ctx) },
+  { name: "drain", run: (ctx) => drain(ctx) },
 ];
 
 function parseArgs(argv: string[]): { quick: boolean; out: string | null; only: string[] | null } {

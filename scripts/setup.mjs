@@ -21,11 +21,13 @@ const PROGRAMS = {
   "redis-server": "redis-server",
   haproxy: "haproxy",
   chromium: "chromium",
+  nginx: "nginx",
+  wrk: "wrk",
 };
 const NEEDS = {
   start: ["ffmpeg", "redis-server", "haproxy"],
   test: ["ffmpeg", "ffprobe", "redis-server", "haproxy", "chromium"],
-  bench: ["ffmpeg", "redis-server"],
+  bench: ["ffmpeg", "redis-server", "nginx", "wrk"],
   chaos: ["ffmpeg", "redis-server", "haproxy", "chromium"],
   npm: [],
   quiet: [],

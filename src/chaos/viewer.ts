@@ -214,7 +214,8 @@ export class SimulatedViewer {
         signal: AbortSignal.timeout(5000),
       });
       await r.arrayBuffer();
-      if (r.status === 200) this.report.lastReported = position;
+      // 202: accepted while Redis is away, written when it returns
+      if (r.status === 200 || r.status === 202) this.report.lastReported = position;
       else this.fail(r.status, "position");
     } catch {
       if (!this.o.signal.aborted) this.fail(0, "position");

@@ -62,6 +62,9 @@ export function haproxyConfig(o: HaproxyOptions): string {
     "    timeout http-keep-alive 30s",
     "    option http-keep-alive",
     "    option forwardfor",
+    // every node says "not ready" while Redis is away; they still serve what they know, so rather than
+    // answer 503 to everyone, fall back to the nodes that are alive at all
+    "    use_backend http_fallback if { nbsrv(http_nodes) eq 0 }",
     "    default_backend http_nodes",
     "",
     "backend http_nodes",
@@ -73,6 +76,16 @@ export function haproxyConfig(o: HaproxyOptions): string {
     "    retry-on conn-failure empty-response response-timeout 502 503 504",
     "    option redispatch 1",
     ...o.nodes.map((n) => server(n, n.httpPort)),
+    "",
+    "backend http_fallback",
+    "    mode http",
+    "    balance roundrobin",
+    "    timeout server 10s",
+    "    option httpchk GET /healthz",
+    "    http-check expect status 200",
+    "    retry-on conn-failure empty-response response-timeout 502 503 504",
+    "    option redispatch 1",
+    ...o.nodes.map((n) => `    server ${n.id} ${n.host}:${n.httpPort} check ${CHECK}`),
     "",
   ].join("\n");
 }

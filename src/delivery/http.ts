@@ -7,7 +7,7 @@ import { errorMessage } from "../errors.ts";
 import { isStreamId } from "../ingest/stream-id.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../ops/metrics.ts";
-import type { StreamStore } from "../state/store.ts";
+import type { StreamSnapshot, StreamStore } from "../state/store.ts";
 import { HttpError, sendJson } from "./http-error.ts";
 import { renderMaster, renderMedia } from "./playlist.ts";
 import type { ViewerSessions } from "./sessions.ts";
@@ -68,7 +68,13 @@ export class DeliveryServer {
   inFlight = 0;
 
   constructor(private readonly o: DeliveryOptions) {
-    this.timelines = new TimelineCache((id) => o.store.read(id));
+    // each change of a watched stream is read once; its newest segments are fetched into memory at once, so
+    // viewers get them from memory, and a short Redis outage finds them there
+    this.timelines = new TimelineCache(async (id) => {
+      const snapshot = await o.store.read(id);
+      if (snapshot) this.prefetch(snapshot);
+      return snapshot;
+    });
     // a segment in memory is re-read after two minutes: far longer than any viewer needs it
     this.segments = new SegmentCache(o.segmentCacheBytes, 120000);
     this.addRoute(["GET", "HEAD"], "healthz", /^\/healthz$/, ({ res }) => sendJson(res, 200, { status: "ok" }));
@@ -92,6 +98,25 @@ export class DeliveryServer {
   /** Where WebSocket upgrades go (the viewer channel). */
   onUpgrade(handler: (req: IncomingMessage, socket: import("node:stream").Duplex, head: Buffer) => void): void {
     this.upgradeHandler = handler;
+  }
+
+  /** Renditions viewers asked this node for lately, per stream: what is worth fetching ahead. */
+  private readonly watched = new Map<string, Map<string, number>>();
+
+  private prefetch(stream: StreamSnapshot): void {
+    const renditions = this.watched.get(stream.id);
+    const newest = stream.entries[stream.entries.length - 1];
+    if (!renditions || !newest) return;
+    for (const [rendition, at] of renditions) {
+      if (Date.now() - at > 30000) {
+        renditions.delete(rendition);
+        continue;
+      }
+      const { seq } = newest;
+      void this.segments
+        .get(`${stream.id}/${rendition}/${seq}`, () => this.o.store.readSegment(stream.id, rendition, seq), () => this.o.metrics.segmentCacheMisses.inc())
+        .catch(() => undefined);
+    }
   }
 
   addRoute(methods: string[], name: string, pattern: RegExp, handler: Handler): void {
@@ -243,6 +268,8 @@ export class DeliveryServer {
     if (!stream.ladder) throw new HttpError(503, "STARTING", "the stream is starting", { "Retry-After": "1" });
     if (!stream.ladder.some((r) => r.name === rendition)) throw new HttpError(404, "UNKNOWN_RENDITION", `no rendition ${rendition}`);
     this.viewers.seen(stream.id, req, session?.token ?? null);
+    const watched = this.watched.get(stream.id) ?? new Map<string, number>();
+    this.watched.set(stream.id, watched.set(rendition, Date.now()));
     let text: string;
     if (session) {
       this.o.sessions.touch(session.sessionId, rendition);

@@ -118,8 +118,20 @@ export function addSessionsApi(http: DeliveryServer, sessions: ViewerSessions): 
       throw new HttpError(400, "BAD_POSITION", "position must be a number of seconds, 0 or more");
     }
     if (typeof paused !== "boolean") throw new HttpError(400, "BAD_PAUSED", "paused must be true or false");
-    if (!(await sessions.get(id))) throw new HttpError(404, "UNKNOWN_SESSION", "no such session (it may have expired)");
     const snapshot = await stream(streamId);
+    const queue = (): void => {
+      // Redis is away: the token is signed, so the write is queued (it never recreates an expired session)
+      void sessions.report(id, snapshot, position, paused);
+      sendJson(request.res, 202, { id, position, paused, queued: true });
+    };
+    if (!sessions.available) return queue();
+    let known: Session | null;
+    try {
+      known = await sessions.get(id);
+    } catch {
+      return queue();
+    }
+    if (!known) throw new HttpError(404, "UNKNOWN_SESSION", "no such session (it may have expired)");
     await sessions.report(id, snapshot, position, paused);
     const session = await sessions.get(id);
     sendJson(request.res, 200, session ? sessionView(session, snapshot) : { id, position, paused });

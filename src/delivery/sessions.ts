@@ -48,6 +48,11 @@ export class ViewerSessions {
     private readonly onCreate: () => void = () => undefined,
   ) {}
 
+  /** Whether session state can be read and written now (Redis reachable). */
+  get available(): boolean {
+    return this.store.connected;
+  }
+
   /**
    * The session a request's token names. null when there is no token; 403 when the token is not one of
    * ours or names another stream than `streamId` (when given).

@@ -54,6 +54,11 @@ export class SessionStore {
     private readonly o: { ttlSec: number; flushIntervalMs: number },
   ) {}
 
+  /** Whether writes reach Redis now (else they wait in the queue). */
+  get connected(): boolean {
+    return this.redis.status === "ready";
+  }
+
   start(): void {
     this.timer ??= setInterval(() => void this.flush(), this.o.flushIntervalMs);
   }

@@ -1,0 +1,219 @@
+// Benchmark 6: HLS delivery from one node against nginx serving the same files from disk. A real redis-server
+// and baton node (production ladder); a publisher pushes the synthetic 720p stream until the media playlist
+// lists a full window of segments, then stops. The stream stays live, unchanged, while it waits for its
+// publisher (BATON_HLS_RECONNECTWINDOW=600). The media playlist and its segments are downloaded into a temp
+// dir laid out as /live/<stream>/<rendition>/..., which Debian's nginx (one process, one worker, no access
+// log, sendfile) serves on another loopback port. wrk (one thread, 32 keep-alive connections) measures
+// requests/s and bytes/s of (a) the media playlist and (b) one segment, against baton and against nginx.
+// Figures: baton's, with nginx as the baseline (ratio = baton / nginx, higher is better).
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { errorMessage } from "../src/errors.ts";
+import type { Managed } from "../src/ops/processes.ts";
+import { freePort, waitForPort } from "../src/ops/processes.ts";
+import { parseMedia } from "../src/chaos/m3u8.ts";
+import { compared, type Figure } from "./report.ts";
+import { httpGet, removeDir, sleep, spawnTracked, stop, tail, tempDir, waitFor } from "./procs.ts";
+import { benchRendition } from "./propagation.ts";
+import { HOST, benchPrefix, publish, startBenchNode, startBenchRedis, streamName, type BenchNode, type BenchRedis } from "./stack.ts";
+
+const CONNECTIONS = 32;
+const SEGMENTS = 6;
+
+export interface WrkResult {
+  requestsPerSec: number;
+  bytesPerSec: number;
+  requests: number;
+  /** 99th percentile latency in ms (wrk --latency), NaN when not printed. */
+  p99Ms: number;
+  non2xx: number;
+  socketErrors: number;
+}
+
+const BINARY_UNITS: Record<string, number> = { B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 };
+const TIME_UNITS: Record<string, number> = { us: 0.001, ms: 1, s: 1000, m: 60000, h: 3600000 };
+
+/** Reads wrk's summary: Requests/sec, Transfer/sec (binary KB/MB/GB units), the 99% latency, errors. */
+export function parseWrk(text: string): WrkResult {
+  const rps = /^Requests\/sec:\s+([\d.]+)\s*$/m.exec(text);
+  const transfer = /^Transfer\/sec:\s+([\d.]+)\s*([KMGT]?B)\s*$/m.exec(text);
+  const total = /^\s*(\d+) requests in /m.exec(text);
+  if (!rps || !transfer || !total) throw new Error(`unreadable wrk output: ${text.slice(0, 300)}`);
+  const p99 = /^\s+99%\s+([\d.]+)(us|ms|s|m|h)\s*$/m.exec(text);
+  const non2xx = /^\s*Non-2xx or 3xx responses:\s+(\d+)/m.exec(text);
+  const sockets = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
+  return {
+    requestsPerSec: Number(rps[1]),
+    bytesPerSec: Number(transfer[1]) * BINARY_UNITS[transfer[2]!]!,
+    requests: Number(total[1]),
+    p99Ms: p99 ? Number(p99[1]) * TIME_UNITS[p99[2]!]! : NaN,
+    non2xx: non2xx ? Number(non2xx[1]) : 0,
+    socketErrors: sockets ? sockets.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0,
+  };
+}
+
+async function wrk(url: string, seconds: number): Promise<WrkResult> {
+  const lines: string[] = [];
+  const p = spawnTracked("wrk", "wrk", ["-t1", `-c${CONNECTIONS}`, `-d${seconds}s`, "--latency", url], { onLine: (line) => lines.push(line) });
+  try {
+    const exit = await p.exited;
+    if (exit.code !== 0) throw new Error(`wrk exited with ${exit.code ?? exit.signal}: ${lines.slice(-4).join(" | ")}`);
+  } finally {
+    await stop(p, "SIGKILL", 1000);
+  }
+  const result = parseWrk(lines.join("\n"));
+  if (result.non2xx > 0) throw new Error(`${url}: ${result.non2xx} of ${result.requests} answers were not 2xx`);
+  return result;
+}
+
+function nginxConfig(dir: string, root: string, port: number): string {
+  const temp = (name: string): string => join(dir, "temp", name);
+  return [
+    // `daemon off;` comes from the command line (-g)
+    "master_process off;",
+    "worker_processes 1;",
+    `pid ${join(dir, "nginx.pid")};`,
+    `error_log ${join(dir, "error.log")} warn;`,
+    "events { worker_connections 1024; }",
+    "http {",
+    "  access_log off;",
+    "  sendfile on;",
+    "  tcp_nopush on;",
+    "  tcp_nodelay on;",
+    "  keepalive_timeout 65;",
+    // baton's server keeps a connection for any number of requests: so does nginx here
+    "  keepalive_requests 10000000;",
+    `  client_body_temp_path ${temp("body")};`,
+    `  proxy_temp_path ${temp("proxy")};`,
+    `  fastcgi_temp_path ${temp("fastcgi")};`,
+    `  uwsgi_temp_path ${temp("uwsgi")};`,
+    `  scgi_temp_path ${temp("scgi")};`,
+    "  types { application/vnd.apple.mpegurl m3u8; video/mp2t ts; }",
+    "  default_type application/octet-stream;",
+    "  server {",
+    `    listen ${HOST}:${port};`,
+    `    root ${root};`,
+    "  }",
+    "}",
+    "",
+  ].join("\n");
+}
+
+async function startNginx(dir: string, root: string): Promise<{ proc: Managed; port: number }> {
+  const port = await freePort();
+  const conf = join(dir, "nginx.conf");
+  mkdirSync(join(dir, "temp"), { recursive: true });
+  writeFileSync(conf, nginxConfig(dir, root, port));
+  const t = tail(8);
+  const proc = spawnTracked("nginx", "nginx", ["-p", `${dir}/`, "-e", join(dir, "error.log"), "-c", conf, "-g", "daemon off;"], { onLine: t.onLine });
+  try {
+    await waitForPort(HOST, port, 10000, proc);
+  } catch (error) {
+    await stop(proc, "SIGKILL", 1000);
+    throw new Error(`nginx did not start: ${errorMessage(error)} ${t.lines.join(" | ")}`, { cause: error });
+  }
+  return { proc, port };
+}
+
+/** Downloads the playlist and its segments as files under `root`/live/<id>/<rendition>/; the playlist's text. */
+async function snapshot(node: BenchNode, id: string, rendition: string, root: string): Promise<{ playlist: string; segments: { uri: string; bytes: number }[] }> {
+  const base = `/live/${id}/${rendition}`;
+  const r = await httpGet(node.http(`${base}/index.m3u8`), node.agent);
+  if (r.status !== 200) throw new Error(`playlist: HTTP ${r.status}`);
+  const dir = join(root, "live", id, rendition);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "index.m3u8"), r.text);
+  const segments: { uri: string; bytes: number }[] = [];
+  for (const s of parseMedia(r.text).segments) {
+    const bytes = await download(node.http(`${base}/${s.uri}`));
+    writeFileSync(join(dir, s.uri), bytes);
+    segments.push({ uri: s.uri, bytes: bytes.length });
+  }
+  const again = await httpGet(node.http(`${base}/index.m3u8`), node.agent);
+  if (again.text !== r.text) throw new Error("the playlist changed while its segments were downloaded: the stream is not at rest");
+  return { playlist: r.text, segments };
+}
+
+async function download(url: string): Promise<Buffer> {
+  const r = await fetch(url, { signal: AbortSignal.timeout(10000) });
+  if (r.status !== 200) throw new Error(`${url}: HTTP ${r.status}`);
+  return Buffer.from(await r.arrayBuffer());
+}
+
+const MIB = 1024 * 1024;
+
+export async function delivery(o: { quick: boolean; log: (line: string) => void }): Promise<Figure[]> {
+  const seconds = o.quick ? 4 : 10;
+  const rendition = benchRendition();
+  let redis: BenchRedis | null = null;
+  let node: BenchNode | null = null;
+  let publisher: Managed | null = null;
+  let nginx: Managed | null = null;
+  const work = tempDir("delivery");
+  try {
+    redis = await startBenchRedis();
+    node = await startBenchNode({ redisUrl: redis.url, prefix: benchPrefix(), id: "bench-delivery", env: { BATON_HLS_RECONNECTWINDOW: "600" } });
+    const n = node;
+    const id = streamName("deliv");
+    o.log(`publishing ${id} until its ${rendition} playlist lists ${SEGMENTS} segments`);
+    publisher = publish(n.rtmp(id));
+    const p = publisher;
+    await waitFor(`${SEGMENTS} segments of ${id}`, async () => {
+      if (p.child.exitCode !== null) throw new Error(`the publisher exited${n.problems()}`);
+      const r = await httpGet(n.http(`/live/${id}/${rendition}/index.m3u8`), n.agent);
+      return r.status === 200 && parseMedia(r.text).segments.length >= SEGMENTS ? true : undefined;
+    }, 60000, 200);
+    await stop(publisher, "SIGTERM", 3000);
+    publisher = null;
+    // the owner flushes the last segment and releases: from then on the playlist stays as it is
+    await waitFor(`${id} to wait for its publisher`, async () => ((await n.streamState(id)) === "reconnecting" ? true : undefined), 30000, 100);
+    const root = join(work, "www");
+    const files = await snapshot(n, id, rendition, root);
+    const segment = files.segments[files.segments.length - 1]!;
+    const playlistPath = `/live/${id}/${rendition}/index.m3u8`;
+    const segmentPath = `/live/${id}/${rendition}/${segment.uri}`;
+    o.log(`${files.segments.length} segments downloaded; starting nginx on the copy`);
+    const started = await startNginx(work, root);
+    nginx = started.proc;
+    const nginxUrl = (path: string): string => `http://${HOST}:${started.port}${path}`;
+    for (const path of [playlistPath, segmentPath]) {
+      const [a, b] = await Promise.all([download(n.http(path)), download(nginxUrl(path))]);
+      if (!a.equals(b)) throw new Error(`baton and nginx answer ${path} with different bytes`);
+    }
+
+    const measured: { label: string; path: string; baton: WrkResult; nginx: WrkResult; size: number }[] = [];
+    for (const [label, path, size] of [["media playlist", playlistPath, Buffer.byteLength(files.playlist)], ["segment", segmentPath, segment.bytes]] as const) {
+      o.log(`wrk -t1 -c${CONNECTIONS} -d${seconds}s: ${label} from baton`);
+      const b = await wrk(n.http(path), seconds);
+      await sleep(500);
+      o.log(`wrk -t1 -c${CONNECTIONS} -d${seconds}s: ${label} from nginx`);
+      const x = await wrk(nginxUrl(path), seconds);
+      await sleep(500);
+      measured.push({ label, path, baton: b, nginx: x, size });
+    }
+    const figures: Figure[] = [];
+    for (const m of measured) {
+      const sizeText = m.size >= 10240 ? `${(m.size / 1024).toFixed(0)} KiB` : `${m.size} bytes`;
+      const latency = `p99 latency ${m.baton.p99Ms.toFixed(2)} ms vs ${m.nginx.p99Ms.toFixed(2)} ms`;
+      const errors = m.baton.socketErrors + m.nginx.socketErrors > 0 ? `; socket errors ${m.baton.socketErrors} vs ${m.nginx.socketErrors}` : "";
+      figures.push(
+        compared(`${m.label} requests/s`, "req/s", m.baton.requestsPerSec, "nginx, same file", m.nginx.requestsPerSec, {
+          note: `${sizeText}; wrk -t1 -c${CONNECTIONS} -d${seconds}s; ${latency}${errors}`,
+        }),
+        compared(`${m.label} bytes/s`, "MiB/s", m.baton.bytesPerSec / MIB, "nginx, same file", m.nginx.bytesPerSec / MIB, {
+          note: "wrk's Transfer/sec: headers and body",
+        }),
+      );
+    }
+    return figures;
+  } catch (error) {
+    throw new Error(`${errorMessage(error)}${node?.problems() ?? ""}`, { cause: error });
+  } finally {
+    await stop(nginx, "SIGTERM", 3000);
+    await stop(publisher, "SIGKILL", 1000);
+    if (node) await stop(node.proc, "SIGTERM", 10000);
+    node?.agent.destroy();
+    if (redis) await stop(redis.proc, "SIGTERM", 5000);
+    removeDir(work);
+  }
+}
