@@ -2,15 +2,11 @@
 // two nodes: the video plays, pausing stores the position, a reload resumes within one segment of it.
 import assert from "node:assert/strict";
 import { chromium, type Browser, type Page } from "playwright-core";
+import { CHROMIUM, CHROMIUM_ARGS } from "../../src/chaos/browsers.ts";
 import { get, publish, startTestHaproxy, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestHaproxy } from "../helpers/stack.ts";
 
-export const CHROMIUM_ARGS = [
-  "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic", "--no-first-run",
-  "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required",
-];
-
-export function launchBrowser(): Promise<Browser> {
-  return chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_ARGS, timeout: 30000 });
+function launchBrowser(): Promise<Browser> {
+  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30000 });
 }
 
 interface PlayerState {
