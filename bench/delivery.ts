@@ -4,7 +4,8 @@
 // publisher (BATON_HLS_RECONNECTWINDOW=600). The media playlist and its segments are downloaded into a temp
 // dir laid out as /live/<stream>/<rendition>/..., which Debian's nginx (one process, one worker, no access
 // log, sendfile) serves on another loopback port. wrk (one thread, 32 keep-alive connections) measures
-// requests/s and bytes/s of (a) the media playlist and (b) one segment, against baton and against nginx.
+// requests/s and bytes/s of (a) the media playlist and (b) one segment (the newest), against baton and
+// against nginx: one run each with --quick, otherwise two each in the order baton, nginx, nginx, baton (mean).
 // Figures: baton's, with nginx as the baseline (ratio = baton / nginx, higher is better).
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -142,6 +143,10 @@ async function download(url: string): Promise<Buffer> {
 
 const MIB = 1024 * 1024;
 
+function mean(values: number[]): number {
+  return values.reduce((a, b) => a + b, 0) / values.length;
+}
+
 export async function delivery(o: { quick: boolean; log: (line: string) => void }): Promise<Figure[]> {
   const seconds = o.quick ? 4 : 10;
   const rendition = benchRendition();
@@ -181,27 +186,35 @@ export async function delivery(o: { quick: boolean; log: (line: string) => void 
       if (!a.equals(b)) throw new Error(`baton and nginx answer ${path} with different bytes`);
     }
 
-    const measured: { label: string; path: string; baton: WrkResult; nginx: WrkResult; size: number }[] = [];
-    for (const [label, path, size] of [["media playlist", playlistPath, Buffer.byteLength(files.playlist)], ["segment", segmentPath, segment.bytes]] as const) {
-      o.log(`wrk -t1 -c${CONNECTIONS} -d${seconds}s: ${label} from baton`);
-      const b = await wrk(n.http(path), seconds);
-      await sleep(500);
-      o.log(`wrk -t1 -c${CONNECTIONS} -d${seconds}s: ${label} from nginx`);
-      const x = await wrk(nginxUrl(path), seconds);
-      await sleep(500);
-      measured.push({ label, path, baton: b, nginx: x, size });
-    }
+    // full run: two rounds, baton then nginx, then nginx then baton, so neither side always runs second
+    const rounds = o.quick ? 1 : 2;
+    const targets = [["media playlist", playlistPath, Buffer.byteLength(files.playlist)], ["segment", segmentPath, segment.bytes]] as const;
     const figures: Figure[] = [];
-    for (const m of measured) {
-      const sizeText = m.size >= 10240 ? `${(m.size / 1024).toFixed(0)} KiB` : `${m.size} bytes`;
-      const latency = `p99 latency ${m.baton.p99Ms.toFixed(2)} ms vs ${m.nginx.p99Ms.toFixed(2)} ms`;
-      const errors = m.baton.socketErrors + m.nginx.socketErrors > 0 ? `; socket errors ${m.baton.socketErrors} vs ${m.nginx.socketErrors}` : "";
+    for (const [label, path, size] of targets) {
+      const runs: Record<"baton" | "nginx", WrkResult[]> = { baton: [], nginx: [] };
+      for (let round = 0; round < rounds; round++) {
+        const order = round % 2 === 0 ? (["baton", "nginx"] as const) : (["nginx", "baton"] as const);
+        for (const side of order) {
+          o.log(`wrk -t1 -c${CONNECTIONS} -d${seconds}s: ${label} from ${side}${rounds > 1 ? `, round ${round + 1}/${rounds}` : ""}`);
+          runs[side].push(await wrk(side === "baton" ? n.http(path) : nginxUrl(path), seconds));
+          await sleep(500);
+        }
+      }
+      const b = runs.baton;
+      const x = runs.nginx;
+      const sizeText = size >= 10240 ? `${(size / 1024).toFixed(0)} KiB` : `${size} bytes`;
+      const latency = `p99 latency ${mean(b.map((r) => r.p99Ms)).toFixed(2)} ms vs ${mean(x.map((r) => r.p99Ms)).toFixed(2)} ms`;
+      const socketErrors = (list: WrkResult[]): number => list.reduce((total, r) => total + r.socketErrors, 0);
+      const errors = socketErrors(b) + socketErrors(x) > 0 ? `; socket errors ${socketErrors(b)} vs ${socketErrors(x)}` : "";
+      const how = `wrk -t1 -c${CONNECTIONS} -d${seconds}s${rounds > 1 ? `, mean of ${rounds} runs each (ABBA)` : ", 1 run each"}`;
+      const rps = (r: WrkResult): number => r.requestsPerSec;
+      const mibs = (r: WrkResult): number => r.bytesPerSec / MIB;
       figures.push(
-        compared(`${m.label} requests/s`, "req/s", m.baton.requestsPerSec, "nginx, same file", m.nginx.requestsPerSec, {
-          note: `${sizeText}; wrk -t1 -c${CONNECTIONS} -d${seconds}s; ${latency}${errors}`,
+        compared(`${label} requests/s`, "req/s", mean(b.map(rps)), "nginx, same file", mean(x.map(rps)), {
+          samples: b.map(rps), baselineSamples: x.map(rps), note: `${sizeText}; ${how}; ${latency}${errors}`,
         }),
-        compared(`${m.label} bytes/s`, "MiB/s", m.baton.bytesPerSec / MIB, "nginx, same file", m.nginx.bytesPerSec / MIB, {
-          note: "wrk's Transfer/sec: headers and body",
+        compared(`${label} bytes/s`, "MiB/s", mean(b.map(mibs)), "nginx, same file", mean(x.map(mibs)), {
+          samples: b.map(mibs), baselineSamples: x.map(mibs), note: "wrk's Transfer/sec: headers and body",
         }),
       );
     }

@@ -41,6 +41,13 @@ export class AdmissionError extends BatonError {
   }
 }
 
+/** The stream's publish lease is held: by `node`, which may be alive (a duplicate) or dead (its lease expires). */
+export class AlreadyLiveError extends AdmissionError {
+  constructor(readonly node: string) {
+    super("already_live", `the stream is live on ${node}`);
+  }
+}
+
 /** A timeline write refused by Redis: the writer lost the stream or wrote out of order. */
 export class FencedError extends BatonError {
   constructor(code: "STALE_EPOCH" | "SEQ_MISMATCH" | "NO_STREAM", message: string) {

@@ -4,7 +4,7 @@ import { mkdirSync } from "node:fs";
 import { StreamOwner } from "./cluster/stream-owner.ts";
 import { AgentServer, agentAnswer } from "./cluster/agent.ts";
 import { Drainer, type DrainReport } from "./cluster/drain.ts";
-import { Registry, type NodeState } from "./cluster/registry.ts";
+import { HEARTBEAT_MS, Registry, listNodes, type NodeState } from "./cluster/registry.ts";
 import { addAdminApi, type AdminCommand } from "./ops/admin-api.ts";
 import { Sweeper } from "./cluster/sweeper.ts";
 import { addClusterApi } from "./delivery/api.ts";
@@ -66,7 +66,8 @@ export class BatonNode {
           admitPublish(request, {
             requireToken: config.auth.requirePublishToken,
             secret,
-            isLive: (id) => this.owners.has(id),
+            // an owner whose publisher already left is still finishing; the returning publisher may take over
+            isLive: (id) => this.owners.get(id)?.publisherConnected === true,
             refusing: () => this.closing !== null || this.drainer.state !== "ready",
           }),
         publisher: (connection) => this.publisher(connection),
@@ -108,7 +109,7 @@ export class BatonNode {
         rtmpUrl: `rtmp://${host}:${this.ingest.port}/live`,
         version: VERSION,
         startedAt: this.startedAt,
-        load: { publishers: this.owners.size, viewers: this.http.viewers.counts() },
+        load: { publishers: this.owners.size, viewers: this.http.viewers.counts(), readyChecks: this.http.readyChecks },
       }),
       log.child("registry"),
     );
@@ -251,6 +252,10 @@ export class BatonNode {
       config: this.config,
       log: this.log.child("stream"),
       metrics: this.metrics,
+      nodeAlive: async (id) => {
+        const record = (await listNodes(this.store.redis, this.store.keys)).find((n) => n.id === id);
+        return record !== undefined && Date.now() - record.heartbeatAt < 2 * HEARTBEAT_MS;
+      },
     });
     owner.reportListenerErrors((event, error) => this.log.error("owner listener failed", { event, error: errorMessage(error) }));
     this.owners.set(connection.streamId, owner);

@@ -121,7 +121,7 @@ async function main(argv: string[]): Promise<void> {
       const client = adminClient(args);
       if (args.length > 0) throw new UsageError(`unexpected argument ${args[0]}`);
       const config = loadConfig();
-      await rollingUpdate(client, { restartCommand: config.admin.restartCommand, timeout: config.drain.deadline + 60, maxErrorRate: 0.01 });
+      await rollingUpdate(client, { restartCommand: config.admin.restartCommand, timeout: config.drain.deadline + 60, maxErrorRate: 0.01, readyChecks: 3 });
       return;
     }
     case undefined:

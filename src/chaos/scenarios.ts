@@ -52,6 +52,7 @@ async function rolling(ctx: ScenarioContext): Promise<void> {
     restartCommand: ctx.local ? [] : ctx.restartCommand,
     timeout: ctx.drainDeadline + 60,
     maxErrorRate: 0.01,
+    readyChecks: 3,
     onStep: (step, node) => {
       if (step === "drain") started.set(node, Date.now());
       if (step === "drained") ctx.drains.push({ node, ms: Date.now() - (started.get(node) ?? Date.now()) });

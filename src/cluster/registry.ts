@@ -21,6 +21,8 @@ export interface NodeRecord {
     viewers: Record<string, number>;
     /** Process CPU use over the last heartbeat, as a fraction of one core. */
     cpu: number;
+    /** Readiness checks (the balancer's, a probe's) answered "ready" in a row. */
+    readyChecks: number;
   };
 }
 

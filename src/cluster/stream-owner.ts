@@ -3,7 +3,7 @@
 // bounded, while Redis is away), and releases the stream when the publisher leaves. A write refused for a
 // stale epoch means another node owns the stream now: this one stops at once.
 import type { Config } from "../config/defaults.ts";
-import { AdmissionError, FencedError, HandoffPendingError, errorMessage } from "../errors.ts";
+import { AdmissionError, AlreadyLiveError, FencedError, HandoffPendingError, errorMessage } from "../errors.ts";
 import { TypedEmitter } from "../events.ts";
 import type { AVPacket } from "../ingest/nms.ts";
 import type { PublisherConnection } from "../ingest/rtmp-server.ts";
@@ -36,6 +36,8 @@ export interface OwnerOptions {
   config: Config;
   log: Logger;
   metrics: Metrics;
+  /** Whether a node is alive (its heartbeat is fresh): a dead holder's lease is waited out, not refused. */
+  nodeAlive(nodeId: string): Promise<boolean>;
 }
 
 export class StreamOwner extends TypedEmitter<OwnerEvents> {
@@ -59,6 +61,11 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     this.log = o.log;
     o.connection.on("packet", (packet) => this.packet(packet));
     o.connection.on("close", (reason) => void this.close(reason));
+  }
+
+  /** Whether this owner's publisher is still connected. */
+  get publisherConnected(): boolean {
+    return !this.o.connection.closed;
   }
 
   /** Claims the stream; refuses the publisher (closing its connection) when another holds it. */
@@ -86,15 +93,22 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     return true;
   }
 
-  /** Claims; while a draining owner hands the stream over, waits for its release (packets are kept meanwhile). */
+  /**
+   * Claims. While the previous owner hands the stream over (a drain, or its publisher just left), or while
+   * the lease of a node that died runs out, it waits rather than refusing the encoder (packets are kept
+   * meanwhile); a lease held by a live node with a live publisher is refused at once.
+   */
   private async claimWaitingForHandoff(): Promise<Claim> {
     const { connection, store, nodeId, config } = this.o;
-    const deadline = Date.now() + HANDOFF_WAIT_MS;
+    const deadline = Date.now() + Math.max(HANDOFF_WAIT_MS, LEASE_TTL_MS + 1000);
     for (;;) {
       try {
         return await store.claim(this.streamId, nodeId, connection.id, LEASE_TTL_MS, config.hls.segmentDuration);
       } catch (error) {
-        if (!(error instanceof HandoffPendingError) || Date.now() > deadline || connection.closed) throw error;
+        const wait =
+          error instanceof HandoffPendingError ||
+          (error instanceof AlreadyLiveError && error.node !== nodeId && !(await this.o.nodeAlive(error.node).catch(() => true)));
+        if (!wait || Date.now() > deadline || connection.closed) throw error;
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
     }
@@ -106,10 +120,6 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
    * release the stream.
    */
   async handoff(): Promise<void> {
-    const claim = this.claim;
-    if (claim && !this.closing) {
-      await this.o.store.markHandoff(this.streamId, claim.holder).catch(() => false);
-    }
     await this.close("node draining: reconnect to another node");
   }
 
@@ -263,6 +273,8 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
   private async shutdown(reason: string, flushMs: number): Promise<void> {
     if (this.renewTimer) clearInterval(this.renewTimer);
     this.renewTimer = null;
+    // a returning publisher (here or on another node) waits for the release below instead of being refused
+    if (this.claim && !this.lost) await this.o.store.markHandoff(this.streamId, this.claim.holder).catch(() => false);
     this.o.connection.close(reason);
     await this.job?.close();
     const deadline = Date.now() + flushMs;

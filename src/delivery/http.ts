@@ -66,6 +66,8 @@ export class DeliveryServer {
   private draining = false;
   /** Requests being answered, health checks left out (the balancer keeps sending those). */
   inFlight = 0;
+  /** /readyz answered "ready" this many times in a row. */
+  readyChecks = 0;
 
   constructor(private readonly o: DeliveryOptions) {
     // each change of a watched stream is read once; its newest segments are fetched into memory at once, so
@@ -80,6 +82,8 @@ export class DeliveryServer {
     this.addRoute(["GET", "HEAD"], "healthz", /^\/healthz$/, ({ res }) => sendJson(res, 200, { status: "ok" }));
     this.addRoute(["GET", "HEAD"], "readyz", /^\/readyz$/, ({ res }) => {
       const state = o.readiness.ready();
+      // how many checks in a row saw the node ready: a rolling update waits for the balancer to have seen it
+      this.readyChecks = state.ok ? this.readyChecks + 1 : 0;
       sendJson(res, state.ok ? 200 : 503, state.ok ? { status: "ready" } : { status: "not ready", reason: state.reason });
     });
     this.addRoute(["GET"], "metrics", /^\/metrics$/, async ({ res }) => {

@@ -115,6 +115,8 @@ export interface RollingOptions {
   timeout: number;
   /** Stop when this share of requests failed (5xx) during one node's update. */
   maxErrorRate: number;
+  /** Readiness checks in a row a returning node must have answered before the next node drains. */
+  readyChecks: number;
   /** Told of each step (the chaos harness marks them on its timeline). */
   onStep?: (step: "drain" | "drained" | "back", node: string) => void;
 }
@@ -158,7 +160,8 @@ export async function rollingUpdate(c: AdminClient, o: RollingOptions): Promise<
     }
     for (;;) {
       const record = (await nodesOf(c).catch(() => [])).find((n) => n.id === node.id);
-      if (record && record.startedAt > node.startedAt && record.state === "ready") {
+      // ready, and the balancer has checked it ready a few times (HAProxy's rise is 2), so it sends it traffic
+      if (record && record.startedAt > node.startedAt && record.state === "ready" && record.load.readyChecks >= o.readyChecks) {
         const ready = await fetch(`${record.httpUrl}/readyz`, { signal: AbortSignal.timeout(5000) }).then((r) => r.ok).catch(() => false);
         if (ready) break;
       }

@@ -3,7 +3,7 @@
 // rolling update each run their own scripts. Maps script errors to baton's errors in one place.
 import { readFileSync, readdirSync } from "node:fs";
 import type { ChainableCommander, Redis } from "ioredis";
-import { AdmissionError, FencedError, HandoffPendingError } from "../errors.ts";
+import { AlreadyLiveError, FencedError, HandoffPendingError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 
 const DIR = new URL("./scripts/", import.meta.url);
@@ -54,7 +54,7 @@ export function mapScriptError(error: unknown): unknown {
     case "HANDOFF_PENDING":
       return new HandoffPendingError(`the stream is being handed over by ${detail.split("/")[0]}`);
     case "ALREADY_LIVE":
-      return new AdmissionError("already_live", `the stream is live on ${detail.split("/")[0]}`);
+      return new AlreadyLiveError(detail.split("/")[0] ?? "");
     default:
       return error;
   }
