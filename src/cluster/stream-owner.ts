@@ -243,7 +243,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     // hold the lease only while the publisher actually sends: a silent one lets another node take over
     if (Date.now() - this.o.connection.lastDataAt > LEASE_TTL_MS) return;
     try {
-      if (!(await this.o.store.renew(this.streamId, claim.holder, LEASE_TTL_MS))) this.lostStream("publish lease taken over");
+      if (!(await this.o.store.renew(this.streamId, claim.holder, LEASE_TTL_MS, claim.epoch))) this.lostStream("publish lease taken over");
     } catch {
       // Redis away: the lease may lapse; the epoch check on the next append decides
     }

@@ -138,8 +138,8 @@ export class StreamStore {
     };
   }
 
-  async renew(streamId: string, holder: string, leaseTtlMs: number): Promise<boolean> {
-    return (await runScript(this.redis, "renew", [this.keys.lease(streamId), holder, leaseTtlMs])) === 1;
+  async renew(streamId: string, holder: string, leaseTtlMs: number, epoch: number): Promise<boolean> {
+    return (await runScript(this.redis, "renew", [this.keys.lease(streamId), this.keys.meta(streamId), holder, leaseTtlMs, epoch])) === 1;
   }
 
   /** Sets the ladder if the stream has none yet; returns the one in force. */
