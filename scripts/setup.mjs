@@ -72,7 +72,6 @@ function npmPackages() {
 }
 
 function systemPrograms() {
-  if (mode === "test" && process.env.BATON_SKIP_BROWSER === "1") NEEDS.test.pop();
   const missing = NEEDS[mode].filter((program) => !onPath(program));
   if (missing.length === 0) return;
   const packages = [...new Set(missing.map((program) => PROGRAMS[program]))];

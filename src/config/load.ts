@@ -6,7 +6,7 @@ import { DEFAULTS, type Config } from "./defaults.ts";
 import { SCHEMA, checkValue, parseEnvValue, type Rule } from "./schema.ts";
 
 /** BATON_* variables that are not config keys but are read elsewhere. */
-const OTHER_ENV = new Set(["BATON_CONFIG", "BATON_SKIP_BROWSER", "BATON_STATE_DIR"]);
+const OTHER_ENV = new Set(["BATON_CONFIG", "BATON_STATE_DIR"]);
 
 export interface LoadOptions {
   /** Path of a JSON config file; BATON_CONFIG in the environment also names one. */

@@ -322,7 +322,7 @@ describe("config", () => {
 
     it("ignores BATON_* variables that other parts of baton read", () => {
       const config = loadConfig({
-        env: { BATON_SKIP_BROWSER: "1", BATON_STATE_DIR: dir },
+        env: { BATON_CONFIG: "", BATON_STATE_DIR: dir },
       });
       assert.deepEqual(config, DEFAULTS);
     });
