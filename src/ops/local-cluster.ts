@@ -90,7 +90,7 @@ export class LocalCluster {
     writeFileSync(haproxyFile, haproxyConfig({
       bind: HOST, rtmpPort: config.rtmp.port, httpPort: config.http.port, nodes: this.nodes, statsSocket: this.haproxySocket,
     }));
-    this.haproxy = startHaproxy(haproxyFile, { logFile: join(dir, "logs", "haproxy.log") });
+    this.haproxy = startHaproxy(haproxyFile, { logFile: join(dir, "logs", "haproxy.log"), ownGroup: true });
     await waitForPort(HOST, config.http.port, 10000, this.haproxy).catch((error: Error) => {
       throw new Error(`HAProxy did not start: ${error.message} (see ${join(dir, "logs", "haproxy.log")})`);
     });
@@ -105,6 +105,7 @@ export class LocalCluster {
     const p = startProcess(node.id, command, args, {
       env,
       logFile: join(this.dir, "logs", `${node.id}.log`),
+      ownGroup: true,
       ...(this.o.echoLogs ? { onLine: (line: string) => process.stderr.write(`${line}\n`) } : {}),
     });
     const startedAt = Date.now();
@@ -130,7 +131,7 @@ export class LocalCluster {
 
   async startRedis(): Promise<void> {
     const port = Number(new URL(this.redisUrl).port);
-    this.redis = startRedis({ port, dir: join(this.dir, "redis"), persistent: true, logFile: join(this.dir, "logs", "redis.log") });
+    this.redis = startRedis({ port, dir: join(this.dir, "redis"), persistent: true, logFile: join(this.dir, "logs", "redis.log"), ownGroup: true });
     await waitForPort(HOST, port, 10000, this.redis).catch((error: Error) => {
       throw new Error(`Redis did not start: ${error.message} (see ${join(this.dir, "logs", "redis.log")})`);
     });

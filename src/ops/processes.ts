@@ -23,6 +23,11 @@ export interface SpawnOptions {
   logFile?: string;
   /** Called with each output line (the local cluster prints node logs). */
   onLine?: (line: string) => void;
+  /**
+   * Run in a process group of its own, so a Ctrl-C in the terminal reaches only the parent, which then
+   * stops its children in order (nodes before the Redis they flush into).
+   */
+  ownGroup?: boolean;
 }
 
 export function startProcess(name: string, command: string, args: string[], options: SpawnOptions = {}): Managed {
@@ -30,6 +35,7 @@ export function startProcess(name: string, command: string, args: string[], opti
     cwd: ROOT,
     env: { ...process.env, ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
+    detached: options.ownGroup === true,
   });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.once("exit", (code, signal) => resolve({ code, signal }));
@@ -117,6 +123,7 @@ export interface RedisServerOptions {
   /** Append-only file, fsync every second: a restart keeps what was written. */
   persistent: boolean;
   logFile?: string;
+  ownGroup?: boolean;
 }
 
 export function startRedis(o: RedisServerOptions): Managed {
@@ -125,7 +132,7 @@ export function startRedis(o: RedisServerOptions): Managed {
     "--port", String(o.port), "--bind", "127.0.0.1", "--dir", o.dir, "--daemonize", "no",
     "--save", "", "--appendonly", o.persistent ? "yes" : "no", "--appendfsync", "everysec",
   ];
-  return startProcess(`redis-server:${o.port}`, "redis-server", args, { logFile: o.logFile });
+  return startProcess(`redis-server:${o.port}`, "redis-server", args, { logFile: o.logFile, ownGroup: o.ownGroup });
 }
 
 /** The command that runs a baton node process: tsx loads the TypeScript sources directly. */

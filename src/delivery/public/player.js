@@ -112,7 +112,7 @@
       const { token } = await session();
       state.token = token;
       video.src = "/live/" + streamId + "/index.m3u8?session=" + encodeURIComponent(token);
-      show("Live");
+      show("Playing");
       return;
     }
     const { token, view } = await session();
@@ -167,7 +167,7 @@
     });
     video.addEventListener("playing", function () {
       report(hls);
-      show("Live");
+      show("Playing");
     });
     video.addEventListener("seeked", function () { report(hls); });
     // a stall: playback wanted to go on and had no data ("waiting") until it could ("playing")
