@@ -221,3 +221,18 @@ export async function freeRange(count: number): Promise<number> {
   }
 }
 
+
+/** The environment of a local cluster (`baton start`, `baton chaos`) on free ports with the light ladder. */
+export async function localClusterEnv(nodes: number, more: Record<string, string> = {}): Promise<Record<string, string>> {
+  const [rtmp, http, agent, redis] = [await freeRange(nodes), await freeRange(nodes), await freeRange(nodes), await freePort()];
+  return {
+    BATON_STATE_DIR: join(tempDir("local"), "var"),
+    BATON_RTMP_PORT: String(rtmp),
+    BATON_HTTP_PORT: String(http),
+    BATON_AGENT_PORT: String(agent),
+    BATON_REDIS_URL: `redis://${HOST}:${redis}`,
+    BATON_TRANSCODE_LADDER: JSON.stringify(TEST_LADDER),
+    BATON_TRANSCODE_PRESET: "ultrafast",
+    ...more,
+  };
+}

@@ -6,22 +6,12 @@ import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ChaosReport } from "../../src/chaos/report.ts";
-import { freePort, nodeCommand } from "../../src/ops/processes.ts";
-import { HOST, TEST_LADDER, freeRange, tempDir } from "../helpers/stack.ts";
+import { nodeCommand } from "../../src/ops/processes.ts";
+import { localClusterEnv, tempDir } from "../helpers/stack.ts";
 
 async function chaos(scenario: string, browsers: number): Promise<{ code: number; report: ChaosReport; png: Buffer; output: string }> {
   const dir = tempDir(`chaos-${scenario}`);
-  const [rtmp, http, agent, redis] = [await freeRange(3), await freeRange(3), await freeRange(3), await freePort()];
-  const env = {
-    ...process.env,
-    BATON_STATE_DIR: join(dir, "var"),
-    BATON_RTMP_PORT: String(rtmp),
-    BATON_HTTP_PORT: String(http),
-    BATON_AGENT_PORT: String(agent),
-    BATON_REDIS_URL: `redis://${HOST}:${redis}`,
-    BATON_TRANSCODE_LADDER: JSON.stringify(TEST_LADDER),
-    BATON_TRANSCODE_PRESET: "ultrafast",
-  };
+  const env = { ...process.env, ...(await localClusterEnv(3)) };
   const out = join(dir, "report.json");
   const [command, args] = nodeCommand([]);
   const chaosArgs = [...args.slice(0, -1), join(args[args.length - 1]!, "..", "chaos.ts"), "--scenario", scenario, "--quick", "--browsers", String(browsers), "--out", out];

@@ -7,9 +7,9 @@ import { ReconnectingPublisher } from "../../src/chaos/publisher.ts";
 import { SimulatedViewer } from "../../src/chaos/viewer.ts";
 import { makePublishToken } from "../../src/ingest/token.ts";
 import { join } from "node:path";
-import { freePort, isPortFree, nodeCommand, startProcess, type Managed } from "../../src/ops/processes.ts";
+import { isPortFree, nodeCommand, startProcess, type Managed } from "../../src/ops/processes.ts";
 import { parseM3u8 } from "../helpers/hls.ts";
-import { HOST, TEST_LADDER, freeRange, get, publish, stopAll, tempDir, waitFor } from "../helpers/stack.ts";
+import { HOST, get, localClusterEnv, publish, stopAll, waitFor } from "../helpers/stack.ts";
 
 function descendants(pid: number): number[] {
   let out: string;
@@ -46,17 +46,8 @@ describe("local cluster: npm start", function () {
   after(stopAll);
 
   it("starts Redis, two nodes and HAProxy, and prints push and watch URLs that work", async () => {
-    const [rtmp, http, agent, redis] = [await freeRange(2), await freeRange(2), await freeRange(2), await freePort()];
-    env = {
-      BATON_STATE_DIR: join(tempDir("local"), "var"),
-      BATON_RTMP_PORT: String(rtmp),
-      BATON_HTTP_PORT: String(http),
-      BATON_AGENT_PORT: String(agent),
-      BATON_REDIS_URL: `redis://${HOST}:${redis}`,
-      BATON_TRANSCODE_LADDER: JSON.stringify(TEST_LADDER),
-      BATON_TRANSCODE_PRESET: "ultrafast",
-      BATON_HLS_SEGMENTDURATION: "1",
-    };
+    env = await localClusterEnv(2, { BATON_HLS_SEGMENTDURATION: "1" });
+    const [rtmp, http] = [env.BATON_RTMP_PORT, env.BATON_HTTP_PORT];
     const [command, args] = nodeCommand(["start", "--nodes", "2"]);
     launcher = startProcess("launcher", command, args, { env, onLine: (line) => output.push(line) });
     const push = await waitFor("the push URL", () => output.map((l) => /Push \(ffmpeg\):\s+(\S+)/.exec(l)?.[1]).find(Boolean), 60000);

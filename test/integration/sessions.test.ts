@@ -4,22 +4,11 @@
 import assert from "node:assert/strict";
 import WebSocket from "ws";
 import { makeSessionToken } from "../../src/delivery/session-token.ts";
+import type { SessionView } from "../../src/delivery/sessions-api.ts";
 import { parseM3u8, type ParsedPlaylist } from "../helpers/hls.ts";
 import { get, publish, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestNode, type TestRedis } from "../helpers/stack.ts";
 
-interface View {
-  id: string;
-  token?: string;
-  streamId: string;
-  rendition: string | null;
-  node: string;
-  position: number | null;
-  programDateTime: string | null;
-  paused: boolean;
-  source: string | null;
-  streamStartedAt: number | null;
-  resume: { position: number; inWindow: boolean; reason?: string } | null;
-}
+type View = SessionView & { token?: string };
 
 async function call(url: string, init: RequestInit = {}): Promise<{ status: number; body: unknown; text: string }> {
   const r = await fetch(url, { ...init, signal: AbortSignal.timeout(10000) });
