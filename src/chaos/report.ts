@@ -13,6 +13,8 @@ export interface ChaosReport {
   durationSeconds: number;
   streams: number;
   viewers: { simulated: number; browser: number };
+  /** The browsers' WebSocket channel: handoff messages received, and connections made (1 + reconnects). */
+  browserChannel: { handoffs: number; connects: number };
   /** Viewer-visible errors: simulated by HTTP status ("0": no answer), browser by hls.js detail. */
   errors: { simulated: Record<string, number>; browser: Record<string, number>; total: number };
   stalls: { simulated: { count: number; seconds: number }; browser: { count: number; seconds: number } };
@@ -67,6 +69,7 @@ export function buildReport(i: ReportInput): ChaosReport {
     durationSeconds: Math.round((i.timeline.endedAt - i.timeline.startedAt) / 100) / 10,
     streams: i.streams,
     viewers: { simulated: i.simulated.length, browser: i.browsers.length },
+    browserChannel: { handoffs: sum(i.browsers.map((b) => b.handoffs)), connects: sum(i.browsers.map((b) => b.wsConnects)) },
     errors: { simulated: simulatedErrors, browser: browserErrors, total },
     stalls: {
       simulated: { count: sum(i.simulated.map((r) => r.stalls)), seconds: sum(i.simulated.map((r) => r.stalledMs)) / 1000 },

@@ -178,6 +178,8 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       metrics.transcoderSpeed.set({ stream: this.streamId }, speed);
       if (speed < 0.9) this.log.warn("transcoder slower than real time", { stream: this.streamId, speed: speed.toFixed(2) });
     });
+    job.on("restart", () => metrics.transcoderRestarts.inc());
+    job.on("dropped", (bytes) => metrics.transcoderInputDropped.inc(bytes));
     job.on("failed", (reason) => {
       this.log.error("transcoding failed; dropping the publisher", { stream: this.streamId, reason });
       connection.close("transcoding failed");

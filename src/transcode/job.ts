@@ -38,6 +38,10 @@ type JobEvents = {
   progress: [{ speed: number; fps: number }];
   /** ffmpeg crashed more often than allowed: the stream cannot be transcoded. */
   failed: [reason: string];
+  /** ffmpeg exited while the publisher is live; it starts again after `delayMs`. */
+  restart: [delayMs: number];
+  /** Input dropped because ffmpeg fell behind (bytes). */
+  dropped: [bytes: number];
 };
 
 export interface TranscodeOptions {
@@ -115,7 +119,6 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
   private audioHeader: AVPacket | null = null;
   private videoHeader: AVPacket | null = null;
   private lostGroups = false;
-  droppedBytes = 0;
   private readonly jobDir: string;
   private readonly maxBacklog: number;
 
@@ -141,11 +144,14 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
       return;
     }
     const input = this.run.ffmpeg.input;
-    if (this.dropping && !keyframe) return;
+    if (this.dropping && !keyframe) {
+      this.emit("dropped", packet.size);
+      return;
+    }
     if (input.writableLength > this.maxBacklog) {
       if (!this.dropping) this.o.log.warn("transcoder falls behind real time; dropping input until a keyframe", { stream: this.o.streamId });
       this.dropping = true;
-      this.droppedBytes += packet.size;
+      this.emit("dropped", packet.size);
       return;
     }
     this.dropping = false;
@@ -268,6 +274,7 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
       return;
     }
     const delay = Math.min(5000, 250 * 2 ** this.restarts++);
+    this.emit("restart", delay);
     // the next run starts at the first keyframe after the backoff
     this.restartTimer = setTimeout(() => {
       this.restartTimer = null;

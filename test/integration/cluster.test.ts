@@ -94,6 +94,14 @@ describe("cluster: the cluster owns the HLS timeline", function () {
     assert.equal(info.state, "live");
     assert.deepEqual(info.renditions.map((r) => r.name), ["360p", "240p"]);
     assert.ok(info.viewers >= 1);
+
+    // a second publisher for the live stream is refused on any node, not only its owner
+    const other = nodes.find((n) => n.id !== info.owner)!;
+    const duplicate = publish(other.rtmp("shared"));
+    const exit = await duplicate.exited;
+    assert.notEqual(exit.code, 0, "the duplicate publisher was refused");
+    assert.match((await get(other.http("/metrics"))).text, /baton_publish_refusals_total\{reason="already_live",node="[^"]+"\} [1-9]/);
+    assert.equal((JSON.parse((await get(lb.http("/api/streams"))).text) as StreamsBody).streams.find((s) => s.id === "shared")?.owner, info.owner);
     publisher.child.kill("SIGKILL");
   });
 

@@ -111,6 +111,7 @@ describe("single node: RTMP in, adaptive HLS out", function () {
     assert.ok(after.mediaSequence >= before.mediaSequence);
     publisher.child.kill("SIGKILL");
     assert.equal(node.proc.child.exitCode, null, "the node survives");
+    assert.match((await get(node.http("/metrics"))).text, /baton_transcoder_restarts_total\{node="[^"]+"\} [1-9]/);
   });
 
   it("answers 4xx with a reason for unknown streams and bad paths, and reads no file", async () => {
