@@ -4,8 +4,9 @@
 // media playlist reloads at the RFC 8216 pace, every new segment downloaded, the lowest rendition) are added
 // step by step: 25, 50, 100, 200, 400 (quick: 25, 50, 100). At each step, after the new viewers have started
 // and settled, a probe fetches the media playlist (no session) every 100 ms on one keep-alive connection and
-// records each request's latency. Figure: the largest count whose probe p99 stayed under 50 ms (stepping
-// stops at the first step over it). Baseline: the probe's p99 with no viewer, same node, same run.
+// records each request's latency. Figure: the largest count whose probe p99 stayed under 50 ms (a step over
+// it is probed once more, as one stall of the shared machine is enough to pass 50 ms; stepping stops at the
+// first step whose second probe is over it too). Baseline: the probe's p99 with no viewer, same node, same run.
 // The viewers run in this process, on the same 2 cores as the node: the figure is a lower bound.
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { SimulatedViewer, type ViewerReport } from "../src/chaos/viewer.ts";
@@ -29,6 +30,8 @@ interface Step {
   probes: number;
   failedProbes: number;
   loopP99: number;
+  /** The p99 of a first probe over the target, when the step was probed again. */
+  first: number | null;
   pass: boolean;
 }
 
@@ -104,9 +107,19 @@ export async function viewersPerNode(o: { quick: boolean; log: (line: string) =>
       }
       await sleep(settleMs);
       if (publisher.child.exitCode !== null) throw new Error(`the publisher exited${n.problems()}`);
-      const m = await probe(url, measureMs);
+      let m = await probe(url, measureMs);
+      let first: number | null = null;
+      if (percentile(m.latencies, 99) >= TARGET_P99_MS || m.failed > 0) {
+        // a step over the target is probed once more: on a shared machine one stall elsewhere is enough
+        first = percentile(m.latencies, 99);
+        o.log(`${count} viewers: probe p99 ${first.toFixed(1)} ms; probing once more`);
+        m = await probe(url, measureMs);
+      }
       const p99 = percentile(m.latencies, 99);
-      const step = { viewers: count, p99, p50: percentile(m.latencies, 50), probes: m.latencies.length, failedProbes: m.failed, loopP99: m.loopP99, pass: p99 < TARGET_P99_MS && m.failed === 0 };
+      const step: Step = {
+        viewers: count, p99, p50: percentile(m.latencies, 50), probes: m.latencies.length, failedProbes: m.failed, loopP99: m.loopP99,
+        first, pass: p99 < TARGET_P99_MS && m.failed === 0,
+      };
       results.push(step);
       o.log(`${count} viewers: probe p50 ${step.p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms over ${step.probes} requests` +
         `${m.failed ? `, ${m.failed} failed` : ""}; this process's event-loop delay p99 ${m.loopP99.toFixed(1)} ms`);
@@ -120,7 +133,9 @@ export async function viewersPerNode(o: { quick: boolean; log: (line: string) =>
     const passed = results.filter((s) => s.pass);
     const best = passed[passed.length - 1];
     const shown = best ?? results[0]!;
-    const byStep = results.map((s) => `${s.viewers}: ${s.p99.toFixed(1)} ms${s.failedProbes ? ` (${s.failedProbes} failed)` : ""}`).join(", ");
+    const byStep = results
+      .map((s) => `${s.viewers}: ${s.first === null ? "" : `${s.first.toFixed(1)} then `}${s.p99.toFixed(1)} ms${s.failedProbes ? ` (${s.failedProbes} failed)` : ""}`)
+      .join(", ");
     const stopped = !results[results.length - 1]!.pass
       ? `; stopped at the first step over ${TARGET_P99_MS} ms`
       : "; every step passed: the node may hold more";
@@ -131,7 +146,7 @@ export async function viewersPerNode(o: { quick: boolean; log: (line: string) =>
       },
       compared(`playlist p99 at ${shown.viewers} viewers`, "ms", shown.p99, "no viewer", idleP99, {
         samples: results.map((s) => s.p99),
-        note: `probe every ${PROBE_EVERY_MS} ms for ${measureMs / 1000} s per step (${shown.probes} requests: p99 is about the max); ` +
+        note: `probe every ${PROBE_EVERY_MS} ms for ${measureMs / 1000} s per step (${shown.probes} requests: p99 is the slowest); ` +
           `this process's event-loop delay p99 ${shown.loopP99.toFixed(1)} ms (idle ${idle.loopP99.toFixed(1)}); ` +
           `viewers: ${segments} segments, ${errors} errors, ${stalls} stalls${best ? "" : "; no step passed"}`,
       }),

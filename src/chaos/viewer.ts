@@ -32,7 +32,7 @@ export interface ViewerOptions {
   id: number;
   /** Report the position to the session this often (ms); 0: never. */
   reportEveryMs?: number;
-  /** Pick the lowest-bandwidth rendition (light on the machine) rather than the highest. */
+  /** Pick the lowest-bandwidth rendition (light on the machine; the default) or, with false, the highest. */
   lowest?: boolean;
   signal: AbortSignal;
   /** Called with each failed request (for timelines and logs). */

@@ -104,6 +104,9 @@ export class DeliveryServer {
     this.upgradeHandler = handler;
   }
 
+  /** Session-less media playlists rendered per timeline snapshot (a new snapshot, a new render). */
+  private readonly rendered = new WeakMap<StreamSnapshot, Map<string, string>>();
+
   /** Renditions viewers asked this node for lately, per stream: what is worth fetching ahead. */
   private readonly watched = new Map<string, Map<string, number>>();
 
@@ -201,7 +204,8 @@ export class DeliveryServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let route: Route | undefined;
-    const counted = req.url !== "/readyz" && req.url !== "/healthz";
+    // the balancer's checks, scrapes and an operator's status polls must not hold a drain open
+    const counted = !/^\/(readyz|healthz|metrics|admin\/)/.test(req.url ?? "");
     if (counted) {
       this.inFlight += 1;
       res.once("close", () => (this.inFlight -= 1));
@@ -280,7 +284,11 @@ export class DeliveryServer {
       const startOffset = await this.o.sessions.startOffset(session.sessionId, stream, rendition);
       text = renderMedia(stream, rendition, `?session=${session.token}`, startOffset === undefined ? {} : { startOffset });
     } else {
-      text = renderMedia(stream, rendition);
+      // without a session every answer for this timeline is the same text: render it once
+      const rendered = this.rendered.get(stream) ?? new Map<string, string>();
+      this.rendered.set(stream, rendered);
+      text = rendered.get(rendition) ?? renderMedia(stream, rendition);
+      rendered.set(rendition, text);
     }
     this.sendPlaylist(res, method, text, stream.state === "ended");
   }
