@@ -13,7 +13,8 @@ import type { Managed } from "../src/ops/processes.ts";
 import { BUFSIZE_SECONDS, MAXRATE_FACTOR, planLadder, type PlannedRendition } from "../src/transcode/ladder.ts";
 import { compared, median, type Figure } from "./report.ts";
 import { removeDir, sleep, spawnTracked, stop, tail, tempDir, waitFor } from "./procs.ts";
-import { benchPrefix, publish, startBenchNode, startBenchRedis, streamName, syntheticInputs, type BenchNode, type BenchRedis } from "./stack.ts";
+import { syntheticInputs } from "../src/chaos/publisher.ts";
+import { benchPrefix, publish, startBenchNode, startBenchRedis, streamName, type BenchNode, type BenchRedis } from "./stack.ts";
 
 const SOURCE = { width: 1280, height: 720, frameRate: 30, hasAudio: true };
 const POLL_MS = 20;

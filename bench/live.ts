@@ -4,7 +4,8 @@ import { randomBytes } from "node:crypto";
 import type { Managed } from "../src/ops/processes.ts";
 import { parseMedia, type MediaPlaylist } from "../src/chaos/m3u8.ts";
 import { httpGet, spawnTracked, tail, waitFor } from "./procs.ts";
-import { syntheticInputs, type BenchNode } from "./stack.ts";
+import { syntheticPushArgs } from "../src/chaos/publisher.ts";
+import type { BenchNode } from "./stack.ts";
 
 /** The admin API's bearer token of every node these benchmarks start (BATON_ADMIN_TOKEN, 16+ characters). */
 export const ADMIN_TOKEN = `bench-admin-${randomBytes(12).toString("hex")}`;
@@ -21,13 +22,7 @@ export function lightLadderEnv(): Record<string, string> {
 
 /** ffmpeg pushing a synthetic 640x360 stream in real time: a lighter publisher than stack.ts's 720p one. */
 export function publishLight(url: string): Managed {
-  const args = [
-    "-hide_banner", "-nostdin", "-loglevel", "error", "-re", ...syntheticInputs(640, 360),
-    "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30", "-pix_fmt", "yuv420p",
-    "-b:v", "1000k", "-maxrate", "1000k", "-bufsize", "1000k",
-    "-c:a", "aac", "-b:a", "64k",
-    "-f", "flv", url,
-  ];
+  const args = syntheticPushArgs(url, { width: 640, height: 360, videoKbps: 1000, audioKbps: 64 });
   const last = tail(6);
   return spawnTracked("ffmpeg-publisher", "ffmpeg", args, { onLine: last.onLine });
 }

@@ -4,6 +4,7 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import type { Agent } from "node:http";
+import { syntheticPushArgs } from "../src/chaos/publisher.ts";
 import { makePublishToken } from "../src/ingest/token.ts";
 import { freePort, nodeCommand, nodeEnv, startRedis, waitForPort, type Managed } from "../src/ops/processes.ts";
 import { httpGet, keepAlive, lastListedSeq, spawnTracked, stop, tail, tempDir, track } from "./procs.ts";
@@ -126,23 +127,10 @@ function lineTime(line: string): number {
   return Number.isFinite(at) ? at : Date.now();
 }
 
-/** The synthetic 720p30 source with a tone, as lavfi inputs. */
-export function syntheticInputs(width = 1280, height = 720): string[] {
-  return [
-    "-f", "lavfi", "-i", `testsrc2=size=${width}x${height}:rate=30`,
-    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-  ];
-}
 
 /** ffmpeg pushing the synthetic stream in real time (-re) until stopped, as a camera encoder would. */
 export function publish(url: string): Managed {
-  const args = [
-    "-hide_banner", "-nostdin", "-loglevel", "error", "-re", ...syntheticInputs(),
-    "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30", "-pix_fmt", "yuv420p",
-    "-b:v", "3000k", "-maxrate", "3000k", "-bufsize", "3000k",
-    "-c:a", "aac", "-b:a", "128k",
-    "-f", "flv", url,
-  ];
+  const args = syntheticPushArgs(url, { width: 1280, height: 720, videoKbps: 3000, audioKbps: 128 });
   const last = tail(6);
   return spawnTracked("ffmpeg-publisher", "ffmpeg", args, { onLine: last.onLine });
 }

@@ -13,7 +13,7 @@ import { ffmpegSpec, type TranscodeOptions } from "../src/transcode/job.ts";
 import { planLadder, type PlannedRendition } from "../src/transcode/ladder.ts";
 import { compared, median, type Figure } from "./report.ts";
 import { reapedChildrenCpu, removeDir, spawnTracked, stop, succeeded, tail, tempDir } from "./procs.ts";
-import { syntheticInputs } from "./stack.ts";
+import { syntheticInputs } from "../src/chaos/publisher.ts";
 
 const SOURCE = { width: 1280, height: 720, frameRate: 30, hasAudio: true };
 

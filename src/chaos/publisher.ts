@@ -2,6 +2,38 @@
 // OBS does when its connection ends (a delay, then again), until stopped.
 import { startProcess, stopProcess, type Managed } from "../ops/processes.ts";
 
+/** The synthetic source: ffmpeg's test pattern at 30 fps and a 440-Hz tone, as lavfi inputs. */
+export function syntheticInputs(width = 1280, height = 720, audio = true): string[] {
+  return [
+    "-f", "lavfi", "-i", `testsrc2=size=${width}x${height}:rate=30`,
+    ...(audio ? ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"] : []),
+  ];
+}
+
+export interface SyntheticPush {
+  width?: number;
+  height?: number;
+  /** kbit/s of video (capped so) and audio; omitted: x264's default rate control. */
+  videoKbps?: number;
+  audioKbps?: number;
+  audio?: boolean;
+  /** Stop after this many seconds of media; omitted: until killed. */
+  seconds?: number;
+}
+
+/** ffmpeg's arguments to push the synthetic source to `url` in real time, as a camera encoder would. */
+export function syntheticPushArgs(url: string, o: SyntheticPush = {}): string[] {
+  const audio = o.audio !== false;
+  return [
+    "-hide_banner", "-nostdin", "-loglevel", "error", "-re", ...syntheticInputs(o.width ?? 640, o.height ?? 360, audio),
+    "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30", "-pix_fmt", "yuv420p",
+    ...(o.videoKbps ? ["-b:v", `${o.videoKbps}k`, "-maxrate", `${o.videoKbps}k`, "-bufsize", `${o.videoKbps}k`] : []),
+    ...(audio ? ["-c:a", "aac", "-b:a", `${o.audioKbps ?? 64}k`] : []),
+    ...(o.seconds ? ["-t", String(o.seconds)] : []),
+    "-f", "flv", url,
+  ];
+}
+
 export interface PublisherOptions {
   url: string;
   width?: number;
@@ -29,14 +61,7 @@ export class ReconnectingPublisher {
 
   start(): void {
     if (this.stopped) return;
-    const size = `${this.o.width ?? 640}x${this.o.height ?? 360}`;
-    const args = [
-      "-hide_banner", "-loglevel", "error", "-re",
-      "-f", "lavfi", "-i", `testsrc2=size=${size}:rate=30`,
-      "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-      "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30", "-pix_fmt", "yuv420p",
-      "-c:a", "aac", "-b:a", "64k", "-f", "flv", this.o.url,
-    ];
+    const args = syntheticPushArgs(this.o.url, { width: this.o.width, height: this.o.height });
     this.connects.push(Date.now());
     const p = startProcess("publisher", "ffmpeg", args, this.o.onLine ? { onLine: this.o.onLine } : {});
     this.current = p;

@@ -4,6 +4,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { syntheticPushArgs } from "../../src/chaos/publisher.ts";
 import { haproxyConfig } from "../../src/cluster/haproxy.ts";
 import { makePublishToken } from "../../src/ingest/token.ts";
 import { freePort, isPortFree, nodeCommand, nodeEnv, startProcess, startRedis, stopProcess, waitForPort, type Managed } from "../../src/ops/processes.ts";
@@ -145,16 +146,7 @@ export interface PublishOptions {
 
 /** ffmpeg pushing a synthetic stream in real time (test pattern and a tone). */
 export function publish(url: string, o: PublishOptions = {}): Managed {
-  const size = `${o.width ?? 640}x${o.height ?? 360}`;
-  const args = [
-    "-hide_banner", "-loglevel", "error", "-re",
-    "-f", "lavfi", "-i", `testsrc2=size=${size}:rate=30`,
-    ...(o.audio === false ? [] : ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]),
-    "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30", "-pix_fmt", "yuv420p",
-    ...(o.audio === false ? [] : ["-c:a", "aac", "-b:a", "64k"]),
-    ...(o.seconds ? ["-t", String(o.seconds)] : []),
-    "-f", "flv", url,
-  ];
+  const args = syntheticPushArgs(url, o);
   const p = startProcess("ffmpeg-publisher", "ffmpeg", args, { onLine: (line) => process.env.TEST_LOGS && process.stderr.write(`publisher: ${line}\n`) });
   started.push(p);
   return p;
