@@ -3,6 +3,7 @@
 // here reads a file named by a request.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import { errorMessage } from "../errors.ts";
 import { isStreamId } from "../ingest/stream-id.ts";
 import type { Logger } from "../log.ts";
@@ -29,6 +30,10 @@ export interface Request {
 }
 
 type Handler = (request: Request) => Promise<void> | void;
+type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+
+/** The segment cache's key: one segment of one rendition. */
+const segmentKey = (streamId: string, rendition: string, seq: number): string => `${streamId}/${rendition}/${seq}`;
 
 interface Route {
   methods: string[];
@@ -68,6 +73,11 @@ export class DeliveryServer {
   inFlight = 0;
   /** /readyz answered "ready" this many times in a row. */
   readyChecks = 0;
+  private upgradeHandler: UpgradeHandler | null = null;
+  /** Session-less media playlists rendered per timeline snapshot (a new snapshot, a new render). */
+  private readonly rendered = new WeakMap<StreamSnapshot, Map<string, string>>();
+  /** Renditions viewers asked this node for lately, per stream: what is worth fetching ahead. */
+  private readonly watched = new Map<string, Map<string, number>>();
 
   constructor(private readonly o: DeliveryOptions) {
     // each change of a watched stream is read once; its newest segments are fetched into memory at once, so
@@ -97,18 +107,10 @@ export class DeliveryServer {
     this.addRoute(["GET", "HEAD"], "segment", new RegExp(`^/live/(${STREAM})/(${RENDITION})/(\\d{1,15})\\.ts$`), (r) => this.segment(r));
   }
 
-  private upgradeHandler: ((req: IncomingMessage, socket: import("node:stream").Duplex, head: Buffer) => void) | null = null;
-
   /** Where WebSocket upgrades go (the viewer channel). */
-  onUpgrade(handler: (req: IncomingMessage, socket: import("node:stream").Duplex, head: Buffer) => void): void {
+  onUpgrade(handler: UpgradeHandler): void {
     this.upgradeHandler = handler;
   }
-
-  /** Session-less media playlists rendered per timeline snapshot (a new snapshot, a new render). */
-  private readonly rendered = new WeakMap<StreamSnapshot, Map<string, string>>();
-
-  /** Renditions viewers asked this node for lately, per stream: what is worth fetching ahead. */
-  private readonly watched = new Map<string, Map<string, number>>();
 
   private prefetch(stream: StreamSnapshot): void {
     const renditions = this.watched.get(stream.id);
@@ -117,11 +119,12 @@ export class DeliveryServer {
     for (const [rendition, at] of renditions) {
       if (Date.now() - at > 30000) {
         renditions.delete(rendition);
+        if (renditions.size === 0) this.watched.delete(stream.id);
         continue;
       }
       const { seq } = newest;
       void this.segments
-        .get(`${stream.id}/${rendition}/${seq}`, () => this.o.store.readSegment(stream.id, rendition, seq), () => this.o.metrics.segmentCacheMisses.inc())
+        .get(segmentKey(stream.id, rendition, seq), () => this.o.store.readSegment(stream.id, rendition, seq), () => this.o.metrics.segmentCacheMisses.inc())
         .catch(() => undefined);
     }
   }
@@ -315,7 +318,7 @@ export class DeliveryServer {
       if (stream && entry) this.o.sessions.inferred(session.sessionId, stream, entry.pdt);
     }
     const bytes = await this.segments.get(
-      `${streamId}/${rendition}/${seq}`,
+      segmentKey(streamId, rendition, seq),
       () => this.o.store.readSegment(streamId, rendition, seq),
       () => this.o.metrics.segmentCacheMisses.inc(),
     );
