@@ -174,8 +174,9 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     });
     job.reportListenerErrors((event, error) => this.log.error("job listener failed", { event, error: errorMessage(error) }));
     job.on("group", (group) => this.enqueue(group));
-    job.on("progress", ({ speed }) => {
+    job.on("progress", ({ speed, fps }) => {
       metrics.transcoderSpeed.set({ stream: this.streamId }, speed);
+      metrics.transcoderFps.set({ stream: this.streamId }, fps);
       if (speed < 0.9) this.log.warn("transcoder slower than real time", { stream: this.streamId, speed: speed.toFixed(2) });
     });
     job.on("restart", () => metrics.transcoderRestarts.inc());
@@ -232,6 +233,10 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
         this.o.metrics.segmentQueue.dec();
         this.o.metrics.segmentsPublished.inc();
         this.o.metrics.segmentPublishLatency.observe((Date.now() - group.finishedAt) / 1000);
+        // ffmpeg's own bitrate is N/A with the segment muxer: measure what was published
+        const seconds = group.segments[0]?.duration ?? 0;
+        const bits = group.segments.reduce((sum, s) => sum + s.bytes.length * 8, 0);
+        if (seconds > 0.5) this.o.metrics.transcoderKbps.set({ stream: this.streamId }, Math.round(bits / seconds / 1000));
         this.nextSeq += 1;
       }
     } finally {
@@ -297,7 +302,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
         this.log.warn("release failed; the lease will expire", { stream: this.streamId, error: errorMessage(error) });
       });
     }
-    this.o.metrics.transcoderSpeed.remove({ stream: this.streamId });
+    for (const gauge of [this.o.metrics.transcoderSpeed, this.o.metrics.transcoderFps, this.o.metrics.transcoderKbps]) gauge.remove({ stream: this.streamId });
     this.log.info("publish ended", { stream: this.streamId, reason });
     this.emit("closed", reason);
     this.removeAllListeners();

@@ -27,6 +27,12 @@ export class Metrics {
     name: "baton_transcoder_speed", help: "Media seconds transcoded per wall-clock second (below 1: falling behind)",
     labelNames: ["stream"] as const, registers: [this.registry],
   });
+  readonly transcoderFps = new Gauge({
+    name: "baton_transcoder_fps", help: "Frames per second ffmpeg reports", labelNames: ["stream"] as const, registers: [this.registry],
+  });
+  readonly transcoderKbps = new Gauge({
+    name: "baton_transcoder_output_kbps", help: "Bitrate of the last published segment group, all renditions, kbit/s", labelNames: ["stream"] as const, registers: [this.registry],
+  });
   readonly transcoderRestarts = new Counter({
     name: "baton_transcoder_restarts_total", help: "ffmpeg processes that exited while their publisher was live", registers: [this.registry],
   });

@@ -70,7 +70,7 @@ export function ffmpegSpec(o: TranscodeOptions, dir: string): FfmpegSpec {
   return {
     ffmpegPath: o.ffmpegPath,
     inputFormat: "flv",
-    inputOptions: ["-loglevel", "level+info", "-analyzeduration", "1000000", "-fflags", "+genpts"],
+    inputOptions: ["-loglevel", "info", "-analyzeduration", "1000000", "-fflags", "+genpts"],
     filterComplex: [split, ...scales].join(";"),
     outputs: o.renditions.map((r, i) => {
       const gop = Math.max(1, Math.round(r.frameRate * d));

@@ -55,6 +55,13 @@ describe("single node: RTMP in, adaptive HLS out", function () {
       assert.equal(streams.find((s) => s.codec_name === "h264")?.height, height);
     }
 
+    // ffmpeg's progress is parsed into metrics (reported every 2 s)
+    await waitFor("transcoder metrics", async () => {
+      const text = (await get(node.http("/metrics"))).text;
+      const fps = /baton_transcoder_fps\{stream="ladder"[^}]*\} [1-9]/.test(text);
+      const kbps = /baton_transcoder_output_kbps\{stream="ladder"[^}]*\} [1-9]/.test(text);
+      return /baton_transcoder_speed\{stream="ladder"/.test(text) && fps && kbps ? true : undefined;
+    }, 20000);
     const before = lastSeq(await media(node, "ladder", "360p"));
     await waitFor("the playlist to advance", async () => (lastSeq(await media(node, "ladder", "360p")) >= before + 2 ? true : undefined));
     // renditions stay aligned: the same sequence numbers and date-times
