@@ -44,9 +44,11 @@ export function startProcess(name: string, command: string, args: string[], opti
   if (options.logFile) {
     mkdirSync(dirname(options.logFile), { recursive: true });
     const log = createWriteStream(options.logFile, { flags: "a" });
+    log.on("error", () => undefined);
     child.stdout?.pipe(log, { end: false });
     child.stderr?.pipe(log, { end: false });
-    void exited.then(() => log.end());
+    // "close" comes after the child's output streams have ended ("exit" may come before their last bytes)
+    child.once("close", () => log.end());
   }
   if (options.onLine) {
     const onLine = options.onLine;
