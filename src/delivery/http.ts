@@ -266,7 +266,10 @@ export class DeliveryServer {
     const stream = await this.snapshot(params[0]!);
     if (!stream.ladder) throw new HttpError(503, "STARTING", "the stream is starting", { "Retry-After": "1" });
     const token = session?.token ?? (await this.o.sessions.create(stream.id)).token;
-    if (session) this.o.sessions.touch(session.sessionId, null);
+    if (session) {
+      this.o.sessions.touch(session.sessionId, null);
+      await this.o.sessions.loading(session.sessionId);
+    }
     this.viewers.seen(stream.id, req, token);
     this.sendPlaylist(res, method, renderMaster(stream.ladder, `?session=${token}`), stream.state === "ended");
   }

@@ -6,8 +6,14 @@ import type { StreamSnapshot } from "../state/store.ts";
 import { HttpError } from "./http-error.ts";
 import { makeSessionToken, newSessionId, readSessionToken } from "./session-token.ts";
 
-/** How long a node trusts its copy of a session record it did not write itself. */
+/** How long a node trusts its copy of a session record it did not write itself (API reads). */
 const CACHE_MS = 2000;
+/**
+ * How long the copy decides a media playlist's EXT-X-START. A player uses EXT-X-START only when it loads, and a
+ * load starts with a master playlist request, which reads the session afresh: so a player's playlist reloads
+ * cost no Redis round trip.
+ */
+const START_CACHE_MS = 30000;
 const MAX_CACHED = 100000;
 
 export interface ResumePoint {
@@ -74,13 +80,18 @@ export class ViewerSessions {
     return { session, token: makeSessionToken(this.secret, session.id, streamId) };
   }
 
-  async get(sessionId: string, fresh = false): Promise<Session | null> {
+  async get(sessionId: string, fresh = false, maxAgeMs = CACHE_MS): Promise<Session | null> {
     const cached = this.cache.get(sessionId);
-    if (!fresh && cached && Date.now() - cached.at < CACHE_MS) return cached.session;
+    if (!fresh && cached && Date.now() - cached.at < maxAgeMs) return cached.session;
     const session = await this.store.get(sessionId);
     if (session) this.remember(session);
     else this.cache.delete(sessionId);
     return session;
+  }
+
+  /** A player (re)loads: read its session afresh, so its media playlists start where it paused. */
+  async loading(sessionId: string): Promise<void> {
+    await this.get(sessionId, true).catch(() => null);
   }
 
   /** A playlist request: which rendition the viewer plays, and from which node. */
@@ -107,7 +118,7 @@ export class ViewerSessions {
 
   /** EXT-X-START offset for a paused session's media playlist, if it has one. */
   async startOffset(sessionId: string, stream: StreamSnapshot, rendition: string): Promise<number | undefined> {
-    const session = await this.get(sessionId).catch(() => null);
+    const session = await this.get(sessionId, false, START_CACHE_MS).catch(() => null);
     if (!session?.paused || session.pdt === null) return undefined;
     return resumePoint(stream, rendition, session.pdt)?.offset;
   }
