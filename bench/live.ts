@@ -3,9 +3,8 @@
 import { randomBytes } from "node:crypto";
 import type { Managed } from "../src/ops/processes.ts";
 import { parseMedia, type MediaPlaylist } from "../src/chaos/m3u8.ts";
-import { httpGet, spawnTracked, tail, waitFor } from "./procs.ts";
-import { syntheticPushArgs } from "../src/chaos/publisher.ts";
-import type { BenchNode } from "./stack.ts";
+import { httpGet, waitFor } from "./procs.ts";
+import { publish, type BenchNode } from "./stack.ts";
 
 /** The admin API's bearer token of every node these benchmarks start (BATON_ADMIN_TOKEN, 16+ characters). */
 export const ADMIN_TOKEN = `bench-admin-${randomBytes(12).toString("hex")}`;
@@ -20,11 +19,9 @@ export function lightLadderEnv(): Record<string, string> {
   return { BATON_TRANSCODE_LADDER: JSON.stringify(LIGHT_LADDER), BATON_TRANSCODE_PRESET: "ultrafast" };
 }
 
-/** ffmpeg pushing a synthetic 640x360 stream in real time: a lighter publisher than stack.ts's 720p one. */
+/** A lighter publisher than stack.ts's 720p one: 640x360 at 1 Mbit/s. */
 export function publishLight(url: string): Managed {
-  const args = syntheticPushArgs(url, { width: 640, height: 360, videoKbps: 1000, audioKbps: 64 });
-  const last = tail(6);
-  return spawnTracked("ffmpeg-publisher", "ffmpeg", args, { onLine: last.onLine });
+  return publish(url, { width: 640, height: 360, videoKbps: 1000, audioKbps: 64 });
 }
 
 export interface StreamRow {

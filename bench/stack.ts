@@ -4,7 +4,7 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import type { Agent } from "node:http";
-import { syntheticPushArgs } from "../src/chaos/publisher.ts";
+import { syntheticPushArgs, type SyntheticPush } from "../src/chaos/publisher.ts";
 import { makePublishToken } from "../src/ingest/token.ts";
 import { freePort, nodeCommand, nodeEnv, startRedis, waitForPort, type Managed } from "../src/ops/processes.ts";
 import { httpGet, keepAlive, lastListedSeq, spawnTracked, stop, tail, tempDir, track } from "./procs.ts";
@@ -128,9 +128,9 @@ function lineTime(line: string): number {
 }
 
 
-/** ffmpeg pushing the synthetic stream in real time (-re) until stopped, as a camera encoder would. */
-export function publish(url: string): Managed {
-  const args = syntheticPushArgs(url, { width: 1280, height: 720, videoKbps: 3000, audioKbps: 128 });
+/** ffmpeg pushing the synthetic stream in real time (-re) until stopped; 720p at 3 Mbit/s unless told otherwise. */
+export function publish(url: string, push: SyntheticPush = { width: 1280, height: 720, videoKbps: 3000, audioKbps: 128 }): Managed {
+  const args = syntheticPushArgs(url, push);
   const last = tail(6);
   return spawnTracked("ffmpeg-publisher", "ffmpeg", args, { onLine: last.onLine });
 }
