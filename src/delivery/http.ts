@@ -15,6 +15,7 @@ import type { ViewerSessions } from "./sessions.ts";
 import { SegmentCache } from "./segment-cache.ts";
 import { TimelineCache } from "./timeline-cache.ts";
 import { ViewerTracker } from "./viewers.ts";
+import { reject as rejectUpgrade } from "./ws.ts";
 
 export interface Readiness {
   ready(): { ok: true } | { ok: false; reason: string };
@@ -145,8 +146,15 @@ export class DeliveryServer {
     server.headersTimeout = 10000;
     server.requestTimeout = 30000;
     server.on("upgrade", (req, socket, head) => {
-      if (this.upgradeHandler) this.upgradeHandler(req, socket, head);
-      else socket.destroy();
+      // an upgraded socket is no longer the HTTP server's: it needs its own error listener from the start
+      socket.on("error", () => undefined);
+      try {
+        if (this.upgradeHandler) this.upgradeHandler(req, socket, head);
+        else rejectUpgrade(socket, 404, "Not Found");
+      } catch (error) {
+        this.o.log.warn("upgrade failed", { error: errorMessage(error) });
+        rejectUpgrade(socket, 500, "Internal Server Error");
+      }
     });
     server.on("connection", (socket: Socket) => {
       this.sockets.add(socket);
@@ -217,7 +225,7 @@ export class DeliveryServer {
     res.setHeader("Access-Control-Allow-Origin", "*");
     res.setHeader("Access-Control-Expose-Headers", "Content-Length, Content-Range");
     try {
-      const url = new URL(req.url ?? "/", "http://baton");
+      const url = requestUrl(req.url);
       const method = req.method ?? "GET";
       let params: string[] = [];
       route = this.routes.find((r) => {
@@ -344,5 +352,14 @@ export class DeliveryServer {
     }
     res.writeHead(200, { ...headers, "Content-Length": bytes.length });
     res.end(method === "HEAD" ? undefined : bytes);
+  }
+}
+
+/** The request target as a URL; a target that is none (`//%`, `http://a:99999/`) is the client's error: 400. */
+function requestUrl(target: string | undefined): URL {
+  try {
+    return new URL(target ?? "/", "http://baton");
+  } catch {
+    throw new HttpError(400, "BAD_TARGET", "the request target is not a valid path");
   }
 }

@@ -53,9 +53,17 @@ export class ViewerChannel {
     this.draining = on;
   }
 
-  /** Handles an HTTP upgrade; answers 401/403 without upgrading when the token is missing or bad. */
+  /**
+   * Handles an HTTP upgrade; answers 401/403 without upgrading when the token is missing or bad. Nothing the
+   * client sent can throw out of here: a target that is no URL is a 400.
+   */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const url = new URL(req.url ?? "/", "http://baton");
+    let url: URL;
+    try {
+      url = new URL(req.url ?? "/", "http://baton");
+    } catch {
+      return reject(socket, 400, "Bad Request");
+    }
     if (url.pathname !== "/ws") return reject(socket, 404, "Not Found");
     if (this.draining) return reject(socket, 503, "Service Unavailable");
     let named: ReturnType<ViewerSessions["check"]>;
@@ -150,6 +158,19 @@ function send(socket: WebSocket, message: ServerMessage): void {
   if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(message));
 }
 
-function reject(socket: Duplex, status: number, text: string): void {
+/** How long a refused upgrade's socket may take to read the answer before it is destroyed. */
+const REFUSED_LINGER_MS = 1000;
+
+/**
+ * Answers a refused upgrade and closes its socket. The HTTP server stops watching a socket once it is
+ * upgraded, so this one needs its own error listener (a client that resets it would otherwise raise an
+ * unhandled 'error' and end the process) and its own deadline (a client that never reads is not kept).
+ */
+export function reject(socket: Duplex, status: number, text: string): void {
+  socket.on("error", () => undefined);
+  if (socket.destroyed) return;
   socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  const timer = setTimeout(() => socket.destroy(), REFUSED_LINGER_MS);
+  timer.unref();
+  socket.once("close", () => clearTimeout(timer));
 }
