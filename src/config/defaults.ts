@@ -32,6 +32,12 @@ export interface Config {
   http: {
     /** HTTP port: HLS, APIs, health, metrics. Used by: delivery. */
     port: number;
+    /**
+     * Peers whose X-Forwarded-For is believed (the balancer; HAProxy sets the header, replacing the client's):
+     * addresses, or ["*"] where nodes are reachable only through the balancer. Used by: delivery (viewer count,
+     * per-address limits).
+     */
+    trustedProxies: string[];
   };
   agent: {
     /** TCP port answering HAProxy's agent-check. Used by: cluster agent. */
@@ -117,6 +123,7 @@ export const DEFAULTS: Config = {
   },
   http: {
     port: 8080,
+    trustedProxies: ["127.0.0.1", "::1"],
   },
   agent: {
     port: 9999,

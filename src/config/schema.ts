@@ -10,7 +10,8 @@ type Rule =
   | { kind: "enum"; values: readonly string[] }
   | { kind: "bool" }
   | { kind: "ladder" }
-  | { kind: "argv" };
+  | { kind: "argv" }
+  | { kind: "list"; pattern: RegExp; expected: string };
 
 const PORT: Rule = { kind: "int", min: 1, max: 65535 };
 
@@ -21,7 +22,10 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
     publicHost: { kind: "string", pattern: /^[A-Za-z0-9.:[\]-]{1,253}$/, expected: "a host name or address" },
   },
   rtmp: { port: PORT, idleTimeout: { kind: "number", min: 1, max: 600 } },
-  http: { port: PORT },
+  http: {
+    port: PORT,
+    trustedProxies: { kind: "list", pattern: /^(\*|[0-9a-fA-F.:]{2,45})$/, expected: "a list of IP addresses, or [\"*\"]" },
+  },
   agent: { port: PORT },
   redis: {
     url: { kind: "string", pattern: /^rediss?:\/\/\S+$/, expected: "a redis:// or rediss:// URL" },
@@ -84,6 +88,8 @@ function describe(rule: Rule): string {
       return "a list of renditions";
     case "argv":
       return "a list of strings (a program and its arguments)";
+    case "list":
+      return rule.expected;
   }
 }
 
@@ -100,6 +106,7 @@ export function parseEnvValue(rule: Rule, text: string): unknown {
       return text === "true" ? true : text === "false" ? false : text;
     case "ladder":
     case "argv":
+    case "list":
       try {
         return JSON.parse(text) as unknown;
       } catch {
@@ -168,6 +175,9 @@ export function checkValue(key: string, rule: Rule, value: unknown, origin: stri
       return;
     case "argv":
       if (!Array.isArray(value) || value.some((v) => typeof v !== "string" || v === "" || v.includes("\0"))) bad();
+      return;
+    case "list":
+      if (!Array.isArray(value) || value.length > 100 || value.some((v) => typeof v !== "string" || !rule.pattern.test(v))) bad();
       return;
   }
 }
