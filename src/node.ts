@@ -57,10 +57,12 @@ export class BatonNode {
     });
     const secret = config.auth.requirePublishToken ? publishSecret(config) : "";
     this.ingest = new RtmpIngest({
-      port: config.rtmp.port,
       bind: config.node.bind,
-      idleTimeout: config.rtmp.idleTimeout,
+      rtmp: config.rtmp,
+      rtmps: config.rtmps,
+      trustedProxies: config.http.trustedProxies,
       log: log.child("ingest"),
+      limitBroken: (reason) => this.metrics.rtmpRefused.inc({ reason }),
       handler: {
         admit: (request) =>
           admitPublish(request, {
@@ -173,6 +175,7 @@ export class BatonNode {
       startedAt: this.startedAt,
       publishers: [...this.owners.values()].map((o) => ({ stream: o.streamId, epoch: o.claim?.epoch ?? null })),
       websockets: this.channel.size,
+      rtmp: { connections: this.ingest.counts.open },
       http: { inFlight: this.http.inFlight, openSockets: this.http.openSockets },
       redis: this.store.ready ? "up" : "down",
       lastDrain: this.drainer.last,
@@ -214,7 +217,7 @@ export class BatonNode {
     this.registry.start();
     this.sessionStore.start();
     void warmUp(this.config.transcode.ffmpegPath);
-    this.log.info("node started", { id: this.id, rtmp: this.ingest.port, http: this.http.port });
+    this.log.info("node started", { id: this.id, rtmp: this.ingest.port, rtmps: this.ingest.tlsPort || undefined, http: this.http.port });
   }
 
   /** Keeps the timeline subscription up: retried until it connects; ioredis resubscribes after that. */

@@ -28,6 +28,36 @@ export interface Config {
     port: number;
     /** Seconds without a byte from a publisher before its connection is closed as dead. Used by: ingest. */
     idleTimeout: number;
+    /**
+     * Seconds from accepting a connection to its admitted publish (PROXY header, handshake, connect, publish);
+     * a client still short of it is dropped. Used by: ingest.
+     */
+    handshakeTimeout: number;
+    /** RTMP and RTMPS connections a node holds at once, publishing or not; more are refused. Used by: ingest. */
+    maxConnections: number;
+    /**
+     * Connections from one client address (the PROXY header's source with rtmp.proxyProtocol). A trusted
+     * proxy's own address (http.trustedProxies) is many clients and counts only in the total. Used by: ingest.
+     */
+    maxConnectionsPerAddress: number;
+    /**
+     * Bytes of the largest audio/video message of an admitted publisher: 8 MiB is several times the largest
+     * keyframe of a 50 Mbit/s 4K source. Before a publish every message is at most 64 KiB. Used by: ingest.
+     */
+    maxMessageSize: number;
+    /**
+     * Every RTMP/RTMPS connection starts with a PROXY protocol header (HAProxy's send-proxy-v2), believed only
+     * from http.trustedProxies; a connection without one is refused. Used by: ingest, cluster/haproxy.
+     */
+    proxyProtocol: boolean;
+  };
+  rtmps: {
+    /** RTMPS (RTMP over TLS) port; 0: no RTMPS listener. Used by: ingest, cluster/haproxy. */
+    port: number;
+    /** PEM certificate (chain) file of the RTMPS listener; required when rtmps.port is set. Used by: ingest. */
+    cert: string;
+    /** PEM private key file of the RTMPS listener; required when rtmps.port is set. Used by: ingest. */
+    key: string;
   };
   http: {
     /** HTTP port: HLS, APIs, health, metrics. Used by: delivery. */
@@ -120,6 +150,16 @@ export const DEFAULTS: Config = {
   rtmp: {
     port: 1935,
     idleTimeout: 10,
+    handshakeTimeout: 10,
+    maxConnections: 500,
+    maxConnectionsPerAddress: 16,
+    maxMessageSize: 8388608,
+    proxyProtocol: false,
+  },
+  rtmps: {
+    port: 0,
+    cert: "",
+    key: "",
   },
   http: {
     port: 8080,

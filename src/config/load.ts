@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { ConfigError, errorMessage } from "../errors.ts";
 import { DEFAULTS, type Config } from "./defaults.ts";
 import { SCHEMA, checkValue, parseEnvValue, type Rule } from "./schema.ts";
+import { rtmpsContext } from "./tls.ts";
 
 /** BATON_* variables that are not config keys but are read elsewhere. */
 const OTHER_ENV = new Set(["BATON_CONFIG", "BATON_STATE_DIR"]);
@@ -25,7 +26,10 @@ export function envName(section: string, key: string): string {
   return `BATON_${section}_${key}`.toUpperCase();
 }
 
-function merge(target: Config, source: unknown, origin: string): void {
+/** Where each key set so far came from ("section.key" to a file, a variable, the command line). */
+type Origins = Map<string, string>;
+
+function merge(target: Config, source: unknown, origin: string, origins: Origins): void {
   if (typeof source !== "object" || source === null || Array.isArray(source)) {
     throw new ConfigError("(top level)", JSON.stringify(source), origin, "an object of sections");
   }
@@ -40,6 +44,7 @@ function merge(target: Config, source: unknown, origin: string): void {
       if (!rule) throw new ConfigError(`${section}.${key}`, "", origin, "no such key");
       checkValue(`${section}.${key}`, rule, value, origin);
       ((target as unknown as Record<string, Section>)[section] as Section)[key] = value;
+      origins.set(`${section}.${key}`, origin);
     }
   }
 }
@@ -47,6 +52,7 @@ function merge(target: Config, source: unknown, origin: string): void {
 export function loadConfig(options: LoadOptions = {}): Config {
   const env = options.env ?? process.env;
   const config = structuredClone(DEFAULTS);
+  const origins: Origins = new Map();
   const file = options.file ?? env.BATON_CONFIG;
   if (file) {
     let parsed: unknown;
@@ -55,7 +61,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
     } catch (error) {
       throw new ConfigError("(file)", JSON.stringify(file), file, `a readable JSON file (${errorMessage(error)})`);
     }
-    merge(config, parsed, file);
+    merge(config, parsed, file, origins);
   }
   const fromEnv: Record<string, Section> = {};
   for (const [name, text] of Object.entries(env)) {
@@ -72,11 +78,13 @@ export function loadConfig(options: LoadOptions = {}): Config {
     if (!found) throw new ConfigError(name, "", "environment", "no such key");
   }
   for (const [section, values] of Object.entries(fromEnv)) {
-    for (const [key, value] of Object.entries(values)) merge(config, { [section]: { [key]: value } }, envName(section, key));
+    for (const [key, value] of Object.entries(values)) merge(config, { [section]: { [key]: value } }, envName(section, key), origins);
   }
   // the conventional variable, for `REDIS_URL=... npm start`; BATON_REDIS_URL wins when both are set
-  if (env.REDIS_URL && !env.BATON_REDIS_URL) merge(config, { redis: { url: env.REDIS_URL } }, "REDIS_URL");
-  if (options.overrides) merge(config, options.overrides, "command line");
+  if (env.REDIS_URL && !env.BATON_REDIS_URL) merge(config, { redis: { url: env.REDIS_URL } }, "REDIS_URL", origins);
+  if (options.overrides) merge(config, options.overrides, "command line", origins);
+  // keys that must agree with each other, or with files
+  rtmpsContext(config.rtmps, (key) => origins.get(key) ?? "defaults");
   return config;
 }
 

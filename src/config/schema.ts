@@ -21,7 +21,21 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
     bind: { kind: "string", pattern: /^[0-9a-fA-F.:]+$|^localhost$/, expected: "an IP address" },
     publicHost: { kind: "string", pattern: /^[A-Za-z0-9.:[\]-]{1,253}$/, expected: "a host name or address" },
   },
-  rtmp: { port: PORT, idleTimeout: { kind: "number", min: 1, max: 600 } },
+  rtmp: {
+    port: PORT,
+    idleTimeout: { kind: "number", min: 1, max: 600 },
+    handshakeTimeout: { kind: "number", min: 1, max: 120 },
+    maxConnections: { kind: "int", min: 1, max: 100000 },
+    maxConnectionsPerAddress: { kind: "int", min: 1, max: 100000 },
+    // up to the largest message RTMP can carry (a 24-bit length)
+    maxMessageSize: { kind: "int", min: 1048576, max: 16777215 },
+    proxyProtocol: { kind: "bool" },
+  },
+  rtmps: {
+    port: { kind: "int", min: 0, max: 65535 },
+    cert: { kind: "string", pattern: /^[^\0]*$/, expected: "a file path, or empty" },
+    key: { kind: "string", pattern: /^[^\0]*$/, expected: "a file path, or empty" },
+  },
   http: {
     port: PORT,
     trustedProxies: { kind: "list", pattern: /^(\*|[0-9a-fA-F.:]{2,45})$/, expected: "a list of IP addresses, or [\"*\"]" },

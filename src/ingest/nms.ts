@@ -1,6 +1,7 @@
 // Typed access to the parts of node-media-server 4.4.3 (pinned exactly) that baton uses: its RTMP protocol
 // parser, its FLV tag writer, its AMF decoder, its SPS parser and its logger. baton runs its own listener and
-// sessions around them (see rtmp-server.ts for why), so nothing else of the package is started.
+// sessions around them (see rtmp-server.ts for why), so nothing else of the package is started. The parser's
+// internals that rtmp-limits.ts hooks to bound it are typed here too (RtmpInternals), under their 4.4.3 names.
 import { createRequire } from "node:module";
 
 const require = createRequire(import.meta.url);
@@ -38,12 +39,39 @@ export interface RtmpProtocol {
   streamId: number;
 }
 
+/** One chunk stream's message being assembled (node-media-server's RtmpPacket). */
+export interface NmsChunkStream {
+  header: { fmt: number; cid: number; timestamp: number; length: number; type: number; stream_id: number };
+  clock: number;
+  payload: Buffer;
+  /** Bytes of `payload` usable for a message; node-media-server reallocates when a message needs more. */
+  capacity: number;
+  /** Bytes of the current message received so far. */
+  bytes: number;
+}
+
+/**
+ * The parser's internal state and steps: packetParse after a chunk header, packetAlloc before a message's
+ * first payload byte, packetHandler once a message is complete. Instance properties override them.
+ */
+export interface RtmpInternals {
+  /** 0 until the first byte (C0) arrived. */
+  handshakeState: number;
+  parserPacket: NmsChunkStream;
+  inPackets: Map<number, NmsChunkStream>;
+  packetParse(): void;
+  packetAlloc(): void;
+  packetHandler(): void;
+}
+
+export type NmsRtmp = RtmpProtocol & RtmpInternals;
+
 export interface NmsLogger {
   level: string;
   log(message: string, level?: string): void;
 }
 
-const Rtmp = require("node-media-server/src/protocol/rtmp.js") as new () => RtmpProtocol;
+const Rtmp = require("node-media-server/src/protocol/rtmp.js") as { new (): NmsRtmp; prototype: NmsRtmp };
 const Flv = require("node-media-server/src/protocol/flv.js") as {
   createHeader(hasAudio: boolean, hasVideo: boolean): Buffer;
   createMessage(packet: AVPacket): Buffer;
@@ -56,9 +84,12 @@ const sps = require("node-media-server/src/protocol/sps_info.js") as {
 };
 export const nmsLogger = require("node-media-server/src/core/logger.js") as NmsLogger;
 
-export function createRtmpProtocol(): RtmpProtocol {
+export function createRtmpProtocol(): NmsRtmp {
   return new Rtmp();
 }
+
+/** The parser's own (unhooked) steps, for a hook to call. */
+export const rtmpSteps: Pick<NmsRtmp, "parserData" | "packetParse" | "packetAlloc" | "packetHandler"> = Rtmp.prototype;
 
 export const flvHeader = (hasAudio: boolean, hasVideo: boolean): Buffer => Flv.createHeader(hasAudio, hasVideo);
 export const flvTag = (packet: AVPacket): Buffer => Flv.createMessage(packet);

@@ -2,6 +2,9 @@
 // rather than NodeMediaServer itself, because as shipped (4.4.3) it:
 // - throws out of a socket handler on a malformed `connect` (no/invalid tcUrl) or `publish` (non-string
 //   name), which kills the process: here every parse runs in a try/catch that closes only that socket;
+// - holds whatever a client declares (16 MiB per message, per chunk stream, for the connection's life),
+//   stalls on SET_CHUNK_SIZE 0 and decodes any AMF: here rtmp-limits.ts bounds it, listeners.ts caps
+//   connections and the time to an admitted publish, and a connection that breaks a limit is refused;
 // - reports a publisher's end 30 s late (donePublish grace) and leaves pullers attached: here the end of a
 //   publish is the socket's close, seen at once;
 // - has no socket timeout: here a publisher silent for rtmp.idleTimeout seconds is closed;
@@ -10,11 +13,16 @@
 // - calls process.exit(1) when its port is taken: here start() rejects with the port named;
 // - logs at debug level to stdout: here its logger writes into baton's, at baton's level.
 import { randomBytes } from "node:crypto";
-import { createServer, type Server, type Socket } from "node:net";
+import type { Socket } from "node:net";
+import type { Config } from "../config/defaults.ts";
+import { rtmpsContext } from "../config/tls.ts";
 import { AdmissionError, errorMessage, type RefusalReason } from "../errors.ts";
 import { TypedEmitter } from "../events.ts";
 import type { Logger } from "../log.ts";
+import { ConnectionCounts, RefusalLog, type RtmpCloseReason } from "./connection-limits.ts";
+import { IngestListeners, trustedProxies, type AcceptedConnection } from "./listeners.ts";
 import { avcDimensions, createRtmpProtocol, metadataOf, nmsLogger, type AVPacket, type ConnectRequest, type RtmpProtocol } from "./nms.ts";
+import { MAX_OUTPUT_BACKLOG, ParserGuard, RtmpLimitError } from "./rtmp-limits.ts";
 
 export interface PublishRequest {
   app: unknown;
@@ -109,71 +117,99 @@ export class PublisherConnection extends TypedEmitter<PublisherEvents> {
 }
 
 export interface RtmpIngestOptions {
-  port: number;
   bind: string;
-  /** Seconds without data before a connection is dropped. */
-  idleTimeout: number;
+  rtmp: Config["rtmp"];
+  rtmps: Config["rtmps"];
+  /** The balancer's addresses (http.trustedProxies): the peers whose PROXY header is believed. */
+  trustedProxies: readonly string[];
   log: Logger;
   handler: PublishHandler;
+  /** A connection refused or closed for breaking a limit (baton_rtmp_connections_refused_total). */
+  limitBroken?: (reason: RtmpCloseReason) => void;
 }
 
 export class RtmpIngest {
-  private server: Server | null = null;
-  private readonly sockets = new Set<Socket>();
+  private readonly listeners: IngestListeners;
+  private readonly refusals: RefusalLog;
+  readonly counts: ConnectionCounts;
   readonly publishers = new Map<string, PublisherConnection>();
 
+  /** Throws a ConfigError when RTMPS is on and its certificate or key cannot be used. */
   constructor(private readonly options: RtmpIngestOptions) {
     routeNmsLogger(options.log.child("rtmp"));
+    const { rtmp, rtmps } = options;
+    const trusted = trustedProxies(options.trustedProxies);
+    const context = rtmpsContext(rtmps, () => "config");
+    this.refusals = new RefusalLog(options.log);
+    // without the PROXY protocol a balancer's connections all come from its address: only the total holds them
+    this.counts = new ConnectionCounts(rtmp.maxConnections, rtmp.maxConnectionsPerAddress, rtmp.proxyProtocol ? () => false : trusted);
+    this.listeners = new IngestListeners({
+      bind: options.bind,
+      port: rtmp.port,
+      tls: context ? { port: rtmps.port, context } : null,
+      proxyProtocol: rtmp.proxyProtocol,
+      trusted,
+      handshakeTimeout: rtmp.handshakeTimeout,
+      counts: this.counts,
+      refused: (reason, remote, detail) => {
+        this.refusals.refused(reason, remote, detail);
+        options.limitBroken?.(reason);
+      },
+      accepted: (connection) => this.session(connection),
+    });
   }
 
   get port(): number {
-    const address = this.server?.address();
-    return typeof address === "object" && address ? address.port : this.options.port;
+    return this.listeners.port("rtmp");
+  }
+
+  /** The RTMPS port, or 0 when RTMPS is off. */
+  get tlsPort(): number {
+    return this.listeners.port("rtmps");
   }
 
   async start(): Promise<void> {
-    const server = createServer((socket) => this.accept(socket));
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", (error: NodeJS.ErrnoException) => {
-        reject(
-          new Error(
-            error.code === "EADDRINUSE"
-              ? `RTMP port ${this.options.bind}:${this.options.port} is already in use (rtmp.port / BATON_RTMP_PORT)`
-              : `RTMP listener on ${this.options.bind}:${this.options.port} failed: ${error.message}`,
-          ),
-        );
-      });
-      server.listen(this.options.port, this.options.bind, () => resolve());
-    });
-    server.on("error", (error) => this.options.log.error("RTMP listener error", { error: error.message }));
-    this.server = server;
+    await this.listeners.start();
   }
 
   /** Stops listening and closes every connection. Safe to call twice. */
   async close(): Promise<void> {
-    const server = this.server;
-    this.server = null;
     for (const publisher of this.publishers.values()) publisher.close("server shutting down");
-    for (const socket of this.sockets) socket.destroy();
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    await this.listeners.close();
+    this.refusals.close();
   }
 
-  private accept(socket: Socket): void {
+  private session(connection: AcceptedConnection): void {
+    const { socket, remote } = connection;
     const log = this.options.log;
-    const remote = `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? 0}`;
     const rtmp = createRtmpProtocol();
+    const guard = new ParserGuard(rtmp, this.options.rtmp.maxMessageSize);
     let request: PublishRequest | null = null;
     let publisher: PublisherConnection | null = null;
-    this.sockets.add(socket);
-    socket.setNoDelay(true);
-    socket.setTimeout(this.options.idleTimeout * 1000);
+    // set once the connection is on its way out: what it still sends is not parsed
+    let done = false;
+    const idleTimeout = this.options.rtmp.idleTimeout;
+    socket.setTimeout(idleTimeout * 1000);
 
-    const drop = (why: string): void => {
-      log.warn("RTMP connection closed", { remote, why });
-      socket.destroy();
+    const fail = (reason: RtmpCloseReason, detail: string): void => {
+      done = true;
+      guard.release();
+      connection.refuse(reason, detail);
+    };
+    /** Ends the connection after a refusal the client is told about (an RTMP error status). */
+    const finish = (): void => {
+      done = true;
+      guard.release();
+      socket.end();
+      setTimeout(() => socket.destroy(), 1000).unref();
     };
     rtmp.onOutputCallback = (buffer) => {
-      if (!socket.destroyed) socket.write(buffer);
+      if (socket.destroyed) return;
+      // a client that does not read its answers would make them pile up here
+      if (socket.writableLength + buffer.length > MAX_OUTPUT_BACKLOG) {
+        throw new RtmpLimitError("slow_reader", `${socket.writableLength} bytes of answers unread`);
+      }
+      socket.write(buffer);
     };
     rtmp.onConnectCallback = (req) => {
       request = { app: req.app, name: req.name, query: req.query, remote };
@@ -182,11 +218,11 @@ export class RtmpIngest {
       const reason = "baton serves HLS over HTTP, not RTMP playback";
       this.options.handler.refused("play_not_supported", reason, request ?? { app: null, name: null, query: {}, remote });
       rtmp.sendStatusMessage(rtmp.streamId, "error", "NetStream.Play.Failed", reason);
-      socket.end();
+      finish();
     };
     rtmp.onPushCallback = () => {
       const req = request ?? { app: null, name: null, query: {}, remote };
-      if (publisher) return drop("second publish on one connection");
+      if (publisher) throw new RtmpLimitError("too_many_commands", "a second publish on one connection");
       let streamId: string;
       try {
         streamId = this.options.handler.admit(req);
@@ -194,10 +230,11 @@ export class RtmpIngest {
         const reason: RefusalReason = error instanceof AdmissionError ? error.reason : "state_unavailable";
         this.options.handler.refused(reason, errorMessage(error), req);
         rtmp.sendStatusMessage(rtmp.streamId, "error", "NetStream.Publish.BadName", errorMessage(error));
-        socket.end();
-        setTimeout(() => socket.destroy(), 1000).unref();
+        finish();
         return;
       }
+      connection.admitted();
+      guard.admitted();
       publisher = new PublisherConnection(streamId, remote, socket, rtmp);
       publisher.reportListenerErrors((event, error) => log.error("publisher listener failed", { event, error: errorMessage(error) }));
       this.publishers.set(publisher.id, publisher);
@@ -208,7 +245,8 @@ export class RtmpIngest {
       publisher?.accept(packet);
     };
 
-    socket.on("data", (data: Buffer) => {
+    const parse = (data: Buffer): void => {
+      if (done || data.length === 0) return;
       if (publisher) {
         publisher.bytesIn += data.length;
         publisher.lastDataAt = Date.now();
@@ -217,19 +255,27 @@ export class RtmpIngest {
       try {
         error = rtmp.parserData(data);
       } catch (thrown) {
+        if (thrown instanceof RtmpLimitError) return fail(thrown.reason, thrown.message);
         error = `malformed RTMP message (${errorMessage(thrown)})`;
       }
-      if (error !== null) drop(error);
+      if (error !== null) fail("malformed", error);
+    };
+    socket.on("data", parse);
+    socket.on("timeout", () => {
+      log.warn("RTMP connection closed", { remote, why: `no data for ${idleTimeout} s` });
+      done = true;
+      socket.destroy();
     });
-    socket.on("timeout", () => drop(`no data for ${this.options.idleTimeout} s`));
     socket.on("error", (error) => log.debug("RTMP socket error", { remote, error: error.message }));
     socket.on("close", () => {
-      this.sockets.delete(socket);
+      done = true;
+      guard.release();
       if (publisher) {
         this.publishers.delete(publisher.id);
         publisher.ended("publisher disconnected");
       }
     });
+    parse(connection.initial);
   }
 }
 

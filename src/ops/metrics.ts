@@ -8,6 +8,11 @@ export class Metrics {
   readonly refusals = new Counter({
     name: "baton_publish_refusals_total", help: "Publishes refused, by reason", labelNames: ["reason"] as const, registers: [this.registry],
   });
+  readonly rtmpRefused = new Counter({
+    name: "baton_rtmp_connections_refused_total",
+    help: "RTMP connections refused or closed for breaking a limit (caps, deadline, PROXY header, message sizes, AMF), by reason",
+    labelNames: ["reason"] as const, registers: [this.registry],
+  });
   readonly segmentsPublished = new Counter({
     name: "baton_segments_published_total", help: "Segment groups (all renditions) published to the timeline", registers: [this.registry],
   });

@@ -3,6 +3,7 @@
 // It encodes its own AMF0 so a test never depends on the server's encoder agreeing with itself.
 import { randomBytes } from "node:crypto";
 import { createConnection, type Socket } from "node:net";
+import { connect as tlsConnect } from "node:tls";
 
 // ---- AMF0 ----------------------------------------------------------------------------------------------
 
@@ -122,6 +123,41 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+/** How a test client reaches the server. */
+export interface OpenOptions {
+  host?: string;
+  timeoutMs?: number;
+  /** Source address (any of 127.0.0.0/8 on Linux), so one machine can be many clients. */
+  localAddress?: string;
+  /** RTMPS: TLS first (the server's certificate is not verified: tests use a self-signed one). */
+  tls?: boolean;
+  /** Bytes sent before anything else (a PROXY protocol header). */
+  prefix?: Buffer;
+}
+
+/** A TCP (or TLS) connection to the server, connected; rejects when it cannot be. */
+export function openSocket(port: number, o: OpenOptions = {}): Promise<Socket> {
+  const host = o.host ?? "127.0.0.1";
+  return new Promise((resolve, reject) => {
+    const raw = createConnection({ host, port, ...(o.localAddress ? { localAddress: o.localAddress } : {}) });
+    raw.once("error", reject);
+    raw.once("connect", () => {
+      if (o.prefix) raw.write(o.prefix);
+      if (!o.tls) {
+        raw.off("error", reject);
+        resolve(raw);
+        return;
+      }
+      const secure = tlsConnect({ socket: raw, rejectUnauthorized: false, servername: "localhost" });
+      secure.once("error", reject);
+      secure.once("secureConnect", () => {
+        secure.off("error", reject);
+        resolve(secure);
+      });
+    });
+  });
+}
+
 export class RtmpTestClient {
   /** Every byte the server sent after its S0+S1+S2. */
   private data = Buffer.alloc(0);
@@ -145,8 +181,8 @@ export class RtmpTestClient {
   }
 
   /** Opens a TCP connection and completes the plain (version 3) handshake. */
-  static async open(port: number, host = "127.0.0.1", timeoutMs = 5000): Promise<RtmpTestClient> {
-    const socket = createConnection({ host, port });
+  static async open(port: number, host = "127.0.0.1", timeoutMs = 5000, options: OpenOptions = {}): Promise<RtmpTestClient> {
+    const socket = await withTimeout(openSocket(port, { ...options, host }), timeoutMs, "the connection");
     socket.setNoDelay(true);
     const client = new RtmpTestClient(socket);
     const handshake = new Promise<void>((resolve, reject) => {
@@ -170,13 +206,11 @@ export class RtmpTestClient {
       const onClose = (): void => reject(new Error(`server closed the connection during the handshake (${client.error?.message ?? "no error"})`));
       socket.on("data", onData);
       socket.once("close", onClose);
-      socket.once("connect", () => {
-        const c1 = Buffer.alloc(HANDSHAKE_SIZE);
-        c1.writeUInt32BE(0, 0); // time
-        c1.writeUInt32BE(0, 4); // zero
-        randomBytes(HANDSHAKE_SIZE - 8).copy(c1, 8);
-        socket.write(Buffer.concat([Buffer.from([3]), c1]));
-      });
+      const c1 = Buffer.alloc(HANDSHAKE_SIZE);
+      c1.writeUInt32BE(0, 0); // time
+      c1.writeUInt32BE(0, 4); // zero
+      randomBytes(HANDSHAKE_SIZE - 8).copy(c1, 8);
+      socket.write(Buffer.concat([Buffer.from([3]), c1]));
     });
     try {
       await withTimeout(handshake, timeoutMs, "the RTMP handshake");
@@ -236,6 +270,26 @@ export class RtmpTestClient {
   write(bytes: Buffer): void {
     if (this.isClosed || this.socket.destroyed) throw new Error("the RTMP connection is closed");
     this.socket.write(bytes);
+  }
+
+  /**
+   * Sends raw bytes and resolves once the socket took them (backpressure: large attacks are streamed, not
+   * queued in this process); resolves early, with false, when the server closed the connection.
+   */
+  async send(bytes: Buffer): Promise<boolean> {
+    if (this.isClosed || this.socket.destroyed) return false;
+    if (this.socket.write(bytes)) return true;
+    return new Promise((resolve) => {
+      const done = (ok: boolean): void => {
+        this.socket.off("drain", onDrain);
+        this.socket.off("close", onClose);
+        resolve(ok);
+      };
+      const onDrain = (): void => done(true);
+      const onClose = (): void => done(false);
+      this.socket.once("drain", onDrain);
+      this.socket.once("close", onClose);
+    });
   }
 
   /** Sends an AMF0 command on chunk stream 3; returns the transaction id it used. */
