@@ -35,6 +35,8 @@ export function composeHaproxyConfig(host?: string): string {
     httpPort: DEFAULTS.http.port,
     nodes: composeNodes(host),
     statsSocket: null,
+    // the compose nodes run with BATON_RTMP_PROXYPROTOCOL=true: they cap and log the real publisher
+    proxyProtocol: true,
   });
 }
 

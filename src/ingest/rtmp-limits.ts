@@ -90,6 +90,17 @@ export class ParserGuard {
     if (stream.bytes > 0 && stream.header.fmt !== 3) {
       throw new RtmpLimitError("bad_chunk", `a type ${stream.header.fmt} chunk header in the middle of a message on chunk stream ${stream.header.cid}`);
     }
+    // types 0 and 1 declare a length: refused here, before the first payload byte arrives
+    if (stream.header.fmt <= 1) this.checkLength(stream);
+  }
+
+  private checkLength(stream: NmsChunkStream): void {
+    const { length, type } = stream.header;
+    const limit = this.limitFor(type);
+    if (length > limit) {
+      const when = this.published ? "" : " before a publish";
+      throw new RtmpLimitError("message_too_large", `a message of type ${type} declaring ${length} bytes (at most ${limit}${when})`);
+    }
   }
 
   private limitFor(type: number): number {
@@ -101,12 +112,8 @@ export class ParserGuard {
   /** Before a message's first payload byte: its declared length must fit, then it gets a buffer of its own. */
   private allocate(): void {
     const stream = this.rtmp.parserPacket;
-    const { length, type } = stream.header;
-    const limit = this.limitFor(type);
-    if (length > limit) {
-      const when = this.published ? "" : " before a publish";
-      throw new RtmpLimitError("message_too_large", `a message of type ${type} declaring ${length} bytes (at most ${limit}${when})`);
-    }
+    const length = stream.header.length;
+    this.checkLength(stream);
     if (stream.capacity >= length) return;
     // messages in progress on the other chunk streams: an encoder interleaves one large video frame with small ones
     let held = 0;

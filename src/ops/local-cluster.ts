@@ -21,8 +21,11 @@ export interface LocalClusterOptions {
 }
 
 /** Node i (from 1) listens on the configured ports plus i; the configured ports themselves are HAProxy's. */
-export function nodePorts(config: Config, i: number): { rtmpPort: number; httpPort: number; agentPort: number } {
-  return { rtmpPort: config.rtmp.port + i, httpPort: config.http.port + i, agentPort: config.agent.port + i };
+export function nodePorts(config: Config, i: number): { rtmpPort: number; httpPort: number; agentPort: number; rtmpsPort?: number } {
+  return {
+    rtmpPort: config.rtmp.port + i, httpPort: config.http.port + i, agentPort: config.agent.port + i,
+    ...(config.rtmps.port ? { rtmpsPort: config.rtmps.port + i } : {}),
+  };
 }
 
 const HOST = "127.0.0.1";
@@ -64,7 +67,7 @@ export class LocalCluster {
 
   private async startAll(): Promise<void> {
     const { config, dir } = this;
-    const ports = [config.rtmp.port, config.http.port, ...Array.from({ length: this.o.nodes }, (_, i) => Object.values(nodePorts(config, i + 1))).flat()];
+    const ports = [config.rtmp.port, config.http.port, ...(config.rtmps.port ? [config.rtmps.port] : []), ...Array.from({ length: this.o.nodes }, (_, i) => Object.values(nodePorts(config, i + 1))).flat()];
     for (const port of ports) {
       if (!(await isPortFree(HOST, port))) throw new Error(`port ${port} is in use: stop whatever holds it (is another baton running?)`);
     }
@@ -89,6 +92,7 @@ export class LocalCluster {
     const haproxyFile = join(dir, "haproxy.cfg");
     writeFileSync(haproxyFile, haproxyConfig({
       bind: HOST, rtmpPort: config.rtmp.port, httpPort: config.http.port, nodes: this.nodes, statsSocket: this.haproxySocket,
+      proxyProtocol: true, rtmpsPort: config.rtmps.port,
     }));
     this.haproxy = startHaproxy(haproxyFile, { logFile: join(dir, "logs", "haproxy.log"), ownGroup: true });
     await waitForPort(HOST, config.http.port, 10000, this.haproxy).catch((error: Error) => {
@@ -97,10 +101,14 @@ export class LocalCluster {
   }
 
   private launch(node: BalancedNode, delay: number): void {
-    const env = nodeEnv({
-      ...node, redisUrl: this.redisUrl, spoolDir: join(this.dir, "spool", node.id),
-      publishSecret: this.secret, sessionSecret: this.sessionsSecret, adminToken: this.adminToken,
-    });
+    const env = nodeEnv(
+      {
+        ...node, redisUrl: this.redisUrl, spoolDir: join(this.dir, "spool", node.id),
+        publishSecret: this.secret, sessionSecret: this.sessionsSecret, adminToken: this.adminToken,
+      },
+      // HAProxy names each publisher in a PROXY header, so the nodes' connection caps count publishers, not it
+      { rtmp: { proxyProtocol: true }, rtmps: { port: node.rtmpsPort ?? 0 } },
+    );
     const [command, args] = nodeCommand(["node"]);
     const p = startProcess(node.id, command, args, {
       env,
@@ -205,6 +213,7 @@ export async function runLocalCluster(o: LocalClusterOptions): Promise<void> {
       "",
       `  Push (ffmpeg):  ${push}`,
       `  Push (OBS):     server rtmp://${host}:${config.rtmp.port}/live   stream key ${key}`,
+      ...(config.rtmps.port ? [`  Push (RTMPS):   ${push.replace(`rtmp://${host}:${config.rtmp.port}/`, `rtmps://${host}:${config.rtmps.port}/`)}`] : []),
       `  Watch (HLS):    http://${host}:${config.http.port}/live/${stream}/index.m3u8`,
       "",
       `  Player page:    http://${host}:${config.http.port}/watch/${stream}`,

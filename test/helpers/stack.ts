@@ -67,6 +67,10 @@ export async function startTestRedis(options: { persistent?: boolean } = {}): Pr
 export interface TestNode {
   id: string;
   rtmpPort: number;
+  /** 0 unless started with `rtmps`. */
+  rtmpsPort: number;
+  /** Started with rtmp.proxyProtocol (BATON_RTMP_PROXYPROTOCOL=true): HAProxy must send it the header. */
+  proxyProtocol: boolean;
   httpPort: number;
   agentPort: number;
   proc: Managed;
@@ -83,6 +87,8 @@ export interface NodeOptions {
   prefix: string;
   id?: string;
   env?: Record<string, string>;
+  /** An RTMPS listener on a free port with this certificate and key (PEM files). */
+  rtmps?: { cert: string; key: string };
 }
 
 export function testPrefix(): string {
@@ -91,6 +97,7 @@ export function testPrefix(): string {
 
 export async function startTestNode(o: NodeOptions): Promise<TestNode> {
   const [rtmpPort, httpPort, agentPort] = [await freePort(), await freePort(), await freePort()];
+  const rtmpsPort = o.rtmps ? await freePort() : 0;
   const id = o.id ?? `n-${randomBytes(3).toString("hex")}`;
   const dir = tempDir(id);
   const env: Record<string, string> = {
@@ -102,6 +109,7 @@ export async function startTestNode(o: NodeOptions): Promise<TestNode> {
       { redis: { prefix: o.prefix }, transcode: { preset: "ultrafast", ladder: TEST_LADDER }, hls: { segmentDuration: 1 }, log: { level: "debug" } },
     ),
     BATON_STATE_DIR: join(dir, "state"),
+    ...(o.rtmps ? { BATON_RTMPS_PORT: String(rtmpsPort), BATON_RTMPS_CERT: o.rtmps.cert, BATON_RTMPS_KEY: o.rtmps.key } : {}),
     ...o.env,
   };
   const lines: string[] = [];
@@ -121,7 +129,7 @@ export async function startTestNode(o: NodeOptions): Promise<TestNode> {
   started.push(proc);
   await waitForPort(HOST, httpPort, 20000, proc);
   return {
-    id, rtmpPort, httpPort, agentPort, proc, lines,
+    id, rtmpPort, rtmpsPort, httpPort, agentPort, proc, lines, proxyProtocol: env.BATON_RTMP_PROXYPROTOCOL === "true",
     http: (path) => `http://${HOST}:${httpPort}${path}`,
     rtmp: (streamId, token = makePublishToken(SECRET, streamId, 3600)) => `rtmp://${HOST}:${rtmpPort}/live/${streamId}?token=${token}`,
     waitForLog(pattern, timeoutMs = 20000) {
@@ -176,6 +184,8 @@ export async function get(url: string): Promise<{ status: number; text: string; 
 
 export interface TestHaproxy {
   rtmpPort: number;
+  /** 0 unless every node has an RTMPS port. */
+  rtmpsPort: number;
   httpPort: number;
   configFile: string;
   proc: Managed;
@@ -183,20 +193,26 @@ export interface TestHaproxy {
   rtmp(streamId: string): string;
 }
 
-/** HAProxy in front of test nodes, with the configuration baton generates. */
+/**
+ * HAProxy in front of test nodes, with the configuration baton generates: the PROXY protocol to nodes started
+ * with rtmp.proxyProtocol (all or none), an RTMPS frontend when every node has an RTMPS port.
+ */
 export async function startTestHaproxy(nodes: TestNode[]): Promise<TestHaproxy> {
+  const proxyProtocol = nodes.every((n) => n.proxyProtocol);
+  if (!proxyProtocol && nodes.some((n) => n.proxyProtocol)) throw new Error("some nodes expect the PROXY protocol and some do not");
   const [rtmpPort, httpPort] = [await freePort(), await freePort()];
+  const rtmpsPort = nodes.every((n) => n.rtmpsPort > 0) ? await freePort() : 0;
   const dir = tempDir("haproxy");
   const configFile = join(dir, "haproxy.cfg");
   writeFileSync(configFile, haproxyConfig({
-    bind: HOST, rtmpPort, httpPort, statsSocket: join(dir, "stats.sock"),
-    nodes: nodes.map((n) => ({ id: n.id, host: HOST, rtmpPort: n.rtmpPort, httpPort: n.httpPort, agentPort: n.agentPort })),
+    bind: HOST, rtmpPort, httpPort, statsSocket: join(dir, "stats.sock"), proxyProtocol, rtmpsPort,
+    nodes: nodes.map((n) => ({ id: n.id, host: HOST, rtmpPort: n.rtmpPort, rtmpsPort: n.rtmpsPort, httpPort: n.httpPort, agentPort: n.agentPort })),
   }));
   const proc = startProcess("haproxy", "haproxy", ["-db", "-f", configFile]);
   started.push(proc);
   await waitForPort(HOST, httpPort, 10000, proc);
   return {
-    rtmpPort, httpPort, configFile, proc,
+    rtmpPort, rtmpsPort, httpPort, configFile, proc,
     http: (path) => `http://${HOST}:${httpPort}${path}`,
     rtmp: (streamId) => `rtmp://${HOST}:${rtmpPort}/live/${streamId}?token=${makePublishToken(SECRET, streamId, 3600)}`,
   };

@@ -180,12 +180,29 @@ describe("deployment files", () => {
         const config = nodeConfig(composeEnv(service(name), name));
         return { id: config.node.id, host: host ?? name, rtmpPort: config.rtmp.port, httpPort: config.http.port, agentPort: config.agent.port };
       });
+    /** The nodes' rtmp.proxyProtocol, which must be one value: HAProxy sends the header to all of them or none. */
+    const proxyProtocol = (): boolean => {
+      const values = new Set(nodeNames.map((name) => nodeConfig(composeEnv(service(name), name)).rtmp.proxyProtocol));
+      assert.equal(values.size, 1, "the compose nodes disagree on BATON_RTMP_PROXYPROTOCOL");
+      return [...values][0] === true;
+    };
     const generated = (host?: string): string =>
-      haproxyConfig({ bind: "0.0.0.0", rtmpPort: DEFAULTS.rtmp.port, httpPort: DEFAULTS.http.port, nodes: balanced(host), statsSocket: null });
+      haproxyConfig({
+        bind: "0.0.0.0", rtmpPort: DEFAULTS.rtmp.port, httpPort: DEFAULTS.http.port, nodes: balanced(host), statsSocket: null, proxyProtocol: proxyProtocol(),
+      });
 
     it("is what haproxyConfig generates for the compose nodes", () => {
       assert.equal(read("deploy/docker/haproxy.cfg"), generated(), "stale: run node --import tsx scripts/gen-deploy.ts");
       assert.equal(composeHaproxyConfig(), generated());
+    });
+
+    it("sends the PROXY protocol to the nodes' RTMP ports, which expect it and trust HAProxy's address", () => {
+      assert.ok(proxyProtocol(), "BATON_RTMP_PROXYPROTOCOL is not true on the compose nodes");
+      const rtmpServers = read("deploy/docker/haproxy.cfg").split("\n").filter((l) => /^\s+server node-\d+ node-\d+:1935 /.test(l));
+      assert.equal(rtmpServers.length, nodeNames.length);
+      for (const line of rtmpServers) assert.match(line, / send-proxy-v2$/);
+      for (const line of read("deploy/docker/haproxy.cfg").split("\n").filter((l) => /:8080 /.test(l))) assert.doesNotMatch(line, /send-proxy/);
+      for (const name of nodeNames) assert.deepEqual(nodeConfig(composeEnv(service(name), name)).http.trustedProxies, ["*"]);
     });
 
     it("scripts/gen-deploy.ts --check agrees", () => {
