@@ -72,13 +72,15 @@ export class ConnectionCounts {
   }
 }
 
-/** Lines logged per second before the rest of that second's refusals are only counted. */
+/** Lines logged per second and reason before the rest of that second's refusals are only counted. */
 const LINES_PER_SECOND = 10;
 
-/** Refusals logged at warn with the remote and the reason, at most LINES_PER_SECOND a second plus one summary. */
+/**
+ * Refusals logged at warn with the remote and the reason: up to LINES_PER_SECOND a second for each reason (a
+ * flood of one kind hides no other), the rest summed in one line a second later.
+ */
 export class RefusalLog {
-  private windowStart = 0;
-  private logged = 0;
+  private readonly windows = new Map<RtmpCloseReason, { start: number; lines: number }>();
   private readonly suppressed = new Map<RtmpCloseReason, number>();
   private timer: NodeJS.Timeout | null = null;
 
@@ -86,12 +88,13 @@ export class RefusalLog {
 
   refused(reason: RtmpCloseReason, remote: string, detail: string): void {
     const now = Date.now();
-    if (now - this.windowStart >= 1000) {
-      this.windowStart = now;
-      this.logged = 0;
+    let window = this.windows.get(reason);
+    if (!window || now - window.start >= 1000) {
+      window = { start: now, lines: 0 };
+      this.windows.set(reason, window);
     }
-    if (this.logged < LINES_PER_SECOND) {
-      this.logged++;
+    if (window.lines < LINES_PER_SECOND) {
+      window.lines++;
       this.log.warn("RTMP connection refused", { remote, reason, detail });
       return;
     }

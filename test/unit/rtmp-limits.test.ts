@@ -182,15 +182,17 @@ describe("ConnectionCounts", () => {
 });
 
 describe("RefusalLog", () => {
-  it("writes ten lines a second, then one line counting the rest by reason", () => {
+  it("writes ten lines a second per reason, then one line counting the rest by reason", () => {
     const lines: [string, Fields | undefined][] = [];
     const log = { warn: (message: string, fields?: Fields) => lines.push([message, fields]) } as unknown as Logger;
     const refusals = new RefusalLog(log);
-    for (let i = 0; i < 25; i++) refusals.refused(i % 2 ? "too_many_connections" : "bad_amf", `192.0.2.1:${i}`, "x");
-    assert.equal(lines.length, 10);
+    for (let i = 0; i < 30; i++) refusals.refused("bad_amf", `192.0.2.1:${i}`, "x");
+    for (let i = 0; i < 12; i++) refusals.refused("too_many_connections", `192.0.2.2:${i}`, "y");
+    assert.equal(lines.length, 20, "a flood of one reason hides the other");
     assert.deepEqual(lines[0], ["RTMP connection refused", { remote: "192.0.2.1:0", reason: "bad_amf", detail: "x" }]);
+    assert.deepEqual(lines[10], ["RTMP connection refused", { remote: "192.0.2.2:0", reason: "too_many_connections", detail: "y" }]);
     refusals.close();
-    assert.equal(lines.length, 11);
-    assert.deepEqual(lines[10], ["RTMP connections refused without a line each", { count: 15, too_many_connections: 7, bad_amf: 8 }]);
+    assert.equal(lines.length, 21);
+    assert.deepEqual(lines[20], ["RTMP connections refused without a line each", { count: 22, bad_amf: 20, too_many_connections: 2 }]);
   });
 });
