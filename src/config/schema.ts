@@ -25,6 +25,8 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
   http: {
     port: PORT,
     trustedProxies: { kind: "list", pattern: /^(\*|[0-9a-fA-F.:]{2,45})$/, expected: "a list of IP addresses, or [\"*\"]" },
+    maxConnections: { kind: "int", min: 1, max: 1000000 },
+    maxConnectionsPerAddress: { kind: "int", min: 1, max: 1000000 },
   },
   agent: { port: PORT },
   redis: {
@@ -49,6 +51,7 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
   admin: {
     token: { kind: "string", pattern: /^([\x21-\x7e]{16,256})?$/, expected: "empty, or 16 to 256 printable characters without spaces" },
     restartCommand: { kind: "argv" },
+    openOps: { kind: "bool" },
   },
   drain: {
     deadline: { kind: "number", min: 1, max: 3600 },
