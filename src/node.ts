@@ -180,6 +180,14 @@ export class BatonNode {
       publishers: [...this.owners.values()].map((o) => ({ stream: o.streamId, epoch: o.claim?.epoch ?? null })),
       websockets: this.channel.size,
       http: { inFlight: this.http.inFlight, openSockets: this.http.openSockets },
+      // what requests can make a node hold, each bounded (the hostile-input tests read these)
+      held: {
+        timelines: this.http.timelines.size,
+        viewersTracked: this.http.viewers.size,
+        segmentCacheBytes: this.http.segments.bytes,
+        heapUsedBytes: process.memoryUsage().heapUsed,
+        rssBytes: process.memoryUsage.rss(),
+      },
       redis: this.store.ready ? "up" : "down",
       lastDrain: this.drainer.last,
     };

@@ -15,7 +15,8 @@ const AGENTS_PER_ADDRESS = 8;
 
 export class ViewerTracker {
   private readonly streams = new Map<string, Map<string, number>>();
-  private readonly agents = new Map<string, Set<string>>();
+  /** Per stream and address: the user agents counted, with when each was last seen. */
+  private readonly agents = new Map<string, Map<string, number>>();
   private tracked = 0;
   private readonly overflow = new Map<string, number>();
 
@@ -40,10 +41,13 @@ export class ViewerTracker {
     const agent = createHash("sha1").update(userAgent).digest("base64").slice(0, 12);
     const at = `${streamId}|${address}`;
     let agents = this.agents.get(at);
-    if (!agents) this.agents.set(at, (agents = new Set()));
-    // past the few agents an address may have, more count as the last one seen
-    if (agents.size < AGENTS_PER_ADDRESS) agents.add(agent);
-    else if (!agents.has(agent)) return `a:${address}|*`;
+    if (!agents) {
+      if (this.agents.size >= MAX_TRACKED) return `a:${address}|*`;
+      this.agents.set(at, (agents = new Map()));
+    }
+    // past the few agents an address may have, more count as one
+    if (agents.size >= AGENTS_PER_ADDRESS && !agents.has(agent)) return `a:${address}|*`;
+    agents.set(agent, Date.now());
     return `a:${address}|${agent}`;
   }
 
@@ -59,8 +63,10 @@ export class ViewerTracker {
       if (viewers.size === 0) this.streams.delete(streamId);
     }
     for (const [streamId, at] of this.overflow) if (at < cutoff) this.overflow.delete(streamId);
-    // the agent sets are rebuilt from live traffic: a quiet address forgets its agents with its viewers
-    this.agents.clear();
+    for (const [at, agents] of this.agents) {
+      for (const [agent, seen] of agents) if (seen < cutoff) agents.delete(agent);
+      if (agents.size === 0) this.agents.delete(at);
+    }
   }
 
   /** Viewers per stream seen in the window (a stream over the ceiling counts what fit, plus one). */
