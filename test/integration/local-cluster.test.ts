@@ -139,3 +139,44 @@ describe("local cluster: npm start", function () {
     assert.ok(await isPortFree(HOST, Number(env.BATON_HTTP_PORT)));
   });
 });
+
+describe("local cluster: a closed terminal or a killed launcher leaves nothing behind", function () {
+  this.timeout(120000);
+  after(stopAll);
+
+  const startLauncher = async (env: NodeJS.ProcessEnv, output: string[]): Promise<Managed> => {
+    const [command, args] = nodeCommand(["start", "--nodes", "1"]);
+    const launcher = startProcess("launcher", command, args, { env, onLine: (line) => output.push(line) });
+    await waitFor("the cluster to be up", () => (output.some((l) => /Push \(ffmpeg\):/.test(l)) ? true : undefined), 60000);
+    return launcher;
+  };
+
+  it("SIGHUP (the terminal closed) stops Redis, the nodes and HAProxy, as Ctrl-C does", async () => {
+    const env = await localClusterEnv(1);
+    const output: string[] = [];
+    const launcher = await startLauncher(env, output);
+    const pids = descendants(launcher.child.pid!);
+    assert.ok(pids.length >= 3, `redis, a node and haproxy are running: ${pids.join(",")}`);
+    launcher.child.kill("SIGHUP");
+    assert.equal((await launcher.exited).code, 0);
+    assert.deepEqual(pids.filter(alive), [], "no process of the local cluster is left");
+    assert.ok(await isPortFree(HOST, Number(env.BATON_HTTP_PORT)));
+    assert.ok(await isPortFree(HOST, Number(env.BATON_RTMP_PORT)));
+  });
+
+  it("after a launcher killed outright, the next start stops what it left and starts", async () => {
+    const env = await localClusterEnv(1);
+    const first: string[] = [];
+    const launcher = await startLauncher(env, first);
+    const pids = descendants(launcher.child.pid!);
+    launcher.child.kill("SIGKILL");
+    await launcher.exited;
+    assert.ok(pids.some(alive), "a killed launcher cannot stop its children itself");
+    const second: string[] = [];
+    const next = await startLauncher(env, second);
+    assert.ok(second.some((l) => /stopped what a previous run left running: .*redis-server/.test(l)), second.join("\n"));
+    assert.deepEqual(pids.filter(alive), [], "what the first launcher left is gone");
+    next.child.kill("SIGINT");
+    assert.equal((await next.exited).code, 0);
+  });
+});
