@@ -17,6 +17,7 @@ import { VERSION } from "./version.ts";
 import type { Config } from "./config/defaults.ts";
 import { adminToken, publishSecret, sessionSecret } from "./config/state-dir.ts";
 import { DeliveryServer } from "./delivery/http.ts";
+import { ClientAddresses } from "./delivery/client-address.ts";
 import { errorMessage } from "./errors.ts";
 import { admitPublish } from "./ingest/admission.ts";
 import { RtmpIngest, type PublisherConnection } from "./ingest/rtmp-server.ts";
@@ -87,12 +88,16 @@ export class BatonNode {
     this.http = new DeliveryServer({
       port: config.http.port,
       bind: config.node.bind,
+      maxConnections: config.http.maxConnections,
+      maxConnectionsPerAddress: config.http.maxConnectionsPerAddress,
+      addresses: new ClientAddresses(config.http.trustedProxies),
       store: this.store,
       segmentCacheBytes: config.hls.segmentCacheBytes,
       log: log.child("http"),
       metrics: this.metrics,
       readiness: { ready: () => this.readiness() },
       sessions,
+      opsToken: config.admin.openOps ? null : adminToken(config),
     });
     this.channel = new ViewerChannel(sessions, this.http.timelines, config.sessions.maxReportsPerSecond, this.metrics, log.child("ws"));
     this.http.onUpgrade((req, socket, head) => this.channel.upgrade(req, socket, head));
@@ -111,7 +116,12 @@ export class BatonNode {
         rtmpUrl: `rtmp://${host}:${this.ingest.port}/live`,
         version: VERSION,
         startedAt: this.startedAt,
-        load: { publishers: this.owners.size, viewers: this.http.viewers.counts(), readyChecks: this.http.readyChecks },
+        load: {
+          publishers: this.owners.size,
+          viewers: this.http.viewers.counts(),
+          readyChecks: this.http.readyChecks,
+          transcoders: Object.fromEntries([...this.owners].flatMap(([id, o]) => (o.speed === null ? [] : [[id, Math.round(o.speed * 100) / 100]]))),
+        },
       }),
       log.child("registry"),
     );
@@ -159,8 +169,9 @@ export class BatonNode {
   /** Runs an admin command that arrived for this node through Redis. */
   command(command: AdminCommand): void {
     if (command.node !== this.id) return;
-    if (command.action === "drain") void this.drain(`admin request through ${command.via}`, { exit: command.exit === true });
-    else if (command.action === "undrain") void this.undrain();
+    const failed = (error: unknown): void => this.log.error("admin command failed", { action: command.action, error: errorMessage(error) });
+    if (command.action === "drain") this.drain(`admin request through ${command.via}`, { exit: command.exit === true }).catch(failed);
+    else if (command.action === "undrain") this.undrain().catch(failed);
   }
 
   get state(): NodeState {
@@ -177,6 +188,14 @@ export class BatonNode {
       websockets: this.channel.size,
       rtmp: { connections: this.ingest.counts.open },
       http: { inFlight: this.http.inFlight, openSockets: this.http.openSockets },
+      // what requests can make a node hold, each bounded (the hostile-input tests read these)
+      held: {
+        timelines: this.http.timelines.size,
+        viewersTracked: this.http.viewers.size,
+        segmentCacheBytes: this.http.segments.bytes,
+        heapUsedBytes: process.memoryUsage().heapUsed,
+        rssBytes: process.memoryUsage.rss(),
+      },
       redis: this.store.ready ? "up" : "down",
       lastDrain: this.drainer.last,
     };
@@ -268,9 +287,18 @@ export class BatonNode {
       this.metrics.publishers.set(this.owners.size);
     };
     owner.on("closed", forget);
-    void owner.start().then((accepted) => {
-      if (!accepted) forget();
-    });
+    owner
+      .start()
+      .then((accepted) => {
+        if (!accepted) forget();
+      })
+      .catch((error: unknown) => {
+        // one stream's failure ends that stream, never the node
+        this.log.error("stream failed to start", { stream: connection.streamId, error: errorMessage(error) });
+        this.metrics.streamFailures.inc({ reason: "start_failed" });
+        connection.close("stream failed to start");
+        void owner.close("stream failed to start").finally(forget);
+      });
   }
 
   /** Stops everything this node started: publishers (flushing their last segments), listeners, Redis. */

@@ -43,6 +43,8 @@ export interface OwnerOptions {
 export class StreamOwner extends TypedEmitter<OwnerEvents> {
   readonly streamId: string;
   claim: Claim | null = null;
+  /** The transcoder's last measured speed (media seconds per second; below 1 it falls behind), or null. */
+  speed: number | null = null;
   private job: TranscodeJob | null = null;
   private readonly early: AVPacket[] = [];
   private queue: SegmentGroupOut[] = [];
@@ -175,6 +177,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     job.reportListenerErrors((event, error) => this.log.error("job listener failed", { event, error: errorMessage(error) }));
     job.on("group", (group) => this.enqueue(group));
     job.on("progress", ({ speed, fps }) => {
+      this.speed = speed;
       metrics.transcoderSpeed.set({ stream: this.streamId }, speed);
       metrics.transcoderFps.set({ stream: this.streamId }, fps);
       if (speed < 0.9) this.log.warn("transcoder slower than real time", { stream: this.streamId, speed: speed.toFixed(2) });
@@ -183,6 +186,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     job.on("dropped", (bytes) => metrics.transcoderInputDropped.inc(bytes));
     job.on("failed", (reason) => {
       this.log.error("transcoding failed; dropping the publisher", { stream: this.streamId, reason });
+      metrics.streamFailures.inc({ reason: "transcode_failed" });
       connection.close("transcoding failed");
     });
     this.log.info("transcoding", { stream: this.streamId, renditions: renditions.map((r) => `${r.name}:${r.width}x${r.height}`).join(",") });
@@ -273,7 +277,14 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
    */
   close(reason: string, flushMs = 10000): Promise<void> {
     // assigned before shutdown runs: closing the connection inside it calls close() again
-    this.closing ??= Promise.resolve().then(() => this.shutdown(reason, flushMs));
+    this.closing ??= Promise.resolve()
+      .then(() => this.shutdown(reason, flushMs))
+      .catch((error: unknown) => {
+        // a close must end the stream whatever failed on the way: the node forgets it and stays up
+        this.log.error("stream close failed", { stream: this.streamId, error: errorMessage(error) });
+        this.emit("closed", reason);
+        this.removeAllListeners();
+      });
     return this.closing;
   }
 

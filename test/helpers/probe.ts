@@ -3,11 +3,11 @@
 import assert from "node:assert/strict";
 import type { Socket } from "node:net";
 import { openSocket, RtmpTestClient, type OpenOptions } from "./rtmp-client.ts";
-import { ADMIN_TOKEN, get, type TestNode } from "./stack.ts";
+import { ADMIN, get, type TestNode } from "./stack.ts";
 
 /** A sample's value from /metrics: the first series of `name` whose labels include every `labels` pair. */
 export async function metric(node: TestNode, name: string, labels: Record<string, string> = {}): Promise<number | undefined> {
-  const response = await get(node.http("/metrics"));
+  const response = await get(node.http("/metrics"), ADMIN);
   assert.equal(response.status, 200);
   const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
   const line = response.text.split("\n").find((l) => (l.startsWith(`${name}{`) || l.startsWith(`${name} `)) && wanted.every((w) => l.includes(w)));
@@ -26,7 +26,7 @@ export interface NodeStatus {
 }
 
 export async function adminStatus(node: TestNode): Promise<NodeStatus> {
-  const response = await fetch(node.http("/admin/status"), { headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, signal: AbortSignal.timeout(10000) });
+  const response = await fetch(node.http("/admin/status"), { headers: ADMIN, signal: AbortSignal.timeout(10000) });
   assert.equal(response.status, 200);
   return (await response.json()) as NodeStatus;
 }
