@@ -85,7 +85,10 @@ const sps = require("node-media-server/src/protocol/sps_info.js") as {
 export const nmsLogger = require("node-media-server/src/core/logger.js") as NmsLogger;
 
 export function createRtmpProtocol(): NmsRtmp {
-  return new Rtmp();
+  const rtmp = new Rtmp();
+  // its constructor makes an FLV parser, with a 1 MiB buffer, that the RTMP parser never uses
+  (rtmp as NmsRtmp & { flv: unknown }).flv = null;
+  return rtmp;
 }
 
 /** The parser's own (unhooked) steps, for a hook to call. */
