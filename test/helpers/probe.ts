@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import type { Socket } from "node:net";
 import { openSocket, RtmpTestClient, type OpenOptions } from "./rtmp-client.ts";
-import { ADMIN, get, type TestNode } from "./stack.ts";
+import { ADMIN, get, waitFor, type TestNode } from "./stack.ts";
 
 /** A sample's value from /metrics: the first series of `name` whose labels include every `labels` pair. */
 export async function metric(node: TestNode, name: string, labels: Record<string, string> = {}): Promise<number | undefined> {
@@ -81,4 +81,13 @@ export async function inParallel<T>(items: T[], width: number, task: (item: T) =
   await Promise.all(Array.from({ length: width }, async () => {
     for (let item = queue.shift(); item !== undefined; item = queue.shift()) await task(item);
   }));
+}
+
+/** Waits until the stream's first rendition lists a segment: admitted, transcoded, published. */
+export async function playing(node: TestNode, id: string, timeoutMs = 40000): Promise<void> {
+  await waitFor(`a segment of ${id}`, async () => {
+    const master = await get(node.http(`/live/${id}/index.m3u8`));
+    const rendition = master.status === 200 ? master.text.split("\n").find((l) => /^[a-z0-9_-]+\/index\.m3u8/.test(l)) : undefined;
+    return rendition && (await get(node.http(`/live/${id}/${rendition}`))).text.includes("#EXTINF") ? true : undefined;
+  }, timeoutMs, 200);
 }

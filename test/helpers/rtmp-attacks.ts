@@ -72,6 +72,16 @@ function amfArg(value: number | boolean | string): Buffer {
   return Buffer.from([0x01, value ? 1 : 0]);
 }
 
+/** A PROXY protocol v2 header (PROXY command, TCP over IPv4) naming `source:port` as the client. */
+export function proxyV2Header(source: string, port: number, destination = "127.0.0.1"): Buffer {
+  const block = Buffer.alloc(12);
+  Buffer.from(source.split(".").map(Number)).copy(block, 0);
+  Buffer.from(destination.split(".").map(Number)).copy(block, 4);
+  block.writeUInt16BE(port, 8);
+  block.writeUInt16BE(1935, 10);
+  return Buffer.concat([Buffer.from("0d0a0d0a000d0a515549540a2111000c", "hex"), block]);
+}
+
 // ---- seeded random hostile input ------------------------------------------------------------------------
 
 /** mulberry32: small, fast, and the same sequence for the same seed, so a failing case can be replayed. */

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { makePublishToken } from "../../src/ingest/token.ts";
 import { MAX_CHUNK_STREAMS } from "../../src/ingest/rtmp-limits.ts";
-import { adminStatus, inParallel, memory, metric, openUntilRefused, refused, sendAndWatch } from "../helpers/probe.ts";
+import { adminStatus, inParallel, memory, metric, openUntilRefused, playing, refused, sendAndWatch } from "../helpers/probe.ts";
 import { connectObject, RtmpTestClient } from "../helpers/rtmp-client.ts";
 import {
   MAX_MESSAGE, TYPE_AMF0_COMMAND, TYPE_VIDEO, message, random, randomSession, setChunkSize, strictArrayConnect, type0Header,
@@ -49,15 +49,6 @@ async function during(node: TestNode, attack: () => Promise<void>): Promise<{ la
 function assertResponsive(result: { lagMax: number; health: number[] }): void {
   assert.ok(result.lagMax < 1, `the event loop stalled ${result.lagMax.toFixed(3)} s`);
   assert.ok(result.health.length > 0 && result.health.every((s) => s === 200), `/healthz during the attack: ${result.health.join(",")}`);
-}
-
-/** Waits until the stream's first rendition lists a segment. */
-async function playing(node: TestNode, id: string): Promise<void> {
-  await waitFor(`a segment of ${id}`, async () => {
-    const master = await get(node.http(`/live/${id}/index.m3u8`));
-    const rendition = master.status === 200 ? master.text.split("\n").find((l) => /^[a-z0-9_-]+\/index\.m3u8/.test(l)) : undefined;
-    return rendition && (await get(node.http(`/live/${id}/${rendition}`))).text.includes("#EXTINF") ? true : undefined;
-  }, 40000, 200);
 }
 
 describe("RTMP ingest under hostile input", function () {

@@ -4,24 +4,14 @@
 // checks (to the HTTP port) keep the node in rotation, and a real ffmpeg publish through HAProxy works.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { adminStatus, refused, sendAndWatch } from "../helpers/probe.ts";
+import { adminStatus, playing, refused, sendAndWatch } from "../helpers/probe.ts";
+import { proxyV2Header } from "../helpers/rtmp-attacks.ts";
 import { connectObject, RtmpTestClient, openSocket, type OpenOptions } from "../helpers/rtmp-client.ts";
 import { get, HOST, publish, startTestHaproxy, startTestNode, startTestRedis, stopAll, tempDir, testPrefix, waitFor, type TestHaproxy, type TestNode } from "../helpers/stack.ts";
 import { selfSignedCertificate } from "../helpers/tls.ts";
 
 const PER_ADDRESS = 4;
 const DEADLINE_SECONDS = 3;
-
-/** A PROXY v2 header for TCP over IPv4 from `source`. */
-function proxyV2(source: string, port: number): Buffer {
-  const header = Buffer.from("0d0a0d0a000d0a515549540a2111000c", "hex");
-  const block = Buffer.alloc(12);
-  Buffer.from(source.split(".").map(Number)).copy(block, 0);
-  Buffer.from([127, 0, 0, 1]).copy(block, 4);
-  block.writeUInt16BE(port, 8);
-  block.writeUInt16BE(1935, 10);
-  return Buffer.concat([header, block]);
-}
 
 const handshake = (): Buffer => Buffer.concat([Buffer.from([3]), randomBytes(3072)]);
 
@@ -95,7 +85,7 @@ describe("RTMP ingest behind HAProxy with the PROXY protocol", function () {
     assert.ok(await sendAndWatch(node.rtmpPort, Buffer.concat([Buffer.from("PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n"), handshake()]), 5000));
     assert.equal(await refused(node, "bad_proxy_header"), bad + 1);
     const untrusted = await refused(node, "untrusted_proxy");
-    assert.ok(await sendAndWatch(node.rtmpPort, Buffer.concat([proxyV2("198.51.100.7", 4000), handshake()]), 5000, { localAddress: "127.0.0.9" }));
+    assert.ok(await sendAndWatch(node.rtmpPort, Buffer.concat([proxyV2Header("198.51.100.7", 4000), handshake()]), 5000, { localAddress: "127.0.0.9" }));
     assert.equal(await refused(node, "untrusted_proxy"), untrusted + 1);
     await node.waitForLog(/RTMP connection refused.* remote=127\.0\.0\.9:\d+ reason=untrusted_proxy/, 5000);
   });
@@ -111,7 +101,7 @@ describe("RTMP ingest behind HAProxy with the PROXY protocol", function () {
     const before = await refused(node, "handshake_timeout");
     const started = Date.now();
     const silent = await openSocket(lb.rtmpPort, { localAddress: "127.0.0.6" });
-    const trickle = await openSocket(node.rtmpPort, { prefix: proxyV2("198.51.100.9", 1) });
+    const trickle = await openSocket(node.rtmpPort, { prefix: proxyV2Header("198.51.100.9", 1) });
     const idle = await RtmpTestClient.open(lb.rtmpPort, HOST, 5000, { localAddress: "127.0.0.7" });
     clients.push(idle);
     idle.connect(connectObject(HOST, lb.rtmpPort));
@@ -142,11 +132,7 @@ describe("RTMP ingest behind HAProxy with the PROXY protocol", function () {
     const id = `lb-${randomBytes(3).toString("hex")}`;
     const ffmpeg = publish(lb.rtmp(id));
     try {
-      await waitFor(`a segment of ${id}`, async () => {
-        const master = await get(node.http(`/live/${id}/index.m3u8`));
-        const rendition = master.status === 200 ? master.text.split("\n").find((l) => /^[a-z0-9_-]+\/index\.m3u8/.test(l)) : undefined;
-        return rendition && (await get(node.http(`/live/${id}/${rendition}`))).text.includes("#EXTINF") ? true : undefined;
-      }, 40000, 200);
+      await playing(node, id);
       assert.equal(ffmpeg.child.exitCode, null);
     } finally {
       ffmpeg.child.kill("SIGKILL");

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { checkAmf0, MAX_AMF_DEPTH, MAX_AMF_VALUES } from "../../src/ingest/amf-check.ts";
 import { parseProxyHeader, PROXY_HEADER_MAX, type ProxyHeader } from "../../src/ingest/proxy-protocol.ts";
 import { amfNull, amfNumber, amfObject, amfString } from "../helpers/rtmp-client.ts";
-import { amfStrictArray, strictArrayConnect } from "../helpers/rtmp-attacks.ts";
+import { amfStrictArray, proxyV2Header, strictArrayConnect } from "../helpers/rtmp-attacks.ts";
 
 /** An ECMA array (onMetaData's body): marker, a count, then an object's properties. */
 function ecmaArray(count: number, properties: Record<string, Buffer>): Buffer {
@@ -73,14 +73,8 @@ function v2(command: number, familyTransport: number, body: Buffer): Buffer {
   return Buffer.concat([SIGNATURE, head, body]);
 }
 
-function ipv4Block(source: string, sourcePort: number): Buffer {
-  const block = Buffer.alloc(12);
-  Buffer.from(source.split(".").map(Number)).copy(block, 0);
-  Buffer.from([10, 0, 0, 1]).copy(block, 4);
-  block.writeUInt16BE(sourcePort, 8);
-  block.writeUInt16BE(1935, 10);
-  return block;
-}
+/** The address block of a v2 header for TCP over IPv4 (what follows the 16-byte header). */
+const ipv4Block = (source: string, sourcePort: number): Buffer => proxyV2Header(source, sourcePort, "10.0.0.1").subarray(16);
 
 function ipv6Block(source: Buffer, sourcePort: number): Buffer {
   const block = Buffer.alloc(36);
@@ -95,6 +89,7 @@ const done = (length: number, address: string | null, port = 0): ProxyHeader => 
 describe("parseProxyHeader", () => {
   it("reads a v2 header for TCP over IPv4, leaving what follows", () => {
     const header = v2(1, 0x11, ipv4Block("203.0.113.7", 50123));
+    assert.ok(header.equals(proxyV2Header("203.0.113.7", 50123, "10.0.0.1")));
     assert.deepEqual(parseProxyHeader(Buffer.concat([header, Buffer.from([3, 1, 2])])), done(28, "203.0.113.7", 50123));
   });
 
