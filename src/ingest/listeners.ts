@@ -5,6 +5,7 @@ import { createServer, isIP, type Server, type Socket } from "node:net";
 import { Duplex } from "node:stream";
 import { TLSSocket, type SecureContext } from "node:tls";
 import { errorMessage } from "../errors.ts";
+import type { Logger } from "../log.ts";
 import type { ConnectionCounts, RtmpCloseReason, Slot } from "./connection-limits.ts";
 import { PROXY_HEADER_MAX, parseProxyHeader } from "./proxy-protocol.ts";
 
@@ -35,6 +36,7 @@ export interface ListenerOptions {
   counts: ConnectionCounts;
   refused: (reason: RtmpCloseReason, remote: string, detail: string) => void;
   accepted: (connection: AcceptedConnection) => void;
+  log: Logger;
 }
 
 /** `::ffff:1.2.3.4` (an IPv4 client on a dual-stack socket) is 1.2.3.4: one client, one count. */
@@ -89,7 +91,7 @@ export class IngestListeners {
       });
       server.listen(port, this.o.bind, () => resolve());
     });
-    server.on("error", () => undefined);
+    server.on("error", (error) => this.o.log.error(`${name} listener error`, { error: error.message }));
     const address = server.address();
     this.ports.set(kind, typeof address === "object" && address ? address.port : port);
     this.servers.push(server);

@@ -93,6 +93,10 @@ export function createRtmpProtocol(): NmsRtmp {
 
 /** The parser's own (unhooked) steps, for a hook to call. */
 export const rtmpSteps: Pick<NmsRtmp, "parserData" | "packetParse" | "packetAlloc" | "packetHandler"> = Rtmp.prototype;
+// the bounds depend on these steps: another version of the package without them must not start unbounded
+for (const step of ["parserData", "packetParse", "packetAlloc", "packetHandler"] as const) {
+  if (typeof rtmpSteps[step] !== "function") throw new Error(`node-media-server's RTMP parser has no ${step}: baton needs 4.4.3 (package.json pins it)`);
+}
 
 export const flvHeader = (hasAudio: boolean, hasVideo: boolean): Buffer => Flv.createHeader(hasAudio, hasVideo);
 export const flvTag = (packet: AVPacket): Buffer => Flv.createMessage(packet);

@@ -156,6 +156,7 @@ export class RtmpIngest {
         options.limitBroken?.(reason);
       },
       accepted: (connection) => this.session(connection),
+      log: options.log,
     });
   }
 
