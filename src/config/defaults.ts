@@ -69,7 +69,7 @@ export interface Config {
     /**
      * Peers whose X-Forwarded-For is believed (the balancer; HAProxy sets the header, replacing the client's):
      * addresses, or ["*"] where nodes are reachable only through the balancer. Used by: delivery (viewer count,
-     * per-address limits).
+     * per-address limits), ingest (whose PROXY protocol header is believed, with rtmp.proxyProtocol).
      */
     trustedProxies: string[];
     /** Sockets a node holds open at once; more are refused when accepted. Used by: delivery. */
