@@ -19,8 +19,14 @@ export type TimelineWriter = Pick<StreamStore, "claim" | "renew" | "setLadder" |
 /** Publish lease: how long a stream stays held after its node stops renewing it (crash, freeze, silence). */
 export const LEASE_TTL_MS = 4000;
 const RENEW_EVERY_MS = 1000;
-/** How long a publisher arriving during another node's handoff waits for the release. */
-const HANDOFF_WAIT_MS = 8000;
+/** How long a closing owner publishes what it queued (waiting for Redis), after ffmpeg's last segment. */
+const FLUSH_MS = 10000;
+/**
+ * How long a publisher arriving during another node's handoff waits for the release: as long as that owner
+ * may take (ffmpeg's last segment, up to job.close's 5-s grace, then FLUSH_MS), so the encoder's first
+ * reconnect is taken rather than refused. Its packets are kept meanwhile (the last GOP at most).
+ */
+const HANDOFF_WAIT_MS = 5000 + FLUSH_MS + 1000;
 /** Segment groups kept while Redis is away (at 2-s segments, two minutes). */
 const MAX_QUEUE = 60;
 
@@ -279,7 +285,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
    * The publisher left (or is being let go): finish the last segment, publish what is queued (waiting up to
    * `flushMs` for Redis), then release the stream so a returning publisher can take it anywhere.
    */
-  close(reason: string, flushMs = 10000): Promise<void> {
+  close(reason: string, flushMs = FLUSH_MS): Promise<void> {
     // assigned before shutdown runs: closing the connection inside it calls close() again
     this.closing ??= Promise.resolve().then(() => this.shutdown(reason, flushMs));
     return this.closing;
