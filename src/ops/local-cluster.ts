@@ -18,6 +18,8 @@ export interface LocalClusterOptions {
   echoLogs?: boolean;
   /** Called with a line when a node exits and is started again. */
   onNotice?: (line: string) => void;
+  /** More BATON_* settings for every node (the chaos harness's). */
+  nodeEnv?: Record<string, string>;
 }
 
 /** Node i (from 1) listens on the configured ports plus i; the configured ports themselves are HAProxy's. */
@@ -101,6 +103,7 @@ export class LocalCluster {
       ...node, redisUrl: this.redisUrl, spoolDir: join(this.dir, "spool", node.id),
       publishSecret: this.secret, sessionSecret: this.sessionsSecret, adminToken: this.adminToken,
     });
+    Object.assign(env, this.o.nodeEnv);
     const [command, args] = nodeCommand(["node"]);
     const p = startProcess(node.id, command, args, {
       env,

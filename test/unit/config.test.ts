@@ -265,6 +265,21 @@ describe("config", () => {
         message: (f) => `config: auth.requirePublishToken = "false" (from ${f}): expected true or false`,
       },
       {
+        what: "bad bool BATON_AUTH_REQUIREPLAYBACKTOKEN=1",
+        env: { BATON_AUTH_REQUIREPLAYBACKTOKEN: "1" },
+        message: () => 'config: auth.requirePlaybackToken = "1" (from BATON_AUTH_REQUIREPLAYBACKTOKEN): expected true or false',
+      },
+      {
+        what: "a playback token lifetime under a minute",
+        file: { auth: { playbackTokenTtl: 30 } },
+        message: (f) => `config: auth.playbackTokenTtl = 30 (from ${f}): expected an integer from 60 to 31536000`,
+      },
+      {
+        what: "no session starts allowed per minute",
+        env: { BATON_SESSIONS_STARTSPERMINUTE: "0" },
+        message: () => "config: sessions.startsPerMinute = 0 (from BATON_SESSIONS_STARTSPERMINUTE): expected an integer from 1 to 1000000",
+      },
+      {
         what: "bad node id",
         env: { BATON_NODE_ID: "Node_1" },
         message: () => `config: node.id = "Node_1" (from BATON_NODE_ID): expected empty or 1 to 63 of a-z, 0-9, '-'`,
