@@ -331,7 +331,7 @@ export class DeliveryServer {
       // players that never report (Safari's native player, VLC) still leave a resume point
       const stream = (await this.timelines.get(streamId).catch(() => null))?.snapshot;
       const entry = stream?.entries.find((e) => e.seq === seq);
-      if (stream && entry) this.o.sessions.inferred(session, stream, entry.pdt);
+      if (stream && entry && stream.ladder?.some((r) => r.name === rendition)) this.o.sessions.inferred(session, stream, entry.pdt, rendition);
     }
     const bytes = await this.segments.get(
       segmentKey(streamId, rendition, seq),

@@ -188,11 +188,11 @@ export class ViewerSessions {
     void this.store.update(named.sessionId, { node: this.o.nodeId, ...(rendition ? { rendition } : {}) });
   }
 
-  /** A segment request: the viewer is at least this far (for players that never report). */
-  inferred(named: NamedSession, stream: StreamSnapshot, pdt: number): void {
+  /** A segment request: the viewer is at least this far (for players that never report), in this rendition. */
+  inferred(named: NamedSession, stream: StreamSnapshot, pdt: number, rendition: string): void {
     const cached = this.cache.get(named.sessionId);
     if (cached && cached.session.source !== "reported") Object.assign(cached.session, { pdt, position: positionOf(stream, pdt), source: "inferred" });
-    void this.store.update(named.sessionId, { node: this.o.nodeId, inferred: { position: positionOf(stream, pdt), pdt } }, origin(named));
+    void this.store.update(named.sessionId, { node: this.o.nodeId, rendition, inferred: { position: positionOf(stream, pdt), pdt } }, origin(named));
   }
 
   /** An explicit report (API or WebSocket); resolves once it is in Redis. */
