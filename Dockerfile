@@ -8,7 +8,8 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-ENV NODE_ENV=production
+# a node in a container is reached on the container's network (by the balancer), not on its loopback
+ENV NODE_ENV=production BATON_NODE_BIND=0.0.0.0
 
 # dependencies first, so a change of source alone reuses this layer; tsx (the TypeScript loader) is a
 # runtime dependency, so --omit=dev keeps it

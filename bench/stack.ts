@@ -65,7 +65,8 @@ export async function startBenchNode(o: NodeOptions): Promise<BenchNode> {
   const env: Record<string, string> = {
     ...nodeEnv(
       { id: o.id, host: HOST, rtmpPort, httpPort, agentPort, redisUrl: o.redisUrl, spoolDir: join(dir, "spool"), publishSecret: SECRET },
-      { redis: { prefix: o.prefix }, log: { level: "info" } },
+      // the benchmarks read /api/streams and /metrics of their own loopback nodes
+      { redis: { prefix: o.prefix }, log: { level: "info" }, admin: { openOps: true } },
     ),
     BATON_STATE_DIR: join(dir, "state"),
     ...o.env,

@@ -30,7 +30,8 @@ export function composeNodes(host?: string): BalancedNode[] {
 /** deploy/docker/haproxy.cfg as it should be: HAProxy on the public default ports in front of the compose nodes. */
 export function composeHaproxyConfig(host?: string): string {
   return haproxyConfig({
-    bind: DEFAULTS.node.bind,
+    // HAProxy is the compose deployment's only published service: it listens on every address
+    bind: "0.0.0.0",
     rtmpPort: DEFAULTS.rtmp.port,
     httpPort: DEFAULTS.http.port,
     nodes: composeNodes(host),

@@ -16,9 +16,9 @@ import { SessionStore } from "./state/sessions.ts";
 import { VERSION } from "./version.ts";
 import type { Config } from "./config/defaults.ts";
 import { adminToken, playbackSecret, publishSecret, sessionSecret } from "./config/state-dir.ts";
-import { ClientAddresses } from "./delivery/client-address.ts";
 import { addPlaybackTokenApi } from "./delivery/playback-api.ts";
 import { DeliveryServer } from "./delivery/http.ts";
+import { ClientAddresses } from "./delivery/client-address.ts";
 import { errorMessage } from "./errors.ts";
 import { admitPublish } from "./ingest/admission.ts";
 import { RtmpIngest, type PublisherConnection } from "./ingest/rtmp-server.ts";
@@ -83,6 +83,7 @@ export class BatonNode {
       ttlSec: config.sessions.ttl,
       flushIntervalMs: config.sessions.flushInterval,
     });
+    const addresses = new ClientAddresses(config.http.trustedProxies);
     const sessions = new ViewerSessions({
       store: this.sessionStore,
       secret: sessionSecret(config),
@@ -90,19 +91,23 @@ export class BatonNode {
       ttlSec: config.sessions.ttl,
       playback: { required: config.auth.requirePlaybackToken, secret: playbackSecret(config) },
       startsPerMinute: config.sessions.startsPerMinute,
-      addresses: new ClientAddresses(config.http.trustedProxies),
+      addresses,
       onStart: () => this.metrics.sessionsCreated.inc(),
       onRefused: (reason) => this.metrics.sessionStartsRefused.inc({ reason }),
     });
     this.http = new DeliveryServer({
       port: config.http.port,
       bind: config.node.bind,
+      maxConnections: config.http.maxConnections,
+      maxConnectionsPerAddress: config.http.maxConnectionsPerAddress,
+      addresses,
       store: this.store,
       segmentCacheBytes: config.hls.segmentCacheBytes,
       log: log.child("http"),
       metrics: this.metrics,
       readiness: { ready: () => this.readiness() },
       sessions,
+      opsToken: config.admin.openOps ? null : adminToken(config),
     });
     this.channel = new ViewerChannel(sessions, this.http.timelines, config.sessions.maxReportsPerSecond, this.metrics, log.child("ws"));
     this.http.onUpgrade((req, socket, head) => this.channel.upgrade(req, socket, head));
@@ -170,8 +175,9 @@ export class BatonNode {
   /** Runs an admin command that arrived for this node through Redis. */
   command(command: AdminCommand): void {
     if (command.node !== this.id) return;
-    if (command.action === "drain") void this.drain(`admin request through ${command.via}`, { exit: command.exit === true });
-    else if (command.action === "undrain") void this.undrain();
+    const failed = (error: unknown): void => this.log.error("admin command failed", { action: command.action, error: errorMessage(error) });
+    if (command.action === "drain") this.drain(`admin request through ${command.via}`, { exit: command.exit === true }).catch(failed);
+    else if (command.action === "undrain") this.undrain().catch(failed);
   }
 
   get state(): NodeState {
@@ -187,6 +193,14 @@ export class BatonNode {
       publishers: [...this.owners.values()].map((o) => ({ stream: o.streamId, epoch: o.claim?.epoch ?? null })),
       websockets: this.channel.size,
       http: { inFlight: this.http.inFlight, openSockets: this.http.openSockets },
+      // what requests can make a node hold, each bounded (the hostile-input tests read these)
+      held: {
+        timelines: this.http.timelines.size,
+        viewersTracked: this.http.viewers.size,
+        segmentCacheBytes: this.http.segments.bytes,
+        heapUsedBytes: process.memoryUsage().heapUsed,
+        rssBytes: process.memoryUsage.rss(),
+      },
       redis: this.store.ready ? "up" : "down",
       lastDrain: this.drainer.last,
     };
@@ -278,9 +292,18 @@ export class BatonNode {
       this.metrics.publishers.set(this.owners.size);
     };
     owner.on("closed", forget);
-    void owner.start().then((accepted) => {
-      if (!accepted) forget();
-    });
+    owner
+      .start()
+      .then((accepted) => {
+        if (!accepted) forget();
+      })
+      .catch((error: unknown) => {
+        // one stream's failure ends that stream, never the node
+        this.log.error("stream failed to start", { stream: connection.streamId, error: errorMessage(error) });
+        this.metrics.streamFailures.inc({ reason: "start_failed" });
+        connection.close("stream failed to start");
+        void owner.close("stream failed to start").finally(forget);
+      });
   }
 
   /** Stops everything this node started: publishers (flushing their last segments), listeners, Redis. */

@@ -42,8 +42,20 @@ async function runNode(args: string[]): Promise<void> {
   const file = option(args, "--config");
   if (args.length > 0) throw new UsageError(`unexpected argument ${args[0]}`);
   const config = loadConfig({ file });
-  const node = new BatonNode(config, createLogger({ level: config.log.level, node: config.node.id || undefined }));
+  const log = createLogger({ level: config.log.level, node: config.node.id || undefined });
+  const node = new BatonNode(config, log);
   node.onExit = () => process.exit(0);
+  // The last line of defence: every listener and background task handles its own errors, so reaching here
+  // is a bug. One stream's or one client's bug must not end every stream on the node: log it, count it
+  // (baton_internal_errors_total, which the hostile-input tests assert stays 0), keep serving.
+  process.on("unhandledRejection", (reason) => {
+    node.metrics.internalErrors.inc({ kind: "unhandled_rejection" });
+    log.error("unhandled promise rejection (a bug; the node keeps running)", { error: errorMessage(reason), stack: stackOf(reason) });
+  });
+  process.on("uncaughtException", (error) => {
+    node.metrics.internalErrors.inc({ kind: "uncaught_exception" });
+    log.error("uncaught exception (a bug; the node keeps running)", { error: errorMessage(error), stack: stackOf(error) });
+  });
   await node.start();
   let stopping = false;
   const stop = (signal: string): void => {
@@ -61,6 +73,11 @@ async function runNode(args: string[]): Promise<void> {
     } else stop("SIGTERM");
   });
   process.on("SIGINT", () => stop("SIGINT"));
+}
+
+/** The first frames of an error's stack, on one line, for a log field. */
+function stackOf(error: unknown): string | undefined {
+  return error instanceof Error ? error.stack?.split("\n").slice(1, 6).map((l) => l.trim()).join(" | ") : undefined;
 }
 
 function token(args: string[]): void {

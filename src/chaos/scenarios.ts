@@ -41,7 +41,7 @@ function needLocal(ctx: ScenarioContext, name: string): LocalCluster {
 }
 
 async function streamOwners(ctx: ScenarioContext): Promise<Map<string, { owner: string; epoch: number }>> {
-  const r = await fetch(`${ctx.admin.url}/api/streams`, { signal: AbortSignal.timeout(5000) });
+  const r = await fetch(`${ctx.admin.url}/api/streams`, { headers: { Authorization: `Bearer ${ctx.admin.token}` }, signal: AbortSignal.timeout(5000) });
   const body = (await r.json()) as { streams: { id: string; owner: string; epoch: number }[] };
   return new Map(body.streams.map((s) => [s.id, { owner: s.owner, epoch: s.epoch }]));
 }

@@ -15,6 +15,8 @@ export interface HaproxyOptions {
   nodes: BalancedNode[];
   /** Admin socket for runtime stats (retries, redispatches), or null. */
   statsSocket: string | null;
+  /** Concurrent HTTP connections from one address; default CONNECTIONS_PER_ADDRESS. */
+  connectionsPerAddress?: number;
 }
 
 /**
@@ -23,6 +25,9 @@ export interface HaproxyOptions {
  * connection and new publishers go to the least loaded node; slowstart eases a returning node back in.
  */
 export const CHECK = "inter 500ms fastinter 250ms downinter 1s fall 2 rise 2";
+
+/** Concurrent HTTP connections HAProxy takes from one client address. */
+export const CONNECTIONS_PER_ADDRESS = 500;
 
 export function haproxyConfig(o: HaproxyOptions): string {
   const server = (n: BalancedNode, port: number): string =>
@@ -61,7 +66,13 @@ export function haproxyConfig(o: HaproxyOptions): string {
     "    timeout http-request 10s",
     "    timeout http-keep-alive 30s",
     "    option http-keep-alive",
-    "    option forwardfor",
+    // the node believes this header from the balancer only: set it to the peer, never append to what the
+    // client sent (a client could otherwise name any address and count as any number of viewers)
+    "    http-request set-header X-Forwarded-For %[src]",
+    // one address holds at most this many connections (players need one or two; a NAT of many viewers more)
+    "    stick-table type ipv6 size 100k expire 60s store conn_cur",
+    "    tcp-request connection track-sc0 src",
+    `    tcp-request connection reject if { sc0_conn_cur gt ${o.connectionsPerAddress ?? CONNECTIONS_PER_ADDRESS} }`,
     // every node says "not ready" while Redis is away; they still serve what they know, so rather than
     // answer 503 to everyone, fall back to the nodes that are alive at all
     "    use_backend http_fallback if { nbsrv(http_nodes) eq 0 }",

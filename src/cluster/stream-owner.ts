@@ -183,6 +183,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     job.on("dropped", (bytes) => metrics.transcoderInputDropped.inc(bytes));
     job.on("failed", (reason) => {
       this.log.error("transcoding failed; dropping the publisher", { stream: this.streamId, reason });
+      metrics.streamFailures.inc({ reason: "transcode_failed" });
       connection.close("transcoding failed");
     });
     this.log.info("transcoding", { stream: this.streamId, renditions: renditions.map((r) => `${r.name}:${r.width}x${r.height}`).join(",") });
@@ -273,7 +274,14 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
    */
   close(reason: string, flushMs = 10000): Promise<void> {
     // assigned before shutdown runs: closing the connection inside it calls close() again
-    this.closing ??= Promise.resolve().then(() => this.shutdown(reason, flushMs));
+    this.closing ??= Promise.resolve()
+      .then(() => this.shutdown(reason, flushMs))
+      .catch((error: unknown) => {
+        // a close must end the stream whatever failed on the way: the node forgets it and stays up
+        this.log.error("stream close failed", { stream: this.streamId, error: errorMessage(error) });
+        this.emit("closed", reason);
+        this.removeAllListeners();
+      });
     return this.closing;
   }
 

@@ -18,7 +18,11 @@ export interface Config {
   node: {
     /** Stable node id; empty: generated at start (`node-` + 8 hex digits). Used by: cluster registry. */
     id: string;
-    /** Address every listener binds to. Used by: ingest, delivery, cluster agent. */
+    /**
+     * Address every listener binds to: the one the balancer reaches the node on. Loopback by default, so a node
+     * is never reachable around the balancer's timeouts and limits by accident; containers set 0.0.0.0.
+     * Used by: ingest, delivery, cluster agent.
+     */
     bind: string;
     /** Host name put in the URLs baton prints and registers (publish, watch). Used by: CLI, registry. */
     publicHost: string;
@@ -38,6 +42,10 @@ export interface Config {
      * per-address limits).
      */
     trustedProxies: string[];
+    /** Sockets a node holds open at once; more are refused when accepted. Used by: delivery. */
+    maxConnections: number;
+    /** Sockets one address (other than a trusted proxy) holds open at once. Used by: delivery. */
+    maxConnectionsPerAddress: number;
   };
   agent: {
     /** TCP port answering HAProxy's agent-check. Used by: cluster agent. */
@@ -97,6 +105,11 @@ export interface Config {
     token: string;
     /** Command (argv, `{node}` replaced by the node id) that restarts a node in a rolling update outside the local cluster. */
     restartCommand: string[];
+    /**
+     * Serve the operators' read-only endpoints (/api/nodes, /api/streams, /metrics) without the admin token,
+     * for a node whose HTTP port only an internal network reaches. Used by: cluster API, metrics.
+     */
+    openOps: boolean;
   };
   drain: {
     /** Seconds a drain may take; then it finishes anyway. Used by: cluster drain. */
@@ -128,7 +141,7 @@ export interface Config {
 export const DEFAULTS: Config = {
   node: {
     id: "",
-    bind: "0.0.0.0",
+    bind: "127.0.0.1",
     publicHost: "localhost",
   },
   rtmp: {
@@ -138,6 +151,8 @@ export const DEFAULTS: Config = {
   http: {
     port: 8080,
     trustedProxies: ["127.0.0.1", "::1"],
+    maxConnections: 10000,
+    maxConnectionsPerAddress: 200,
   },
   agent: {
     port: 9999,
@@ -176,6 +191,7 @@ export const DEFAULTS: Config = {
   admin: {
     token: "",
     restartCommand: [],
+    openOps: false,
   },
   drain: {
     deadline: 30,

@@ -6,7 +6,7 @@ import type { Config, Rendition } from "./defaults.ts";
 type Rule =
   | { kind: "int"; min: number; max: number }
   | { kind: "number"; min: number; max: number }
-  | { kind: "string"; pattern?: RegExp; expected?: string }
+  | { kind: "string"; pattern?: RegExp; expected?: string; secret?: boolean }
   | { kind: "enum"; values: readonly string[] }
   | { kind: "bool" }
   | { kind: "ladder" }
@@ -14,6 +14,10 @@ type Rule =
   | { kind: "list"; pattern: RegExp; expected: string };
 
 const PORT: Rule = { kind: "int", min: 1, max: 65535 };
+/** An HMAC secret: a short one can be guessed offline from one token (`openssl rand -hex 32` makes a good one). */
+const SECRET: Rule = {
+  kind: "string", secret: true, pattern: /^([\x21-\x7e]{32,1024})?$/, expected: "empty (one is generated), or 32 to 1024 printable characters without spaces",
+};
 
 export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } = {
   node: {
@@ -25,6 +29,8 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
   http: {
     port: PORT,
     trustedProxies: { kind: "list", pattern: /^(\*|[0-9a-fA-F.:]{2,45})$/, expected: "a list of IP addresses, or [\"*\"]" },
+    maxConnections: { kind: "int", min: 1, max: 1000000 },
+    maxConnectionsPerAddress: { kind: "int", min: 1, max: 1000000 },
   },
   agent: { port: PORT },
   redis: {
@@ -49,6 +55,7 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
   admin: {
     token: { kind: "string", pattern: /^([\x21-\x7e]{16,256})?$/, expected: "empty, or 16 to 256 printable characters without spaces" },
     restartCommand: { kind: "argv" },
+    openOps: { kind: "bool" },
   },
   drain: {
     deadline: { kind: "number", min: 1, max: 3600 },
@@ -56,15 +63,15 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
   },
   auth: {
     requirePublishToken: { kind: "bool" },
-    publishSecret: { kind: "string" },
+    publishSecret: SECRET,
     publishTokenTtl: { kind: "int", min: 60, max: 10 * 365 * 86400 },
     requirePlaybackToken: { kind: "bool" },
-    playbackSecret: { kind: "string" },
+    playbackSecret: SECRET,
     playbackTokenTtl: { kind: "int", min: 60, max: 365 * 86400 },
   },
   sessions: {
     ttl: { kind: "int", min: 1, max: 365 * 86400 },
-    secret: { kind: "string" },
+    secret: SECRET,
     maxReportsPerSecond: { kind: "int", min: 1, max: 100 },
     flushInterval: { kind: "int", min: 10, max: 5000 },
     startsPerMinute: { kind: "int", min: 1, max: 1000000 },
@@ -155,7 +162,9 @@ function checkLadder(key: string, value: unknown, origin: string): void {
 
 export function checkValue(key: string, rule: Rule, value: unknown, origin: string): void {
   const bad = (): never => {
-    throw new ConfigError(key, show(value), origin, describe(rule));
+    // a refused secret is still someone's secret: say how long it was, never what it was
+    const shown = rule.kind === "string" && rule.secret && typeof value === "string" ? `(hidden, ${value.length} characters)` : show(value);
+    throw new ConfigError(key, shown, origin, describe(rule));
   };
   switch (rule.kind) {
     case "int":

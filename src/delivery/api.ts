@@ -1,4 +1,5 @@
-// Read-only cluster API for viewers and tools: GET /api/nodes, GET /api/streams.
+// Read-only cluster API for operators and their tools: GET /api/nodes, GET /api/streams (admin token, unless
+// admin.openOps).
 import type { Redis } from "ioredis";
 import { listNodes } from "../cluster/registry.ts";
 import type { Keys } from "../state/keys.ts";
@@ -39,10 +40,13 @@ export async function listStreamInfo(store: Pick<StreamStore, "listStreams" | "r
 }
 
 export function addClusterApi(http: DeliveryServer, store: StreamStore): void {
-  http.addRoute(["GET", "HEAD"], "api_nodes", /^\/api\/nodes$/, async ({ res }) => {
+  // for operators and their tools: they name every node's address and every stream, private ones included
+  http.addRoute(["GET", "HEAD"], "api_nodes", /^\/api\/nodes$/, async ({ req, res }) => {
+    http.guardOps(req);
     sendJson(res, 200, { nodes: await listNodes(store.redis, store.keys) });
   });
-  http.addRoute(["GET", "HEAD"], "api_streams", /^\/api\/streams$/, async ({ res }) => {
+  http.addRoute(["GET", "HEAD"], "api_streams", /^\/api\/streams$/, async ({ req, res }) => {
+    http.guardOps(req);
     sendJson(res, 200, { streams: await listStreamInfo(store, store.redis, store.keys) });
   });
 }

@@ -3,7 +3,7 @@
 // to the address it saw, replacing whatever the client sent, so its first value is the one to believe. From
 // anyone else the header is the client's own word and is ignored.
 import type { IncomingMessage } from "node:http";
-import { isIP } from "node:net";
+import { isIP, type Socket } from "node:net";
 
 /** `::ffff:127.0.0.1` (an IPv4 peer on a dual-stack socket) is 127.0.0.1. */
 function plain(address: string): string {
@@ -17,6 +17,12 @@ export class ClientAddresses {
   constructor(trustedProxies: readonly string[]) {
     this.trustAll = trustedProxies.includes("*");
     this.trusted = new Set(trustedProxies.map(plain));
+  }
+
+  /** A socket's peer address, or null when the peer is a trusted proxy (its sockets carry many clients). */
+  peer(socket: Socket): string | null {
+    const peer = plain(socket.remoteAddress ?? "");
+    return this.trustAll || this.trusted.has(peer) ? null : peer;
   }
 
   of(req: IncomingMessage): string {

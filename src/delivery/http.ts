@@ -9,6 +9,7 @@ import { isStreamId } from "../ingest/stream-id.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import type { StreamSnapshot, StreamStore } from "../state/store.ts";
+import { checkBearer } from "./bearer.ts";
 import { HttpError, sendJson } from "./http-error.ts";
 import { renderMaster, renderMedia } from "./playlist.ts";
 import type { ViewerSessions } from "./sessions.ts";
@@ -16,6 +17,7 @@ import { SegmentCache } from "./segment-cache.ts";
 import { TimelineCache } from "./timeline-cache.ts";
 import { ViewerTracker } from "./viewers.ts";
 import { reject as rejectUpgrade } from "./ws.ts";
+import type { ClientAddresses } from "./client-address.ts";
 
 export interface Readiness {
   ready(): { ok: true } | { ok: false; reason: string };
@@ -46,28 +48,47 @@ interface Route {
 export interface DeliveryOptions {
   port: number;
   bind: string;
+  /** Sockets open at once; more are refused at accept (http.maxConnections). */
+  maxConnections: number;
+  /** Sockets open at once from one address that is not a trusted proxy (http.maxConnectionsPerAddress). */
+  maxConnectionsPerAddress: number;
+  addresses: ClientAddresses;
   store: Pick<StreamStore, "read" | "readSegment">;
   segmentCacheBytes: number;
   log: Logger;
   metrics: Metrics;
   readiness: Readiness;
   sessions: ViewerSessions;
+  /** The admin token the operators' endpoints (/metrics here) need, or null when they are open (admin.openOps). */
+  opsToken: string | null;
 }
 
 export { HttpError, sendJson };
 
 const PLAYLIST = "application/vnd.apple.mpegurl";
+/**
+ * A connection must bring a whole first request within this time. Node's headersTimeout starts only once a
+ * request's first byte arrived, so without it a socket that sends nothing stays open for ever.
+ */
+const FIRST_REQUEST_MS = 10000;
+/** A socket with no traffic either way for this long is closed (keep-alive sockets close first, at 30 s). */
+const SOCKET_IDLE_MS = 60000;
+/** How often the viewer counts forget viewers gone quiet (its own timer: it must not wait on Redis). */
+const VIEWER_PRUNE_MS = 5000;
 const RENDITION = "[a-z0-9_-]{1,32}";
 const STREAM = "[A-Za-z0-9_-]{1,64}";
 
 export class DeliveryServer {
   readonly timelines: TimelineCache;
   readonly segments: SegmentCache;
-  readonly viewers = new ViewerTracker();
+  readonly viewers: ViewerTracker;
   private readonly routes: Route[] = [];
   private server: Server | null = null;
   private readonly sockets = new Set<Socket>();
   private pruneTimer: NodeJS.Timeout | null = null;
+  private viewerPruneTimer: NodeJS.Timeout | null = null;
+  /** Open sockets per direct peer (not counting the trusted balancer), for the per-address cap. */
+  private readonly perAddress = new Map<string, number>();
   /** While set, every response carries `Connection: close` (a drain). */
   private draining = false;
   /** Requests being answered, health checks left out (the balancer keeps sending those). */
@@ -81,6 +102,7 @@ export class DeliveryServer {
   private readonly watched = new Map<string, Map<string, number>>();
 
   constructor(private readonly o: DeliveryOptions) {
+    this.viewers = new ViewerTracker(o.addresses);
     // each change of a watched stream is read once; its newest segments are fetched into memory at once, so
     // viewers get them from memory, and a short Redis outage finds them there
     this.timelines = new TimelineCache(async (id) => {
@@ -97,7 +119,8 @@ export class DeliveryServer {
       this.readyChecks = state.ok ? this.readyChecks + 1 : 0;
       sendJson(res, state.ok ? 200 : 503, state.ok ? { status: "ready" } : { status: "not ready", reason: state.reason });
     });
-    this.addRoute(["GET"], "metrics", /^\/metrics$/, async ({ res }) => {
+    this.addRoute(["GET"], "metrics", /^\/metrics$/, async ({ req, res }) => {
+      this.guardOps(req);
       o.metrics.segmentCacheBytes.set(this.segments.bytes);
       const text = await o.metrics.registry.metrics();
       res.writeHead(200, { "Content-Type": o.metrics.registry.contentType, "Cache-Control": "no-store" });
@@ -106,6 +129,11 @@ export class DeliveryServer {
     this.addRoute(["GET", "HEAD"], "master", new RegExp(`^/live/(${STREAM})/index\\.m3u8$`), (r) => this.master(r));
     this.addRoute(["GET", "HEAD"], "media", new RegExp(`^/live/(${STREAM})/(${RENDITION})/index\\.m3u8$`), (r) => this.media(r));
     this.addRoute(["GET", "HEAD"], "segment", new RegExp(`^/live/(${STREAM})/(${RENDITION})/(\\d{1,15})\\.ts$`), (r) => this.segment(r));
+  }
+
+  /** The operators' read-only endpoints need the admin token unless admin.openOps is set. */
+  guardOps(req: IncomingMessage): void {
+    if (this.o.opsToken !== null) checkBearer(req.headers.authorization, this.o.opsToken);
   }
 
   /** Where WebSocket upgrades go (the viewer channel). */
@@ -140,11 +168,17 @@ export class DeliveryServer {
   }
 
   async start(): Promise<void> {
-    const server = createServer((req, res) => void this.handle(req, res));
+    const server = createServer((req, res) => {
+      this.handle(req, res).catch(() => res.destroy());
+    });
     // HLS players poll the playlist every few seconds on one connection: keep it open between polls
     server.keepAliveTimeout = 30000;
     server.headersTimeout = 10000;
     server.requestTimeout = 30000;
+    server.timeout = SOCKET_IDLE_MS;
+    server.maxConnections = this.o.maxConnections;
+    // a malformed request line or header: Node answers 400 (431, 408) itself and closes that socket only
+    server.on("request", (req: IncomingMessage) => this.firstRequest(req.socket));
     server.on("upgrade", (req, socket, head) => {
       // an upgraded socket is no longer the HTTP server's: it needs its own error listener from the start
       socket.on("error", () => undefined);
@@ -156,10 +190,7 @@ export class DeliveryServer {
         rejectUpgrade(socket, 500, "Internal Server Error");
       }
     });
-    server.on("connection", (socket: Socket) => {
-      this.sockets.add(socket);
-      socket.on("close", () => this.sockets.delete(socket));
-    });
+    server.on("connection", (socket: Socket) => this.accept(socket));
     await new Promise<void>((resolve, reject) => {
       server.once("error", (error: NodeJS.ErrnoException) =>
         reject(
@@ -174,11 +205,53 @@ export class DeliveryServer {
     });
     this.server = server;
     this.pruneTimer = setInterval(() => this.timelines.prune(), 60000);
+    this.viewerPruneTimer = setInterval(() => this.viewers.prune(), VIEWER_PRUNE_MS);
+  }
+
+  private readonly awaitingRequest = new WeakMap<Socket, NodeJS.Timeout>();
+
+  /** A new socket: counted, capped per direct peer, and closed unless a request arrives in time. */
+  private accept(socket: Socket): void {
+    socket.on("error", () => undefined);
+    const peer = this.o.addresses.peer(socket);
+    if (peer !== null) {
+      const open = (this.perAddress.get(peer) ?? 0) + 1;
+      if (open > this.o.maxConnectionsPerAddress) {
+        this.o.metrics.httpConnectionsRefused.inc({ reason: "per_address" });
+        socket.destroy();
+        return;
+      }
+      this.perAddress.set(peer, open);
+    }
+    this.sockets.add(socket);
+    const timer = setTimeout(() => {
+      this.o.metrics.httpConnectionsRefused.inc({ reason: "no_request" });
+      socket.destroy();
+    }, FIRST_REQUEST_MS);
+    timer.unref();
+    this.awaitingRequest.set(socket, timer);
+    socket.on("close", () => {
+      clearTimeout(timer);
+      this.sockets.delete(socket);
+      if (peer === null) return;
+      const left = (this.perAddress.get(peer) ?? 1) - 1;
+      if (left > 0) this.perAddress.set(peer, left);
+      else this.perAddress.delete(peer);
+    });
+  }
+
+  private firstRequest(socket: Socket): void {
+    const timer = this.awaitingRequest.get(socket);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    this.awaitingRequest.delete(socket);
   }
 
   async close(): Promise<void> {
     if (this.pruneTimer) clearInterval(this.pruneTimer);
+    if (this.viewerPruneTimer) clearInterval(this.viewerPruneTimer);
     this.pruneTimer = null;
+    this.viewerPruneTimer = null;
     const server = this.server;
     this.server = null;
     if (!server) return;

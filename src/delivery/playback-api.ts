@@ -2,7 +2,7 @@
 //   POST /admin/playback-tokens {"streamId": "...", "ttl": seconds} -> 201 {"token", "expiresAt", "url", "playlistUrl"}
 // The URLs are paths: the backend puts them after the address its viewers use (the balancer's).
 import { isStreamId } from "../ingest/stream-id.ts";
-import { checkBearer } from "../ops/admin-api.ts";
+import { checkBearer } from "./bearer.ts";
 import { HttpError, sendJson } from "./http-error.ts";
 import type { DeliveryServer } from "./http.ts";
 import { makePlaybackToken, playbackUrls } from "./playback-token.ts";

@@ -22,6 +22,13 @@ const MAX_AGE_SUBSCRIBED_MS = 5000;
 const MAX_AGE_UNSUBSCRIBED_MS = 500;
 /** Streams read in this window are re-read eagerly on change; others are just dropped. */
 const WATCHED_MS = 30000;
+/**
+ * Streams held at most. Requests name stream ids, so ids that do not exist (misses) must not pile up: a miss
+ * is kept only briefly (a burst of requests for it costs one read), and when the cache is full misses go
+ * first, then the oldest entries.
+ */
+const MAX_ENTRIES = 10000;
+const MISS_MS = 1000;
 
 export class TimelineCache {
   private readonly entries = new Map<string, Entry>();
@@ -34,7 +41,7 @@ export class TimelineCache {
   async get(streamId: string): Promise<TimelineRead> {
     const entry = this.entries.get(streamId);
     const now = Date.now();
-    const maxAge = this.subscribed ? MAX_AGE_SUBSCRIBED_MS : MAX_AGE_UNSUBSCRIBED_MS;
+    const maxAge = entry?.snapshot === null ? MISS_MS : this.subscribed ? MAX_AGE_SUBSCRIBED_MS : MAX_AGE_UNSUBSCRIBED_MS;
     if (entry && entry.version === this.version(streamId) && now - entry.at < maxAge) {
       entry.usedAt = now;
       return { snapshot: entry.snapshot, stale: false };
@@ -82,6 +89,7 @@ export class TimelineCache {
           usedAt: this.entries.get(streamId)?.usedAt ?? Date.now(),
           version,
         });
+        if (this.entries.size > MAX_ENTRIES) this.evict();
         return keep ? old : snapshot;
       })
       .finally(() => {
@@ -93,14 +101,34 @@ export class TimelineCache {
     return promise;
   }
 
+  /** Entries held (tests). */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** The cache is full: drop misses, then the oldest entries, down to 90%. */
+  private evict(): void {
+    const target = Math.floor(MAX_ENTRIES * 0.9);
+    for (const [id, entry] of this.entries) {
+      if (this.entries.size <= target) return;
+      if (entry.snapshot === null) this.forget(id);
+    }
+    for (const id of this.entries.keys()) {
+      if (this.entries.size <= target) return;
+      this.forget(id);
+    }
+  }
+
+  private forget(id: string): void {
+    this.entries.delete(id);
+    this.versions.delete(id);
+  }
+
   /** Drops streams nobody asked for in a while (bounded memory). */
   prune(): void {
     const now = Date.now();
     for (const [id, entry] of this.entries) {
-      if (now - entry.usedAt > WATCHED_MS * 4) {
-        this.entries.delete(id);
-        this.versions.delete(id);
-      }
+      if (now - entry.usedAt > WATCHED_MS * 4 || (entry.snapshot === null && now - entry.at > MISS_MS)) this.forget(id);
     }
   }
 }

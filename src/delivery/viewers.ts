@@ -1,30 +1,83 @@
 // Counts the viewers a node serves: distinct clients that fetched a playlist of a stream in the last 30 s.
-// A client is its session token when it has one, else its address (behind HAProxy, X-Forwarded-For) and
-// user agent. Bounded: entries older than the window are dropped on each count.
+// A client is its session when it has one, else its address (behind the balancer, the one HAProxy names) and
+// user agent. Nothing a client sends grows it without bound: keys are short, an address counts as at most a
+// few user agents, the whole table has a ceiling, and it forgets on its own timer (prune()), never waiting on
+// Redis.
+import { createHash } from "node:crypto";
 import type { IncomingMessage } from "node:http";
+import type { ClientAddresses } from "./client-address.ts";
 
 const WINDOW_MS = 30000;
+/** Entries kept per node; beyond this, new viewers are counted in an overflow bucket per stream. */
+const MAX_TRACKED = 100000;
+/** Distinct user agents counted per address and stream (a household, a NAT), so unique agents cannot inflate it. */
+const AGENTS_PER_ADDRESS = 8;
 
 export class ViewerTracker {
   private readonly streams = new Map<string, Map<string, number>>();
+  /** Per stream and address: the user agents counted, with when each was last seen. */
+  private readonly agents = new Map<string, Map<string, number>>();
+  private tracked = 0;
+  private readonly overflow = new Map<string, number>();
 
+  constructor(private readonly addresses: Pick<ClientAddresses, "of">) {}
+
+  /** A playlist request of a stream, by a session (its token) or by an address and a user agent. */
   seen(streamId: string, req: IncomingMessage, session: string | null): void {
-    const forwarded = req.headers["x-forwarded-for"];
-    const address = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(",")[0]?.trim() ?? req.socket.remoteAddress ?? "";
-    const key = session ?? `${address}|${req.headers["user-agent"] ?? ""}`;
+    const key = session === null ? this.anonymous(streamId, this.addresses.of(req), req.headers["user-agent"] ?? "") : `s:${session.slice(0, 64)}`;
     let viewers = this.streams.get(streamId);
     if (!viewers) this.streams.set(streamId, (viewers = new Map()));
+    if (!viewers.has(key)) {
+      if (this.tracked >= MAX_TRACKED) {
+        this.overflow.set(streamId, Date.now());
+        return;
+      }
+      this.tracked += 1;
+    }
     viewers.set(key, Date.now());
   }
 
-  counts(): Record<string, number> {
-    const cutoff = Date.now() - WINDOW_MS;
-    const out: Record<string, number> = {};
-    for (const [streamId, viewers] of this.streams) {
-      for (const [key, at] of viewers) if (at < cutoff) viewers.delete(key);
-      if (viewers.size === 0) this.streams.delete(streamId);
-      else out[streamId] = viewers.size;
+  private anonymous(streamId: string, address: string, userAgent: string): string {
+    const agent = createHash("sha1").update(userAgent).digest("base64").slice(0, 12);
+    const at = `${streamId}|${address}`;
+    let agents = this.agents.get(at);
+    if (!agents) {
+      if (this.agents.size >= MAX_TRACKED) return `a:${address}|*`;
+      this.agents.set(at, (agents = new Map()));
     }
+    // past the few agents an address may have, more count as one
+    if (agents.size >= AGENTS_PER_ADDRESS && !agents.has(agent)) return `a:${address}|*`;
+    agents.set(agent, Date.now());
+    return `a:${address}|${agent}`;
+  }
+
+  /** Forgets viewers quiet for the window. */
+  prune(): void {
+    const cutoff = Date.now() - WINDOW_MS;
+    for (const [streamId, viewers] of this.streams) {
+      for (const [key, at] of viewers) {
+        if (at >= cutoff) continue;
+        viewers.delete(key);
+        this.tracked -= 1;
+      }
+      if (viewers.size === 0) this.streams.delete(streamId);
+    }
+    for (const [streamId, at] of this.overflow) if (at < cutoff) this.overflow.delete(streamId);
+    for (const [at, agents] of this.agents) {
+      for (const [agent, seen] of agents) if (seen < cutoff) agents.delete(agent);
+      if (agents.size === 0) this.agents.delete(at);
+    }
+  }
+
+  /** Viewers per stream seen in the window (a stream over the ceiling counts what fit, plus one). */
+  counts(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [streamId, viewers] of this.streams) out[streamId] = viewers.size + (this.overflow.has(streamId) ? 1 : 0);
     return out;
+  }
+
+  /** Entries held, for tests and metrics. */
+  get size(): number {
+    return this.tracked;
   }
 }

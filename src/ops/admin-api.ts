@@ -3,7 +3,7 @@
 //   POST /admin/nodes/{id}/drain   POST /admin/nodes/{id}/undrain   GET /admin/nodes/{id}/status
 // A command for another node goes to it through Redis (the admin channel); the answer says what state the
 // cluster then sees that node in.
-import { createHash, timingSafeEqual } from "node:crypto";
+import { checkBearer } from "../delivery/bearer.ts";
 import type { Redis } from "ioredis";
 import { listNodes, type NodeState } from "../cluster/registry.ts";
 import { HttpError, sendJson } from "../delivery/http-error.ts";
@@ -34,14 +34,7 @@ export interface AdminOptions {
   keys: Keys;
 }
 
-const digest = (text: string): Buffer => createHash("sha256").update(text).digest();
-
-export function checkBearer(header: string | undefined, token: string): void {
-  const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
-  if (!match) throw new HttpError(401, "NO_ADMIN_TOKEN", "the admin API needs Authorization: Bearer <admin token>", { "WWW-Authenticate": "Bearer" });
-  // hashing first gives equal lengths, so the comparison takes the same time whatever was sent
-  if (!timingSafeEqual(digest(match[1]!), digest(token))) throw new HttpError(403, "BAD_ADMIN_TOKEN", "wrong admin token");
-}
+export { checkBearer };
 
 async function exitFlag(request: Request): Promise<boolean> {
   if (request.req.headers["content-length"] === "0" || !request.req.headers["content-type"]?.includes("json")) return false;
@@ -71,7 +64,7 @@ export function addAdminApi(http: DeliveryServer, o: AdminOptions): void {
   };
 
   http.addRoute(["POST"], "admin_drain", /^\/admin\/drain$/, guard(async (request) => {
-    void o.local.drain("admin request", { exit: await exitFlag(request) });
+    o.local.drain("admin request", { exit: await exitFlag(request) }).catch(() => undefined);
     sendJson(request.res, 202, { node: o.nodeId, state: o.local.state });
   }));
   http.addRoute(["POST"], "admin_undrain", /^\/admin\/undrain$/, guard(async ({ res }) => {
@@ -84,7 +77,7 @@ export function addAdminApi(http: DeliveryServer, o: AdminOptions): void {
     const [id, action] = request.params as [string, "drain" | "undrain"];
     const exit = action === "drain" && (await exitFlag(request));
     if (id === o.nodeId) {
-      if (action === "drain") void o.local.drain("admin request", { exit });
+      if (action === "drain") o.local.drain("admin request", { exit }).catch(() => undefined);
       else await o.local.undrain();
       sendJson(request.res, action === "drain" ? 202 : 200, { node: id, state: o.local.state });
       return;

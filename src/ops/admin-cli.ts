@@ -74,10 +74,12 @@ export async function undrain(c: AdminClient, node: string): Promise<string> {
 }
 
 /** Requests and 5xx answers per node, from each node's /metrics (counters restart with the process). */
-async function errorCounts(nodes: NodeRecord[]): Promise<Map<string, { startedAt: number; requests: number; errors: number }>> {
+async function errorCounts(c: AdminClient, nodes: NodeRecord[]): Promise<Map<string, { startedAt: number; requests: number; errors: number }>> {
   const out = new Map<string, { startedAt: number; requests: number; errors: number }>();
   for (const n of nodes) {
-    const text = await fetch(`${n.httpUrl}/metrics`, { signal: AbortSignal.timeout(5000) }).then((r) => r.text()).catch(() => "");
+    const text = await fetch(`${n.httpUrl}/metrics`, { headers: { Authorization: `Bearer ${c.token}` }, signal: AbortSignal.timeout(5000) })
+      .then((r) => r.text())
+      .catch(() => "");
     const counts = { startedAt: n.startedAt, requests: 0, errors: 0 };
     for (const line of text.split("\n")) {
       const m = /^baton_http_requests_total\{([^}]*)\} (\d+(?:\.\d+)?)/.exec(line);
@@ -131,7 +133,7 @@ export async function rollingUpdate(c: AdminClient, o: RollingOptions): Promise<
   c.say(`rolling update of ${nodes.length} nodes: ${nodes.map((n) => n.id).join(", ")}`);
   for (const [i, node] of nodes.entries()) {
     const step = `[${i + 1}/${nodes.length}] ${node.id}`;
-    const before = await errorCounts(await nodesOf(c));
+    const before = await errorCounts(c, await nodesOf(c));
     const started = Date.now();
     const deadline = started + o.timeout * 1000;
     const fail = async (why: string): Promise<never> => {
@@ -169,7 +171,7 @@ export async function rollingUpdate(c: AdminClient, o: RollingOptions): Promise<
       await sleep(250);
     }
     o.onStep?.("back", node.id);
-    const { requests, errors } = delta(before, await errorCounts(await nodesOf(c)));
+    const { requests, errors } = delta(before, await errorCounts(c, await nodesOf(c)));
     c.say(`${step}: back and ready in ${((Date.now() - started) / 1000).toFixed(1)} s (${errors} errors in ${requests} requests)`);
     if (errors > 5 && errors / Math.max(1, requests) > o.maxErrorRate) {
       throw new Error(`${step}: error rate rose to ${((100 * errors) / requests).toFixed(1)}%; stopped the rolling update`);

@@ -10,6 +10,7 @@ import { loadConfig } from "../config/load.ts";
 import { adminToken, publishSecret, sessionSecret, stateDir } from "../config/state-dir.ts";
 import { haproxyConfig, type BalancedNode } from "../cluster/haproxy.ts";
 import { makePublishToken } from "../ingest/token.ts";
+import { PidFile } from "./pid-file.ts";
 import { isPortFree, nodeCommand, nodeEnv, startHaproxy, startProcess, startRedis, stopProcess, waitForPort, type Managed } from "./processes.ts";
 
 export interface LocalClusterOptions {
@@ -37,6 +38,8 @@ export class LocalCluster {
   readonly sessionsSecret = sessionSecret(this.config);
   readonly adminToken = adminToken(this.config);
   readonly haproxySocket = join(this.dir, "haproxy.sock");
+  /** Every process this launcher started, so a launcher that dies leaves nothing the next start cannot stop. */
+  readonly pids = new PidFile(join(this.dir, "local-cluster.pids"));
   readonly nodes: BalancedNode[] = [];
   redisUrl = process.env.REDIS_URL ?? "";
   private redis: Managed | null = null;
@@ -56,6 +59,8 @@ export class LocalCluster {
 
   /** Starts Redis, the nodes and HAProxy; on any failure stops what it started and throws a clear message. */
   async start(): Promise<void> {
+    const leftovers = await PidFile.stopLeftovers(this.pids.path);
+    if (leftovers.length > 0) this.o.onNotice?.(`stopped what a previous run left running: ${leftovers.join(", ")}`);
     try {
       await this.startAll();
     } catch (error) {
@@ -93,6 +98,7 @@ export class LocalCluster {
       bind: HOST, rtmpPort: config.rtmp.port, httpPort: config.http.port, nodes: this.nodes, statsSocket: this.haproxySocket,
     }));
     this.haproxy = startHaproxy(haproxyFile, { logFile: join(dir, "logs", "haproxy.log"), ownGroup: true });
+    this.pids.add("haproxy", this.haproxy.child.pid);
     await waitForPort(HOST, config.http.port, 10000, this.haproxy).catch((error: Error) => {
       throw new Error(`HAProxy did not start: ${error.message} (see ${join(dir, "logs", "haproxy.log")})`);
     });
@@ -113,6 +119,7 @@ export class LocalCluster {
     });
     const startedAt = Date.now();
     this.running.set(node.id, p);
+    this.pids.add(node.id, p.child.pid);
     void p.exited.then(({ code, signal }) => {
       if (this.running.get(node.id) === p) this.running.delete(node.id);
       if (this.stopping) return;
@@ -135,6 +142,7 @@ export class LocalCluster {
   async startRedis(): Promise<void> {
     const port = Number(new URL(this.redisUrl).port);
     this.redis = startRedis({ port, dir: join(this.dir, "redis"), persistent: true, logFile: join(this.dir, "logs", "redis.log"), ownGroup: true });
+    this.pids.add("redis-server", this.redis.child.pid);
     await waitForPort(HOST, port, 10000, this.redis).catch((error: Error) => {
       throw new Error(`Redis did not start: ${error.message} (see ${join(this.dir, "logs", "redis.log")})`);
     });
@@ -178,11 +186,15 @@ export class LocalCluster {
     await Promise.all([...this.running.values()].map((p) => stopProcess(p, "SIGINT", 15000)));
     if (this.haproxy) await stopProcess(this.haproxy, "SIGTERM", 5000);
     if (this.redis) await stopProcess(this.redis, "SIGTERM", 10000);
+    this.pids.clear();
   }
 }
 
 /** `npm start`: runs the local cluster and prints where to push and watch, until Ctrl-C. */
 export async function runLocalCluster(o: LocalClusterOptions): Promise<void> {
+  // a closed terminal takes stdout and stderr with it: writing there must not end the launcher mid-stop
+  process.stdout.on("error", () => undefined);
+  process.stderr.on("error", () => undefined);
   const cluster = new LocalCluster({ ...o, echoLogs: true, onNotice: (line) => process.stderr.write(`baton: ${line}\n`) });
   const stopped = new Promise<void>((resolve) => {
     let stopping = false;
@@ -192,8 +204,21 @@ export async function runLocalCluster(o: LocalClusterOptions): Promise<void> {
       process.stderr.write("baton: stopping the local cluster\n");
       void cluster.stop().then(resolve);
     };
+    // Ctrl-C, a service manager's stop, and a closed terminal (an SSH session that drops) all stop everything
     process.on("SIGINT", stop);
     process.on("SIGTERM", stop);
+    process.on("SIGHUP", stop);
+  });
+  // a launcher that ends any other way (a crash) still tells its children to stop; one killed outright leaves
+  // them to the next start, which finds them in the pid file
+  process.on("exit", () => {
+    for (const child of cluster.pids.running()) {
+      try {
+        process.kill(child.pid, "SIGTERM");
+      } catch {
+        // already gone
+      }
+    }
   });
   await cluster.start();
   const { config } = cluster;

@@ -42,6 +42,10 @@ export class Metrics {
   readonly httpRequests = new Counter({
     name: "baton_http_requests_total", help: "HTTP requests by route and status", labelNames: ["route", "status"] as const, registers: [this.registry],
   });
+  readonly httpConnectionsRefused = new Counter({
+    name: "baton_http_connections_refused_total", help: "HTTP connections closed by a limit, by reason (per_address, no_request)",
+    labelNames: ["reason"] as const, registers: [this.registry],
+  });
   readonly segmentCacheBytes = new Gauge({ name: "baton_segment_cache_bytes", help: "Bytes in the segment cache", registers: [this.registry] });
   readonly segmentCacheMisses = new Counter({
     name: "baton_segment_cache_misses_total", help: "Segment requests that went to Redis", registers: [this.registry],
@@ -56,6 +60,15 @@ export class Metrics {
     labelNames: ["reason"] as const, registers: [this.registry],
   });
   readonly redisUp = new Gauge({ name: "baton_redis_up", help: "1 while this node reaches Redis", registers: [this.registry] });
+  readonly streamFailures = new Counter({
+    name: "baton_stream_failures_total", help: "Streams this node stopped because their pipeline failed, by reason",
+    labelNames: ["reason"] as const, registers: [this.registry],
+  });
+  readonly internalErrors = new Counter({
+    name: "baton_internal_errors_total",
+    help: "Errors that reached the process's last line of defence (a bug: each is logged), by kind",
+    labelNames: ["kind"] as const, registers: [this.registry],
+  });
 
   constructor(labels: { node: string }) {
     this.registry.setDefaultLabels({ node: labels.node });

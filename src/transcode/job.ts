@@ -162,7 +162,14 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
   private startRun(keyframe: AVPacket): void {
     const index = this.runs++;
     const dir = join(this.jobDir, String(index));
-    mkdirSync(dir, { recursive: true });
+    try {
+      mkdirSync(dir, { recursive: true });
+    } catch (error) {
+      // no spool, no segments: fail this stream now rather than keep it "live" with nothing in it
+      this.closed = true;
+      this.emit("failed", `the spool directory is unusable: ${errorMessage(error)}`);
+      return;
+    }
     const ffmpeg = new FfmpegProcess(ffmpegSpec(this.o, dir));
     const run: Run = {
       index, dir, ffmpeg, startedAt: Date.now(), csvOffsets: new Map(), pending: new Map(), nextGroup: 0, watcher: null,
@@ -285,7 +292,16 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     clearInterval(run.poll);
     run.watcher?.close();
     run.watcher = null;
-    rmSync(run.dir, { recursive: true, force: true });
+    this.remove(run.dir);
+  }
+
+  /** Removes spool files; a failure (a full or broken disk) is logged, never thrown into the stream's path. */
+  private remove(dir: string): void {
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch (error) {
+      this.o.log.warn("spool files could not be removed", { stream: this.o.streamId, dir, error: errorMessage(error) });
+    }
   }
 
   /**
@@ -299,7 +315,7 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     this.restartTimer = null;
     const run = this.run;
     if (run) await run.ffmpeg.stop(graceMs);
-    rmSync(this.jobDir, { recursive: true, force: true });
+    this.remove(this.jobDir);
     this.removeAllListeners();
   }
 
@@ -312,6 +328,6 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     const run = this.run;
     this.removeAllListeners();
     if (run) await run.ffmpeg.kill();
-    rmSync(this.jobDir, { recursive: true, force: true });
+    this.remove(this.jobDir);
   }
 }

@@ -168,8 +168,11 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
   }
 }
 
-export async function get(url: string): Promise<{ status: number; text: string; headers: Headers; bytes: Buffer }> {
-  const response = await fetch(url, { signal: AbortSignal.timeout(10000) });
+/** Headers for the operators' endpoints (/api/nodes, /api/streams, /metrics): the test nodes' admin token. */
+export const ADMIN = { Authorization: `Bearer ${ADMIN_TOKEN}` };
+
+export async function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; text: string; headers: Headers; bytes: Buffer }> {
+  const response = await fetch(url, { headers, signal: AbortSignal.timeout(10000) });
   const bytes = Buffer.from(await response.arrayBuffer());
   return { status: response.status, text: bytes.toString("utf8"), headers: response.headers, bytes };
 }
@@ -225,6 +228,7 @@ export async function localClusterEnv(nodes: number, more: Record<string, string
     BATON_REDIS_URL: `redis://${HOST}:${redis}`,
     BATON_TRANSCODE_LADDER: JSON.stringify(TEST_LADDER),
     BATON_TRANSCODE_PRESET: "ultrafast",
+    BATON_ADMIN_TOKEN: ADMIN_TOKEN,
     ...more,
   };
 }

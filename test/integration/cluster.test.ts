@@ -7,7 +7,7 @@ import { promisify } from "node:util";
 import { disagreements, lastSeq, parseM3u8, withoutSession } from "../helpers/hls.ts";
 import {
   get, publish, startTestHaproxy, startTestNode, startTestRedis, stopAll, testPrefix, waitFor,
-  type TestHaproxy, type TestNode, type TestRedis,
+  type TestHaproxy, type TestNode, type TestRedis, ADMIN,
 } from "../helpers/stack.ts";
 
 const run = promisify(execFile);
@@ -54,7 +54,7 @@ describe("cluster: the cluster owns the HLS timeline", function () {
 
   it("lists every node with its state, URLs, version and heartbeat", async () => {
     const body = await waitFor("three nodes registered", async () => {
-      const b = JSON.parse((await get(lb.http("/api/nodes"))).text) as { nodes: { id: string; state: string; httpUrl: string; rtmpUrl: string; version: string; heartbeatAt: number; load: unknown }[] };
+      const b = JSON.parse((await get(lb.http("/api/nodes"), ADMIN)).text) as { nodes: { id: string; state: string; httpUrl: string; rtmpUrl: string; version: string; heartbeatAt: number; load: unknown }[] };
       return b.nodes.length === 3 ? b : undefined;
     });
     assert.deepEqual(body.nodes.map((n) => n.id), ["node-a", "node-b", "node-c"]);
@@ -87,7 +87,7 @@ describe("cluster: the cluster owns the HLS timeline", function () {
     assert.ok(bodies[0]!.length > 1000);
     for (const b of bodies) assert.ok(b.equals(bodies[0]!), "every node serves the same bytes for a segment");
 
-    const streams = JSON.parse((await get(lb.http("/api/streams"))).text) as StreamsBody;
+    const streams = JSON.parse((await get(lb.http("/api/streams"), ADMIN)).text) as StreamsBody;
     const info = streams.streams.find((s) => s.id === "shared");
     assert.ok(info);
     assert.ok(["node-a", "node-b", "node-c"].includes(info.owner));
@@ -100,8 +100,8 @@ describe("cluster: the cluster owns the HLS timeline", function () {
     const duplicate = publish(other.rtmp("shared"));
     const exit = await duplicate.exited;
     assert.notEqual(exit.code, 0, "the duplicate publisher was refused");
-    assert.match((await get(other.http("/metrics"))).text, /baton_publish_refusals_total\{reason="already_live",node="[^"]+"\} [1-9]/);
-    assert.equal((JSON.parse((await get(lb.http("/api/streams"))).text) as StreamsBody).streams.find((s) => s.id === "shared")?.owner, info.owner);
+    assert.match((await get(other.http("/metrics"), ADMIN)).text, /baton_publish_refusals_total\{reason="already_live",node="[^"]+"\} [1-9]/);
+    assert.equal((JSON.parse((await get(lb.http("/api/streams"), ADMIN)).text) as StreamsBody).streams.find((s) => s.id === "shared")?.owner, info.owner);
     publisher.child.kill("SIGKILL");
   });
 
@@ -111,7 +111,7 @@ describe("cluster: the cluster owns the HLS timeline", function () {
     await publisher.exited;
     // the owner flushes the last segment, then releases the stream into its reconnect window
     const epochBefore = await waitFor("the stream to wait for its publisher", async () => {
-      const info = (JSON.parse((await get(lb.http("/api/streams"))).text) as StreamsBody).streams.find((s) => s.id === stream);
+      const info = (JSON.parse((await get(lb.http("/api/streams"), ADMIN)).text) as StreamsBody).streams.find((s) => s.id === stream);
       return info?.state === "reconnecting" ? info.epoch : undefined;
     });
     const first = parseM3u8(await playlistText(lb.http(`/live/${stream}/360p/index.m3u8`)));
@@ -123,7 +123,7 @@ describe("cluster: the cluster owns the HLS timeline", function () {
     });
     const disc = resumed.segments.findIndex((s) => s.discontinuity);
     assert.equal(resumed.mediaSequence + disc, lastSeq(first) + 1, "no restart of the media sequence");
-    const after = (JSON.parse((await get(lb.http("/api/streams"))).text) as StreamsBody).streams.find((s) => s.id === stream)!;
+    const after = (JSON.parse((await get(lb.http("/api/streams"), ADMIN)).text) as StreamsBody).streams.find((s) => s.id === stream)!;
     assert.ok(after.epoch > epochBefore, "the returning publisher took the stream at a higher epoch");
     for (const path of [`/live/${stream}/360p/index.m3u8`, `/live/${stream}/240p/index.m3u8`]) {
       assert.deepEqual(disagreements((await fromEvery(nodes, path)).map(parseM3u8)), []);
@@ -139,7 +139,7 @@ describe("cluster: the cluster owns the HLS timeline", function () {
       const p = parseM3u8(await playlistText(b.http(`/live/${stream}/360p/index.m3u8`)).catch(() => "#EXTM3U"));
       return p.segments.length >= 2 ? true : undefined;
     });
-    const publishedBefore = metric((await get(a.http("/metrics"))).text, "baton_segments_published_total");
+    const publishedBefore = metric((await get(a.http("/metrics"), ADMIN)).text, "baton_segments_published_total");
     a.proc.child.kill("SIGSTOP");
     let second = null as ReturnType<typeof publish> | null;
     try {
@@ -157,11 +157,11 @@ describe("cluster: the cluster owns the HLS timeline", function () {
       a.proc.child.kill("SIGCONT");
     }
     await a.waitForLog(/stream lost to another owner; stopping stream=fenced/, 20000);
-    const publishedAfter = metric((await get(a.http("/metrics"))).text, "baton_segments_published_total");
+    const publishedAfter = metric((await get(a.http("/metrics"), ADMIN)).text, "baton_segments_published_total");
     assert.ok(publishedAfter - publishedBefore <= 1, `node-a appended ${publishedAfter - publishedBefore} segments after it was frozen`);
     const playlists = (await fromEvery(nodes, `/live/${stream}/360p/index.m3u8`)).map(parseM3u8);
     assert.deepEqual(disagreements(playlists), []);
-    const streams = JSON.parse((await get(b.http("/api/streams"))).text) as StreamsBody;
+    const streams = JSON.parse((await get(b.http("/api/streams"), ADMIN)).text) as StreamsBody;
     assert.equal(streams.streams.find((s) => s.id === stream)?.owner, "node-b");
     first.child.kill("SIGKILL");
     second?.child.kill("SIGKILL");
@@ -202,7 +202,7 @@ describe("cluster: the cluster owns the HLS timeline", function () {
     await victim.proc.exited;
     const killedAt = Date.now();
     const remaining = await waitFor("node-c to leave the registry", async () => {
-      const b = JSON.parse((await get(lb.http("/api/nodes"))).text) as { nodes: { id: string }[] };
+      const b = JSON.parse((await get(lb.http("/api/nodes"), ADMIN)).text) as { nodes: { id: string }[] };
       return b.nodes.some((n) => n.id === victim.id) ? undefined : b.nodes.map((n) => n.id);
     }, 10000);
     assert.ok(Date.now() - killedAt < 6000, "the registry TTL is seconds, not minutes");

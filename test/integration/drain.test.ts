@@ -9,7 +9,7 @@ import { makePublishToken } from "../../src/ingest/token.ts";
 import { parseM3u8 } from "../helpers/hls.ts";
 import {
   ADMIN_TOKEN, HOST, SECRET, get, startTestHaproxy, startTestNode, startTestRedis, stopAll, testPrefix, waitFor,
-  type TestHaproxy, type TestNode,
+  type TestHaproxy, type TestNode, ADMIN,
 } from "../helpers/stack.ts";
 
 function agent(port: number): Promise<string> {
@@ -38,12 +38,12 @@ interface StreamInfo {
 }
 
 async function streamInfo(lb: TestHaproxy, id: string): Promise<StreamInfo | undefined> {
-  const r = await get(lb.http("/api/streams"));
+  const r = await get(lb.http("/api/streams"), ADMIN);
   return (JSON.parse(r.text) as { streams: StreamInfo[] }).streams.find((s) => s.id === id);
 }
 
 async function nodeState(lb: TestHaproxy, id: string): Promise<string | undefined> {
-  const r = await get(lb.http("/api/nodes"));
+  const r = await get(lb.http("/api/nodes"), ADMIN);
   return (JSON.parse(r.text) as { nodes: { id: string; state: string }[] }).nodes.find((n) => n.id === id)?.state;
 }
 

@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { makePublishToken } from "../../src/ingest/token.ts";
 import type { Managed } from "../../src/ops/processes.ts";
 import { connectObject, RtmpTestClient, type AmfValue } from "../helpers/rtmp-client.ts";
-import { get, HOST, publish, SECRET, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestNode } from "../helpers/stack.ts";
+import { get, HOST, publish, SECRET, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestNode, ADMIN } from "../helpers/stack.ts";
 
 /** A stream id unique to this run and test. */
 function streamId(label: string): string {
@@ -26,7 +26,7 @@ async function assertAlive(node: TestNode): Promise<void> {
 
 /** baton_publish_refusals_total for one reason (0 while the series does not exist yet). */
 async function refusals(node: TestNode, reason: string): Promise<number> {
-  const metrics = await get(node.http("/metrics"));
+  const metrics = await get(node.http("/metrics"), ADMIN);
   assert.equal(metrics.status, 200);
   const line = metrics.text.split("\n").find((l) => l.startsWith("baton_publish_refusals_total{") && l.includes(`reason="${reason}"`));
   if (!line) return 0;

@@ -9,7 +9,7 @@ import { makePublishToken } from "../../src/ingest/token.ts";
 import { join } from "node:path";
 import { isPortFree, nodeCommand, startProcess, type Managed } from "../../src/ops/processes.ts";
 import { parseM3u8 } from "../helpers/hls.ts";
-import { HOST, get, localClusterEnv, publish, stopAll, waitFor } from "../helpers/stack.ts";
+import { HOST, get, localClusterEnv, publish, stopAll, waitFor, ADMIN } from "../helpers/stack.ts";
 
 function descendants(pid: number): number[] {
   let out: string;
@@ -63,7 +63,7 @@ describe("local cluster: npm start", function () {
     assert.deepEqual(master.playlists?.map((p) => p.uri.split("?")[0]), ["360p/index.m3u8", "240p/index.m3u8"]);
     publisher.child.kill("SIGKILL");
 
-    const nodes = JSON.parse((await get(`http://${HOST}:${http}/api/nodes`)).text) as { nodes: { id: string }[] };
+    const nodes = JSON.parse((await get(`http://${HOST}:${http}/api/nodes`, ADMIN)).text) as { nodes: { id: string }[] };
     assert.deepEqual(nodes.nodes.map((n) => n.id), ["node-1", "node-2"]);
   });
 
@@ -100,7 +100,7 @@ describe("local cluster: npm start", function () {
       const viewers = Array.from({ length: 5 }, (_, id) => new SimulatedViewer({ baseUrl: http, streamId: "rolling", id, signal: stop.signal }));
       const running = viewers.map((v) => v.run());
       await waitFor("viewers playing", () => (viewers.every((v) => v.report.segments >= 1) ? true : undefined), 20000);
-      const before = JSON.parse((await get(`${http}/api/nodes`)).text) as { nodes: { id: string; startedAt: number }[] };
+      const before = JSON.parse((await get(`${http}/api/nodes`, ADMIN)).text) as { nodes: { id: string; startedAt: number }[] };
       const [rcommand, rargs] = nodeCommand(["rolling-update", "--url", http]);
       const out = await new Promise<string>((resolve, reject) =>
         execFile(rcommand, rargs, { env: { ...process.env, ...env }, encoding: "utf8", timeout: 120000 }, (error, stdout, stderr) =>
@@ -110,7 +110,7 @@ describe("local cluster: npm start", function () {
       assert.match(out, /\[1\/2\] node-1: back and ready/);
       assert.match(out, /\[2\/2\] node-2: back and ready/);
       assert.match(out, /rolling update done/);
-      const after = JSON.parse((await get(`${http}/api/nodes`)).text) as { nodes: { id: string; startedAt: number; state: string }[] };
+      const after = JSON.parse((await get(`${http}/api/nodes`, ADMIN)).text) as { nodes: { id: string; startedAt: number; state: string }[] };
       for (const n of before.nodes) {
         const now = after.nodes.find((m) => m.id === n.id)!;
         assert.ok(now.startedAt > n.startedAt, `${n.id} was restarted`);
@@ -137,5 +137,46 @@ describe("local cluster: npm start", function () {
     const left = pids.filter(alive).map((pid) => `${pid} ${readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " ").slice(0, 100)}`);
     assert.deepEqual(left, [], "no process of the local cluster is left");
     assert.ok(await isPortFree(HOST, Number(env.BATON_HTTP_PORT)));
+  });
+});
+
+describe("local cluster: a closed terminal or a killed launcher leaves nothing behind", function () {
+  this.timeout(120000);
+  after(stopAll);
+
+  const startLauncher = async (env: NodeJS.ProcessEnv, output: string[]): Promise<Managed> => {
+    const [command, args] = nodeCommand(["start", "--nodes", "1"]);
+    const launcher = startProcess("launcher", command, args, { env, onLine: (line) => output.push(line) });
+    await waitFor("the cluster to be up", () => (output.some((l) => /Push \(ffmpeg\):/.test(l)) ? true : undefined), 60000);
+    return launcher;
+  };
+
+  it("SIGHUP (the terminal closed) stops Redis, the nodes and HAProxy, as Ctrl-C does", async () => {
+    const env = await localClusterEnv(1);
+    const output: string[] = [];
+    const launcher = await startLauncher(env, output);
+    const pids = descendants(launcher.child.pid!);
+    assert.ok(pids.length >= 3, `redis, a node and haproxy are running: ${pids.join(",")}`);
+    launcher.child.kill("SIGHUP");
+    assert.equal((await launcher.exited).code, 0);
+    assert.deepEqual(pids.filter(alive), [], "no process of the local cluster is left");
+    assert.ok(await isPortFree(HOST, Number(env.BATON_HTTP_PORT)));
+    assert.ok(await isPortFree(HOST, Number(env.BATON_RTMP_PORT)));
+  });
+
+  it("after a launcher killed outright, the next start stops what it left and starts", async () => {
+    const env = await localClusterEnv(1);
+    const first: string[] = [];
+    const launcher = await startLauncher(env, first);
+    const pids = descendants(launcher.child.pid!);
+    launcher.child.kill("SIGKILL");
+    await launcher.exited;
+    assert.ok(pids.some(alive), "a killed launcher cannot stop its children itself");
+    const second: string[] = [];
+    const next = await startLauncher(env, second);
+    assert.ok(second.some((l) => /stopped what a previous run left running: .*redis-server/.test(l)), second.join("\n"));
+    assert.deepEqual(pids.filter(alive), [], "what the first launcher left is gone");
+    next.child.kill("SIGINT");
+    assert.equal((await next.exited).code, 0);
   });
 });

@@ -6,7 +6,7 @@ import WebSocket from "ws";
 import { makeSessionToken } from "../../src/delivery/session-token.ts";
 import type { SessionView } from "../../src/delivery/sessions-api.ts";
 import { parseM3u8, type ParsedPlaylist } from "../helpers/hls.ts";
-import { get, publish, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestNode, type TestRedis } from "../helpers/stack.ts";
+import { get, publish, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestNode, type TestRedis, ADMIN } from "../helpers/stack.ts";
 
 type View = SessionView & { token?: string };
 
@@ -208,7 +208,7 @@ describe("viewer sessions", function () {
     await new Promise((resolve) => ws.once("open", resolve));
     for (let i = 1; i <= 40; i++) ws.send(JSON.stringify({ type: "position", position: i, paused: false }));
     await waitFor("dropped reports counted", async () => {
-      const text = (await get(b.http("/metrics"))).text;
+      const text = (await get(b.http("/metrics"), ADMIN)).text;
       const line = text.split("\n").find((l) => l.startsWith("baton_ws_reports_dropped_total"));
       return line && Number(line.split(" ").pop()) >= 30 ? true : undefined;
     });

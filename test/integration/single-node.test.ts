@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { lastSeq, parseM3u8, type ParsedPlaylist as ParsedMedia } from "../helpers/hls.ts";
-import { get, publish, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestNode, type TestRedis } from "../helpers/stack.ts";
+import { get, publish, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestNode, type TestRedis, ADMIN } from "../helpers/stack.ts";
 
 async function media(node: TestNode, stream: string, rendition: string): Promise<ParsedMedia> {
   const response = await get(node.http(`/live/${stream}/${rendition}/index.m3u8`));
@@ -57,7 +57,7 @@ describe("single node: RTMP in, adaptive HLS out", function () {
 
     // ffmpeg's progress is parsed into metrics (reported every 2 s)
     await waitFor("transcoder metrics", async () => {
-      const text = (await get(node.http("/metrics"))).text;
+      const text = (await get(node.http("/metrics"), ADMIN)).text;
       const fps = /baton_transcoder_fps\{stream="ladder"[^}]*\} [1-9]/.test(text);
       const kbps = /baton_transcoder_output_kbps\{stream="ladder"[^}]*\} [1-9]/.test(text);
       return /baton_transcoder_speed\{stream="ladder"/.test(text) && fps && kbps ? true : undefined;
@@ -118,7 +118,7 @@ describe("single node: RTMP in, adaptive HLS out", function () {
     assert.ok(after.mediaSequence >= before.mediaSequence);
     publisher.child.kill("SIGKILL");
     assert.equal(node.proc.child.exitCode, null, "the node survives");
-    assert.match((await get(node.http("/metrics"))).text, /baton_transcoder_restarts_total\{node="[^"]+"\} [1-9]/);
+    assert.match((await get(node.http("/metrics"), ADMIN)).text, /baton_transcoder_restarts_total\{node="[^"]+"\} [1-9]/);
   });
 
   it("answers 4xx with a reason for unknown streams and bad paths, and reads no file", async () => {
@@ -141,7 +141,7 @@ describe("single node: RTMP in, adaptive HLS out", function () {
   it("reports readiness, health and metrics", async () => {
     assert.equal((await get(node.http("/healthz"))).status, 200);
     assert.equal((await get(node.http("/readyz"))).status, 200);
-    const metrics = (await get(node.http("/metrics"))).text;
+    const metrics = (await get(node.http("/metrics"), ADMIN)).text;
     for (const name of ["baton_segments_published_total", "baton_segment_publish_latency_seconds_bucket", "baton_http_requests_total", "process_cpu_seconds_total", "baton_publish_refusals_total"]) {
       assert.match(metrics, new RegExp(name));
     }

@@ -280,6 +280,31 @@ describe("config", () => {
         message: () => "config: sessions.startsPerMinute = 0 (from BATON_SESSIONS_STARTSPERMINUTE): expected an integer from 1 to 1000000",
       },
       {
+        what: "a publish secret shorter than 32 characters, without printing it",
+        env: { BATON_AUTH_PUBLISHSECRET: "hunter2-hunter2" },
+        message: () =>
+          "config: auth.publishSecret = (hidden, 15 characters) (from BATON_AUTH_PUBLISHSECRET): " +
+          "expected empty (one is generated), or 32 to 1024 printable characters without spaces",
+      },
+      {
+        what: "a playback secret shorter than 32 characters",
+        env: { BATON_AUTH_PLAYBACKSECRET: "short-secret" },
+        message: () =>
+          "config: auth.playbackSecret = (hidden, 12 characters) (from BATON_AUTH_PLAYBACKSECRET): " +
+          "expected empty (one is generated), or 32 to 1024 printable characters without spaces",
+      },
+      {
+        what: "a sessions secret shorter than 32 characters",
+        file: { sessions: { secret: "short" } },
+        message: (f) =>
+          `config: sessions.secret = (hidden, 5 characters) (from ${f}): expected empty (one is generated), or 32 to 1024 printable characters without spaces`,
+      },
+      {
+        what: "a trusted proxy that is no address",
+        env: { BATON_HTTP_TRUSTEDPROXIES: '["haproxy.local"]' },
+        message: () => 'config: http.trustedProxies = ["haproxy.local"] (from BATON_HTTP_TRUSTEDPROXIES): expected a list of IP addresses, or ["*"]',
+      },
+      {
         what: "bad node id",
         env: { BATON_NODE_ID: "Node_1" },
         message: () => `config: node.id = "Node_1" (from BATON_NODE_ID): expected empty or 1 to 63 of a-z, 0-9, '-'`,
