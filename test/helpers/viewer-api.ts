@@ -1,8 +1,13 @@
 // The viewer API as a test client calls it: sessions made, read and written over HTTP, with assertions on the
 // status of each answer.
 import assert from "node:assert/strict";
+import { loadConfig } from "../../src/config/load.ts";
+import { playbackSecret } from "../../src/config/state-dir.ts";
 import type { SessionView } from "../../src/delivery/sessions-api.ts";
-import type { TestNode } from "./stack.ts";
+import { SESSION_SECRET, type TestNode } from "./stack.ts";
+
+/** The playback-token secret the test nodes derive from their sessions secret. */
+export const PLAYBACK_SECRET = playbackSecret(loadConfig({ env: { BATON_SESSIONS_SECRET: SESSION_SECRET } }));
 
 export type View = SessionView & { token?: string };
 

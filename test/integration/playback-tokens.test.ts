@@ -5,8 +5,6 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { loadConfig } from "../../src/config/load.ts";
-import { playbackSecret } from "../../src/config/state-dir.ts";
 import { makePlaybackToken } from "../../src/delivery/playback-token.ts";
 import { makePublishToken } from "../../src/ingest/token.ts";
 import { nodeCommand } from "../../src/ops/processes.ts";
@@ -14,12 +12,9 @@ import { parseM3u8 } from "../helpers/hls.ts";
 import {
   ADMIN, HOST, SECRET, SESSION_SECRET, get, publish, startTestNode, startTestRedis, stopAll, tempDir, testPrefix, waitFor, type TestNode,
 } from "../helpers/stack.ts";
-import { auth, call, json } from "../helpers/viewer-api.ts";
+import { auth, call, json, PLAYBACK_SECRET as secret } from "../helpers/viewer-api.ts";
 
 const run = promisify(execFile);
-
-/** The playback secret the test nodes derive from their sessions secret. */
-const secret = playbackSecret(loadConfig({ env: { BATON_SESSIONS_SECRET: SESSION_SECRET } }));
 
 describe("playback tokens", function () {
   this.timeout(120000);
