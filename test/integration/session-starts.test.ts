@@ -4,16 +4,8 @@
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { parseM3u8 } from "../helpers/hls.ts";
-import { ADMIN, get, publish, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestNode, type TestRedis } from "../helpers/stack.ts";
+import { ADMIN, get, pool, publish, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestNode, type TestRedis } from "../helpers/stack.ts";
 import { auth, call, getSession, json, putPosition } from "../helpers/viewer-api.ts";
-
-/** Runs `count` tasks, `width` at a time. */
-async function pool(count: number, width: number, task: (i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < count) await task(next++);
-  }));
-}
 
 describe("session starts", function () {
   this.timeout(120000);
