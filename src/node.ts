@@ -127,7 +127,12 @@ export class BatonNode {
         rtmpUrl: `rtmp://${host}:${this.ingest.port}/live`,
         version: VERSION,
         startedAt: this.startedAt,
-        load: { publishers: this.owners.size, viewers: this.http.viewers.counts(), readyChecks: this.http.readyChecks },
+        load: {
+          publishers: this.owners.size,
+          viewers: this.http.viewers.counts(),
+          readyChecks: this.http.readyChecks,
+          transcoders: Object.fromEntries([...this.owners].flatMap(([id, o]) => (o.speed === null ? [] : [[id, Math.round(o.speed * 100) / 100]]))),
+        },
       }),
       log.child("registry"),
     );

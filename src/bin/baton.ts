@@ -13,14 +13,13 @@ import { errorMessage } from "../errors.ts";
 import { makePublishToken } from "../ingest/token.ts";
 import { isStreamId } from "../ingest/stream-id.ts";
 import { createLogger } from "../log.ts";
-import { BatonNode } from "../node.ts";
-import { runLocalCluster } from "../ops/local-cluster.ts";
 
 const USAGE = `usage: baton <command>
   start [--nodes N]       run the local cluster (Redis, N nodes, HAProxy); Ctrl-C stops it
   node [--config FILE]    run one node
   token <streamId>        print a publish URL for a stream
   token --play <streamId> print a watch URL and a master playlist URL with a playback token
+  push [FILE] [--stream ID]  push the test pattern (or FILE, looped) and reconnect like OBS; Ctrl-C stops
   status                  nodes, states, streams, owners, viewers
   drain <nodeId>          drain a node (it keeps running, drained, until undrain)
   undrain <nodeId>        take a drained node back
@@ -42,6 +41,8 @@ async function runNode(args: string[]): Promise<void> {
   const file = option(args, "--config");
   if (args.length > 0) throw new UsageError(`unexpected argument ${args[0]}`);
   const config = loadConfig({ file });
+  // loaded here, not at the top: an operator's command (status, token) should not load a whole node
+  const { BatonNode } = await import("../node.ts");
   const log = createLogger({ level: config.log.level, node: config.node.id || undefined });
   const node = new BatonNode(config, log);
   node.onExit = () => process.exit(0);
@@ -100,6 +101,23 @@ function token(args: string[]): void {
   console.log(playlistUrl);
 }
 
+async function pushCommand(args: string[]): Promise<void> {
+  const file = option(args, "--config");
+  const streamId = option(args, "--stream") ?? "demo";
+  const url = option(args, "--url");
+  const testPattern = args.indexOf("--test-pattern");
+  if (testPattern !== -1) args.splice(testPattern, 1);
+  if (args.length > 1 || args[0]?.startsWith("--")) throw new UsageError(`push takes at most one file; unexpected ${args[args.length - 1]}`);
+  const source = testPattern !== -1 ? null : (args[0] ?? null);
+  if (!isStreamId(streamId)) throw new UsageError(`stream id ${JSON.stringify(streamId)}: expected 1 to 64 of A-Z, a-z, 0-9, '_', '-'`);
+  const config = loadConfig({ file });
+  const target = url ?? `rtmp://${config.node.publicHost}:${config.rtmp.port}/live/${streamId}?token=${makePublishToken(publishSecret(config), streamId, config.auth.publishTokenTtl)}`;
+  const stop = new AbortController();
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => stop.abort());
+  const { push } = await import("../ops/push.ts");
+  await push({ url: target, file: source, retryDelayMs: 2000, say: (line) => process.stderr.write(`baton push: ${line}\n`) }, stop.signal);
+}
+
 function adminClient(args: string[]): AdminClient {
   const url = option(args, "--url");
   const config = loadConfig({ file: option(args, "--config") });
@@ -124,6 +142,7 @@ async function main(argv: string[]): Promise<void> {
       const count = nodes === undefined ? 3 : Number(nodes);
       if (!Number.isInteger(count) || count < 1 || count > 16) throw new UsageError("--nodes takes a whole number from 1 to 16");
       if (args.length > 0) throw new UsageError(`unexpected argument ${args[0]}`);
+      const { runLocalCluster } = await import("../ops/local-cluster.ts");
       await runLocalCluster({ nodes: count });
       return;
     }
@@ -131,6 +150,8 @@ async function main(argv: string[]): Promise<void> {
       return runNode(args);
     case "token":
       return token(args);
+    case "push":
+      return pushCommand(args);
     case "status": {
       const client = adminClient(args);
       if (args.length > 0) throw new UsageError(`unexpected argument ${args[0]}`);

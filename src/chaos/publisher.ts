@@ -36,11 +36,16 @@ export function syntheticPushArgs(url: string, o: SyntheticPush = {}): string[] 
 
 export interface PublisherOptions {
   url: string;
+  /** ffmpeg's whole argument list for a connection to `url`; omitted: the synthetic source (syntheticPushArgs). */
+  args?: (url: string) => string[];
   width?: number;
   height?: number;
   /** Delay before reconnecting, ms (OBS's default retry delay is a few seconds; 500 keeps tests short). */
   retryDelayMs?: number;
   onLine?: (line: string) => void;
+  /** Told when a connection attempt starts and when one ends. */
+  onConnect?: (attempt: number) => void;
+  onDrop?: (attempt: number, exit: { code: number | null; signal: NodeJS.Signals | null }) => void;
 }
 
 export class ReconnectingPublisher {
@@ -61,14 +66,17 @@ export class ReconnectingPublisher {
 
   start(): void {
     if (this.stopped) return;
-    const args = syntheticPushArgs(this.o.url, { width: this.o.width, height: this.o.height });
+    const args = this.o.args?.(this.o.url) ?? syntheticPushArgs(this.o.url, { width: this.o.width, height: this.o.height });
     this.connects.push(Date.now());
+    const attempt = this.connects.length;
+    this.o.onConnect?.(attempt);
     const p = startProcess("publisher", "ffmpeg", args, this.o.onLine ? { onLine: this.o.onLine } : {});
     this.current = p;
-    void p.exited.then(() => {
+    void p.exited.then((exit) => {
       if (this.current === p) this.current = null;
       if (this.stopped) return;
       this.drops.push(Date.now());
+      this.o.onDrop?.(attempt, exit);
       this.timer = setTimeout(() => this.start(), this.o.retryDelayMs ?? 500);
     });
   }

@@ -23,6 +23,8 @@ export interface NodeRecord {
     cpu: number;
     /** Readiness checks (the balancer's, a probe's) answered "ready" in a row. */
     readyChecks: number;
+    /** Transcoder speed of each stream this node owns (media seconds per second), once measured. */
+    transcoders?: Record<string, number>;
   };
 }
 

@@ -43,6 +43,8 @@ export interface OwnerOptions {
 export class StreamOwner extends TypedEmitter<OwnerEvents> {
   readonly streamId: string;
   claim: Claim | null = null;
+  /** The transcoder's last measured speed (media seconds per second; below 1 it falls behind), or null. */
+  speed: number | null = null;
   private job: TranscodeJob | null = null;
   private readonly early: AVPacket[] = [];
   private queue: SegmentGroupOut[] = [];
@@ -175,6 +177,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     job.reportListenerErrors((event, error) => this.log.error("job listener failed", { event, error: errorMessage(error) }));
     job.on("group", (group) => this.enqueue(group));
     job.on("progress", ({ speed, fps }) => {
+      this.speed = speed;
       metrics.transcoderSpeed.set({ stream: this.streamId }, speed);
       metrics.transcoderFps.set({ stream: this.streamId }, fps);
       if (speed < 0.9) this.log.warn("transcoder slower than real time", { stream: this.streamId, speed: speed.toFixed(2) });

@@ -56,11 +56,20 @@ export async function status(c: AdminClient): Promise<string> {
       `${Math.round((now - n.startedAt) / 1000)}s`, `${((now - n.heartbeatAt) / 1000).toFixed(1)}s ago`, n.httpUrl,
     ]);
   }
-  const streamRows = [["STREAM", "STATE", "OWNER", "EPOCH", "RENDITIONS", "VIEWERS", "NEXT SEQ"]];
+  const streamRows = [["STREAM", "STATE", "OWNER", "EPOCH", "RENDITIONS", "VIEWERS", "NEXT SEQ", "TRANSCODER"]];
+  const slow: string[] = [];
   for (const s of streams) {
-    streamRows.push([s.id, s.state, s.owner, String(s.epoch), s.renditions.map((r) => r.name).join(","), String(s.viewers), String(s.nextSeq)]);
+    const speed = nodes.find((n) => n.id === s.owner)?.load.transcoders?.[s.id];
+    // below real time the stream's latency grows until input is dropped: say so where the operator looks
+    if (speed !== undefined && speed < 0.95) slow.push(s.id);
+    const shown = speed === undefined ? "-" : `${speed.toFixed(2)}x${speed < 0.95 ? " SLOW" : ""}`;
+    streamRows.push([s.id, s.state, s.owner, String(s.epoch), s.renditions.map((r) => r.name).join(","), String(s.viewers), String(s.nextSeq), shown]);
   }
-  return `${table(nodeRows)}\n\n${streams.length ? table(streamRows) : "no live streams"}`;
+  const warning = slow.length
+    ? `\n\ntranscoders below real time: ${slow.join(", ")}. The ladder costs more than this machine has: a lighter ` +
+      "transcode.ladder or a faster transcode.preset (ultrafast), or fewer streams per node"
+    : "";
+  return `${table(nodeRows)}\n\n${streams.length ? table(streamRows) : "no live streams"}${warning}`;
 }
 
 export async function drain(c: AdminClient, node: string, exit = false): Promise<string> {

@@ -10,6 +10,7 @@ import { TypedEmitter } from "../events.ts";
 import { flvHeader, flvTag, type AVPacket } from "../ingest/nms.ts";
 import type { Logger } from "../log.ts";
 import { FfmpegProcess, type FfmpegSpec } from "./ffmpeg.ts";
+import { SegmentGrouper, type Grouped } from "./grouping.ts";
 import { BUFSIZE_SECONDS, MAXRATE_FACTOR, type PlannedRendition } from "./ladder.ts";
 
 export interface FinishedSegment {
@@ -102,8 +103,7 @@ interface Run {
   ffmpeg: FfmpegProcess;
   startedAt: number;
   csvOffsets: Map<string, number>;
-  pending: Map<number, FinishedSegment[]>;
-  nextGroup: number;
+  grouper: SegmentGrouper;
   watcher: FSWatcher | null;
   poll: NodeJS.Timeout;
   lastProgress: { at: number; media: number } | null;
@@ -118,7 +118,6 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
   private restartTimer: NodeJS.Timeout | null = null;
   private audioHeader: AVPacket | null = null;
   private videoHeader: AVPacket | null = null;
-  private lostGroups = false;
   private readonly jobDir: string;
   private readonly maxBacklog: number;
 
@@ -172,7 +171,7 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     }
     const ffmpeg = new FfmpegProcess(ffmpegSpec(this.o, dir));
     const run: Run = {
-      index, dir, ffmpeg, startedAt: Date.now(), csvOffsets: new Map(), pending: new Map(), nextGroup: 0, watcher: null,
+      index, dir, ffmpeg, startedAt: Date.now(), csvOffsets: new Map(), grouper: new SegmentGrouper(this.o.renditions.map((r) => r.name)), watcher: null,
       poll: setInterval(() => this.scan(run), 250), lastProgress: null,
     };
     this.run = run;
@@ -234,40 +233,25 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
         }
         const index = Number(match[1]);
         const segment: FinishedSegment = { rendition: r.name, index, start: Number(start), duration: Number(stop) - Number(start), bytes };
-        const group = run.pending.get(index) ?? [];
-        group.push(segment);
-        run.pending.set(index, group);
+        const dropped = run.grouper.dropped;
+        const groups = run.grouper.add(segment);
+        if (run.grouper.dropped > dropped) {
+          this.o.log.warn("renditions out of step; dropped segment groups", { stream: this.o.streamId, dropped: run.grouper.dropped - dropped });
+        }
+        for (const group of groups) this.emitGroup(run, group);
       }
     }
-    this.flush(run);
   }
 
-  private flush(run: Run): void {
-    const n = this.o.renditions.length;
-    for (;;) {
-      const group = run.pending.get(run.nextGroup);
-      if (!group || group.length < n) {
-        // a rendition that fell three groups behind will not catch up: drop the incomplete group
-        const newest = Math.max(-1, ...[...run.pending.entries()].filter(([, g]) => g.length === n).map(([i]) => i));
-        if (newest - run.nextGroup < 3) return;
-        this.o.log.warn("renditions out of step; dropping a segment group", { stream: this.o.streamId, group: run.nextGroup });
-        run.pending.delete(run.nextGroup++);
-        this.lostGroups = true;
-        continue;
-      }
-      run.pending.delete(run.nextGroup++);
-      const order = new Map(this.o.renditions.map((r, i) => [r.name, i]));
-      group.sort((a, b) => order.get(a.rendition)! - order.get(b.rendition)!);
-      const first = group[0]!;
-      this.emit("group", {
-        run: run.index,
-        pdt: run.startedAt + first.start * 1000,
-        disc: (run.index > 0 && first.index === 0) || this.lostGroups,
-        finishedAt: Date.now(),
-        segments: group,
-      });
-      this.lostGroups = false;
-    }
+  private emitGroup(run: Run, { segments, afterGap }: Grouped): void {
+    const first = segments[0]!;
+    this.emit("group", {
+      run: run.index,
+      pdt: run.startedAt + first.start * 1000,
+      disc: (run.index > 0 && first.index === 0) || afterGap,
+      finishedAt: Date.now(),
+      segments,
+    });
   }
 
   private exited(run: Run, requested: boolean, message: string, stderr: string): void {
