@@ -114,10 +114,10 @@ export function keepAlive(): Agent {
   return new Agent({ keepAlive: true, maxSockets: 1 });
 }
 
-/** Highest sequence number a media playlist lists (its `N.ts` lines), or -1. */
+/** Highest sequence number a media playlist lists (its `N.{claim}.ts` lines), or -1. */
 export function lastListedSeq(playlist: string): number {
   let last = -1;
-  for (const match of playlist.matchAll(/^(\d+)\.ts/gm)) last = Math.max(last, Number(match[1]));
+  for (const match of playlist.matchAll(/^(\d+)\.[0-9a-f]{12}\.ts/gm)) last = Math.max(last, Number(match[1]));
   return last;
 }
 

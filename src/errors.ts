@@ -48,9 +48,9 @@ export class AlreadyLiveError extends AdmissionError {
   }
 }
 
-/** A timeline write refused by Redis: the writer lost the stream or wrote out of order. */
+/** A timeline write refused by Redis: the writer lost the stream, wrote out of order, or the stream ended. */
 export class FencedError extends BatonError {
-  constructor(code: "STALE_EPOCH" | "SEQ_MISMATCH" | "NO_STREAM", message: string) {
+  constructor(code: "STALE_EPOCH" | "SEQ_MISMATCH" | "STREAM_ENDED" | "NO_STREAM", message: string) {
     super(code, message);
   }
 }

@@ -56,6 +56,8 @@ export class BatonNode {
       window: config.hls.playlistWindow,
       reconnectWindowMs: config.hls.reconnectWindow * 1000,
       retentionSec: config.hls.retention,
+      commandTimeoutMs: config.redis.commandTimeout,
+      waitReplicas: config.redis.waitReplicas,
     });
     const secret = config.auth.requirePublishToken ? publishSecret(config) : "";
     this.ingest = new RtmpIngest({

@@ -19,8 +19,14 @@ export type TimelineWriter = Pick<StreamStore, "claim" | "renew" | "setLadder" |
 /** Publish lease: how long a stream stays held after its node stops renewing it (crash, freeze, silence). */
 export const LEASE_TTL_MS = 4000;
 const RENEW_EVERY_MS = 1000;
-/** How long a publisher arriving during another node's handoff waits for the release. */
-const HANDOFF_WAIT_MS = 8000;
+/** How long a closing owner publishes what it queued (waiting for Redis), after ffmpeg's last segment. */
+const FLUSH_MS = 10000;
+/**
+ * How long a publisher arriving during another node's handoff waits for the release: as long as that owner
+ * may take (ffmpeg's last segment, up to job.close's 5-s grace, then FLUSH_MS), so the encoder's first
+ * reconnect is taken rather than refused. Its packets are kept meanwhile (the last GOP at most).
+ */
+const HANDOFF_WAIT_MS = 5000 + FLUSH_MS + 1000;
 /** Segment groups kept while Redis is away (at 2-s segments, two minutes). */
 const MAX_QUEUE = 60;
 
@@ -52,6 +58,8 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
   private pumping = false;
   private dropped = false;
   private renewTimer: NodeJS.Timeout | null = null;
+  /** The lease renewal in flight, awaited before the release so it cannot land after it. */
+  private renewing: Promise<void> | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private closing: Promise<void> | null = null;
   private lost = false;
@@ -85,12 +93,14 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     }
     if (this.closing) {
       // the publisher left while the claim was in flight
-      await store.release(this.streamId, this.claim.holder, this.claim.epoch).catch(() => undefined);
+      await store.release(this.streamId, this.claim).catch(() => undefined);
       return false;
     }
     this.nextSeq = this.claim.nextSeq;
     this.log.info("publish accepted", { stream: this.streamId, epoch: this.claim.epoch, nextSeq: this.nextSeq, remote: connection.remote });
-    this.renewTimer = setInterval(() => void this.renew(), RENEW_EVERY_MS);
+    this.renewTimer = setInterval(() => {
+      this.renewing ??= this.renew().finally(() => (this.renewing = null));
+    }, RENEW_EVERY_MS);
     for (const packet of this.early.splice(0)) this.packet(packet);
     return true;
   }
@@ -158,7 +168,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       ? replanLadder(claim.ladder, config.transcode.ladder, source)
       : planLadder(config.transcode.ladder, source);
     if (!claim.ladder) {
-      this.o.store.setLadder(this.streamId, claim.epoch, ladderEntries(renditions)).catch((error: unknown) => {
+      this.o.store.setLadder(this.streamId, claim, ladderEntries(renditions)).catch((error: unknown) => {
         this.log.warn("could not record the ladder", { stream: this.streamId, error: errorMessage(error) });
       });
     }
@@ -215,7 +225,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
         const group = this.queue[0]!;
         const claim = this.claim!;
         try {
-          await this.o.store.append(this.streamId, claim.epoch, claim.targetDuration, {
+          await this.o.store.append(this.streamId, claim, {
             seq: this.nextSeq,
             pdt: group.pdt,
             disc: group.disc,
@@ -250,11 +260,15 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
 
   private async renew(): Promise<void> {
     const claim = this.claim;
-    if (!claim || this.closing) return;
-    // hold the lease only while the publisher actually sends: a silent one lets another node take over
-    if (Date.now() - this.o.connection.lastDataAt > LEASE_TTL_MS) return;
+    if (!claim || this.lost) return;
+    // Hold the lease only while the publisher actually sends: a silent one lets another node take over.
+    // Once closing, hold it (marked for handoff) until the release, however long the flush takes: with a
+    // 4-s lease and a flush of up to job.close's grace plus flushMs, another node would otherwise claim the
+    // stream mid-flush and fence the last segments off. If this node dies, the lease still ends in 4 s.
+    const handingOver = this.closing !== null;
+    if (!handingOver && Date.now() - this.o.connection.lastDataAt > LEASE_TTL_MS) return;
     try {
-      if (!(await this.o.store.renew(this.streamId, claim.holder, LEASE_TTL_MS, claim.epoch))) this.lostStream("publish lease taken over");
+      if (!(await this.o.store.renew(this.streamId, claim, LEASE_TTL_MS, handingOver))) this.lostStream("publish lease taken over");
     } catch {
       // Redis away: the lease may lapse; the epoch check on the next append decides
     }
@@ -275,7 +289,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
    * The publisher left (or is being let go): finish the last segment, publish what is queued (waiting up to
    * `flushMs` for Redis), then release the stream so a returning publisher can take it anywhere.
    */
-  close(reason: string, flushMs = 10000): Promise<void> {
+  close(reason: string, flushMs = FLUSH_MS): Promise<void> {
     // assigned before shutdown runs: closing the connection inside it calls close() again
     this.closing ??= Promise.resolve()
       .then(() => this.shutdown(reason, flushMs))
@@ -289,10 +303,9 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
   }
 
   private async shutdown(reason: string, flushMs: number): Promise<void> {
-    if (this.renewTimer) clearInterval(this.renewTimer);
-    this.renewTimer = null;
-    // a returning publisher (here or on another node) waits for the release below instead of being refused
-    if (this.claim && !this.lost) await this.o.store.markHandoff(this.streamId, this.claim.holder).catch(() => false);
+    // a returning publisher (here or on another node) waits for the release below instead of being refused;
+    // the renewals go on (see renew()) until then
+    if (this.claim && !this.lost) await this.o.store.markHandoff(this.streamId, this.claim).catch(() => false);
     this.o.connection.close(reason);
     await this.job?.close();
     const deadline = Date.now() + flushMs;
@@ -307,9 +320,12 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       this.queue = [];
     }
     this.lost = true;
+    if (this.renewTimer) clearInterval(this.renewTimer);
+    this.renewTimer = null;
+    await this.renewing;
     const claim = this.claim;
     if (claim) {
-      await this.o.store.release(this.streamId, claim.holder, claim.epoch).catch((error: unknown) => {
+      await this.o.store.release(this.streamId, claim).catch((error: unknown) => {
         this.log.warn("release failed; the lease will expire", { stream: this.streamId, error: errorMessage(error) });
       });
     }

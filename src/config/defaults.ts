@@ -56,6 +56,17 @@ export interface Config {
     url: string;
     /** Prefix of every key baton writes. Used by: state/keys.ts. */
     prefix: string;
+    /**
+     * Milliseconds a Redis command may take before it fails; a connection that brought no reply for as long
+     * is closed and reconnected. Bounds every Redis call while Redis is frozen or unreachable: playlists and
+     * segments in memory are still served, other requests get 503. Used by: state (every connection).
+     */
+    commandTimeout: number;
+    /**
+     * Replicas that must acknowledge a claim and a release (Redis WAIT, within half of commandTimeout)
+     * before a publisher is accepted; 0: none. Keeps ownership across a failover to a replica. Used by: state.
+     */
+    waitReplicas: number;
   };
   hls: {
     /** Segment length in seconds; also the keyframe interval. Used by: transcode, playlists. */
@@ -160,6 +171,8 @@ export const DEFAULTS: Config = {
   redis: {
     url: "redis://127.0.0.1:6379",
     prefix: "baton:",
+    commandTimeout: 1000,
+    waitReplicas: 0,
   },
   hls: {
     segmentDuration: 2,

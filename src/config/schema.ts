@@ -36,6 +36,8 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
   redis: {
     url: { kind: "string", pattern: /^rediss?:\/\/\S+$/, expected: "a redis:// or rediss:// URL" },
     prefix: { kind: "string", pattern: /^[A-Za-z0-9_:.-]{1,32}$/, expected: "1 to 32 of A-Z, a-z, 0-9, '_', ':', '.', '-'" },
+    commandTimeout: { kind: "int", min: 100, max: 60000 },
+    waitReplicas: { kind: "int", min: 0, max: 16 },
   },
   hls: {
     segmentDuration: { kind: "int", min: 1, max: 10 },

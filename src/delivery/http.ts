@@ -8,6 +8,7 @@ import { errorMessage } from "../errors.ts";
 import { isStreamId } from "../ingest/stream-id.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../ops/metrics.ts";
+import { CLAIM_ID } from "../state/claim-id.ts";
 import type { StreamSnapshot, StreamStore } from "../state/store.ts";
 import { checkBearer } from "./bearer.ts";
 import { HttpError, sendJson } from "./http-error.ts";
@@ -35,8 +36,8 @@ export interface Request {
 type Handler = (request: Request) => Promise<void> | void;
 type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
-/** The segment cache's key: one segment of one rendition. */
-const segmentKey = (streamId: string, rendition: string, seq: number): string => `${streamId}/${rendition}/${seq}`;
+/** The segment cache's key: one segment of one rendition, as written by one claim. */
+const segmentKey = (streamId: string, rendition: string, seq: number, claim: string): string => `${streamId}/${rendition}/${seq}.${claim}`;
 
 interface Route {
   methods: string[];
@@ -128,7 +129,7 @@ export class DeliveryServer {
     });
     this.addRoute(["GET", "HEAD"], "master", new RegExp(`^/live/(${STREAM})/index\\.m3u8$`), (r) => this.master(r));
     this.addRoute(["GET", "HEAD"], "media", new RegExp(`^/live/(${STREAM})/(${RENDITION})/index\\.m3u8$`), (r) => this.media(r));
-    this.addRoute(["GET", "HEAD"], "segment", new RegExp(`^/live/(${STREAM})/(${RENDITION})/(\\d{1,15})\\.ts$`), (r) => this.segment(r));
+    this.addRoute(["GET", "HEAD"], "segment", new RegExp(`^/live/(${STREAM})/(${RENDITION})/(\\d{1,15})\\.(${CLAIM_ID})\\.ts$`), (r) => this.segment(r));
   }
 
   /** The operators' read-only endpoints need the admin token unless admin.openOps is set. */
@@ -151,9 +152,9 @@ export class DeliveryServer {
         if (renditions.size === 0) this.watched.delete(stream.id);
         continue;
       }
-      const { seq } = newest;
+      const { seq, claim } = newest;
       void this.segments
-        .get(segmentKey(stream.id, rendition, seq), () => this.o.store.readSegment(stream.id, rendition, seq), () => this.o.metrics.segmentCacheMisses.inc())
+        .get(segmentKey(stream.id, rendition, seq, claim), () => this.o.store.readSegment(stream.id, rendition, seq, claim), () => this.o.metrics.segmentCacheMisses.inc())
         .catch(() => undefined);
     }
   }
@@ -396,22 +397,23 @@ export class DeliveryServer {
   }
 
   private async segment({ params, req, res, method, query }: Request): Promise<void> {
-    const [streamId, rendition, seqText] = params as [string, string, string];
+    const [streamId, rendition, seqText, claim] = params as [string, string, string, string];
     const seq = Number(seqText);
     if (!isStreamId(streamId) || !Number.isSafeInteger(seq)) throw new HttpError(400, "BAD_PATH", "invalid segment path");
     const session = this.o.sessions.check(query.get("session"), streamId);
     if (session) {
       // players that never report (Safari's native player, VLC) still leave a resume point
       const stream = (await this.timelines.get(streamId).catch(() => null))?.snapshot;
-      const entry = stream?.entries.find((e) => e.seq === seq);
+      const entry = stream?.entries.find((e) => e.seq === seq && e.claim === claim);
       if (stream && entry && stream.ladder?.some((r) => r.name === rendition)) this.o.sessions.inferred(session, stream, entry.pdt, rendition);
     }
     const bytes = await this.segments.get(
-      segmentKey(streamId, rendition, seq),
-      () => this.o.store.readSegment(streamId, rendition, seq),
+      // the key names the claim: a URI of a timeline that lost its history finds nothing (404), never new bytes
+      segmentKey(streamId, rendition, seq, claim),
+      () => this.o.store.readSegment(streamId, rendition, seq, claim),
       () => this.o.metrics.segmentCacheMisses.inc(),
     );
-    if (!bytes) throw new HttpError(404, "UNKNOWN_SEGMENT", `segment ${rendition}/${seq} of ${streamId} is not available`);
+    if (!bytes) throw new HttpError(404, "UNKNOWN_SEGMENT", `segment ${rendition}/${seq}.${claim} of ${streamId} is not available`);
     const headers: Record<string, string | number> = {
       "Content-Type": "video/mp2t",
       "Cache-Control": "public, max-age=31536000, immutable",

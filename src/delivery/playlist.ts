@@ -1,6 +1,6 @@
 // Renders HLS playlists from the cluster's timeline (RFC 8216bis). Pure functions of the shared state, so
 // every node renders the same bytes for the same state; only the per-viewer query suffix differs.
-import type { LadderEntry, StreamSnapshot } from "../state/store.ts";
+import type { LadderEntry, StreamSnapshot, TimelineEntry } from "../state/store.ts";
 
 /** A query string (`?session=...`) appended to every URI a playlist carries; "" for none. */
 export type UriSuffix = string;
@@ -15,6 +15,14 @@ export function renderMaster(ladder: LadderEntry[], suffix: UriSuffix = ""): str
     );
   }
   return lines.join("\n") + "\n";
+}
+
+/**
+ * A segment's URI, relative to its media playlist: the sequence number (for humans) and the id of the claim
+ * that wrote it, so a timeline that lost its history and restarted its sequence never reuses a URI.
+ */
+export function segmentUri(entry: Pick<TimelineEntry, "seq" | "claim">): string {
+  return `${entry.seq}.${entry.claim}.ts`;
 }
 
 export interface MediaOptions {
@@ -46,7 +54,7 @@ export function renderMedia(stream: StreamSnapshot, rendition: string, suffix: U
     lines.push(
       `#EXT-X-PROGRAM-DATE-TIME:${new Date(entry.pdt).toISOString()}`,
       `#EXTINF:${(entry.dur[rendition] ?? 0).toFixed(3)},`,
-      `${entry.seq}.ts${suffix}`,
+      segmentUri(entry) + suffix,
     );
   }
   if (stream.state === "ended") lines.push("#EXT-X-ENDLIST");

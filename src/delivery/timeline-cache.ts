@@ -80,9 +80,11 @@ export class TimelineCache {
     const promise = this.read(streamId)
       .then((snapshot) => {
         const old = this.entries.get(streamId)?.snapshot;
-        // never go back: a read that raced an older one must not replace a newer timeline of the same
-        // stream (a stream recreated after its state expired has another createdAt and replaces it)
-        const keep = old && snapshot && snapshot.createdAt === old.createdAt && snapshot.epoch <= old.epoch && snapshot.nextSeq < old.nextSeq;
+        // never go back within one claim: a read that raced an older one must not replace a newer timeline
+        // of the same writer. Another claim's timeline always replaces it, even at a lower or equal epoch:
+        // that is a Redis that lost history (a lagging replica promoted), and every node must render what
+        // Redis has; a stream recreated after its state expired has another createdAt and replaces it too
+        const keep = old && snapshot && snapshot.createdAt === old.createdAt && snapshot.claim === old.claim && snapshot.nextSeq < old.nextSeq;
         this.entries.set(streamId, {
           snapshot: keep ? old : snapshot,
           at: Date.now(),

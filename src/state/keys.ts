@@ -1,6 +1,7 @@
 // Every Redis key and channel baton uses is built here and nowhere else. A stream's keys carry its id as a
 // hash tag ({streamId}) so they share one Redis Cluster slot and one Lua script can touch them all.
 import { isStreamId } from "../ingest/stream-id.ts";
+import { isClaimId } from "./claim-id.ts";
 
 export class Keys {
   constructor(readonly prefix: string) {}
@@ -11,7 +12,7 @@ export class Keys {
     return `${this.prefix}{${streamId}}:${suffix}`;
   }
 
-  /** Hash: epoch, owner, state, nextSeq, cc, targetDuration, ladder, timestamps. */
+  /** Hash: epoch, claim, owner, state, nextSeq, cc, targetDuration, ladder, timestamps. */
   meta(streamId: string): string {
     return this.stream(streamId, "meta");
   }
@@ -26,12 +27,12 @@ export class Keys {
     return this.stream(streamId, "lease");
   }
 
-  /** String: the bytes of one segment of one rendition. */
-  segment(streamId: string, rendition: string, seq: number): string {
-    if (!/^[a-z0-9_-]{1,32}$/.test(rendition) || !Number.isSafeInteger(seq) || seq < 0) {
-      throw new Error(`invalid segment key part: ${rendition}/${seq}`);
+  /** String: the bytes of one segment of one rendition, as written by one claim (see claim-id.ts). */
+  segment(streamId: string, rendition: string, seq: number, claim: string): string {
+    if (!/^[a-z0-9_-]{1,32}$/.test(rendition) || !Number.isSafeInteger(seq) || seq < 0 || !isClaimId(claim)) {
+      throw new Error(`invalid segment key part: ${rendition}/${seq}.${String(claim)}`);
     }
-    return this.stream(streamId, `seg:${rendition}:${seq}`);
+    return this.stream(streamId, `seg:${rendition}:${seq}:${claim}`);
   }
 
   /** Set of the ids of streams that have state (live, reconnecting or ended within retention). */

@@ -51,6 +51,8 @@ export function mapScriptError(error: unknown): unknown {
       return new FencedError("STALE_EPOCH", `write refused: the stream moved to epoch ${detail}`);
     case "SEQ_MISMATCH":
       return new FencedError("SEQ_MISMATCH", `write refused: the next sequence number is ${detail}`);
+    case "STREAM_ENDED":
+      return new FencedError("STREAM_ENDED", "write refused: the stream ended (EXT-X-ENDLIST was served)");
     case "HANDOFF_PENDING":
       return new HandoffPendingError(`the stream is being handed over by ${detail.split("/")[0]}`);
     case "ALREADY_LIVE":

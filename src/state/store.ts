@@ -1,8 +1,10 @@
 // Everything baton keeps in Redis about streams, behind typed methods. Multi-step changes are Lua scripts
 // (./scripts/); keys come from keys.ts only.
 import { Redis } from "ioredis";
+import { BatonError } from "../errors.ts";
+import { newClaimId } from "./claim-id.ts";
 import { Keys } from "./keys.ts";
-import { defineScripts, runScript } from "./scripts.ts";
+import { defineScripts, mapScriptError, queueScript, runScript } from "./scripts.ts";
 
 export interface LadderEntry {
   name: string;
@@ -19,6 +21,8 @@ export interface LadderEntry {
 
 export interface TimelineEntry {
   seq: number;
+  /** The claim that wrote the entry: with `seq` it names the segment (`{seq}.{claim}.ts`) and its keys. */
+  claim: string;
   /** Program date-time of the segment's first frame, ms since the epoch. */
   pdt: number;
   /** The segment starts a discontinuity (new owner, returning publisher, restarted ffmpeg). */
@@ -34,6 +38,8 @@ export type StreamState = "live" | "reconnecting" | "ended";
 export interface StreamSnapshot {
   id: string;
   epoch: number;
+  /** The current claim's id ("" before any). */
+  claim: string;
   owner: string;
   state: StreamState;
   targetDuration: number;
@@ -46,6 +52,8 @@ export interface StreamSnapshot {
 }
 
 export interface Claim {
+  /** Drawn by the claiming node, never by Redis (see claim-id.ts); every entry the claim appends records it. */
+  id: string;
   epoch: number;
   nextSeq: number;
   targetDuration: number;
@@ -69,9 +77,13 @@ export interface StoreOptions {
   window: number;
   reconnectWindowMs: number;
   retentionSec: number;
+  /** Milliseconds a Redis call may take before it fails (`redis.commandTimeout`). */
+  commandTimeoutMs: number;
+  /** Replicas that must acknowledge a claim and a release with WAIT (`redis.waitReplicas`); 0: none. */
+  waitReplicas: number;
 }
 
-/** What stays in Redis as playlists are rendered: see the TTL arguments of append-n.lua. */
+/** What stays in Redis as playlists are rendered: see the TTL argument of append-n.lua. */
 function segmentTtls(options: StoreOptions, targetDuration: number): { trimmedMs: number; liveMs: number } {
   const playlistMs = options.window * targetDuration * 1000;
   return {
@@ -81,12 +93,20 @@ function segmentTtls(options: StoreOptions, targetDuration: number): { trimmedMs
   };
 }
 
-export function redisClient(url: string, name: string): Redis {
+export function redisClient(url: string, name: string, commandTimeoutMs: number): Redis {
   return new Redis(url, {
     connectionName: name,
     // fail fast while Redis is away: callers queue or answer from cache rather than hang a request
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
+    // a Redis that takes a command and does not answer (frozen, stalled, half a partition) must not hang the
+    // caller: each command fails after commandTimeout, and a socket that brought no reply for as long is
+    // closed, so the client leaves "ready" (/readyz says so) and later calls fail at once, not one by one
+    commandTimeout: commandTimeoutMs,
+    socketTimeout: commandTimeoutMs,
+    // a command that timed out may still run when Redis wakes up; it must not be sent again after a
+    // reconnect behind its caller's back (the caller retries what is safe to retry: see append-n.lua)
+    autoResendUnfulfilledCommands: false,
     connectTimeout: 2000,
     retryStrategy: (times) => Math.min(100 * times, 1000),
     lazyConnect: true,
@@ -96,94 +116,172 @@ export function redisClient(url: string, name: string): Redis {
 export class StreamStore {
   readonly keys: Keys;
   readonly redis: Redis;
+  /**
+   * With `waitReplicas`, claims and releases go through their own connection: WAIT blocks the connection it
+   * runs on (up to its timeout when a replica lags), which must not hold up the playlist reads on `redis`.
+   */
+  private readonly acked: Redis | null;
 
   constructor(readonly options: StoreOptions, name = "baton") {
     this.keys = new Keys(options.prefix);
-    this.redis = redisClient(options.url, name);
-    defineScripts(this.redis);
-    // errors show up as failed calls; without a listener ioredis would print each reconnect failure
-    this.redis.on("error", () => undefined);
+    this.redis = redisClient(options.url, name, options.commandTimeoutMs);
+    this.acked = options.waitReplicas > 0 ? redisClient(options.url, `${name}-acked`, options.commandTimeoutMs) : null;
+    for (const client of this.clients) {
+      defineScripts(client);
+      // errors show up as failed calls; without a listener ioredis would print each reconnect failure
+      client.on("error", () => undefined);
+    }
+  }
+
+  private get clients(): Redis[] {
+    return this.acked ? [this.redis, this.acked] : [this.redis];
   }
 
   /** Connects; resolves when connected, rejects if Redis cannot be reached now (retries continue). */
   async connect(): Promise<void> {
-    await this.redis.connect().catch((error: unknown) => {
-      if (this.redis.status === "ready") return;
-      throw error;
-    });
+    for (const client of this.clients) {
+      await client.connect().catch((error: unknown) => {
+        if (client.status === "ready") return;
+        throw error;
+      });
+    }
   }
 
   get ready(): boolean {
-    return this.redis.status === "ready";
+    return this.clients.every((client) => client.status === "ready");
   }
 
   async close(): Promise<void> {
-    this.redis.disconnect();
+    for (const client of this.clients) client.disconnect();
   }
 
   async claim(streamId: string, nodeId: string, publishId: string, leaseTtlMs: number, targetDuration: number): Promise<Claim> {
     const k = this.keys;
-    const result = (await runScript(this.redis, "claim", [
+    const id = newClaimId();
+    const client = this.acked ?? this.redis;
+    // The stream joins the set before its state exists, in one round trip: Redis runs a connection's
+    // commands in order, so a claimed stream is always listed for the sweep (a listed id without state is
+    // harmless: the sweep drops it). The claim script cannot add it itself: the set's key has no hash tag,
+    // and Redis Cluster runs a script only on keys of one slot. The sweep's removal of a stream it found
+    // gone can race a new claim; each renewal adds the stream again (see renew()).
+    const pipeline = client.pipeline().sadd(k.streams(), streamId);
+    queueScript(pipeline, "claim", [
       k.meta(streamId), k.lease(streamId), k.timeline(streamId),
-      nodeId, publishId, leaseTtlMs, targetDuration, k.timelineChannel(), streamId,
-    ])) as [number, number, string, string];
-    await this.redis.sadd(k.streams(), streamId);
-    const [epoch, nextSeq, target, ladder] = result;
-    return {
+      nodeId, publishId, leaseTtlMs, targetDuration, k.timelineChannel(), streamId, id,
+    ]);
+    const replies = await pipeline.exec();
+    const [error, result] = replies?.[1] ?? [new Error("redis pipeline aborted"), null];
+    if (error) throw mapScriptError(error);
+    const [epoch, nextSeq, target, ladder] = result as [number, number, string, string];
+    const claim: Claim = {
+      id,
       epoch: Number(epoch),
       nextSeq: Number(nextSeq),
       targetDuration: Number(target),
       ladder: ladder ? (JSON.parse(ladder) as LadderEntry[]) : null,
       holder: `${nodeId}/${publishId}/${epoch}`,
     };
+    if (this.acked) {
+      try {
+        await this.replicated(this.acked, "claim");
+      } catch (notReplicated) {
+        // the publisher is refused (it retries): leave the stream as a refused claim would have
+        await this.releaseOn(this.acked, streamId, claim).catch(() => false);
+        throw notReplicated;
+      }
+    }
+    return claim;
   }
 
-  async renew(streamId: string, holder: string, leaseTtlMs: number, epoch: number): Promise<boolean> {
-    return (await runScript(this.redis, "renew", [this.keys.lease(streamId), this.keys.meta(streamId), holder, leaseTtlMs, epoch])) === 1;
+  /**
+   * Extends the lease; `handingOver` while the owner flushes after a handoff mark. Adds the stream to the
+   * stream set again each time (idempotent), so a stream the claim could not list is listed within a second.
+   */
+  async renew(streamId: string, claim: Claim, leaseTtlMs: number, handingOver = false): Promise<boolean> {
+    const k = this.keys;
+    const pipeline = this.redis.pipeline();
+    queueScript(pipeline, "renew", [k.lease(streamId), k.meta(streamId), claim.holder, leaseTtlMs, claim.epoch, claim.id, handingOver ? "1" : "0"]);
+    pipeline.sadd(k.streams(), streamId);
+    const replies = await pipeline.exec();
+    const [error, result] = replies?.[0] ?? [new Error("redis pipeline aborted"), null];
+    if (error) throw mapScriptError(error);
+    return result === 1;
   }
 
   /** Sets the ladder if the stream has none yet; returns the one in force. */
-  async setLadder(streamId: string, epoch: number, ladder: LadderEntry[]): Promise<LadderEntry[]> {
+  async setLadder(streamId: string, claim: Claim, ladder: LadderEntry[]): Promise<LadderEntry[]> {
     const k = this.keys;
     const json = (await runScript(this.redis, "ladder", [
-      k.meta(streamId), epoch, JSON.stringify(ladder), k.timelineChannel(), streamId,
+      k.meta(streamId), claim.epoch, JSON.stringify(ladder), k.timelineChannel(), streamId, claim.id,
     ])) as string;
     return JSON.parse(json) as LadderEntry[];
   }
 
-  /** Appends one aligned segment of every rendition; throws FencedError when the writer lost the stream. */
-  async append(streamId: string, epoch: number, targetDuration: number, group: SegmentGroup): Promise<TimelineEntry> {
+  /**
+   * Appends one aligned segment of every rendition; throws FencedError when the writer lost the stream or the
+   * stream ended. Safe to retry after a timeout: a write Redis ran anyway is answered again.
+   */
+  async append(streamId: string, claim: Claim, group: SegmentGroup): Promise<TimelineEntry> {
     const k = this.keys;
-    const { trimmedMs, liveMs } = segmentTtls(this.options, targetDuration);
-    const leaving = group.seq - this.options.window;
-    const keys = [
-      k.meta(streamId),
-      k.timeline(streamId),
-      ...group.renditions.map((r) => k.segment(streamId, r.name, group.seq)),
-      ...(leaving >= 0 ? group.renditions.map((r) => k.segment(streamId, r.name, leaving)) : []),
-    ];
+    const { trimmedMs, liveMs } = segmentTtls(this.options, claim.targetDuration);
+    const keys = [k.meta(streamId), k.timeline(streamId), ...group.renditions.map((r) => k.segment(streamId, r.name, group.seq, claim.id))];
     const durations: Record<string, number> = {};
     for (const r of group.renditions) durations[r.name] = Math.round(r.duration * 1000) / 1000;
-    const entry = (await runScript(this.redis, "append", [
+    const [entry, ...left] = (await runScript(this.redis, "append", [
       keys.length, ...keys,
-      epoch, group.seq, Math.round(group.pdt), group.disc ? "1" : "0", this.options.window, trimmedMs, liveMs,
+      claim.epoch, claim.id, group.seq, Math.round(group.pdt), group.disc ? "1" : "0", this.options.window, liveMs,
       k.timelineChannel(), streamId, JSON.stringify(durations), group.renditions.length,
       ...group.renditions.map((r) => r.bytes),
-    ])) as string;
+    ])) as [string, ...string[]];
+    if (left.length > 0) this.expireLeft(streamId, left, trimmedMs);
     return JSON.parse(entry) as TimelineEntry;
   }
 
-  /** Marks the caller's lease as being handed over (a drain); claims elsewhere wait for the release. */
-  async markHandoff(streamId: string, holder: string): Promise<boolean> {
-    return (await runScript(this.redis, "handoff", [this.keys.lease(streamId), holder])) === 1;
+  /**
+   * Segments that left the playlist stay for `trimmedMs`, not the live TTL. Their keys name the claim that
+   * wrote them, known only from their entries, hence after the append rather than inside it; if this fails
+   * they keep the live TTL, which also ends.
+   */
+  private expireLeft(streamId: string, left: string[], trimmedMs: number): void {
+    const pipeline = this.redis.pipeline();
+    for (const line of left) {
+      const entry = JSON.parse(line) as TimelineEntry;
+      for (const rendition of Object.keys(entry.dur)) pipeline.pexpire(this.keys.segment(streamId, rendition, entry.seq, entry.claim), trimmedMs);
+    }
+    pipeline.exec().catch(() => undefined);
   }
 
-  async release(streamId: string, holder: string, epoch: number): Promise<boolean> {
+  /** Marks the caller's lease as being handed over (a drain); claims elsewhere wait for the release. */
+  async markHandoff(streamId: string, claim: Claim): Promise<boolean> {
+    return (await runScript(this.redis, "handoff", [this.keys.lease(streamId), claim.holder])) === 1;
+  }
+
+  async release(streamId: string, claim: Claim): Promise<boolean> {
+    const client = this.acked ?? this.redis;
+    const released = await this.releaseOn(client, streamId, claim);
+    if (this.acked) await this.replicated(this.acked, "release");
+    return released;
+  }
+
+  private async releaseOn(client: Redis, streamId: string, claim: Claim): Promise<boolean> {
     const k = this.keys;
-    const result = await runScript(this.redis, "release", [
-      k.meta(streamId), k.lease(streamId), holder, epoch, k.timelineChannel(), streamId,
+    const result = await runScript(client, "release", [
+      k.meta(streamId), k.lease(streamId), claim.holder, claim.epoch, k.timelineChannel(), streamId, claim.id,
     ]);
     return result === 1;
+  }
+
+  /**
+   * Waits until `waitReplicas` replicas have the connection's writes so far (Redis WAIT), so a failover to
+   * one of them keeps them. WAIT's own timeout is half the command timeout, so its answer comes first.
+   */
+  private async replicated(client: Redis, what: string): Promise<void> {
+    const wanted = this.options.waitReplicas;
+    const timeoutMs = Math.max(1, Math.floor(this.options.commandTimeoutMs / 2));
+    const acknowledged = await client.wait(wanted, timeoutMs);
+    if (acknowledged < wanted) {
+      throw new BatonError("NOT_REPLICATED", `${what} acknowledged by ${acknowledged} of ${wanted} replicas within ${timeoutMs} ms`);
+    }
   }
 
   /** Advances a stream whose owner is gone; returns its state, or "gone". */
@@ -212,6 +310,7 @@ export class StreamStore {
     return {
       id: streamId,
       epoch: Number(meta.epoch),
+      claim: meta.claim ?? "",
       owner: meta.owner ?? "",
       state: meta.state as StreamState,
       targetDuration: Number(meta.targetDuration),
@@ -224,13 +323,16 @@ export class StreamStore {
     };
   }
 
-  async readSegment(streamId: string, rendition: string, seq: number): Promise<Buffer | null> {
-    return this.redis.getBuffer(this.keys.segment(streamId, rendition, seq));
+  /** A segment's bytes, or null: none of that claim has that sequence number (or it expired). */
+  async readSegment(streamId: string, rendition: string, seq: number, claim: string): Promise<Buffer | null> {
+    return this.redis.getBuffer(this.keys.segment(streamId, rendition, seq, claim));
   }
 
   /** A second connection in subscriber mode; calls the handler of each channel with each message. */
   async subscribe(handlers: Record<string, (message: string) => void>, onReconnect: () => void): Promise<Redis> {
-    const sub = redisClient(this.options.url, "baton-sub");
+    // the command timeout bounds SUBSCRIBE (at start and after reconnects); once subscribed, no command is
+    // outstanding, so a frozen Redis leaves the subscription quiet rather than closed
+    const sub = redisClient(this.options.url, "baton-sub", this.options.commandTimeoutMs);
     sub.on("error", () => undefined);
     sub.on("message", (channel: string, message: string) => handlers[channel]?.(message));
     sub.on("ready", onReconnect);

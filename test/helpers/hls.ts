@@ -53,6 +53,17 @@ export function disagreements(playlists: ParsedPlaylist[]): string[] {
   return problems;
 }
 
+/** Holes in time between listed segments (each should start where the previous one ended, within 100 ms). */
+export function holes(p: ParsedPlaylist): string[] {
+  const times = p.segments.map((s) => Date.parse(s.dateTimeString!));
+  const out: string[] = [];
+  for (let i = 1; i < p.segments.length; i++) {
+    const gap = times[i]! - times[i - 1]! - p.segments[i - 1]!.duration * 1000;
+    if (Math.abs(gap) >= 100) out.push(`a hole of ${gap} ms before segment ${p.mediaSequence + i}`);
+  }
+  return out;
+}
+
 /** A playlist's text without the per-viewer session query strings (the only allowed difference between nodes). */
 export function withoutSession(text: string): string {
   return text.replace(/\?session=[A-Za-z0-9._-]+/g, "");

@@ -46,7 +46,7 @@ async function segments(node: TestNode, id: string): Promise<number[] | undefine
   if (media.status !== 200) return undefined;
   const seqs = media.text
     .split("\n")
-    .map((l) => /^(\d+)\.ts(\?.*)?$/.exec(l.trim()))
+    .map((l) => /^(\d+)\.[0-9a-f]{12}\.ts(\?.*)?$/.exec(l.trim()))
     .filter((m): m is RegExpExecArray => m !== null)
     .map((m) => Number(m[1]));
   return seqs.length > 0 ? seqs : undefined;

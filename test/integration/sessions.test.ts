@@ -80,7 +80,7 @@ describe("viewer sessions", function () {
     assert.equal((await call(a.http(`/api/sessions/${theirs.id}`), { headers: auth(forged) })).status, 403);
     assert.equal((await call(a.http(`/api/sessions/${theirs.id}?session=${forged}`))).status, 403);
     // a session of one stream opens no other stream's playlists or segments
-    for (const path of ["/live/other/index.m3u8", "/live/other/360p/index.m3u8", `/live/other/360p/${live.mediaSequence}.ts`]) {
+    for (const path of ["/live/other/index.m3u8", "/live/other/360p/index.m3u8", `/live/other/360p/${live.segments[0]!.uri.split("?")[0]}`]) {
       assert.equal((await get(a.http(`${path}?session=${mine.token}`))).status, 403, path);
     }
   });

@@ -49,6 +49,12 @@ describe("single node: RTMP in, adaptive HLS out", function () {
       assert.equal(segment.status, 200);
       assert.equal(segment.headers.get("content-type"), "video/mp2t");
       assert.match(segment.headers.get("cache-control") ?? "", /immutable/);
+      // the URI names the claim that wrote the segment: the same number under another claim id is no segment
+      const [seq, claim] = playlist.segments[0]!.uri.split("?")[0]!.split(".") as [string, string];
+      assert.match(claim, /^[0-9a-f]{12}$/);
+      for (const wrong of [`${seq}.${claim === "000000000000" ? "000000000001" : "000000000000"}.ts`, `${seq}.ts`]) {
+        assert.equal((await get(node.http(`/live/ladder/${rendition}/${wrong}`))).status, 404, wrong);
+      }
       const { stdout } = await runWithInput("ffprobe", ["-v", "error", "-show_entries", "stream=codec_name,height", "-of", "json", "-i", "pipe:0"], segment.bytes);
       const streams = (JSON.parse(stdout) as { streams: { codec_name: string; height?: number }[] }).streams;
       assert.deepEqual(streams.map((s) => s.codec_name).sort(), ["aac", "h264"]);
@@ -122,7 +128,7 @@ describe("single node: RTMP in, adaptive HLS out", function () {
   });
 
   it("answers 4xx with a reason for unknown streams and bad paths, and reads no file", async () => {
-    for (const path of ["/live/nosuch/index.m3u8", "/live/nosuch/360p/index.m3u8", "/live/nosuch/360p/5.ts"]) {
+    for (const path of ["/live/nosuch/index.m3u8", "/live/nosuch/360p/index.m3u8", "/live/nosuch/360p/5.0123456789ab.ts"]) {
       const r = await get(node.http(path));
       assert.equal(r.status, 404, path);
       assert.ok((JSON.parse(r.text) as { message: string }).message.length > 0);

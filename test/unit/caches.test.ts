@@ -190,6 +190,8 @@ describe("TimelineCache", () => {
     return {
       id: "cam1",
       epoch,
+      // each epoch is one claim here; a test that needs another claim at the same epoch overrides it
+      claim: epoch.toString(16).padStart(12, "0"),
       owner: "node-a",
       state: "live",
       targetDuration: 2,
@@ -367,6 +369,17 @@ describe("TimelineCache", () => {
     reader.returns(snapshot(10, 1));
     await cache.get("cam1");
     const next = snapshot(9, 2);
+    reader.returns(next);
+    cache.changed("cam1");
+    assert.equal((await cache.get("cam1")).snapshot, next);
+  });
+
+  it("another claim's snapshot replaces it even at the same epoch with a lower nextSeq (a Redis that lost history)", async () => {
+    const { reader, cache } = setup();
+    reader.returns(snapshot(10, 3));
+    await cache.get("cam1");
+    // a replica promoted without the last claim: the new owner got epoch 3 again, under its own claim id
+    const next = snapshot(7, 3, { claim: "00000000beef" });
     reader.returns(next);
     cache.changed("cam1");
     assert.equal((await cache.get("cam1")).snapshot, next);

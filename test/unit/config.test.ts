@@ -193,6 +193,16 @@ describe("config", () => {
         message: () => 'config: redis.url = "localhost:6379" (from REDIS_URL): expected a redis:// or rediss:// URL',
       },
       {
+        what: "redis.commandTimeout below 100 ms (every call would time out)",
+        env: { BATON_REDIS_COMMANDTIMEOUT: "0" },
+        message: () => "config: redis.commandTimeout = 0 (from BATON_REDIS_COMMANDTIMEOUT): expected an integer from 100 to 60000",
+      },
+      {
+        what: "redis.waitReplicas not an integer",
+        file: { redis: { waitReplicas: 1.5 } },
+        message: (f) => `config: redis.waitReplicas = 1.5 (from ${f}): expected an integer from 0 to 16`,
+      },
+      {
         what: "ladder: empty list",
         file: { transcode: { ladder: [] } },
         message: (f) => `config: transcode.ladder = [] (from ${f}): expected a non-empty list of renditions`,

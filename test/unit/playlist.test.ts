@@ -18,8 +18,18 @@ const LADDER: LadderEntry[] = [
   { name: "360p", width: 640, height: 360, bandwidth: 880000, averageBandwidth: 800000, codecs: "avc1.64001e", frameRate: 25 },
 ];
 
+/** The claim that wrote an entry: a new one with each discontinuity number, as a new owner brings. */
+function claimOf(cc: number): string {
+  return (0xc1a1000000 + cc).toString(16).padStart(12, "0");
+}
+
 function entry(seq: number, cc: number, disc: boolean, dur: Record<string, number> = { "720p": 2, "480p": 2, "360p": 2 }): TimelineEntry {
-  return { seq, pdt: T0 + seq * 2000, disc, cc, dur };
+  return { seq, claim: claimOf(cc), pdt: T0 + seq * 2000, disc, cc, dur };
+}
+
+/** The URI a playlist gives an entry: its sequence number and its claim. */
+function uri(e: Pick<TimelineEntry, "seq" | "claim">): string {
+  return `${e.seq}.${e.claim}.ts`;
 }
 
 function snapshot(entries: TimelineEntry[], overrides: Partial<StreamSnapshot> = {}): StreamSnapshot {
@@ -27,6 +37,7 @@ function snapshot(entries: TimelineEntry[], overrides: Partial<StreamSnapshot> =
   return {
     id: "cam1",
     epoch: 1,
+    claim: last?.claim ?? "",
     owner: "node-a",
     state: "live",
     targetDuration: 2,
@@ -143,7 +154,8 @@ describe("playlists (RFC 8216bis)", () => {
 
   describe("renderMedia", () => {
     it("gives TARGETDURATION and MEDIA-SEQUENCE as the first entry's seq", () => {
-      const stream = snapshot([entry(40, 0, false), entry(41, 0, false), entry(42, 0, false)], { targetDuration: 4 });
+      const entries = [entry(40, 0, false), entry(41, 0, false), entry(42, 0, false)];
+      const stream = snapshot(entries, { targetDuration: 4 });
       const text = renderMedia(stream, "720p");
       const a = m3u8(text);
       const b = hlsMedia(text);
@@ -157,8 +169,9 @@ describe("playlists (RFC 8216bis)", () => {
       );
       assert.deepEqual(
         a.segments.map((s) => s.uri),
-        ["40.ts", "41.ts", "42.ts"],
+        entries.map(uri),
       );
+      assert.match(a.segments[0]!.uri, /^40\.[0-9a-f]{12}\.ts$/, "the sequence number stays readable, then the claim id");
     });
 
     it("DISCONTINUITY-SEQUENCE is the first entry's cc when it has no discontinuity tag", () => {
@@ -184,10 +197,11 @@ describe("playlists (RFC 8216bis)", () => {
       const lines = text.split("\n");
       assert.equal(tags(text, "EXT-X-DISCONTINUITY").length, 2);
       for (const e of entries) {
-        const uri = lines.indexOf(`${e.seq}.ts`);
-        const previousUri = e.seq === entries[0]!.seq ? lines.indexOf("#EXT-X-INDEPENDENT-SEGMENTS") : lines.indexOf(`${e.seq - 1}.ts`);
-        assert.ok(uri > previousUri && previousUri >= 0);
-        const between = lines.slice(previousUri + 1, uri);
+        const at = lines.indexOf(uri(e));
+        const previous = entries.find((p) => p.seq === e.seq - 1);
+        const previousAt = previous ? lines.indexOf(uri(previous)) : lines.indexOf("#EXT-X-INDEPENDENT-SEGMENTS");
+        assert.ok(at > previousAt && previousAt >= 0);
+        const between = lines.slice(previousAt + 1, at);
         assert.equal(between.includes("#EXT-X-DISCONTINUITY"), e.disc, `segment ${e.seq}`);
       }
       const a = m3u8(text);
@@ -295,14 +309,15 @@ describe("playlists (RFC 8216bis)", () => {
 
     it("appends the ?session=... suffix to every segment URI when given", () => {
       const suffix = "?session=abc123";
-      const text = renderMedia(snapshot([entry(3, 0, false), entry(4, 1, true)]), "480p", suffix);
+      const entries = [entry(3, 0, false), entry(4, 1, true)];
+      const text = renderMedia(snapshot(entries), "480p", suffix);
       assert.deepEqual(
         m3u8(text).segments.map((s) => s.uri),
-        ["3.ts?session=abc123", "4.ts?session=abc123"],
+        entries.map((e) => `${uri(e)}?session=abc123`),
       );
       assert.deepEqual(
         hlsMedia(text).segments.map((s) => s.uri),
-        ["3.ts?session=abc123", "4.ts?session=abc123"],
+        entries.map((e) => `${uri(e)}?session=abc123`),
       );
     });
 
@@ -372,7 +387,7 @@ describe("playlists (RFC 8216bis)", () => {
             const dur: Record<string, number> = {};
             const short = disc && next() < 0.5;
             for (const r of renditions) dur[r] = Math.round((short ? 0.4 + next() : 1.9 + next() * 0.2) * 1000) / 1000;
-            timeline.push({ seq, pdt, disc, cc, dur });
+            timeline.push({ seq, claim: claimOf(cc), pdt, disc, cc, dur });
             pdt += Math.round(dur["720p"]! * 1000) + (disc ? 5000 : 0);
             seq += 1;
             while (timeline.length > WINDOW) timeline.shift();
@@ -416,7 +431,7 @@ describe("playlists (RFC 8216bis)", () => {
               const first = seen.get(key);
               if (first) assert.deepEqual(now, first, `seed ${seed} step ${step}: segment ${key} changed`);
               else seen.set(key, now);
-              assert.equal(now.uri, `${n}.ts${suffix}`);
+              assert.equal(now.uri, `${uri(source)}${suffix}`);
             });
           }
         }

@@ -1,37 +1,56 @@
 --[[
   Appends one segment (all renditions at once, so renditions stay aligned) to a stream's timeline.
-  Refused unless the writer holds the current epoch and writes the next sequence number.
+  Refused unless the writer holds the current claim (epoch and claim id) and writes the next sequence number,
+  and refused once the stream ended: a partitioned owner that comes back after EXT-X-ENDLIST was served must
+  not add segments behind it. A stream in its reconnect window (`reconnecting`) still takes the current
+  claim's appends: nobody else owns it and no ENDLIST was served, and that is how an owner whose lease lapsed
+  while Redis was away (restart, freeze) publishes what it queued meanwhile; its next renewal makes it live.
+
+  A write whose reply was lost (the caller's command timed out, yet Redis ran it) is answered again when
+  retried: the same claim's same sequence number as the last entry returns that entry, unchanged.
 
   KEYS[1]      meta hash
   KEYS[2]      timeline list
-  KEYS[3..2+n] segment keys of this sequence number, one per rendition, in ladder order
-  KEYS[3+n..]  segment keys of the sequence number leaving the window (seq - window), if any
+  KEYS[3..2+n] segment keys of this sequence number and claim, one per rendition, in ladder order
   ARGV[1] epoch of the writer
-  ARGV[2] sequence number
-  ARGV[3] program date-time, ms since the epoch
-  ARGV[4] "1" when the writer starts a discontinuity (ffmpeg restarted)
-  ARGV[5] playlist window, in segments
-  ARGV[6] TTL in ms of a segment that left the window (its duration plus the playlist's, plus margin)
-  ARGV[7] TTL in ms of every key of a live stream (so an abandoned stream's state ends by itself)
+  ARGV[2] claim id of the writer
+  ARGV[3] sequence number
+  ARGV[4] program date-time, ms since the epoch
+  ARGV[5] "1" when the writer starts a discontinuity (ffmpeg restarted)
+  ARGV[6] playlist window, in segments
+  ARGV[7] TTL in ms of the segment keys (so an abandoned stream's segments end by themselves)
   ARGV[8] pub/sub channel
   ARGV[9] stream id
   ARGV[10] durations JSON, {"rendition": seconds}
   ARGV[11] n, the number of renditions
   ARGV[12..11+n] segment bytes, one per rendition, in ladder order
 
-  Returns the entry JSON. Errors: STALE_EPOCH <current>, SEQ_MISMATCH <expected>.
+  Returns {entry JSON, then the JSON of each entry that left the window}: the caller shortens the TTL of the
+  segments those name (their keys carry their own claim id, which only the entries know).
+  Errors: STALE_EPOCH <current epoch> (claim <current claim>), STREAM_ENDED at <ms>, SEQ_MISMATCH <expected>.
 ]]
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if epoch ~= ARGV[1] then
-  return redis.error_reply('STALE_EPOCH ' .. tostring(epoch))
+local claim = redis.call('HGET', KEYS[1], 'claim')
+if epoch ~= ARGV[1] or claim ~= ARGV[2] then
+  return redis.error_reply('STALE_EPOCH ' .. tostring(epoch) .. ' (claim ' .. tostring(claim) .. ')')
+end
+if redis.call('HGET', KEYS[1], 'state') == 'ended' then
+  return redis.error_reply('STREAM_ENDED at ' .. tostring(redis.call('HGET', KEYS[1], 'endedAt')))
 end
 local nextSeq = tonumber(redis.call('HGET', KEYS[1], 'nextSeq') or '0')
-local seq = tonumber(ARGV[2])
+local seq = tonumber(ARGV[3])
 if seq ~= nextSeq then
+  local last = redis.call('LINDEX', KEYS[2], -1)
+  if last and seq == nextSeq - 1 then
+    local entry = cjson.decode(last)
+    if entry.seq == seq and entry.claim == ARGV[2] then
+      return {last}
+    end
+  end
   return redis.error_reply('SEQ_MISMATCH ' .. nextSeq)
 end
 local n = tonumber(ARGV[11])
-local disc = ARGV[4] == '1' or redis.call('HGET', KEYS[1], 'discNext') == '1'
+local disc = ARGV[5] == '1' or redis.call('HGET', KEYS[1], 'discNext') == '1'
 local cc = tonumber(redis.call('HGET', KEYS[1], 'cc') or '0')
 if disc then
   cc = cc + 1
@@ -39,15 +58,19 @@ end
 for i = 1, n do
   redis.call('SET', KEYS[2 + i], ARGV[11 + i], 'PX', ARGV[7])
 end
-local entry = '{"seq":' .. seq .. ',"pdt":' .. ARGV[3] .. ',"disc":' .. (disc and 'true' or 'false') ..
-  ',"cc":' .. cc .. ',"dur":' .. ARGV[10] .. '}'
+local entry = '{"seq":' .. seq .. ',"claim":"' .. ARGV[2] .. '","pdt":' .. ARGV[4] .. ',"disc":' ..
+  (disc and 'true' or 'false') .. ',"cc":' .. cc .. ',"dur":' .. ARGV[10] .. '}'
 redis.call('RPUSH', KEYS[2], entry)
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[5]), -1)
-for i = 3 + n, #KEYS do
-  redis.call('PEXPIRE', KEYS[i], ARGV[6])
+local result = {entry}
+local excess = redis.call('LLEN', KEYS[2]) - tonumber(ARGV[6])
+if excess > 0 then
+  for _, left in ipairs(redis.call('LRANGE', KEYS[2], 0, excess - 1)) do
+    table.insert(result, left)
+  end
+  redis.call('LTRIM', KEYS[2], excess, -1)
 end
 local t = redis.call('TIME')
 redis.call('HSET', KEYS[1], 'nextSeq', seq + 1, 'cc', cc, 'discNext', '0',
   'lastSegmentAt', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 redis.call('PUBLISH', ARGV[8], ARGV[9])
-return entry
+return result

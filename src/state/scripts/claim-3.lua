@@ -1,5 +1,7 @@
 --[[
   Makes the caller the owner of a stream at a new, higher epoch, unless a live publisher holds its lease.
+  The claim gets an id drawn by the caller (never by Redis): every entry it appends records it, and the
+  segments' URIs and keys name it, so a timeline that lost its history never reuses a URI.
 
   KEYS[1] meta hash
   KEYS[2] lease string
@@ -10,6 +12,7 @@
   ARGV[4] target duration in seconds, set on the stream's first claim and never changed after
   ARGV[5] pub/sub channel for timeline changes
   ARGV[6] stream id (the message published)
+  ARGV[7] claim id (random, drawn by the claiming node)
 
   Returns {epoch, nextSeq, targetDuration, ladder JSON or ""}.
   Errors: ALREADY_LIVE <holder>; HANDOFF_PENDING <holder> while a draining owner finishes its last segment.
@@ -34,7 +37,7 @@ end
 if not redis.call('HGET', KEYS[1], 'targetDuration') then
   redis.call('HSET', KEYS[1], 'targetDuration', ARGV[4])
 end
-redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'state', 'live', 'claimedAt', now, 'releasedAt', '')
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'claim', ARGV[7], 'state', 'live', 'claimedAt', now, 'releasedAt', '')
 redis.call('HDEL', KEYS[1], 'endedAt')
 redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', KEYS[3])

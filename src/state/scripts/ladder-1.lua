@@ -7,11 +7,13 @@
   ARGV[2] ladder JSON
   ARGV[3] pub/sub channel
   ARGV[4] stream id
+  ARGV[5] claim id of the writer
 
   Returns the ladder JSON in force. Errors: STALE_EPOCH.
 ]]
-if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then
-  return redis.error_reply('STALE_EPOCH ' .. tostring(redis.call('HGET', KEYS[1], 'epoch')))
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if epoch ~= ARGV[1] or redis.call('HGET', KEYS[1], 'claim') ~= ARGV[5] then
+  return redis.error_reply('STALE_EPOCH ' .. tostring(epoch))
 end
 local ladder = redis.call('HGET', KEYS[1], 'ladder')
 if ladder then

@@ -8,6 +8,7 @@
   ARGV[2] epoch
   ARGV[3] pub/sub channel
   ARGV[4] stream id
+  ARGV[5] claim id
 
   Returns 1 when the stream entered its reconnect window, 0 when another owner already holds it.
 ]]
@@ -15,7 +16,8 @@ local lease = redis.call('GET', KEYS[2])
 if lease == ARGV[1] or lease == ARGV[1] .. '#handoff' then
   redis.call('DEL', KEYS[2])
 end
-if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[2] or redis.call('HGET', KEYS[1], 'state') ~= 'live' then
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[2] or redis.call('HGET', KEYS[1], 'claim') ~= ARGV[5] or
+    redis.call('HGET', KEYS[1], 'state') ~= 'live' then
   return 0
 end
 local t = redis.call('TIME')

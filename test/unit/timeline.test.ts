@@ -1,0 +1,222 @@
+// The stream store and its Lua scripts against a real redis-server: fencing by epoch and claim id, no URI
+// reused after Redis lost a timeline's history, no append after the end, retries of a write Redis ran, the
+// stream set kept by renewals, the handoff lease, WAIT for replicas.
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import { segmentUri } from "../../src/delivery/playlist.ts";
+import { BatonError, FencedError, HandoffPendingError } from "../../src/errors.ts";
+import { isClaimId } from "../../src/state/claim-id.ts";
+import { StreamStore, type Claim, type SegmentGroup, type StoreOptions } from "../../src/state/store.ts";
+import { startTestRedis, stopAll, testPrefix, waitFor, type TestRedis } from "../helpers/stack.ts";
+
+const RENDITIONS = ["360p", "240p"];
+const LEASE_MS = 4000;
+
+function group(seq: number, tag = "a"): SegmentGroup {
+  return {
+    seq,
+    pdt: 1_700_000_000_000 + seq * 1000,
+    disc: false,
+    renditions: RENDITIONS.map((name) => ({ name, duration: 1, bytes: Buffer.from(`${tag}/${name}/${seq}`) })),
+  };
+}
+
+async function fenced(promise: Promise<unknown>, code: string): Promise<void> {
+  await assert.rejects(promise, (error: unknown) => error instanceof FencedError && error.code === code);
+}
+
+describe("stream store and scripts (real redis-server)", function () {
+  this.timeout(30000);
+  let redis: TestRedis;
+  const stores: StreamStore[] = [];
+
+  async function store(options: Partial<StoreOptions> = {}, url = redis.url): Promise<StreamStore> {
+    const s = new StreamStore({
+      url, prefix: testPrefix(), window: 3, reconnectWindowMs: 30000, retentionSec: 60, commandTimeoutMs: 1000, waitReplicas: 0,
+      ...options,
+    });
+    stores.push(s);
+    await s.connect();
+    return s;
+  }
+
+  async function claim(s: StreamStore, streamId: string, node = "node-a"): Promise<Claim> {
+    return s.claim(streamId, node, `pub-${node}`, LEASE_MS, 1);
+  }
+
+  /** What Redis holds after a restart without its data, for one stream. */
+  async function forget(s: StreamStore, streamId: string): Promise<void> {
+    const keys = await s.redis.keys(`${s.keys.prefix}{${streamId}}:*`);
+    if (keys.length > 0) await s.redis.del(...keys);
+  }
+
+  before(async () => {
+    redis = await startTestRedis();
+  });
+  after(async () => {
+    for (const s of stores.splice(0)) await s.close();
+    await stopAll();
+  });
+
+  it("gives each claim a random id that each entry records and each segment key names", async () => {
+    const s = await store();
+    const first = await claim(s, "cam");
+    assert.ok(isClaimId(first.id), first.id);
+    await s.append("cam", first, group(0));
+    await s.append("cam", first, group(1));
+    const snapshot = await s.read("cam");
+    assert.equal(snapshot?.claim, first.id);
+    assert.deepEqual(snapshot?.entries.map((e) => [e.seq, e.claim]), [[0, first.id], [1, first.id]]);
+    assert.equal((await s.readSegment("cam", "360p", 1, first.id))?.toString(), "a/360p/1");
+    assert.equal(await s.readSegment("cam", "360p", 1, "000000000000"), null, "another claim id names no bytes");
+    await s.release("cam", first);
+    const second = await claim(s, "cam", "node-b");
+    assert.notEqual(second.id, first.id);
+    assert.equal(second.nextSeq, 2, "the sequence continues across claims");
+  });
+
+  it("fences a stale owner: its epoch, or its claim id at an epoch Redis handed out again", async () => {
+    const s = await store();
+    const a = await claim(s, "fence");
+    await s.append("fence", a, group(0));
+    await s.release("fence", a);
+    const b = await claim(s, "fence", "node-b");
+    await fenced(s.append("fence", a, group(1)), "STALE_EPOCH");
+    await fenced(s.setLadder("fence", a, []), "STALE_EPOCH");
+    assert.equal(await s.renew("fence", a, LEASE_MS), false);
+    assert.equal(await s.release("fence", a), false);
+    // the same epoch number under another claim: what a Redis that lost the last claim hands out again
+    await s.redis.hset(s.keys.meta("fence"), "epoch", String(a.epoch));
+    await fenced(s.append("fence", a, group(1)), "STALE_EPOCH");
+    await s.redis.hset(s.keys.meta("fence"), "epoch", String(b.epoch));
+    await s.append("fence", b, group(1));
+  });
+
+  it("never reuses a URI when Redis loses the timeline mid-stream and the sequence restarts at 0", async () => {
+    const s = await store();
+    const before = await claim(s, "flushed");
+    const old = [];
+    for (let seq = 0; seq < 4; seq++) old.push(await s.append("flushed", before, group(seq, "old")));
+    await forget(s, "flushed");
+    // the owner finds out on its next write and stops; its publisher's reconnect claims the stream anew
+    await fenced(s.append("flushed", before, group(4, "old")), "STALE_EPOCH");
+    assert.equal(await s.renew("flushed", before, LEASE_MS), false);
+    const after = await claim(s, "flushed");
+    assert.equal(after.epoch, 1);
+    assert.equal(after.nextSeq, 0);
+    const fresh = [];
+    for (let seq = 0; seq < 4; seq++) fresh.push(await s.append("flushed", after, group(seq, "new")));
+    const oldUris = new Set(old.map(segmentUri));
+    assert.equal(oldUris.size, 4);
+    for (const entry of fresh) assert.equal(oldUris.has(segmentUri(entry)), false, `${segmentUri(entry)} was used before`);
+    assert.deepEqual(fresh.map((e) => e.seq), [0, 1, 2, 3]);
+    // an old URI finds nothing (the segment route answers 404), never the new bytes
+    assert.equal(await s.readSegment("flushed", "360p", 0, before.id), null);
+    assert.equal((await s.readSegment("flushed", "360p", 0, after.id))?.toString(), "new/360p/0");
+  });
+
+  it("refuses appends once the stream ended; takes the current claim's appends in its reconnect window", async () => {
+    const s = await store({ reconnectWindowMs: 0 });
+    const c = await claim(s, "ends");
+    await s.append("ends", c, group(0));
+    // the lease lapsed (Redis was away, the owner was frozen): the sweep opens the reconnect window
+    await s.redis.del(s.keys.lease("ends"));
+    assert.equal(await s.sweep("ends"), "reconnecting");
+    await s.append("ends", c, group(1));
+    assert.equal((await s.read("ends"))?.state, "reconnecting", "an append does not make the stream live again");
+    assert.equal(await s.sweep("ends"), "ended");
+    await fenced(s.append("ends", c, group(2)), "STREAM_ENDED");
+    const snapshot = await s.read("ends");
+    assert.equal(snapshot?.nextSeq, 2);
+    assert.deepEqual(snapshot?.entries.map((e) => e.seq), [0, 1]);
+    assert.equal(await s.renew("ends", c, LEASE_MS), false, "nor is the ended stream's lease taken back");
+  });
+
+  it("answers a retried append that Redis already ran with the same entry, and nothing else out of order", async () => {
+    const s = await store();
+    const c = await claim(s, "retry");
+    const first = await s.append("retry", c, group(0));
+    const again = await s.append("retry", c, group(0));
+    assert.deepEqual(again, first);
+    const snapshot = await s.read("retry");
+    assert.equal(snapshot?.nextSeq, 1);
+    assert.equal(snapshot?.entries.length, 1);
+    await fenced(s.append("retry", c, group(5)), "SEQ_MISMATCH");
+    await s.append("retry", c, group(1));
+    // an older sequence number is no retry of the last write
+    await fenced(s.append("retry", c, group(0)), "SEQ_MISMATCH");
+  });
+
+  it("lists a claimed stream for the sweep, and each renewal lists it again", async () => {
+    const s = await store();
+    const c = await claim(s, "listed");
+    assert.ok((await s.listStreams()).includes("listed"));
+    // what a failed add, or the sweep's removal racing the claim, leaves
+    await s.redis.srem(s.keys.streams(), "listed");
+    assert.equal(await s.renew("listed", c, LEASE_MS), true);
+    assert.ok((await s.listStreams()).includes("listed"));
+  });
+
+  it("gives segments that left the window the short TTL, by the claim that wrote them", async () => {
+    const s = await store({ window: 3 });
+    const a = await claim(s, "trim");
+    await s.append("trim", a, group(0));
+    await s.release("trim", a);
+    const b = await claim(s, "trim", "node-b");
+    for (let seq = 1; seq < 5; seq++) await s.append("trim", b, group(seq));
+    const ttl = (seq: number, c: Claim): Promise<number> => s.redis.pttl(s.keys.segment("trim", "240p", seq, c.id));
+    // window 3, target 1 s: trimmed segments stay 2 * (3 + 1) s + 5 s = 13 s; listed ones the live TTL
+    for (const [seq, c] of [[0, a], [1, b]] as const) {
+      const left = await ttl(seq, c);
+      assert.ok(left > 0 && left <= 13000, `segment ${seq}: ${left} ms`);
+    }
+    assert.ok((await ttl(4, b)) > 60000, "a listed segment keeps the live TTL");
+  });
+
+  it("keeps a handoff lease while its owner renews it, so claims wait; frees it at the release", async () => {
+    const s = await store();
+    const c = await claim(s, "handoff");
+    assert.equal(await s.markHandoff("handoff", c), true);
+    assert.equal(await s.renew("handoff", c, LEASE_MS, true), true);
+    assert.equal(await s.redis.get(s.keys.lease("handoff")), `${c.holder}#handoff`);
+    assert.ok((await s.redis.pttl(s.keys.lease("handoff"))) > LEASE_MS - 1000);
+    await assert.rejects(claim(s, "handoff", "node-b"), HandoffPendingError);
+    // a handoff lease that lapsed (Redis away) is taken back with its mark while the claim is still current
+    await s.redis.del(s.keys.lease("handoff"));
+    assert.equal(await s.renew("handoff", c, LEASE_MS, true), true);
+    await assert.rejects(claim(s, "handoff", "node-b"), HandoffPendingError);
+    assert.equal(await s.release("handoff", c), true);
+    const next = await claim(s, "handoff", "node-b");
+    assert.ok(next.epoch > c.epoch);
+  });
+
+  it("with redis.waitReplicas, confirms a claim on a replica, and refuses one no replica acknowledged", async () => {
+    const replica = await startTestRedis();
+    const control = new Redis(replica.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    try {
+      await control.connect();
+      // a full sync at once, not after the default 5-s wait for more replicas
+      const primary = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+      await primary.connect();
+      await primary.config("SET", "repl-diskless-sync-delay", "0");
+      primary.disconnect();
+      await control.replicaof("127.0.0.1", String(redis.port));
+      await waitFor("the replica in sync", async () => ((await control.info("replication")).includes("master_link_status:up") ? true : undefined));
+      const s = await store({ waitReplicas: 1 });
+      const c = await claim(s, "acked");
+      // the claim is on the replica by the time the publisher would be accepted
+      assert.equal(await control.hget(s.keys.meta("acked"), "claim"), c.id);
+      assert.equal(await s.release("acked", c), true);
+      assert.equal(await control.hget(s.keys.meta("acked"), "state"), "reconnecting");
+
+      // the replica promoted: a primary with no replica of its own
+      await control.replicaof("NO", "ONE");
+      const alone = await store({ waitReplicas: 1, commandTimeoutMs: 400 }, replica.url);
+      await assert.rejects(claim(alone, "lonely"), (error: unknown) => error instanceof BatonError && error.code === "NOT_REPLICATED");
+      assert.equal(await alone.redis.exists(alone.keys.lease("lonely")), 0, "the refused claim holds no lease");
+      assert.equal(await alone.redis.hget(alone.keys.meta("lonely"), "state"), "reconnecting");
+    } finally {
+      control.disconnect();
+    }
+  });
+});
