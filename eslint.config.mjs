@@ -16,7 +16,7 @@ export default tseslint.config(
     files: ["src/delivery/public/*.js"],
     languageOptions: {
       sourceType: "script",
-      globals: { window: "readonly", document: "readonly", localStorage: "readonly", location: "readonly", fetch: "readonly", WebSocket: "readonly", setTimeout: "readonly", setInterval: "readonly", clearInterval: "readonly", Hls: "readonly" },
+      globals: { window: "readonly", document: "readonly", localStorage: "readonly", location: "readonly", fetch: "readonly", WebSocket: "readonly", setTimeout: "readonly", setInterval: "readonly", clearInterval: "readonly", URLSearchParams: "readonly", Hls: "readonly" },
     },
   },
   {

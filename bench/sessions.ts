@@ -9,7 +9,7 @@ import { DEFAULTS } from "../src/config/defaults.ts";
 import { Keys } from "../src/state/keys.ts";
 import { defineScripts } from "../src/state/scripts.ts";
 import { SessionStore } from "../src/state/sessions.ts";
-import { newSessionId } from "../src/delivery/session-token.ts";
+import { issuedAt, newSessionId } from "../src/delivery/session-token.ts";
 import { compared, type Figure } from "./report.ts";
 import { stop } from "./procs.ts";
 import { benchPrefix, startBenchRedis } from "./stack.ts";
@@ -34,12 +34,14 @@ export async function sessions(ctx: { quick: boolean; log: (line: string) => voi
     const heapBefore = process.memoryUsage().heapUsed;
     const ids: string[] = [];
     for (let i = 0; i < count; i++) ids.push(newSessionId());
-    for (let i = 0; i < ids.length; i += 500) await Promise.all(ids.slice(i, i + 500).map((id) => store.create(id, "bench", "node-1")));
+    // a session's record is made by its first use: here a first report, as a player's first one
+    store.start();
+    const first = { node: "node-1", report: { position: 0, pdt: Date.now(), paused: false } };
+    await Promise.all(ids.map((id) => store.update(id, first, { streamId: "bench", issuedAt: issuedAt(id) })));
     const redisPerSession = ((await usedMemory(redis)) - memoryBefore) / count;
     ctx.log(`${count} sessions created; ${rounds} rounds of position reports`);
 
     // batched, as baton writes them: everyone reports, the store flushes every flushInterval
-    store.start();
     let started = Date.now();
     for (let round = 0; round < rounds; round++) {
       await Promise.all(ids.map((id, i) => store.update(id, { report: { position: round * 2 + i / count, pdt: Date.now(), paused: false } })));

@@ -83,7 +83,9 @@ export async function viewersPerNode(o: { quick: boolean; log: (line: string) =>
   const running: Promise<ViewerReport>[] = [];
   try {
     redis = await startBenchRedis();
-    node = await startBenchNode({ redisUrl: redis.url, prefix: benchPrefix(), id: "bench-viewers", env: lightLadderEnv() });
+    // every viewer here comes from one address: let them all start their sessions
+    const env = { ...lightLadderEnv(), BATON_SESSIONS_STARTSPERMINUTE: "1000000" };
+    node = await startBenchNode({ redisUrl: redis.url, prefix: benchPrefix(), id: "bench-viewers", env });
     const n = node;
     const id = streamName("viewers");
     o.log(`publishing ${id} (640x360, ladder 360p/240p ultrafast); waiting for 4 segments`);

@@ -15,7 +15,8 @@ import { ViewerChannel } from "./delivery/ws.ts";
 import { SessionStore } from "./state/sessions.ts";
 import { VERSION } from "./version.ts";
 import type { Config } from "./config/defaults.ts";
-import { adminToken, publishSecret, sessionSecret } from "./config/state-dir.ts";
+import { adminToken, playbackSecret, publishSecret, sessionSecret } from "./config/state-dir.ts";
+import { addPlaybackTokenApi } from "./delivery/playback-api.ts";
 import { DeliveryServer } from "./delivery/http.ts";
 import { ClientAddresses } from "./delivery/client-address.ts";
 import { errorMessage } from "./errors.ts";
@@ -86,13 +87,24 @@ export class BatonNode {
       ttlSec: config.sessions.ttl,
       flushIntervalMs: config.sessions.flushInterval,
     });
-    const sessions = new ViewerSessions(this.sessionStore, sessionSecret(config), this.id, () => this.metrics.sessionsCreated.inc());
+    const addresses = new ClientAddresses(config.http.trustedProxies);
+    const sessions = new ViewerSessions({
+      store: this.sessionStore,
+      secret: sessionSecret(config),
+      nodeId: this.id,
+      ttlSec: config.sessions.ttl,
+      playback: { required: config.auth.requirePlaybackToken, secret: playbackSecret(config) },
+      startsPerMinute: config.sessions.startsPerMinute,
+      addresses,
+      onStart: () => this.metrics.sessionsCreated.inc(),
+      onRefused: (reason) => this.metrics.sessionStartsRefused.inc({ reason }),
+    });
     this.http = new DeliveryServer({
       port: config.http.port,
       bind: config.node.bind,
       maxConnections: config.http.maxConnections,
       maxConnectionsPerAddress: config.http.maxConnectionsPerAddress,
-      addresses: new ClientAddresses(config.http.trustedProxies),
+      addresses,
       store: this.store,
       segmentCacheBytes: config.hls.segmentCacheBytes,
       log: log.child("http"),
@@ -104,6 +116,7 @@ export class BatonNode {
     this.channel = new ViewerChannel(sessions, this.http.timelines, config.sessions.maxReportsPerSecond, this.metrics, log.child("ws"));
     this.http.onUpgrade((req, socket, head) => this.channel.upgrade(req, socket, head));
     addSessionsApi(this.http, sessions);
+    addPlaybackTokenApi(this.http, { adminToken: adminToken(config), secret: playbackSecret(config), defaultTtl: config.auth.playbackTokenTtl });
     addPlayer(this.http);
     addClusterApi(this.http, this.store);
     this.sweeper = new Sweeper(this.store, log.child("sweeper"));

@@ -3,9 +3,11 @@
 //   baton start [--nodes N]      the local cluster: Redis, N nodes, HAProxy (npm start)
 //   baton node [--config FILE]   one node, configured by file and BATON_* variables
 //   baton token <streamId>       a ready publish URL, signed with the local cluster's secret
+//   baton token --play <streamId>  a ready watch URL and master playlist URL with a playback token
 //   baton status | drain <id> | undrain <id> | rolling-update [--url URL]   the operator's commands
 import { loadConfig } from "../config/load.ts";
-import { adminToken, publishSecret } from "../config/state-dir.ts";
+import { adminToken, playbackSecret, publishSecret } from "../config/state-dir.ts";
+import { makePlaybackToken, playbackUrls } from "../delivery/playback-token.ts";
 import { drain, rollingUpdate, status, undrain, type AdminClient } from "../ops/admin-cli.ts";
 import { errorMessage } from "../errors.ts";
 import { makePublishToken } from "../ingest/token.ts";
@@ -16,6 +18,7 @@ const USAGE = `usage: baton <command>
   start [--nodes N]       run the local cluster (Redis, N nodes, HAProxy); Ctrl-C stops it
   node [--config FILE]    run one node
   token <streamId>        print a publish URL for a stream
+  token --play <streamId> print a watch URL and a master playlist URL with a playback token
   push [FILE] [--stream ID]  push the test pattern (or FILE, looped) and reconnect like OBS; Ctrl-C stops
   status                  nodes, states, streams, owners, viewers
   drain <nodeId>          drain a node (it keeps running, drained, until undrain)
@@ -80,12 +83,22 @@ function stackOf(error: unknown): string | undefined {
 
 function token(args: string[]): void {
   const file = option(args, "--config");
+  const play = args.indexOf("--play");
+  if (play !== -1) args.splice(play, 1);
   const streamId = args[0];
   if (!streamId || args.length > 1) throw new UsageError("token takes one stream id");
   if (!isStreamId(streamId)) throw new UsageError(`stream id ${JSON.stringify(streamId)}: expected 1 to 64 of A-Z, a-z, 0-9, '_', '-'`);
   const config = loadConfig({ file });
-  const value = makePublishToken(publishSecret(config), streamId, config.auth.publishTokenTtl);
-  console.log(`rtmp://${config.node.publicHost}:${config.rtmp.port}/live/${streamId}?token=${value}`);
+  if (play === -1) {
+    const value = makePublishToken(publishSecret(config), streamId, config.auth.publishTokenTtl);
+    console.log(`rtmp://${config.node.publicHost}:${config.rtmp.port}/live/${streamId}?token=${value}`);
+    return;
+  }
+  const { token: value } = makePlaybackToken(playbackSecret(config), streamId, config.auth.playbackTokenTtl);
+  const { url, playlistUrl } = playbackUrls(`http://${config.node.publicHost}:${config.http.port}`, streamId, value);
+  if (!config.auth.requirePlaybackToken) process.stderr.write("baton: auth.requirePlaybackToken is off here: viewers need no token\n");
+  console.log(url);
+  console.log(playlistUrl);
 }
 
 async function pushCommand(args: string[]): Promise<void> {

@@ -131,6 +131,15 @@ export interface Config {
     publishSecret: string;
     /** Lifetime in seconds of a token made by `baton token`. Used by: CLI. */
     publishTokenTtl: number;
+    /**
+     * Require a signed playback token to start a viewer session (a master playlist request without a session,
+     * POST /api/sessions); sessions already started keep working. Used by: delivery/sessions.
+     */
+    requirePlaybackToken: boolean;
+    /** HMAC secret for playback tokens; empty: derived from the sessions secret. Used by: delivery, CLI, admin API. */
+    playbackSecret: string;
+    /** Lifetime in seconds of a playback token made by `baton token --play` or the admin API without a ttl. */
+    playbackTokenTtl: number;
   };
   admin: {
     /** Bearer token of the admin API; empty: `var/admin-token`, created on first use. BATON_ADMIN_TOKEN sets it. */
@@ -158,6 +167,11 @@ export interface Config {
     maxReportsPerSecond: number;
     /** Milliseconds session writes are gathered before one pipelined write to Redis. Used by: state/sessions. */
     flushInterval: number;
+    /**
+     * Sessions one client address (an IPv6 client: its /64) may start per minute, in a burst of as many; more
+     * are answered 429. Viewers behind one NAT share it. Used by: delivery/sessions.
+     */
+    startsPerMinute: number;
   };
   log: {
     /** Least severe level printed. */
@@ -223,6 +237,9 @@ export const DEFAULTS: Config = {
     requirePublishToken: true,
     publishSecret: "",
     publishTokenTtl: 86400,
+    requirePlaybackToken: false,
+    playbackSecret: "",
+    playbackTokenTtl: 86400,
   },
   admin: {
     token: "",
@@ -238,6 +255,7 @@ export const DEFAULTS: Config = {
     secret: "",
     maxReportsPerSecond: 4,
     flushInterval: 200,
+    startsPerMinute: 60,
   },
   log: {
     level: "info",

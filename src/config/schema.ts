@@ -81,12 +81,16 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
     requirePublishToken: { kind: "bool" },
     publishSecret: SECRET,
     publishTokenTtl: { kind: "int", min: 60, max: 10 * 365 * 86400 },
+    requirePlaybackToken: { kind: "bool" },
+    playbackSecret: SECRET,
+    playbackTokenTtl: { kind: "int", min: 60, max: 365 * 86400 },
   },
   sessions: {
     ttl: { kind: "int", min: 1, max: 365 * 86400 },
     secret: SECRET,
     maxReportsPerSecond: { kind: "int", min: 1, max: 100 },
     flushInterval: { kind: "int", min: 10, max: 5000 },
+    startsPerMinute: { kind: "int", min: 1, max: 1000000 },
   },
   log: { level: { kind: "enum", values: ["debug", "info", "warn", "error"] } },
 };

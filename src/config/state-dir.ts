@@ -1,6 +1,6 @@
 // Where a local install keeps what it makes for itself (the publish secret, Redis data, spool, logs):
 // BATON_STATE_DIR, else var/ in the working directory.
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { Config } from "./defaults.ts";
@@ -33,6 +33,14 @@ export function publishSecret(config: Config, env: NodeJS.ProcessEnv = process.e
 /** The session-token secret in force: the configured one, or the local one. */
 export function sessionSecret(config: Config, env: NodeJS.ProcessEnv = process.env): string {
   return config.sessions.secret || localSecret("session-secret", env);
+}
+
+/**
+ * The playback-token secret in force: the configured one, or one derived from the sessions secret (so a
+ * deployment needs no fourth secret), never equal to it nor to the publish secret.
+ */
+export function playbackSecret(config: Config, env: NodeJS.ProcessEnv = process.env): string {
+  return config.auth.playbackSecret || createHmac("sha256", sessionSecret(config, env)).update("baton playback tokens").digest("base64url");
 }
 
 /** The admin API token in force: the configured one (BATON_ADMIN_TOKEN), or the local one. */

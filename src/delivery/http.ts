@@ -342,18 +342,22 @@ export class DeliveryServer {
     return snapshot;
   }
 
-  /** A master playlist request without a session starts one: every URI it lists carries the token. */
+  /**
+   * A master playlist request without a session starts one (a playback token first, when required; at the
+   * client address's rate): every URI it lists carries the token. A session that is over (expired, or never
+   * used in time) is one no more, and the request starts another.
+   */
   private async master({ params, res, method, req, query }: Request): Promise<void> {
-    const session = this.o.sessions.check(query.get("session"), params[0]);
-    const stream = await this.snapshot(params[0]!);
+    const streamId = params[0]!;
+    let session = this.o.sessions.check(query.get("session"), streamId);
+    if (session && !(await this.o.sessions.loading(session))) session = null;
+    if (!session) this.o.sessions.authorize(streamId, query.get("token"));
+    const stream = await this.snapshot(streamId);
     if (!stream.ladder) throw new HttpError(503, "STARTING", "the stream is starting", { "Retry-After": "1" });
-    const token = session?.token ?? (await this.o.sessions.create(stream.id)).token;
-    if (session) {
-      this.o.sessions.touch(session.sessionId, null);
-      await this.o.sessions.loading(session.sessionId);
-    }
+    if (session) this.o.sessions.touch(session, null);
+    const token = session?.token ?? this.o.sessions.start(req, stream.id).token;
     this.viewers.seen(stream.id, req, token);
-    this.sendPlaylist(res, method, renderMaster(stream.ladder, `?session=${token}`), stream.state === "ended");
+    this.sendPlaylist(res, method, renderMaster(stream.ladder, `?session=${token}`), { ended: stream.state === "ended", personal: true });
   }
 
   /** A paused session's media playlist points EXT-X-START at its position while it is in the window. */
@@ -368,7 +372,7 @@ export class DeliveryServer {
     this.watched.set(stream.id, watched.set(rendition, Date.now()));
     let text: string;
     if (session) {
-      this.o.sessions.touch(session.sessionId, rendition);
+      this.o.sessions.touch(session, rendition);
       const startOffset = await this.o.sessions.startOffset(session.sessionId, stream, rendition);
       text = renderMedia(stream, rendition, `?session=${session.token}`, startOffset === undefined ? {} : { startOffset });
     } else {
@@ -378,15 +382,16 @@ export class DeliveryServer {
       text = rendered.get(rendition) ?? renderMedia(stream, rendition);
       rendered.set(rendition, text);
     }
-    this.sendPlaylist(res, method, text, stream.state === "ended");
+    this.sendPlaylist(res, method, text, { ended: stream.state === "ended", personal: session !== null });
   }
 
-  private sendPlaylist(res: ServerResponse, method: string, text: string, ended: boolean): void {
+  /** A playlist whose URIs carry a viewer's session is `private`: a shared cache must not hand it to others. */
+  private sendPlaylist(res: ServerResponse, method: string, text: string, o: { ended: boolean; personal: boolean }): void {
     res.writeHead(200, {
       "Content-Type": PLAYLIST,
       "Content-Length": Buffer.byteLength(text),
       // live playlists change every segment; an ended one never again
-      "Cache-Control": ended ? "public, max-age=3600" : "public, max-age=1",
+      "Cache-Control": `${o.personal ? "private" : "public"}, max-age=${o.ended ? 3600 : 1}`,
     });
     res.end(method === "HEAD" ? undefined : text);
   }
@@ -400,7 +405,7 @@ export class DeliveryServer {
       // players that never report (Safari's native player, VLC) still leave a resume point
       const stream = (await this.timelines.get(streamId).catch(() => null))?.snapshot;
       const entry = stream?.entries.find((e) => e.seq === seq && e.claim === claim);
-      if (stream && entry) this.o.sessions.inferred(session.sessionId, stream, entry.pdt);
+      if (stream && entry && stream.ladder?.some((r) => r.name === rendition)) this.o.sessions.inferred(session, stream, entry.pdt, rendition);
     }
     const bytes = await this.segments.get(
       // the key names the claim: a URI of a timeline that lost its history finds nothing (404), never new bytes

@@ -1,13 +1,23 @@
 // Viewer session tokens: `<sessionId>.<streamId>.<signature>`, the signature an HMAC-SHA256 over both ids.
-// The token names its session and its stream, so a node checks it without a Redis round trip, in constant time.
+// A session id is 32 hex digits: the unix millisecond it was issued (12 digits, as a UUIDv7 begins), then
+// 80 random bits. So the token names its session, its stream and when it was issued, all under the signature,
+// and a node checks it without a Redis round trip, in constant time. The shape is the one earlier releases
+// issued and check, so during a rolling update a token from a new node still opens playlists on an old one.
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { isStreamId } from "../ingest/stream-id.ts";
 
-/** 128 bits of randomness, hex. */
 export const SESSION_ID = /^[0-9a-f]{32}$/;
 
-export function newSessionId(): string {
-  return randomBytes(16).toString("hex");
+export function newSessionId(now = Date.now()): string {
+  return Math.floor(now).toString(16).padStart(12, "0").slice(-12) + randomBytes(10).toString("hex");
+}
+
+/**
+ * When the session was issued, unix ms. An id made before ids carried their time reads as a random instant;
+ * that only matters for a session without a record, and those ids always had one.
+ */
+export function issuedAt(sessionId: string): number {
+  return Number.parseInt(sessionId.slice(0, 12), 16);
 }
 
 function sign(secret: string, sessionId: string, streamId: string): Buffer {

@@ -1,15 +1,17 @@
 // The viewer API: POST /api/sessions, GET /api/sessions/{id}, PUT /api/sessions/{id}/position.
 // The token comes as `Authorization: Bearer <token>` or `?session=<token>`. Without one: 401; with another
-// session's: 403, never its data.
+// session's: 403, never its data. Every answer carries a session's token or data: `Cache-Control: private`.
 import type { IncomingMessage } from "node:http";
 import { isStreamId } from "../ingest/stream-id.ts";
 import type { Session } from "../state/sessions.ts";
 import type { StreamSnapshot } from "../state/store.ts";
 import { HttpError, sendJson } from "./http-error.ts";
 import type { DeliveryServer, Request } from "./http.ts";
-import { positionOf, resumePoint, type ViewerSessions } from "./sessions.ts";
+import { readReport, MAX_POSITION, positionOf, resumePoint, type NamedSession, type ViewerSessions } from "./sessions.ts";
 
 const MAX_BODY = 4096;
+/** Answers about one viewer's session: never kept by a shared cache, nor stored at all. */
+export const PRIVATE = { "Cache-Control": "private, no-store" };
 
 export async function readJson(req: IncomingMessage): Promise<unknown> {
   const chunks: Buffer[] = [];
@@ -84,56 +86,59 @@ export function addSessionsApi(http: DeliveryServer, sessions: ViewerSessions): 
   const stream = async (id: string): Promise<StreamSnapshot | null> => (await http.timelines.get(id).catch(() => null))?.snapshot ?? null;
 
   /** The session a request may see: 401 without a token, 403 for another session's token. */
-  const authorized = (request: Request, id: string): { sessionId: string; streamId: string } => {
+  const authorized = (request: Request, id: string): NamedSession => {
     const token = bearer(request);
     if (!token) throw new HttpError(401, "NO_SESSION", "a session token is needed (Authorization: Bearer <token>)", { "WWW-Authenticate": "Bearer" });
     const named = sessions.check(token);
     if (!named || named.sessionId !== id) throw new HttpError(403, "FORBIDDEN", "this token is for another session");
     return named;
   };
+  const gone = (): HttpError => new HttpError(404, "UNKNOWN_SESSION", "no such session (it may have expired)");
 
+  // a session only for a stream that is live or recorded; when Redis cannot be read and this node does not
+  // know the stream, the timeline read throws and the answer is a 503
   http.addRoute(["POST"], "api_sessions", /^\/api\/sessions$/, async ({ req, res }) => {
-    const body = await readJson(req);
-    const streamId = (body as { streamId?: unknown } | null)?.streamId;
+    const body = (await readJson(req)) as { streamId?: unknown; token?: unknown } | null;
+    const streamId = body?.streamId;
     if (!isStreamId(streamId)) throw new HttpError(400, "BAD_STREAM_ID", "streamId must be 1 to 64 of A-Z, a-z, 0-9, '_', '-'");
-    const { session, token } = await sessions.create(streamId);
-    sendJson(res, 201, { ...sessionView(session, await stream(streamId)), token });
+    sessions.authorize(streamId, typeof body?.token === "string" ? body.token : null);
+    const { snapshot } = await http.timelines.get(streamId);
+    if (!snapshot) throw new HttpError(404, "UNKNOWN_STREAM", `stream ${streamId} is not live`);
+    const { session, token } = sessions.start(req, streamId);
+    sendJson(res, 201, { ...sessionView(session, snapshot), token }, PRIVATE);
   });
 
   http.addRoute(["GET", "HEAD"], "api_session", /^\/api\/sessions\/([0-9a-f]{32})$/, async (request) => {
-    const id = request.params[0]!;
-    authorized(request, id);
-    const session = await sessions.get(id, true);
-    if (!session) throw new HttpError(404, "UNKNOWN_SESSION", "no such session (it may have expired)");
-    sendJson(request.res, 200, sessionView(session, await stream(session.streamId)));
+    const named = authorized(request, request.params[0]!);
+    const session = await sessions.view(named, true);
+    if (!session) throw gone();
+    sendJson(request.res, 200, sessionView(session, await stream(session.streamId)), PRIVATE);
   });
 
   http.addRoute(["PUT"], "api_session_position", /^\/api\/sessions\/([0-9a-f]{32})\/position$/, async (request) => {
     const id = request.params[0]!;
-    const { streamId } = authorized(request, id);
+    const named = authorized(request, id);
     const body = (await readJson(request.req)) as { position?: unknown; paused?: unknown } | null;
-    const position = body?.position;
-    const paused = body?.paused ?? false;
-    if (typeof position !== "number" || !Number.isFinite(position) || position < 0 || position > 1e9) {
-      throw new HttpError(400, "BAD_POSITION", "position must be a number of seconds, 0 or more");
-    }
-    if (typeof paused !== "boolean") throw new HttpError(400, "BAD_PAUSED", "paused must be true or false");
-    const snapshot = await stream(streamId);
+    if (typeof (body?.paused ?? false) !== "boolean") throw new HttpError(400, "BAD_PAUSED", "paused must be true or false");
+    const report = readReport(body?.position, body?.paused ?? false);
+    if (!report) throw new HttpError(400, "BAD_POSITION", `position must be a number of seconds, 0 to ${MAX_POSITION}`);
+    const { position, paused } = report;
+    const snapshot = await stream(named.streamId);
     const queue = (): void => {
       // Redis is away: the token is signed, so the write is queued (it never recreates an expired session)
-      void sessions.report(id, snapshot, position, paused);
-      sendJson(request.res, 202, { id, position, paused, queued: true });
+      void sessions.report(named, snapshot, position, paused);
+      sendJson(request.res, 202, { id, position, paused, queued: true }, PRIVATE);
     };
     if (!sessions.available) return queue();
     let known: Session | null;
     try {
-      known = await sessions.get(id);
+      known = await sessions.view(named);
     } catch {
       return queue();
     }
-    if (!known) throw new HttpError(404, "UNKNOWN_SESSION", "no such session (it may have expired)");
-    await sessions.report(id, snapshot, position, paused);
+    if (!known) throw gone();
+    await sessions.report(named, snapshot, position, paused);
     const session = await sessions.get(id);
-    sendJson(request.res, 200, session ? sessionView(session, snapshot) : { id, position, paused });
+    sendJson(request.res, 200, session ? sessionView(session, snapshot) : { id, position, paused }, PRIVATE);
   });
 }

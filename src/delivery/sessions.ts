@@ -1,10 +1,16 @@
-// Viewer sessions as delivery sees them: tokens checked without Redis, a short-lived per-node cache of
-// session records (written through by this node's updates), positions converted between seconds on the
-// stream's timeline and program date-time, and the resume point a paused viewer's playlists carry.
-import type { Session, SessionStore } from "../state/sessions.ts";
+// Viewer sessions as delivery sees them: tokens checked without Redis, who may start a session (a playback
+// token when required, a rate per client address), a short-lived per-node cache of session records (written
+// through by this node's updates), positions converted between seconds on the stream's timeline and program
+// date-time, and the resume point a paused viewer's playlists carry. A new session is its token alone: the
+// record comes with its first use (state/sessions.ts), so starting one costs Redis nothing.
+import type { IncomingMessage } from "node:http";
+import { startWindowMs, type Session, type SessionOrigin, type SessionStore } from "../state/sessions.ts";
 import type { StreamSnapshot } from "../state/store.ts";
+import type { ClientAddresses } from "./client-address.ts";
 import { HttpError } from "./http-error.ts";
-import { makeSessionToken, newSessionId, readSessionToken } from "./session-token.ts";
+import { checkPlaybackToken } from "./playback-token.ts";
+import { AddressLimiter } from "./rate-limit.ts";
+import { issuedAt, makeSessionToken, newSessionId, readSessionToken } from "./session-token.ts";
 
 /** How long a node trusts its copy of a session record it did not write itself (API reads). */
 const CACHE_MS = 2000;
@@ -15,6 +21,41 @@ const CACHE_MS = 2000;
  */
 const START_CACHE_MS = 30000;
 const MAX_CACHED = 100000;
+/** The largest position taken, seconds (about 31 years): what a report can be without being nonsense. */
+export const MAX_POSITION = 1e9;
+
+/** A report's fields when they are a position (seconds, 0 to MAX_POSITION) and a paused flag; else null. */
+export function readReport(position: unknown, paused: unknown): { position: number; paused: boolean } | null {
+  const ok = typeof position === "number" && Number.isFinite(position) && position >= 0 && position <= MAX_POSITION && typeof paused === "boolean";
+  return ok ? { position, paused } : null;
+}
+
+/** A session a request's token names. */
+export interface NamedSession {
+  sessionId: string;
+  streamId: string;
+  token: string;
+  /** When the token was issued, unix ms. */
+  issuedAt: number;
+}
+
+export interface ViewerSessionsOptions {
+  store: SessionStore;
+  /** HMAC secret of session tokens. */
+  secret: string;
+  nodeId: string;
+  /** sessions.ttl, seconds. */
+  ttlSec: number;
+  /** auth.requirePlaybackToken and the secret playback tokens are checked with. */
+  playback: { required: boolean; secret: string };
+  /** sessions.startsPerMinute: sessions one client address may start a minute. */
+  startsPerMinute: number;
+  addresses: ClientAddresses;
+  /** A session started (metrics). */
+  onStart?: () => void;
+  /** A start refused (metrics), by a bounded reason. */
+  onRefused?: (reason: "rate_limited" | "playback_token") => void;
+}
 
 export interface ResumePoint {
   /** Seconds from the start of the playlist (EXT-X-START TIME-OFFSET). */
@@ -46,13 +87,15 @@ export const pdtOf = (stream: Pick<StreamSnapshot, "createdAt">, position: numbe
 
 export class ViewerSessions {
   private readonly cache = new Map<string, { session: Session; at: number }>();
+  private readonly starts: AddressLimiter;
+  private readonly store: SessionStore;
+  private readonly windowMs: number;
 
-  constructor(
-    private readonly store: SessionStore,
-    private readonly secret: string,
-    private readonly nodeId: string,
-    private readonly onCreate: () => void = () => undefined,
-  ) {}
+  constructor(private readonly o: ViewerSessionsOptions) {
+    this.store = o.store;
+    this.starts = new AddressLimiter(o.startsPerMinute);
+    this.windowMs = startWindowMs(o.ttlSec);
+  }
 
   /** Whether session state can be read and written now (Redis reachable). */
   get available(): boolean {
@@ -63,21 +106,52 @@ export class ViewerSessions {
    * The session a request's token names. null when there is no token; 403 when the token is not one of
    * ours or names another stream than `streamId` (when given).
    */
-  check(token: string | null | undefined, streamId?: string): { sessionId: string; streamId: string; token: string } | null {
+  check(token: string | null | undefined, streamId?: string): NamedSession | null {
     if (token === null || token === undefined || token === "") return null;
-    const named = readSessionToken(this.secret, token);
+    const named = readSessionToken(this.o.secret, token);
     if (!named) throw new HttpError(403, "BAD_SESSION", "this session token is not valid");
     if (streamId !== undefined && named.streamId !== streamId) {
       throw new HttpError(403, "WRONG_STREAM", "this session belongs to another stream");
     }
-    return { ...named, token };
+    return { ...named, token, issuedAt: issuedAt(named.sessionId) };
   }
 
-  async create(streamId: string): Promise<{ session: Session; token: string }> {
-    const session = await this.store.create(newSessionId(), streamId, this.nodeId);
-    this.onCreate();
-    this.remember(session);
-    return { session, token: makeSessionToken(this.secret, session.id, streamId) };
+  /** Whether a token without a record may still become a session (its first use would create it). */
+  private fresh(named: NamedSession, now = Date.now()): boolean {
+    return Math.abs(now - named.issuedAt) <= this.windowMs;
+  }
+
+  /** May a viewer start a session on this stream: 401/403 when a playback token is required and not good. */
+  authorize(streamId: string, playbackToken: string | null | undefined): void {
+    if (!this.o.playback.required) return;
+    try {
+      checkPlaybackToken(this.o.playback.secret, streamId, playbackToken);
+    } catch (error) {
+      this.o.onRefused?.("playback_token");
+      throw error;
+    }
+  }
+
+  /** Starts a session (after `authorize`, for a stream that exists): 429 past the client address's rate. */
+  start(req: IncomingMessage, streamId: string): { session: Session; token: string } {
+    const wait = this.starts.take(this.o.addresses.of(req));
+    if (wait > 0) {
+      this.o.onRefused?.("rate_limited");
+      throw new HttpError(429, "TOO_MANY_SESSIONS", `too many new sessions from this address; retry in ${wait} s`, { "Retry-After": String(wait) });
+    }
+    const id = newSessionId();
+    this.o.onStart?.();
+    const named: NamedSession = { sessionId: id, streamId, token: makeSessionToken(this.o.secret, id, streamId), issuedAt: issuedAt(id) };
+    return { session: this.unused(named), token: named.token };
+  }
+
+  /** A session that has no record yet, as its token describes it. */
+  private unused(named: NamedSession): Session {
+    const at = named.issuedAt;
+    return {
+      id: named.sessionId, streamId: named.streamId, rendition: null, node: this.o.nodeId, createdAt: at, lastSeen: at,
+      position: null, pdt: null, paused: false, source: null, updatedAt: null,
+    };
   }
 
   async get(sessionId: string, fresh = false, maxAgeMs = CACHE_MS): Promise<Session | null> {
@@ -89,31 +163,44 @@ export class ViewerSessions {
     return session;
   }
 
-  /** A player (re)loads: read its session afresh, so its media playlists start where it paused. */
-  async loading(sessionId: string): Promise<void> {
-    await this.get(sessionId, true).catch(() => null);
+  /** The session as it is now: its record, or what its token says while it may still be used; else null. */
+  async view(named: NamedSession, fresh = false): Promise<Session | null> {
+    const session = await this.get(named.sessionId, fresh);
+    return session ?? (this.fresh(named) ? this.unused(named) : null);
   }
 
-  /** A playlist request: which rendition the viewer plays, and from which node. */
-  touch(sessionId: string, rendition: string | null): void {
-    const cached = this.cache.get(sessionId);
+  /**
+   * A player (re)loads: read its session afresh, so its media playlists start where it paused. False when the
+   * session is over (expired, or never used in time); true when Redis cannot tell.
+   */
+  async loading(named: NamedSession): Promise<boolean> {
+    try {
+      return (await this.view(named, true)) !== null;
+    } catch {
+      return true;
+    }
+  }
+
+  /** A playlist request: which rendition the viewer plays, and from which node (never creates the record). */
+  touch(named: NamedSession, rendition: string | null): void {
+    const cached = this.cache.get(named.sessionId);
     if (cached && rendition) cached.session.rendition = rendition;
-    void this.store.update(sessionId, { node: this.nodeId, ...(rendition ? { rendition } : {}) });
+    void this.store.update(named.sessionId, { node: this.o.nodeId, ...(rendition ? { rendition } : {}) });
   }
 
-  /** A segment request: the viewer is at least this far (for players that never report). */
-  inferred(sessionId: string, stream: StreamSnapshot, pdt: number): void {
-    const cached = this.cache.get(sessionId);
+  /** A segment request: the viewer is at least this far (for players that never report), in this rendition. */
+  inferred(named: NamedSession, stream: StreamSnapshot, pdt: number, rendition: string): void {
+    const cached = this.cache.get(named.sessionId);
     if (cached && cached.session.source !== "reported") Object.assign(cached.session, { pdt, position: positionOf(stream, pdt), source: "inferred" });
-    void this.store.update(sessionId, { inferred: { position: positionOf(stream, pdt), pdt } });
+    void this.store.update(named.sessionId, { node: this.o.nodeId, rendition, inferred: { position: positionOf(stream, pdt), pdt } }, origin(named));
   }
 
   /** An explicit report (API or WebSocket); resolves once it is in Redis. */
-  report(sessionId: string, stream: Pick<StreamSnapshot, "createdAt"> | null, position: number, paused: boolean): Promise<void> {
+  report(named: NamedSession, stream: Pick<StreamSnapshot, "createdAt"> | null, position: number, paused: boolean): Promise<void> {
     const pdt = stream ? pdtOf(stream, position) : null;
-    const cached = this.cache.get(sessionId);
+    const cached = this.cache.get(named.sessionId);
     if (cached) Object.assign(cached.session, { position, pdt, paused, source: "reported", updatedAt: Date.now() });
-    return this.store.update(sessionId, { node: this.nodeId, report: { position, pdt, paused } });
+    return this.store.update(named.sessionId, { node: this.o.nodeId, report: { position, pdt, paused } }, origin(named));
   }
 
   /** EXT-X-START offset for a paused session's media playlist, if it has one. */
@@ -132,3 +219,5 @@ export class ViewerSessions {
     this.cache.set(session.id, { session, at: Date.now() });
   }
 }
+
+const origin = (named: NamedSession): SessionOrigin => ({ streamId: named.streamId, issuedAt: named.issuedAt });

@@ -1,22 +1,25 @@
 // The viewer's WebSocket channel: GET /ws?session=<token>. The player reports its position
-// ({"type": "position", "position": s, "paused": bool}), rate-limited per connection; the server says hello,
-// and before a drain sends {"type": "handoff"} and closes with 1012 so the player reconnects through the
-// balancer to another node. Bad JSON or an unknown message closes with 1008, an oversized one with 1009.
+// ({"type": "position", "position": s, "paused": bool}), rate-limited per connection before the message is even
+// parsed; the server says hello, and before a drain sends {"type": "handoff"} and closes with 1012 so the
+// player reconnects through the balancer to another node. Bad JSON, an unknown message or a position out of
+// range closes with 1008, an oversized one with 1009. A session holds a few sockets per node at most; one
+// more is refused at the upgrade with 429.
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type WebSocket } from "ws";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../ops/metrics.ts";
 import type { TimelineCache } from "./timeline-cache.ts";
-import type { ViewerSessions } from "./sessions.ts";
+import { readReport, MAX_POSITION, type NamedSession, type ViewerSessions } from "./sessions.ts";
 
 export const MAX_MESSAGE_BYTES = 4096;
+/** Sockets one session may hold on one node: a player, the one it reconnects with, a second tab. */
+export const MAX_SOCKETS_PER_SESSION = 4;
 const PING_EVERY_MS = 30000;
 
 interface Client {
   socket: WebSocket;
-  sessionId: string;
-  streamId: string;
+  session: NamedSession;
   tokens: number;
   refilledAt: number;
   alive: boolean;
@@ -30,6 +33,8 @@ export type ServerMessage =
 export class ViewerChannel {
   private readonly wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES });
   private readonly clients = new Set<Client>();
+  /** Sockets per session id, counted from the upgrade until the socket closes. */
+  private readonly perSession = new Map<string, number>();
   private readonly pinger: NodeJS.Timeout;
 
   constructor(
@@ -66,19 +71,29 @@ export class ViewerChannel {
     }
     if (url.pathname !== "/ws") return reject(socket, 404, "Not Found");
     if (this.draining) return reject(socket, 503, "Service Unavailable");
-    let named: ReturnType<ViewerSessions["check"]>;
+    let named: NamedSession | null;
     try {
       named = this.sessions.check(url.searchParams.get("session"));
     } catch {
       return reject(socket, 403, "Forbidden");
     }
     if (!named) return reject(socket, 401, "Unauthorized");
-    const { sessionId, streamId } = named;
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, sessionId, streamId));
+    const session = named;
+    const { sessionId } = session;
+    const count = this.perSession.get(sessionId) ?? 0;
+    if (count >= MAX_SOCKETS_PER_SESSION) return reject(socket, 429, "Too Many Requests");
+    // counted on the raw socket, so an upgrade that fails inside ws (no callback) still gives its place back
+    this.perSession.set(sessionId, count + 1);
+    socket.once("close", () => {
+      const left = (this.perSession.get(sessionId) ?? 1) - 1;
+      if (left > 0) this.perSession.set(sessionId, left);
+      else this.perSession.delete(sessionId);
+    });
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, session));
   }
 
-  private accept(socket: WebSocket, sessionId: string, streamId: string): void {
-    const client: Client = { socket, sessionId, streamId, tokens: this.maxReportsPerSecond * 2, refilledAt: Date.now(), alive: true };
+  private accept(socket: WebSocket, session: NamedSession): void {
+    const client: Client = { socket, session, tokens: this.maxReportsPerSecond * 2, refilledAt: Date.now(), alive: true };
     this.clients.add(client);
     this.metrics.wsClients.set(this.clients.size);
     socket.on("pong", () => (client.alive = true));
@@ -88,10 +103,19 @@ export class ViewerChannel {
       this.metrics.wsClients.set(this.clients.size);
     });
     socket.on("error", (error) => this.log.debug("websocket error", { error: error.message }));
-    send(socket, { type: "hello", sessionId, streamId });
+    send(socket, { type: "hello", sessionId: session.sessionId, streamId: session.streamId });
   }
 
   private message(client: Client, data: Buffer, isBinary: boolean): void {
+    // token bucket: a burst of twice the rate, refilled continuously; a message over it is not even parsed
+    const now = Date.now();
+    client.tokens = Math.min(this.maxReportsPerSecond * 2, client.tokens + ((now - client.refilledAt) / 1000) * this.maxReportsPerSecond);
+    client.refilledAt = now;
+    if (client.tokens < 1) {
+      this.metrics.wsReportsDropped.inc();
+      return;
+    }
+    client.tokens -= 1;
     let message: unknown;
     try {
       if (isBinary) throw new Error("binary");
@@ -105,24 +129,18 @@ export class ViewerChannel {
       client.socket.close(1008, "unknown message type");
       return;
     }
-    const { position, paused } = m;
-    if (typeof position !== "number" || !Number.isFinite(position) || position < 0 || typeof paused !== "boolean") {
-      client.socket.close(1008, "position must be seconds (0 or more) and paused a boolean");
+    const report = readReport(m.position, m.paused);
+    if (!report) {
+      client.socket.close(1008, `position must be seconds (0 to ${MAX_POSITION}) and paused a boolean`);
       return;
     }
-    // token bucket: a burst of twice the rate, refilled continuously
-    const now = Date.now();
-    client.tokens = Math.min(this.maxReportsPerSecond * 2, client.tokens + ((now - client.refilledAt) / 1000) * this.maxReportsPerSecond);
-    client.refilledAt = now;
-    if (client.tokens < 1) {
-      this.metrics.wsReportsDropped.inc();
-      return;
-    }
-    client.tokens -= 1;
+    // the report's promise is not chained: while Redis is away, nothing here waits on it per message
     void this.timelines
-      .get(client.streamId)
+      .get(client.session.streamId)
       .catch(() => ({ snapshot: null }))
-      .then(({ snapshot }) => this.sessions.report(client.sessionId, snapshot, position, paused));
+      .then(({ snapshot }) => {
+        void this.sessions.report(client.session, snapshot, report.position, report.paused);
+      });
   }
 
   private ping(): void {

@@ -20,6 +20,8 @@ export interface LocalClusterOptions {
   echoLogs?: boolean;
   /** Called with a line when a node exits and is started again. */
   onNotice?: (line: string) => void;
+  /** More BATON_* settings for every node (the chaos harness's). */
+  nodeEnv?: Record<string, string>;
 }
 
 /** Node i (from 1) listens on the configured ports plus i; the configured ports themselves are HAProxy's. */
@@ -116,6 +118,7 @@ export class LocalCluster {
       // HAProxy names each publisher in a PROXY header, so the nodes' connection caps count publishers, not it
       { rtmp: { proxyProtocol: true }, rtmps: { port: node.rtmpsPort ?? 0 } },
     );
+    Object.assign(env, this.o.nodeEnv);
     const [command, args] = nodeCommand(["node"]);
     const p = startProcess(node.id, command, args, {
       env,

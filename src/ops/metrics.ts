@@ -59,7 +59,11 @@ export class Metrics {
   readonly wsReportsDropped = new Counter({
     name: "baton_ws_reports_dropped_total", help: "Position reports over the rate limit, dropped", registers: [this.registry],
   });
-  readonly sessionsCreated = new Counter({ name: "baton_sessions_created_total", help: "Viewer sessions started", registers: [this.registry] });
+  readonly sessionsCreated = new Counter({ name: "baton_sessions_created_total", help: "Viewer sessions started (tokens issued)", registers: [this.registry] });
+  readonly sessionStartsRefused = new Counter({
+    name: "baton_session_starts_refused_total", help: "Session starts refused, by reason (rate_limited, playback_token)",
+    labelNames: ["reason"] as const, registers: [this.registry],
+  });
   readonly redisUp = new Gauge({ name: "baton_redis_up", help: "1 while this node reaches Redis", registers: [this.registry] });
   readonly streamFailures = new Counter({
     name: "baton_stream_failures_total", help: "Streams this node stopped because their pipeline failed, by reason",

@@ -1,7 +1,10 @@
-// Viewer sessions in Redis: one hash per session with a TTL that outlives a pause. Writes from playlist and
-// segment requests and from position reports are gathered for `flushInterval` ms and sent as one pipeline,
-// so thousands of viewers reporting every few seconds cost a few round trips a second. A write is retried
-// with the next batch while Redis is away (bounded), and never recreates an expired session.
+// Viewer sessions in Redis: one hash per session with a TTL that outlives a pause. A session starts as a signed
+// token only; its record is made by its first use (a position report, or an inferred position from a segment
+// fetched), so a session never used costs Redis nothing. Writes from playlist and segment requests and from
+// position reports are gathered for `flushInterval` ms and sent as one pipeline, so thousands of viewers
+// reporting every few seconds cost a few round trips a second. A write is retried with the next batch while
+// Redis is away (bounded, one entry and one promise per session however many writes it gathers), and never
+// recreates an expired session.
 import type { Redis } from "ioredis";
 import type { Keys } from "./keys.ts";
 import { queueScript } from "./scripts.ts";
@@ -28,18 +31,64 @@ export interface PositionReport {
   paused: boolean;
 }
 
-interface Pending {
+export interface SessionChange {
   rendition?: string;
   node?: string;
   report?: PositionReport;
   inferred?: { position: number; pdt: number };
-  waiters: (() => void)[];
+}
+
+/** What a session's token says, from which its first use creates its record. */
+export interface SessionOrigin {
+  streamId: string;
+  /** When the token was issued, unix ms. */
+  issuedAt: number;
+}
+
+interface Pending extends SessionChange {
+  origin?: SessionOrigin;
+  /** When a write that may create the record (a report, an inferred position) was first made, ms. */
+  usedAt?: number;
+  /** Settles once the entry is in Redis (or dropped): one promise however many writes the entry gathered. */
+  done: Promise<void>;
+  settle: () => void;
+}
+
+function pendingEntry(): Pending {
+  let settle: () => void = () => undefined;
+  const done = new Promise<void>((resolve) => (settle = resolve));
+  return { done, settle };
+}
+
+/** Folds a change into a queued entry: the later report wins; an inferred position never replaces a report. */
+function apply(entry: Pending, change: SessionChange, origin: SessionOrigin | undefined, at: number): void {
+  if (change.rendition) entry.rendition = change.rendition;
+  if (change.node) entry.node = change.node;
+  if (change.report) {
+    entry.report = change.report;
+    entry.inferred = undefined;
+  }
+  if (change.inferred && !entry.report) entry.inferred = change.inferred;
+  if (origin) entry.origin ??= origin;
+  if (change.report || change.inferred) entry.usedAt = Math.min(entry.usedAt ?? at, at);
 }
 
 /** A reported position wins over inferred ones for this long. */
 const REPORT_GRACE_MS = 60000;
 /** Sessions with writes waiting; beyond this, new writes are dropped (counted) until Redis keeps up. */
 const MAX_PENDING = 200000;
+/** The longest a token may wait for its first use before it can no longer become a session. */
+const START_WINDOW_MS = 10 * 60000;
+
+/**
+ * How far apart a token's issue and its first use may be: ten minutes (a player uses its session within
+ * seconds of loading; a page whose viewer presses play late, or Safari's player that fetches no segment until
+ * then, still keeps its session), and at most half the TTL, so a token issued long enough ago to have had a
+ * record that expired can never create one again.
+ */
+export function startWindowMs(ttlSec: number): number {
+  return Math.min(START_WINDOW_MS, (ttlSec * 1000) / 2);
+}
 
 export class SessionStore {
   private pending = new Map<string, Pending>();
@@ -47,6 +96,8 @@ export class SessionStore {
   private flushing = false;
   dropped = 0;
   written = 0;
+  /** Records made by a first use. */
+  created = 0;
 
   constructor(
     private readonly redis: Redis,
@@ -61,19 +112,6 @@ export class SessionStore {
 
   start(): void {
     this.timer ??= setInterval(() => void this.flush(), this.o.flushIntervalMs);
-  }
-
-  async create(id: string, streamId: string, node: string): Promise<Session> {
-    const now = Date.now();
-    const session: Session = {
-      id, streamId, node, rendition: null, createdAt: now, lastSeen: now, position: null, pdt: null, paused: false, source: null, updatedAt: null,
-    };
-    await this.redis
-      .multi()
-      .hset(this.keys.session(id), { streamId, node, createdAt: now, lastSeen: now, paused: "0" })
-      .pexpire(this.keys.session(id), this.o.ttlSec * 1000)
-      .exec();
-    return session;
   }
 
   async get(id: string): Promise<Session | null> {
@@ -101,25 +139,22 @@ export class SessionStore {
     return ms < 0 ? null : ms / 1000;
   }
 
-  /** Queues an update; resolves once it is in Redis (or dropped). */
-  update(id: string, change: { rendition?: string; node?: string; report?: PositionReport; inferred?: { position: number; pdt: number } }): Promise<void> {
+  /**
+   * Queues an update; resolves once it is in Redis (or dropped). With the session's origin, a report or an
+   * inferred position creates the record when there is none yet (see session-1.lua).
+   */
+  update(id: string, change: SessionChange, origin?: SessionOrigin): Promise<void> {
     let entry = this.pending.get(id);
     if (!entry) {
       if (this.pending.size >= MAX_PENDING) {
         this.dropped += 1;
         return Promise.resolve();
       }
-      entry = { waiters: [] };
+      entry = pendingEntry();
       this.pending.set(id, entry);
     }
-    if (change.rendition) entry.rendition = change.rendition;
-    if (change.node) entry.node = change.node;
-    if (change.report) {
-      entry.report = change.report;
-      entry.inferred = undefined;
-    }
-    if (change.inferred && !entry.report) entry.inferred = change.inferred;
-    return new Promise((resolve) => entry.waiters.push(resolve));
+    apply(entry, change, origin, Date.now());
+    return entry.done;
   }
 
   /** Sends every queued update in one pipeline. */
@@ -130,11 +165,14 @@ export class SessionStore {
     this.pending = new Map();
     const now = Date.now();
     const pipeline = this.redis.pipeline();
+    const window = startWindowMs(this.o.ttlSec);
     for (const [id, p] of batch) {
+      const create = p.origin && p.usedAt !== undefined ? p.origin : null;
       const args = [
         this.keys.session(id), this.o.ttlSec * 1000, now, p.rendition ?? "", p.node ?? "",
         p.report ? "1" : "0", p.report?.position ?? "", p.report?.pdt ?? "", p.report?.paused ? "1" : "0",
         p.inferred ? "1" : "0", p.inferred?.position ?? "", p.inferred?.pdt ?? "", REPORT_GRACE_MS,
+        create?.streamId ?? "", create?.issuedAt ?? "", p.usedAt ?? "", window,
       ];
       queueScript(pipeline, "session", args);
     }
@@ -142,13 +180,20 @@ export class SessionStore {
       const results = await pipeline.exec();
       if (!results) throw new Error("pipeline aborted");
       this.written += batch.size;
-      for (const p of batch.values()) for (const resolve of p.waiters) resolve();
+      this.created += results.filter(([error, result]) => !error && result === 2).length;
+      for (const p of batch.values()) p.settle();
     } catch {
-      // Redis went away mid-batch: put the updates back (newer ones already queued win)
+      // Redis went away mid-batch: put the updates back, with what was queued since applied over them
       for (const [id, p] of batch) {
         const newer = this.pending.get(id);
-        if (newer) newer.waiters.push(...p.waiters);
-        else this.pending.set(id, p);
+        if (newer) {
+          apply(p, newer, newer.origin, newer.usedAt ?? now);
+          // both promises settle together: the older one's callers and the newer one's
+          const [settleOlder, settleNewer] = [p.settle, newer.settle];
+          p.settle = () => (settleOlder(), settleNewer());
+          p.done = newer.done;
+        }
+        this.pending.set(id, p);
       }
     } finally {
       this.flushing = false;
@@ -159,7 +204,7 @@ export class SessionStore {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     await this.flush();
-    for (const p of this.pending.values()) for (const resolve of p.waiters) resolve();
+    for (const p of this.pending.values()) p.settle();
     this.pending.clear();
   }
 }

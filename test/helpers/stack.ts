@@ -160,6 +160,14 @@ export function publish(url: string, o: PublishOptions = {}): Managed {
   return p;
 }
 
+/** Runs `count` tasks, `width` at a time. */
+export async function pool(count: number, width: number, task: (i: number) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: width }, async () => {
+    while (next < count) await task(next++);
+  }));
+}
+
 /** Polls `probe` until it returns a value other than undefined; fails with `what` after the timeout. */
 export async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 20000, everyMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs;

@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { connect, type Socket } from "node:net";
 import { Redis } from "ioredis";
 import {
-  ADMIN, HOST, get, publish, startTestHaproxy, startTestNode, startTestRedis, stopAll, testPrefix, waitFor,
+  ADMIN, HOST, get, pool, publish, startTestHaproxy, startTestNode, startTestRedis, stopAll, testPrefix, waitFor,
   type TestHaproxy, type TestNode, type TestRedis,
 } from "../helpers/stack.ts";
 
@@ -98,14 +98,6 @@ function malformed(i: number): string {
     default:
       return upgrade(`/${junk(30)}`, Math.random() < 0.5 ? `X: ${junk(100)}\r\n` : "");
   }
-}
-
-/** Runs `count` tasks, `width` at a time. */
-async function pool(count: number, width: number, task: (i: number) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < count) await task(next++);
-  }));
 }
 
 describe("hostile HTTP input: the node survives, answers, and stays bounded", function () {

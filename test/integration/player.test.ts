@@ -1,9 +1,14 @@
 // The player page in a real browser (Debian's chromium driven by playwright-core) through HAProxy in front of
-// two nodes: the video plays, pausing stores the position, a reload resumes within one segment of it.
+// two nodes: the video plays, pausing stores the position, a reload resumes within one segment of it. On a
+// node that requires playback tokens, the page passes on the one in its URL, and says so when there is none.
 import assert from "node:assert/strict";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { CHROMIUM, CHROMIUM_ARGS } from "../../src/chaos/browsers.ts";
-import { get, publish, startTestHaproxy, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestHaproxy } from "../helpers/stack.ts";
+import { makePlaybackToken } from "../../src/delivery/playback-token.ts";
+import {
+  get, publish, startTestHaproxy, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestHaproxy, type TestNode,
+} from "../helpers/stack.ts";
+import { PLAYBACK_SECRET } from "../helpers/viewer-api.ts";
 
 function launchBrowser(): Promise<Browser> {
   return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, timeout: 30000 });
@@ -30,6 +35,7 @@ const currentTime = (page: Page): Promise<number> => page.evaluate(() => documen
 describe("player page in a real browser", function () {
   this.timeout(120000);
   let lb: TestHaproxy;
+  let guarded: TestNode;
   let browser: Browser | null = null;
 
   before(async () => {
@@ -39,6 +45,7 @@ describe("player page in a real browser", function () {
     const env = { BATON_HLS_PLAYLISTWINDOW: "20" };
     const nodes = [await startTestNode({ redisUrl: redis.url, prefix, env }), await startTestNode({ redisUrl: redis.url, prefix, env })];
     lb = await startTestHaproxy(nodes);
+    guarded = await startTestNode({ redisUrl: redis.url, prefix, env: { ...env, BATON_AUTH_REQUIREPLAYBACKTOKEN: "true" } });
     publish(nodes[0]!.rtmp("tv"));
     await waitFor("the stream", async () => {
       const r = await get(lb.http("/live/tv/360p/index.m3u8"));
@@ -87,6 +94,19 @@ describe("player page in a real browser", function () {
     const drift = (resumed.playingDate! - Date.parse(stored.programDateTime!)) / 1000;
     assert.ok(Math.abs(drift) <= 1, `resumed ${drift.toFixed(2)} s from the paused position (one segment is 1 s)`);
     assert.deepEqual(resumed.errors.filter((e) => e.fatal), []);
+    await page.close();
+  });
+
+  it("passes the page's playback token on to start its session; without one, says that one is needed", async () => {
+    const page = await browser!.newPage();
+    await page.goto(guarded.http(`/watch/tv?token=${makePlaybackToken(PLAYBACK_SECRET, "tv", 600).token}`));
+    await page.waitForFunction(() => document.querySelector("video")!.currentTime > 1, null, { timeout: 30000 });
+    const state = await playerState(page);
+    assert.ok(state.sessionId);
+    assert.deepEqual(state.errors.filter((e) => e.fatal), []);
+    await page.evaluate(() => localStorage.clear());
+    await page.goto(guarded.http("/watch/tv"));
+    await page.waitForFunction(() => /playback token/.test(document.querySelector("#status")!.textContent ?? ""), null, { timeout: 15000 });
     await page.close();
   });
 });

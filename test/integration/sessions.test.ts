@@ -1,55 +1,25 @@
 // Viewer sessions across two nodes on one Redis: created by the API or by a master playlist request, isolated
 // from each other, positions written on one node read on another, inferred from segments, resumed with
-// EXT-X-START, kept over a Redis restart, expiring after their TTL; the WebSocket channel.
+// EXT-X-START, kept over a Redis restart, expiring after their TTL; what may be cached; the WebSocket channel.
 import assert from "node:assert/strict";
 import WebSocket from "ws";
 import { makeSessionToken } from "../../src/delivery/session-token.ts";
-import type { SessionView } from "../../src/delivery/sessions-api.ts";
+import { MAX_SOCKETS_PER_SESSION } from "../../src/delivery/ws.ts";
 import { parseM3u8, type ParsedPlaylist } from "../helpers/hls.ts";
 import { get, publish, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestNode, type TestRedis, ADMIN } from "../helpers/stack.ts";
+import { auth, call, createSession, getSession, json, putPosition, type View } from "../helpers/viewer-api.ts";
 
-type View = SessionView & { token?: string };
-
-async function call(url: string, init: RequestInit = {}): Promise<{ status: number; body: unknown; text: string }> {
-  const r = await fetch(url, { ...init, signal: AbortSignal.timeout(10000) });
-  const text = await r.text();
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    body = null;
-  }
-  return { status: r.status, body, text };
-}
-
-const json = (body: unknown): RequestInit => ({ method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-const auth = (token: string): Record<string, string> => ({ Authorization: `Bearer ${token}` });
-
-async function createSession(node: TestNode, streamId: string): Promise<View & { token: string }> {
-  const r = await call(node.http("/api/sessions"), json({ streamId }));
-  assert.equal(r.status, 201, r.text);
-  return r.body as View & { token: string };
-}
-
-async function putPosition(node: TestNode, s: { id: string; token: string }, position: number, paused: boolean): Promise<View> {
-  const r = await call(node.http(`/api/sessions/${s.id}/position`), {
-    method: "PUT", headers: { ...auth(s.token), "Content-Type": "application/json" }, body: JSON.stringify({ position, paused }),
-  });
-  assert.equal(r.status, 200, r.text);
-  return r.body as View;
-}
-
-async function getSession(node: TestNode, s: { id: string; token: string }): Promise<View> {
-  const r = await call(node.http(`/api/sessions/${s.id}`), { headers: auth(s.token) });
-  assert.equal(r.status, 200, r.text);
-  return r.body as View;
-}
+const wsUrl = (node: TestNode, token: string): string => node.http(`/ws?session=${token}`).replace("http", "ws");
+const opened = (ws: WebSocket): Promise<void> => new Promise((resolve, reject) => (ws.once("open", () => resolve()), ws.once("error", reject)));
+const closedWith = (ws: WebSocket): Promise<number> => new Promise((resolve) => ws.once("close", (code) => resolve(code)));
 
 describe("viewer sessions", function () {
   this.timeout(120000);
   let redis: TestRedis;
   let a: TestNode;
   let b: TestNode;
+  /** A node whose sessions live 3 s (sessions.ttl), on the same Redis. */
+  let short: TestNode;
   let live: ParsedPlaylist;
 
   before(async () => {
@@ -57,6 +27,7 @@ describe("viewer sessions", function () {
     const prefix = testPrefix();
     a = await startTestNode({ redisUrl: redis.url, prefix, id: "sess-a" });
     b = await startTestNode({ redisUrl: redis.url, prefix, id: "sess-b" });
+    short = await startTestNode({ redisUrl: redis.url, prefix, id: "sess-ttl", env: { BATON_SESSIONS_TTL: "3" } });
     publish(a.rtmp("show"));
     publish(a.rtmp("other"));
     live = await waitFor("four segments of the show", async () => {
@@ -76,6 +47,9 @@ describe("viewer sessions", function () {
     assert.equal((await call(a.http("/api/sessions"), json({ streamId: "../x" }))).status, 400);
     assert.equal((await call(a.http("/api/sessions"), { method: "POST", body: "{nope" })).status, 400);
     assert.equal((await call(a.http("/api/sessions"), { method: "POST", body: JSON.stringify({ streamId: "x".repeat(5000) }) })).status, 413);
+    const unknown = await call(a.http("/api/sessions"), json({ streamId: "never-published" }));
+    assert.equal(unknown.status, 404, "only for a stream that is live or recorded");
+    assert.equal((unknown.body as { error: string }).error, "UNKNOWN_STREAM");
   });
 
   it("reads on one node the position written on another", async () => {
@@ -119,11 +93,29 @@ describe("viewer sessions", function () {
     assert.equal(media.status, 200);
     const parsed = parseM3u8(media.text);
     assert.ok(parsed.segments.length > 0 && parsed.segments.every((s) => s.uri.endsWith(`?session=${token}`)));
-    const view = await waitFor("the rendition recorded", async () => {
+    // the session is its token until first used: the API answers from the token, with nothing recorded yet
+    const unused = await getSession(b, { id, token });
+    assert.deepEqual([unused.streamId, unused.position, unused.rendition], ["show", null, null]);
+    assert.equal((await get(a.http(`/live/show/240p/${parsed.segments[0]!.uri}`))).status, 200);
+    const view = await waitFor("the rendition recorded by the first segment", async () => {
       const v = await getSession(b, { id, token });
       return v.rendition === "240p" ? v : undefined;
     });
-    assert.equal(view.streamId, "show");
+    assert.deepEqual([view.streamId, view.source], ["show", "inferred"]);
+  });
+
+  it("sends a playlist that carries a session private, one without public; API answers private", async () => {
+    const s = await createSession(a, "show");
+    const cacheControl = async (url: string, init?: RequestInit): Promise<string> => (await call(url, init)).headers.get("cache-control") ?? "";
+    assert.match(await cacheControl(a.http("/live/show/index.m3u8")), /^private, max-age=1$/, "a new session's master playlist");
+    assert.match(await cacheControl(a.http(`/live/show/index.m3u8?session=${s.token}`)), /^private/);
+    assert.match(await cacheControl(a.http(`/live/show/360p/index.m3u8?session=${s.token}`)), /^private/);
+    assert.match(await cacheControl(a.http("/live/show/360p/index.m3u8")), /^public, max-age=1$/, "no session: one text for everyone");
+    assert.match(await cacheControl(a.http(`/live/show/360p/${live.segments[live.segments.length - 1]!.uri}`)), /^public, .*immutable/);
+    assert.match(await cacheControl(a.http("/api/sessions"), json({ streamId: "show" })), /^private, no-store$/);
+    assert.match(await cacheControl(a.http(`/api/sessions/${s.id}`), { headers: auth(s.token) }), /^private, no-store$/);
+    const put = { method: "PUT", headers: { ...auth(s.token), "Content-Type": "application/json" }, body: JSON.stringify({ position: 1, paused: false }) };
+    assert.match(await cacheControl(a.http(`/api/sessions/${s.id}/position`), put), /^private, no-store$/);
   });
 
   it("infers the position from fetched segments, and lets an explicit report win", async () => {
@@ -188,8 +180,14 @@ describe("viewer sessions", function () {
     ws.send(JSON.stringify({ type: "position", position: 42.25, paused: true }));
     await waitFor("the reported position", async () => ((await getSession(a, s)).position === 42.25 ? true : undefined));
     ws.send("not json");
-    const code = await new Promise<number>((resolve) => ws.once("close", (c) => resolve(c)));
-    assert.equal(code, 1008);
+    assert.equal(await closedWith(ws), 1008);
+
+    // bounded like the HTTP API: a position past 1e9 s is refused, and the stored one stays
+    const far = new WebSocket(wsUrl(b, s.token));
+    await opened(far);
+    far.send(JSON.stringify({ type: "position", position: 1e9 + 1, paused: false }));
+    assert.equal(await closedWith(far), 1008);
+    assert.equal((await getSession(a, s)).position, 42.25);
 
     const big = new WebSocket(b.http(`/ws?session=${s.token}`).replace("http", "ws"));
     await new Promise((resolve) => big.once("open", resolve));
@@ -202,19 +200,47 @@ describe("viewer sessions", function () {
     assert.equal(b.proc.child.exitCode, null);
   });
 
-  it("rate-limits position reports per connection", async () => {
+  it("rate-limits position reports per connection, before parsing them", async () => {
     const s = await createSession(a, "show");
-    const ws = new WebSocket(b.http(`/ws?session=${s.token}`).replace("http", "ws"));
-    await new Promise((resolve) => ws.once("open", resolve));
+    const ws = new WebSocket(wsUrl(b, s.token));
+    await opened(ws);
+    const dropped = async (): Promise<number> => {
+      const line = (await get(b.http("/metrics"), ADMIN)).text.split("\n").find((l) => l.startsWith("baton_ws_reports_dropped_total"));
+      return Number(line?.split(" ").pop() ?? 0);
+    };
+    const before = await dropped();
     for (let i = 1; i <= 40; i++) ws.send(JSON.stringify({ type: "position", position: i, paused: false }));
-    await waitFor("dropped reports counted", async () => {
-      const text = (await get(b.http("/metrics"), ADMIN)).text;
-      const line = text.split("\n").find((l) => l.startsWith("baton_ws_reports_dropped_total"));
-      return line && Number(line.split(" ").pop()) >= 30 ? true : undefined;
-    });
-    const stored = (await getSession(a, s)).position!;
+    // over the rate, a message is dropped unread: this one would close the socket if it were parsed
+    ws.send("not json");
+    await waitFor("dropped reports counted", async () => ((await dropped()) - before >= 31 ? true : undefined));
+    assert.equal(ws.readyState, WebSocket.OPEN);
+    const stored = (await waitFor("the first burst stored", async () => (await getSession(a, s)).position ?? undefined))!;
     assert.ok(stored <= 10, `only the first burst is taken, stored ${stored}`);
     ws.close();
+  });
+
+  it(`holds at most ${MAX_SOCKETS_PER_SESSION} sockets per session on a node; one more is refused with 429`, async () => {
+    const s = await createSession(a, "show");
+    const sockets = Array.from({ length: MAX_SOCKETS_PER_SESSION }, () => new WebSocket(wsUrl(b, s.token)));
+    await Promise.all(sockets.map(opened));
+    const refused = new WebSocket(wsUrl(b, s.token));
+    const status = await new Promise<number>((resolve) => refused.once("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0)));
+    assert.equal(status, 429);
+    const other = await createSession(a, "show");
+    const elsewhere = new WebSocket(wsUrl(b, other.token));
+    await opened(elsewhere);
+    // a socket closed gives its place back
+    sockets[0]!.close();
+    await closedWith(sockets[0]!);
+    const again = await waitFor("a place for the session again", async () => {
+      const ws = new WebSocket(wsUrl(b, s.token));
+      return new Promise<WebSocket | undefined>((resolve) => {
+        ws.once("open", () => resolve(ws));
+        ws.once("unexpected-response", () => resolve(undefined));
+      });
+    });
+    for (const ws of [...sockets, elsewhere, again]) ws.close();
+    assert.equal(b.proc.child.exitCode, null);
   });
 
   it("keeps sessions over a Redis restart", async () => {
@@ -229,28 +255,30 @@ describe("viewer sessions", function () {
     assert.equal(view.position, 77);
     assert.equal(view.paused, true);
   });
-});
-
-describe("viewer sessions: TTL", function () {
-  this.timeout(60000);
-  after(stopAll);
 
   it("expires a session after its TTL without activity; a late write does not bring it back", async () => {
-    const redis = await startTestRedis();
-    const node = await startTestNode({ redisUrl: redis.url, prefix: testPrefix(), env: { BATON_SESSIONS_TTL: "3" } });
-    const s = await createSession(node, "ttl");
+    const s = await createSession(short, "show");
     const started = Date.now();
-    await putPosition(node, s, 1, true);
-    assert.equal((await getSession(node, s)).position, 1);
+    await putPosition(short, s, 1, true);
+    assert.equal((await getSession(short, s)).position, 1);
     await waitFor("the session to expire", async () => {
-      const r = await call(node.http(`/api/sessions/${s.id}`), { headers: auth(s.token) });
+      const r = await call(short.http(`/api/sessions/${s.id}`), { headers: auth(s.token) });
       return r.status === 404 ? true : undefined;
     }, 10000);
     assert.ok(Date.now() - started >= 2500, "not before its TTL");
     // an expired session is not brought back by a late write
-    const late = await call(node.http(`/api/sessions/${s.id}/position`), {
-      method: "PUT", headers: auth(s.token), body: JSON.stringify({ position: 2, paused: false }),
-    });
-    assert.equal(late.status, 404);
+    await putPosition(short, s, 2, false, 404);
+  });
+
+  it("lets a token that was never used expire: past its start window it is no session", async () => {
+    // sessions.ttl 3 s: a token may wait 1.5 s for its first use
+    const s = await createSession(short, "show");
+    await waitFor("the start window to pass", () => (Date.now() - s.createdAt > 2000 ? true : undefined));
+    assert.equal((await call(short.http(`/api/sessions/${s.id}`), { headers: auth(s.token) })).status, 404);
+    await putPosition(short, s, 5, true, 404);
+    // its playlists start another session
+    const master = await get(short.http(`/live/show/index.m3u8?session=${s.token}`));
+    assert.equal(master.status, 200);
+    assert.doesNotMatch(master.text, new RegExp(s.id));
   });
 });

@@ -275,10 +275,32 @@ describe("config", () => {
         message: (f) => `config: auth.requirePublishToken = "false" (from ${f}): expected true or false`,
       },
       {
+        what: "bad bool BATON_AUTH_REQUIREPLAYBACKTOKEN=1",
+        env: { BATON_AUTH_REQUIREPLAYBACKTOKEN: "1" },
+        message: () => 'config: auth.requirePlaybackToken = "1" (from BATON_AUTH_REQUIREPLAYBACKTOKEN): expected true or false',
+      },
+      {
+        what: "a playback token lifetime under a minute",
+        file: { auth: { playbackTokenTtl: 30 } },
+        message: (f) => `config: auth.playbackTokenTtl = 30 (from ${f}): expected an integer from 60 to 31536000`,
+      },
+      {
+        what: "no session starts allowed per minute",
+        env: { BATON_SESSIONS_STARTSPERMINUTE: "0" },
+        message: () => "config: sessions.startsPerMinute = 0 (from BATON_SESSIONS_STARTSPERMINUTE): expected an integer from 1 to 1000000",
+      },
+      {
         what: "a publish secret shorter than 32 characters, without printing it",
         env: { BATON_AUTH_PUBLISHSECRET: "hunter2-hunter2" },
         message: () =>
           "config: auth.publishSecret = (hidden, 15 characters) (from BATON_AUTH_PUBLISHSECRET): " +
+          "expected empty (one is generated), or 32 to 1024 printable characters without spaces",
+      },
+      {
+        what: "a playback secret shorter than 32 characters",
+        env: { BATON_AUTH_PLAYBACKSECRET: "short-secret" },
+        message: () =>
+          "config: auth.playbackSecret = (hidden, 12 characters) (from BATON_AUTH_PLAYBACKSECRET): " +
           "expected empty (one is generated), or 32 to 1024 printable characters without spaces",
       },
       {

@@ -1,6 +1,8 @@
 // baton's player page: hls.js on a session that lives in Redis. It keeps the session token in local storage
 // (so a reload resumes), reports its position over the WebSocket, shows the paused/resume state, and
-// reconnects after a handoff. window.batonPlayer exposes its state (tests read it).
+// reconnects after a handoff. A playback token in the page's URL (/watch/<id>?token=...) is passed on when
+// it starts a session; a stream not live yet, or a busy address (429), is waited for.
+// window.batonPlayer exposes its state (tests read it).
 (function () {
   "use strict";
   const root = document.getElementById("player");
@@ -9,6 +11,7 @@
   const playButton = document.getElementById("play");
   const streamId = root.dataset.stream;
   const storageKey = "baton:session:" + streamId;
+  const playbackToken = new URLSearchParams(location.search).get("token");
   const REPORT_EVERY_MS = 2000;
 
   const state = (window.batonPlayer = {
@@ -43,7 +46,11 @@
   async function api(path, options) {
     const response = await fetch(path, options);
     const body = await response.json().catch(function () { return null; });
-    return { ok: response.ok, status: response.status, body: body };
+    return { ok: response.ok, status: response.status, body: body, retryAfter: Number(response.headers.get("Retry-After")) || 1 };
+  }
+
+  function wait(ms) {
+    return new Promise(function (resolve) { setTimeout(resolve, ms); });
   }
 
   /** The stored session if it is still there, else a new one. */
@@ -54,14 +61,23 @@
       const r = await api("/api/sessions/" + id, { headers: { Authorization: "Bearer " + stored } });
       if (r.ok) return { token: stored, view: r.body };
     }
-    const r = await api("/api/sessions", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ streamId: streamId }),
-    });
-    if (!r.ok) throw new Error((r.body && r.body.message) || "could not start a session");
-    localStorage.setItem(storageKey, r.body.token);
-    return { token: r.body.token, view: r.body };
+    for (;;) {
+      const r = await api("/api/sessions", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(playbackToken ? { streamId: streamId, token: playbackToken } : { streamId: streamId }),
+      });
+      if (r.ok) {
+        localStorage.setItem(storageKey, r.body.token);
+        return { token: r.body.token, view: r.body };
+      }
+      if (r.status === 404 || r.status === 429 || r.status === 503) {
+        show(r.status === 404 ? "Waiting for the stream to start…" : "Busy; retrying…", "paused");
+        await wait(r.status === 404 ? 2000 : r.retryAfter * 1000);
+        continue;
+      }
+      throw new Error((r.body && r.body.message) || "could not start a session");
+    }
   }
 
   /** Seconds on the stream's timeline of what is on screen (program date-time based, like the server). */

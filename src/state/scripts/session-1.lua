@@ -1,7 +1,10 @@
 --[[
-  Applies one batched update to a viewer session, if the session still exists (an expired session is not
-  brought back half-filled). An inferred position (from the segments a player fetched) does not replace a
-  position the player reported itself within the grace period.
+  Applies one batched update to a viewer session. A session has no record until its first use (a position
+  report, or a segment fetched): that first write creates it from its token's facts (stream, issue time). It
+  never brings back a session that expired after use: it creates only for a token used within its start window
+  and issued less than one TTL ago, and a record that expired was idle a whole TTL after it was issued. An
+  inferred position (from the segments a player fetched) does not replace a position the player reported
+  itself within the grace period.
 
   KEYS[1] session hash
   ARGV[1]  TTL in ms, renewed by any activity
@@ -16,13 +19,26 @@
   ARGV[10] inferred position, seconds
   ARGV[11] inferred program date-time, ms
   ARGV[12] grace in ms during which a reported position wins over an inferred one
+  ARGV[13] stream id to create a missing session with, or "" to update only an existing one
+  ARGV[14] when the session's token was issued, ms
+  ARGV[15] when the session was first used (the write was made), ms
+  ARGV[16] start window in ms: how far apart issue and first use may be
 
-  Returns 1 when applied, 0 when the session does not exist.
+  Returns 2 when it created the session, 1 when it updated it, 0 when the session does not exist.
 ]]
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return 0
-end
 local now = ARGV[2]
+local result = 1
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  if ARGV[13] == '' then
+    return 0
+  end
+  local issued = tonumber(ARGV[14])
+  if math.abs(tonumber(ARGV[15]) - issued) > tonumber(ARGV[16]) or tonumber(now) - issued >= tonumber(ARGV[1]) then
+    return 0
+  end
+  redis.call('HSET', KEYS[1], 'streamId', ARGV[13], 'createdAt', ARGV[14], 'paused', '0')
+  result = 2
+end
 redis.call('HSET', KEYS[1], 'lastSeen', now)
 if ARGV[3] ~= '' then
   redis.call('HSET', KEYS[1], 'rendition', ARGV[3])
@@ -40,4 +56,4 @@ elseif ARGV[9] == '1' then
   end
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return 1
+return result
