@@ -31,6 +31,7 @@ export type RefusalReason =
   | "already_live"
   | "draining"
   | "state_unavailable"
+  | "revoked"
   | "play_not_supported";
 
 export class AdmissionError extends BatonError {

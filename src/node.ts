@@ -181,9 +181,25 @@ export class BatonNode {
   onExit: () => void = () => undefined;
   private exitAfterDrain: Promise<void> | null = null;
 
+  /** Refuses the stream's publish tokens issued until now (unix s) and ends its publish on whichever node has it. */
+  async revoke(streamId: string): Promise<number> {
+    const at = Math.floor(Date.now() / 1000);
+    await this.store.revoke(streamId, at);
+    const command: AdminCommand = { node: "*", action: "revoke", stream: streamId, via: this.id };
+    await this.store.redis.publish(this.store.keys.adminChannel(), JSON.stringify(command));
+    this.log.warn("publish tokens revoked", { stream: streamId, before: new Date(at * 1000).toISOString() });
+    return at;
+  }
+
   /** Runs an admin command that arrived for this node through Redis. */
   command(command: AdminCommand): void {
-    if (command.node !== this.id) return;
+    if (command.node !== this.id && command.node !== "*") return;
+    if (command.action === "revoke") {
+      const owner = command.stream === undefined ? undefined : this.owners.get(command.stream);
+      // the encoder's reconnect then meets the revocation; a new token resumes the same timeline
+      if (owner) void owner.close("publish revoked");
+      return;
+    }
     const failed = (error: unknown): void => this.log.error("admin command failed", { action: command.action, error: errorMessage(error) });
     if (command.action === "drain") this.drain(`admin request through ${command.via}`, { exit: command.exit === true }).catch(failed);
     else if (command.action === "undrain") this.undrain().catch(failed);
@@ -285,6 +301,7 @@ export class BatonNode {
     const owner = new StreamOwner({
       connection,
       store: this.store,
+      grants: this.store,
       nodeId: this.id,
       config: this.config,
       log: this.log.child("stream"),

@@ -8,7 +8,7 @@
 import { loadConfig } from "../config/load.ts";
 import { adminToken, playbackSecret, publishSecret } from "../config/state-dir.ts";
 import { makePlaybackToken, playbackUrls } from "../delivery/playback-token.ts";
-import { drain, rollingUpdate, status, undrain, type AdminClient } from "../ops/admin-cli.ts";
+import { drain, revoke, rollingUpdate, status, undrain, type AdminClient } from "../ops/admin-cli.ts";
 import { errorMessage } from "../errors.ts";
 import { makePublishToken } from "../ingest/token.ts";
 import { isStreamId } from "../ingest/stream-id.ts";
@@ -17,14 +17,15 @@ import { createLogger } from "../log.ts";
 const USAGE = `usage: baton <command>
   start [--nodes N]       run the local cluster (Redis, N nodes, HAProxy); Ctrl-C stops it
   node [--config FILE]    run one node
-  token <streamId>        print a publish URL for a stream
+  token <streamId> [--ttl S]  print a publish URL for a stream (good for auth.publishTokenTtl, or S seconds)
   token --play <streamId> print a watch URL and a master playlist URL with a playback token
   push [FILE] [--stream ID]  push the test pattern (or FILE, looped) and reconnect like OBS; Ctrl-C stops
   status                  nodes, states, streams, owners, viewers
   drain <nodeId>          drain a node (it keeps running, drained, until undrain)
   undrain <nodeId>        take a drained node back
+  revoke <streamId>       refuse every publish token of the stream made until now, and end its live publish
   rolling-update          drain, restart and bring back every node in turn
-  (status, drain, undrain, rolling-update take --url URL, default the balancer http://<publicHost>:<http.port>)`;
+  (status, drain, undrain, revoke, rolling-update take --url URL, default the balancer http://<publicHost>:<http.port>)`;
 
 class UsageError extends Error {}
 
@@ -83,6 +84,11 @@ function stackOf(error: unknown): string | undefined {
 
 function token(args: string[]): void {
   const file = option(args, "--config");
+  const ttlText = option(args, "--ttl");
+  const ttl = ttlText === undefined ? undefined : Number(ttlText);
+  if (ttl !== undefined && (!Number.isInteger(ttl) || ttl < 60 || ttl > 10 * 365 * 86400)) {
+    throw new UsageError("--ttl takes a whole number of seconds from 60 to 315360000 (ten years)");
+  }
   const play = args.indexOf("--play");
   if (play !== -1) args.splice(play, 1);
   const streamId = args[0];
@@ -90,11 +96,11 @@ function token(args: string[]): void {
   if (!isStreamId(streamId)) throw new UsageError(`stream id ${JSON.stringify(streamId)}: expected 1 to 64 of A-Z, a-z, 0-9, '_', '-'`);
   const config = loadConfig({ file });
   if (play === -1) {
-    const value = makePublishToken(publishSecret(config), streamId, config.auth.publishTokenTtl);
+    const value = makePublishToken(publishSecret(config), streamId, ttl ?? config.auth.publishTokenTtl);
     console.log(`rtmp://${config.node.publicHost}:${config.rtmp.port}/live/${streamId}?token=${value}`);
     return;
   }
-  const { token: value } = makePlaybackToken(playbackSecret(config), streamId, config.auth.playbackTokenTtl);
+  const { token: value } = makePlaybackToken(playbackSecret(config), streamId, ttl ?? config.auth.playbackTokenTtl);
   const { url, playlistUrl } = playbackUrls(`http://${config.node.publicHost}:${config.http.port}`, streamId, value);
   if (!config.auth.requirePlaybackToken) process.stderr.write("baton: auth.requirePlaybackToken is off here: viewers need no token\n");
   console.log(url);
@@ -161,6 +167,13 @@ async function main(argv: string[]): Promise<void> {
     case "drain": {
       const client = adminClient(args);
       console.log(await drain(client, nodeArg(args, "drain")));
+      return;
+    }
+    case "revoke": {
+      const client = adminClient(args);
+      const stream = args[0];
+      if (!stream || args.length > 1 || !isStreamId(stream)) throw new UsageError("revoke takes one stream id");
+      console.log(await revoke(client, stream));
       return;
     }
     case "undrain": {

@@ -15,6 +15,8 @@ import { ladderEntries, planLadder, replanLadder } from "../transcode/ladder.ts"
 
 /** The part of the store an owner writes through (a test can hand it a fake). */
 export type TimelineWriter = Pick<StreamStore, "claim" | "renew" | "setLadder" | "append" | "release" | "markHandoff">;
+/** What a publish token is checked against before the claim: revocations and the live broadcast's grant. */
+export type PublishGrants = Pick<StreamStore, "publishGrant" | "setGrant">;
 
 /** Publish lease: how long a stream stays held after its node stops renewing it (crash, freeze, silence). */
 export const LEASE_TTL_MS = 4000;
@@ -38,6 +40,7 @@ type OwnerEvents = {
 export interface OwnerOptions {
   connection: PublisherConnection;
   store: TimelineWriter;
+  grants: PublishGrants;
   nodeId: string;
   config: Config;
   log: Logger;
@@ -82,14 +85,22 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
   async start(): Promise<boolean> {
     const { connection, store } = this.o;
     try {
+      await this.checkCredential();
       this.claim = await this.claimWaitingForHandoff();
     } catch (error) {
       const reason = error instanceof AdmissionError ? error.reason : error instanceof HandoffPendingError ? "already_live" : "state_unavailable";
       this.o.metrics.refusals.inc({ reason });
       this.log.warn("publish refused", { stream: this.streamId, reason, detail: errorMessage(error), remote: connection.remote });
       this.closing = Promise.resolve();
-      connection.close(reason === "already_live" ? errorMessage(error) : "stream state unavailable; try again");
+      connection.close(reason === "state_unavailable" ? "stream state unavailable; try again" : errorMessage(error));
       return false;
+    }
+    const credential = connection.credential;
+    if (credential && !credential.expired) {
+      // this token may carry the broadcast's reconnects once it expires (a long show outlives its token)
+      await this.o.grants.setGrant(this.streamId, credential.digest).catch((error: unknown) => {
+        this.log.warn("could not record the broadcast's token", { stream: this.streamId, error: errorMessage(error) });
+      });
     }
     if (this.closing) {
       // the publisher left while the claim was in flight
@@ -103,6 +114,21 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     }, RENEW_EVERY_MS);
     for (const packet of this.early.splice(0)) this.packet(packet);
     return true;
+  }
+
+  /**
+   * Refuses a token issued up to the stream's last revocation, and an expired token unless it is the one the
+   * stream's live broadcast started with (its encoder reconnecting after a drain, hours into a show).
+   */
+  private async checkCredential(): Promise<void> {
+    const credential = this.o.connection.credential;
+    if (!credential) return;
+    const { revokedAt, grant, state } = await this.o.grants.publishGrant(this.streamId);
+    if (revokedAt !== null && credential.issuedAt <= revokedAt) {
+      throw new AdmissionError("revoked", "publish token revoked: make a new one (npm run baton -- token <stream>)");
+    }
+    const live = state === "live" || state === "reconnecting";
+    if (credential.expired && !(live && grant === credential.digest)) throw new AdmissionError("expired_token", "publish token expired");
   }
 
   /**

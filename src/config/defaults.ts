@@ -129,7 +129,10 @@ export interface Config {
     requirePublishToken: boolean;
     /** HMAC secret for publish tokens; empty: `var/secret`, created on first use. Used by: ingest, CLI. */
     publishSecret: string;
-    /** Lifetime in seconds of a token made by `baton token`. Used by: CLI. */
+    /**
+     * Seconds a token made by `baton token` can start a broadcast. The broadcast it starts keeps taking its
+     * reconnects after that, until it ends or the stream is revoked. Used by: CLI.
+     */
     publishTokenTtl: number;
     /**
      * Require a signed playback token to start a viewer session (a master playlist request without a session,
@@ -236,7 +239,7 @@ export const DEFAULTS: Config = {
   auth: {
     requirePublishToken: true,
     publishSecret: "",
-    publishTokenTtl: 86400,
+    publishTokenTtl: 21600,
     requirePlaybackToken: false,
     playbackSecret: "",
     playbackTokenTtl: 86400,

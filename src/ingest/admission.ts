@@ -1,9 +1,17 @@
-// The synchronous part of publish admission: the app, the stream id, the token, a local duplicate. The
-// cluster-wide duplicate check is the ownership claim in Redis (state/scripts/claim-3.lua).
+// The synchronous part of publish admission: the app, the stream id, the token's signature, a local duplicate.
+// What needs the cluster's state is decided by the stream's owner before it claims: a revocation, and whether
+// an expired token is the one its live broadcast started with (src/cluster/stream-owner.ts); the cluster-wide
+// duplicate check is the ownership claim in Redis (state/scripts/claim-3.lua).
 import { AdmissionError } from "../errors.ts";
 import type { PublishRequest } from "./rtmp-server.ts";
 import { isStreamId } from "./stream-id.ts";
-import { checkPublishToken } from "./token.ts";
+import { readPublishToken, type PublishCredential } from "./token.ts";
+
+/** An admitted publish: its stream, and what its token says (null when tokens are not required). */
+export interface Admitted {
+  streamId: string;
+  credential: PublishCredential | null;
+}
 
 export interface AdmissionPolicy {
   requireToken: boolean;
@@ -16,17 +24,18 @@ export interface AdmissionPolicy {
 
 export const APP = "live";
 
-export function admitPublish(request: PublishRequest, policy: AdmissionPolicy): string {
+export function admitPublish(request: PublishRequest, policy: AdmissionPolicy): Admitted {
   if (request.app !== APP) throw new AdmissionError("bad_app", `publish to rtmp://HOST/${APP}/<stream>, not app ${JSON.stringify(request.app)}`);
   if (!isStreamId(request.name)) {
     throw new AdmissionError("bad_stream_id", "stream id must be 1 to 64 of A-Z, a-z, 0-9, '_', '-'");
   }
   const streamId = request.name;
+  let credential: PublishCredential | null = null;
   if (policy.requireToken) {
     const token = request.query.token;
-    checkPublishToken(policy.secret, streamId, Array.isArray(token) ? token[0] : token);
+    credential = readPublishToken(policy.secret, streamId, Array.isArray(token) ? token[0] : token);
   }
   if (policy.refusing()) throw new AdmissionError("draining", "this node is draining; reconnect to another");
   if (policy.isLive(streamId)) throw new AdmissionError("already_live", `stream ${streamId} already has a publisher`);
-  return streamId;
+  return { streamId, credential };
 }

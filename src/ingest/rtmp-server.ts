@@ -12,6 +12,8 @@
 //   status and its socket is closed before any packet is used;
 // - calls process.exit(1) when its port is taken: here start() rejects with the port named;
 // - logs at debug level to stdout: here its logger writes into baton's, at baton's level.
+import type { Admitted } from "./admission.ts";
+import type { PublishCredential } from "./token.ts";
 import { randomBytes } from "node:crypto";
 import type { Socket } from "node:net";
 import type { Config } from "../config/defaults.ts";
@@ -31,9 +33,9 @@ export interface PublishRequest {
   remote: string;
 }
 
-/** What the node decides about a publish. admit() throws AdmissionError to refuse, else returns the stream id. */
+/** What the node decides about a publish. admit() throws AdmissionError to refuse, else says what it admitted. */
 export interface PublishHandler {
-  admit(request: PublishRequest): string;
+  admit(request: PublishRequest): Admitted;
   /** An admitted publisher; the handler owns it from here (claims the stream, transcodes, closes). */
   publisher(connection: PublisherConnection): void;
   refused(reason: RefusalReason, message: string, request: PublishRequest): void;
@@ -69,6 +71,8 @@ export class PublisherConnection extends TypedEmitter<PublisherEvents> {
     readonly remote: string,
     private readonly socket: Socket,
     private readonly rtmp: RtmpProtocol,
+    /** What the publish token said; null when tokens are not required. */
+    readonly credential: PublishCredential | null = null,
   ) {
     super();
   }
@@ -224,9 +228,9 @@ export class RtmpIngest {
     rtmp.onPushCallback = () => {
       const req = request ?? { app: null, name: null, query: {}, remote };
       if (publisher) throw new RtmpLimitError("too_many_commands", "a second publish on one connection");
-      let streamId: string;
+      let admitted: Admitted;
       try {
-        streamId = this.options.handler.admit(req);
+        admitted = this.options.handler.admit(req);
       } catch (error) {
         const reason: RefusalReason = error instanceof AdmissionError ? error.reason : "state_unavailable";
         this.options.handler.refused(reason, errorMessage(error), req);
@@ -236,7 +240,7 @@ export class RtmpIngest {
       }
       connection.admitted();
       guard.admitted();
-      publisher = new PublisherConnection(streamId, remote, socket, rtmp);
+      publisher = new PublisherConnection(admitted.streamId, remote, socket, rtmp, admitted.credential);
       publisher.reportListenerErrors((event, error) => log.error("publisher listener failed", { event, error: errorMessage(error) }));
       this.publishers.set(publisher.id, publisher);
       this.options.handler.publisher(publisher);

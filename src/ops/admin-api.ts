@@ -12,9 +12,12 @@ import { readJson } from "../delivery/sessions-api.ts";
 import type { Keys } from "../state/keys.ts";
 
 export interface AdminCommand {
+  /** The node it is for; "*" for every node (a revocation ends the stream's publish wherever it is). */
   node: string;
-  action: "drain" | "undrain";
+  action: "drain" | "undrain" | "revoke";
   exit?: boolean;
+  /** The stream a revocation is for. */
+  stream?: string;
   /** The node that relayed the command (for the log). */
   via: string;
 }
@@ -22,6 +25,8 @@ export interface AdminCommand {
 export interface AdminTarget {
   drain(reason: string, options: { exit: boolean }): Promise<unknown>;
   undrain(): Promise<void>;
+  /** Refuses the stream's publish tokens issued until now and ends its live publish; resolves with the time (unix s). */
+  revoke(streamId: string): Promise<number>;
   status(): Record<string, unknown>;
   readonly state: NodeState;
 }
@@ -72,6 +77,11 @@ export function addAdminApi(http: DeliveryServer, o: AdminOptions): void {
     sendJson(res, 200, { node: o.nodeId, state: o.local.state });
   }));
   http.addRoute(["GET"], "admin_status", /^\/admin\/status$/, guard(({ res }) => sendJson(res, 200, o.local.status())));
+  http.addRoute(["POST"], "admin_revoke", /^\/admin\/streams\/([A-Za-z0-9_-]{1,64})\/revoke$/, guard(async ({ params, res }) => {
+    const stream = params[0]!;
+    const revokedAt = await o.local.revoke(stream);
+    sendJson(res, 200, { stream, revokedAt: new Date(revokedAt * 1000).toISOString(), refused: "every publish token of the stream issued until then" });
+  }));
 
   http.addRoute(["POST"], "admin_node_drain", /^\/admin\/nodes\/([a-z0-9][a-z0-9-]{0,62})\/(drain|undrain)$/, guard(async (request) => {
     const [id, action] = request.params as [string, "drain" | "undrain"];

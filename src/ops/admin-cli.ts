@@ -77,6 +77,12 @@ export async function drain(c: AdminClient, node: string, exit = false): Promise
   return `${node}: ${r.state}`;
 }
 
+/** Refuses every publish token of the stream issued until now, and ends its live publish. */
+export async function revoke(c: AdminClient, stream: string): Promise<string> {
+  const r = await call<{ revokedAt: string }>(c, `/admin/streams/${encodeURIComponent(stream)}/revoke`, { method: "POST", body: "{}" });
+  return `${stream}: publish tokens issued until ${r.revokedAt} are refused; its live publish (if any) was ended. Make a new token with: npm run baton -- token ${stream}`;
+}
+
 export async function undrain(c: AdminClient, node: string): Promise<string> {
   const r = await call<{ state: string }>(c, `/admin/nodes/${encodeURIComponent(node)}/undrain`, { method: "POST", body: "{}" });
   return `${node}: ${r.state}`;

@@ -22,6 +22,14 @@ export class Keys {
     return this.stream(streamId, "timeline");
   }
 
+  /**
+   * String: unix seconds of the stream's last revocation (`baton revoke`); publish tokens issued up to then are
+   * refused. It has no TTL: it outlives every token it refuses, whatever their lifetime.
+   */
+  revoked(streamId: string): string {
+    return this.stream(streamId, "revoked");
+  }
+
   /** String with the TTL of a publish lease: `nodeId/publishId/epoch` of the node receiving the stream. */
   lease(streamId: string): string {
     return this.stream(streamId, "lease");

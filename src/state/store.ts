@@ -208,6 +208,30 @@ export class StreamStore {
     return result === 1;
   }
 
+  /**
+   * What a publish token is checked against before a claim: the stream's last revocation (unix seconds), the
+   * digest of the token its current broadcast started with, and its state.
+   */
+  async publishGrant(streamId: string): Promise<{ revokedAt: number | null; grant: string | null; state: StreamState | null }> {
+    const k = this.keys;
+    const replies = await this.redis.multi().get(k.revoked(streamId)).hmget(k.meta(streamId), "grant", "state").exec();
+    if (!replies) throw new Error("redis transaction aborted");
+    const [[revokedError, revoked], [metaError, meta]] = replies as [[Error | null, string | null], [Error | null, (string | null)[]]];
+    if (revokedError || metaError) throw revokedError ?? metaError;
+    return { revokedAt: revoked === null ? null : Number(revoked), grant: meta[0] ?? null, state: (meta[1] as StreamState | null) ?? null };
+  }
+
+  /** Records the token a broadcast started with (its digest), so its reconnects may use it after it expires. */
+  async setGrant(streamId: string, digest: string): Promise<void> {
+    await this.redis.hset(this.keys.meta(streamId), "grant", digest);
+  }
+
+  /** Refuses every publish token of the stream issued up to `at` (unix seconds), and forgets the broadcast's grant. */
+  async revoke(streamId: string, at: number): Promise<void> {
+    const k = this.keys;
+    await this.redis.multi().set(k.revoked(streamId), String(at)).hdel(k.meta(streamId), "grant").exec();
+  }
+
   /** Sets the ladder if the stream has none yet; returns the one in force. */
   async setLadder(streamId: string, claim: Claim, ladder: LadderEntry[]): Promise<LadderEntry[]> {
     const k = this.keys;

@@ -71,7 +71,7 @@ describe("local cluster: npm start", function () {
     const [command, args] = nodeCommand(["token", "second"]);
     const text = execFileSync(command, args, { env: { ...process.env, ...env }, encoding: "utf8" });
     const url = text.trim().split("\n").pop()!;
-    assert.match(url, /^rtmp:\/\/localhost:\d+\/live\/second\?token=\d+\.[A-Za-z0-9_-]{43}$/);
+    assert.match(url, /^rtmp:\/\/localhost:\d+\/live\/second\?token=\d+\.\d+\.[A-Za-z0-9_-]{43}$/);
     const publisher = publish(url.replace("localhost", HOST));
     await waitFor("the second stream", async () => {
       const r = await get(`http://${HOST}:${env.BATON_HTTP_PORT}/live/second/index.m3u8`);

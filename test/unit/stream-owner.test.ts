@@ -87,6 +87,7 @@ describe("stream owner: a handoff whose flush outlasts the lease", function () {
     const owner = new StreamOwner({
       connection: connection as unknown as PublisherConnection,
       store: writer,
+      grants: store,
       nodeId: "node-a",
       config: { ...DEFAULTS, hls: { ...DEFAULTS.hls, segmentDuration: 1 } },
       log,

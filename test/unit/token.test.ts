@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { AdmissionError, type RefusalReason } from "../../src/errors.ts";
 import { admitPublish, type AdmissionPolicy } from "../../src/ingest/admission.ts";
 import type { PublishRequest } from "../../src/ingest/rtmp-server.ts";
-import { checkPublishToken, makePublishToken } from "../../src/ingest/token.ts";
+import { checkPublishToken, makePublishToken, readPublishToken } from "../../src/ingest/token.ts";
 
 const SECRET = "unit-test-secret-0123456789abcdef";
 const NOW = Date.UTC(2024, 0, 1, 0, 0, 0);
@@ -23,17 +23,43 @@ function refusal(action: () => unknown): RefusalReason {
 
 /** Changes one character of the signature part, away from its edges (the last base64url character has spare bits). */
 function tamper(token: string): string {
-  const dot = token.indexOf(".");
+  const dot = token.lastIndexOf(".");
   const at = dot + 10;
   const c = token[at]!;
   return token.slice(0, at) + (c === "A" ? "B" : "A") + token.slice(at + 1);
 }
 
 describe("publish tokens", () => {
-  it("has the shape <expiry>.<43 base64url characters>, expiry = now + ttl in unix seconds", () => {
+  it("has the shape <issued>.<expiry>.<43 base64url characters>, in unix seconds", () => {
     const token = makePublishToken(SECRET, "cam1", 3600, NOW);
-    assert.match(token, /^\d+\.[A-Za-z0-9_-]{43}$/);
-    assert.equal(Number(token.split(".")[0]), NOW / 1000 + 3600);
+    assert.match(token, /^\d+\.\d+\.[A-Za-z0-9_-]{43}$/);
+    assert.equal(Number(token.split(".")[0]), NOW / 1000);
+    assert.equal(Number(token.split(".")[1]), NOW / 1000 + 3600);
+    const credential = checkPublishToken(SECRET, "cam1", token, NOW);
+    assert.deepEqual({ ...credential, digest: typeof credential.digest }, { issuedAt: NOW / 1000, expiresAt: NOW / 1000 + 3600, expired: false, digest: "string" });
+    assert.ok(!token.includes(credential.digest), "the digest does not give the token away");
+  });
+
+  it("reads an expired token as expired rather than refusing it (a live broadcast may still take it)", () => {
+    const token = makePublishToken(SECRET, "cam1", 60, NOW);
+    assert.equal(readPublishToken(SECRET, "cam1", token, NOW + 61_000).expired, true);
+    assert.equal(refusal(() => readPublishToken(SECRET, "cam2", token, NOW + 61_000)), "bad_token", "a bad signature is refused all the same");
+  });
+
+  it("refuses a token of the older format (<expiry>.<signature>) with a message saying to make a new one", () => {
+    let message = "";
+    try {
+      checkPublishToken(SECRET, "cam1", `${NOW / 1000 + 60}.${"A".repeat(43)}`, NOW);
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    assert.match(message, /older format: make a new one/);
+  });
+
+  it("refuses a token whose issue time was moved later (past a revocation) as bad_token", () => {
+    const token = makePublishToken(SECRET, "cam1", 60, NOW);
+    const [issued, expiry, signature] = token.split(".");
+    assert.equal(refusal(() => checkPublishToken(SECRET, "cam1", `${Number(issued) + 3600}.${expiry}.${signature}`, NOW)), "bad_token");
   });
 
   it("accepts its own token", () => {
@@ -63,8 +89,8 @@ describe("publish tokens", () => {
 
   it("refuses a token whose expiry was moved later as bad_token", () => {
     const token = makePublishToken(SECRET, "cam1", 60, NOW);
-    const [expiry, signature] = token.split(".");
-    const extended = `${Number(expiry) + 86400}.${signature}`;
+    const [issued, expiry, signature] = token.split(".");
+    const extended = `${issued}.${Number(expiry) + 86400}.${signature}`;
     assert.equal(refusal(() => checkPublishToken(SECRET, "cam1", extended, NOW)), "bad_token");
   });
 
@@ -86,6 +112,9 @@ describe("publish tokens", () => {
     "1234567890123.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
     " 12345.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
     "12345.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n",
+    "1.2.3.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    "1..AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    "1.-2.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
   ]) {
     it(`refuses malformed text ${JSON.stringify(malformed)} as bad_token`, () => {
       assert.equal(refusal(() => checkPublishToken(SECRET, "cam1", malformed, NOW)), "bad_token");
@@ -142,19 +171,21 @@ describe("admitPublish", () => {
   it("admits a good publish and returns the stream id", () => {
     const calls: Calls = { isLive: [] };
     const token = makePublishToken(SECRET, "cam_1-A", 600);
-    assert.equal(admitPublish(request("cam_1-A", token), policy({}, calls)), "cam_1-A");
+    const admitted = admitPublish(request("cam_1-A", token), policy({}, calls));
+    assert.equal(admitted.streamId, "cam_1-A");
+    assert.equal(admitted.credential?.expired, false);
     assert.deepEqual(calls.isLive, ["cam_1-A"]);
   });
 
   it("takes the first token when the query repeats it", () => {
     const token = makePublishToken(SECRET, "cam1", 600);
-    assert.equal(admitPublish(request("cam1", [token, "junk"]), policy()), "cam1");
+    assert.equal(admitPublish(request("cam1", [token, "junk"]), policy()).streamId, "cam1");
     assert.equal(refusal(() => admitPublish(request("cam1", ["junk", token]), policy())), "bad_token");
   });
 
   it("accepts a 64-character stream id", () => {
     const name = "a".repeat(64);
-    assert.equal(admitPublish(request(name, makePublishToken(SECRET, name, 600)), policy()), name);
+    assert.equal(admitPublish(request(name, makePublishToken(SECRET, name, 600)), policy()).streamId, name);
   });
 
   for (const app of ["app", "Live", "live/", "", undefined, 5]) {
@@ -204,21 +235,21 @@ describe("admitPublish", () => {
     assert.equal(refusal(() => admitPublish(request("cam1", token), policy())), "bad_token");
   });
 
-  it("refuses an expired token as expired_token", () => {
+  it("lets an expired token through flagged: the stream's owner decides with the cluster's state", () => {
     const token = makePublishToken(SECRET, "cam1", 60, Date.now() - 3600_000);
-    assert.equal(refusal(() => admitPublish(request("cam1", token), policy())), "expired_token");
+    assert.equal(admitPublish(request("cam1", token), policy()).credential?.expired, true);
   });
 
   it("needs no token when requireToken is false", () => {
-    assert.equal(admitPublish(request("cam1"), policy({ requireToken: false })), "cam1");
-    assert.equal(admitPublish(request("cam1", "garbage"), policy({ requireToken: false })), "cam1");
+    assert.deepEqual(admitPublish(request("cam1"), policy({ requireToken: false })), { streamId: "cam1", credential: null });
+    assert.equal(admitPublish(request("cam1", "garbage"), policy({ requireToken: false })).streamId, "cam1");
   });
 
   it("refuses a stream this node already has live as already_live", () => {
     const token = makePublishToken(SECRET, "cam1", 600);
     const live = policy({ isLive: (id) => id === "cam1" });
     assert.equal(refusal(() => admitPublish(request("cam1", token), live)), "already_live");
-    assert.equal(admitPublish(request("cam2", makePublishToken(SECRET, "cam2", 600)), live), "cam2");
+    assert.equal(admitPublish(request("cam2", makePublishToken(SECRET, "cam2", 600)), live).streamId, "cam2");
     assert.equal(refusal(() => admitPublish(request("cam1"), { ...live, requireToken: false })), "already_live");
   });
 
