@@ -8,6 +8,7 @@ import { errorMessage } from "../src/errors.ts";
 import { delivery } from "./delivery.ts";
 import { drain } from "./drain.ts";
 import { firstPlaylist } from "./first-playlist.ts";
+import { hostile } from "./hostile.ts";
 import { cleanup, cpuTotals } from "./procs.ts";
 import { propagation, type LiveStream } from "./propagation.ts";
 import { reconnect } from "./reconnect.ts";
@@ -17,7 +18,7 @@ import { startCluster, stopCluster, type Cluster } from "./stack.ts";
 import { transcodeCpu } from "./transcode-cpu.ts";
 import { viewersPerNode } from "./viewers-per-node.ts";
 
-const USAGE = "usage: npm run bench -- [--quick] [--out FILE] [--only transcode-cpu,first-playlist,propagation,reconnect,sessions,delivery,viewers,drain]";
+const USAGE = "usage: npm run bench -- [--quick] [--out FILE] [--only transcode-cpu,first-playlist,propagation,reconnect,sessions,delivery,viewers,drain,hostile]";
 
 interface Context {
   quick: boolean;
@@ -55,6 +56,7 @@ const BENCHES: Bench[] = [
   { name: "delivery", run: (ctx) => delivery(ctx) },
   { name: "viewers", run: (ctx) => viewersPerNode(ctx) },
   { name: "drain", run: (ctx) => drain(ctx) },
+  { name: "hostile", run: (ctx) => hostile(ctx) },
 ];
 
 function parseArgs(argv: string[]): { quick: boolean; out: string | null; only: string[] | null } {
