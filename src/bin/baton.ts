@@ -47,6 +47,10 @@ async function runNode(args: string[]): Promise<void> {
   const log = createLogger({ level: config.log.level, node: config.node.id || undefined });
   const node = new BatonNode(config, log);
   node.onExit = () => process.exit(0);
+  // A node's log goes to stderr, often a pipe to a supervisor (the local cluster's launcher): if that pipe
+  // breaks, the node keeps serving without a log rather than fail on every line
+  process.stdout.on("error", () => undefined);
+  process.stderr.on("error", () => undefined);
   // The last line of defence: every listener and background task handles its own errors, so reaching here
   // is a bug. One stream's or one client's bug must not end every stream on the node: log it, count it
   // (baton_internal_errors_total, which the hostile-input tests assert stays 0), keep serving.

@@ -357,7 +357,10 @@ export class DeliveryServer {
     if (session) this.o.sessions.touch(session, null);
     const token = session?.token ?? this.o.sessions.start(req, stream.id).token;
     this.viewers.seen(stream.id, req, token);
-    this.sendPlaylist(res, method, renderMaster(stream.ladder, `?session=${token}`), { ended: stream.state === "ended", personal: true });
+    // a paused session's resume point rides in its media playlist URIs (read afresh here, on the player's load)
+    const resume = session ? await this.o.sessions.resumeAt(session.sessionId) : null;
+    const uriQuery = `?session=${token}${resume === null ? "" : `&resume=${resume}`}`;
+    this.sendPlaylist(res, method, renderMaster(stream.ladder, uriQuery), { ended: stream.state === "ended", personal: true });
   }
 
   /** A paused session's media playlist points EXT-X-START at its position while it is in the window. */
@@ -373,7 +376,8 @@ export class DeliveryServer {
     let text: string;
     if (session) {
       this.o.sessions.touch(session, rendition);
-      const startOffset = await this.o.sessions.startOffset(session.sessionId, stream, rendition);
+      const resume = /^\d{13}$/.test(query.get("resume") ?? "") ? Number(query.get("resume")) : null;
+      const startOffset = await this.o.sessions.startOffset(session.sessionId, stream, rendition, resume);
       text = renderMedia(stream, rendition, `?session=${session.token}`, startOffset === undefined ? {} : { startOffset });
     } else {
       // without a session every answer for this timeline is the same text: render it once

@@ -203,11 +203,20 @@ export class ViewerSessions {
     return this.store.update(named.sessionId, { node: this.o.nodeId, report: { position, pdt, paused } }, origin(named));
   }
 
-  /** EXT-X-START offset for a paused session's media playlist, if it has one. */
-  async startOffset(sessionId: string, stream: StreamSnapshot, rendition: string): Promise<number | undefined> {
+  /** Where a paused session resumes (program date-time, ms), as this node last read it; null when not paused. */
+  async resumeAt(sessionId: string): Promise<number | null> {
     const session = await this.get(sessionId, false, START_CACHE_MS).catch(() => null);
-    if (!session?.paused || session.pdt === null) return undefined;
-    return resumePoint(stream, rendition, session.pdt)?.offset;
+    return session?.paused && session.pdt !== null ? session.pdt : null;
+  }
+
+  /**
+   * EXT-X-START offset for a paused session's media playlist, if it has one. `resume` is the point the master
+   * playlist's node (which read the session afresh) wrote into the media playlist URIs: the balancer may send
+   * the media playlist request to another node, whose copy of the session can be from before the pause.
+   */
+  async startOffset(sessionId: string, stream: StreamSnapshot, rendition: string, resume: number | null = null): Promise<number | undefined> {
+    const pdt = resume ?? (await this.resumeAt(sessionId));
+    return pdt === null ? undefined : resumePoint(stream, rendition, pdt)?.offset;
   }
 
   private remember(session: Session): void {

@@ -147,7 +147,10 @@ describe("local cluster: a closed terminal or a killed launcher leaves nothing b
   const startLauncher = async (env: NodeJS.ProcessEnv, output: string[]): Promise<Managed> => {
     const [command, args] = nodeCommand(["start", "--nodes", "1"]);
     const launcher = startProcess("launcher", command, args, { env, onLine: (line) => output.push(line) });
-    await waitFor("the cluster to be up", () => (output.some((l) => /Push \(ffmpeg\):/.test(l)) ? true : undefined), 60000);
+    await waitFor("the cluster to be up", () => {
+      if (launcher.child.exitCode !== null) throw new Error(`the launcher exited ${launcher.child.exitCode}: ${output.slice(-5).join("\n")}`);
+      return output.some((l) => /Push \(ffmpeg\):/.test(l)) ? true : undefined;
+    }, 60000);
     return launcher;
   };
 

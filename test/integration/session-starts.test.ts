@@ -23,7 +23,7 @@ describe("session starts", function () {
     const r = i % 2
       ? await call(node.http("/api/sessions"), json({ streamId: "show" }, headers))
       : await call(node.http("/live/show/index.m3u8"), { headers });
-    const token = r.status === 200 ? (/\?session=(\S+)/.exec(r.text)?.[1] ?? null) : ((r.body as { token?: string } | null)?.token ?? null);
+    const token = r.status === 200 ? (/\?session=([^\s&]+)/.exec(r.text)?.[1] ?? null) : ((r.body as { token?: string } | null)?.token ?? null);
     return { status: r.status, token, retryAfter: r.headers.get("retry-after") };
   };
 
@@ -86,7 +86,7 @@ describe("session starts", function () {
     await redis.stop();
     const master = await get(node.http("/live/show/index.m3u8"));
     assert.equal(master.status, 200, "the timeline this node knows serves, and the session is its token");
-    const token = /\?session=(\S+)/.exec(master.text)![1]!;
+    const token = /\?session=([^\s&]+)/.exec(master.text)![1]!;
     const s = { id: token.split(".")[0]!, token };
     const queued = await call(node.http(`/api/sessions/${s.id}/position`), {
       method: "PUT", headers: { ...auth(token), "Content-Type": "application/json" }, body: JSON.stringify({ position: 9, paused: true }),

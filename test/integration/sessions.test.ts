@@ -87,7 +87,7 @@ describe("viewer sessions", function () {
 
   it("starts a session on a master playlist request without one, and carries it in every URI", async () => {
     const master = await get(b.http("/live/show/index.m3u8"));
-    const token = /\?session=([^\s]+)/.exec(master.text)![1]!;
+    const token = /\?session=([^\s&]+)/.exec(master.text)![1]!;
     const id = token.split(".")[0]!;
     const media = await get(a.http(`/live/show/240p/index.m3u8?session=${token}`));
     assert.equal(media.status, 200);
@@ -167,6 +167,23 @@ describe("viewer sessions", function () {
     assert.match(await load(b), /#EXT-X-START:TIME-OFFSET=0\.000/);
     await putPosition(a, s, position, false);
     assert.doesNotMatch((await get(a.http(`/live/show/360p/index.m3u8?session=${s.token}`))).text, /EXT-X-START/);
+  });
+
+  it("a paused viewer's media playlist starts at its position on a node whose copy of the session is from before the pause", async () => {
+    const s = await createSession(a, "show");
+    const view = await getSession(a, s);
+    const media = parseM3u8((await get(a.http("/live/show/360p/index.m3u8"))).text);
+    const position = (Date.parse(media.segments[1]!.dateTimeString!) - view.streamStartedAt!) / 1000 + 0.5;
+    await putPosition(a, s, position, false);
+    // b serves the playing viewer, and keeps its copy of the session (not paused) for its playlists
+    assert.doesNotMatch((await get(b.http(`/live/show/360p/index.m3u8?session=${s.token}`))).text, /EXT-X-START/);
+    await putPosition(a, s, position, true);
+    // the reload: the master playlist on a (which reads the session afresh), the media playlist on b
+    const master = parseM3u8((await get(a.http(`/live/show/index.m3u8?session=${s.token}`))).text);
+    const uri = master.playlists!.find((p) => p.uri.startsWith("360p/"))!.uri;
+    assert.match(uri, /&resume=\d{13}$/, "the master playlist carries the resume point");
+    assert.match((await get(b.http(`/live/show/${uri}`))).text, /#EXT-X-START:TIME-OFFSET=[\d.]+,PRECISE=YES/);
+    await putPosition(a, s, position, false);
   });
 
   it("takes positions over the WebSocket, and closes on bad or oversized messages", async () => {

@@ -33,7 +33,7 @@ describe("node startup", function () {
     try {
       const { code, stderr } = await runNode({
         BATON_NODE_BIND: HOST, BATON_RTMP_PORT: String(port), BATON_HTTP_PORT: String(httpPort), BATON_AGENT_PORT: String(await freePort()),
-        BATON_AUTH_PUBLISHSECRET: "startup-test-secret",
+        BATON_AUTH_PUBLISHSECRET: "startup-test-secret-0123456789abcdef",
       });
       assert.equal(code, 1);
       assert.match(stderr, new RegExp(`RTMP port ${HOST}:${port} is already in use \\(rtmp.port / BATON_RTMP_PORT\\)`));

@@ -199,10 +199,12 @@ describe("stream store and scripts (real redis-server)", function () {
       const primary = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
       await primary.connect();
       await primary.config("SET", "repl-diskless-sync-delay", "0");
-      primary.disconnect();
       await control.replicaof("127.0.0.1", String(redis.port));
-      await waitFor("the replica in sync", async () => ((await control.info("replication")).includes("master_link_status:up") ? true : undefined));
-      const s = await store({ waitReplicas: 1 });
+      // the primary counts a replica for WAIT once it sees it online, which can lag the replica's own view
+      await waitFor("the replica online at the primary", async () => (/slave0:.*state=online/.test(await primary.info("replication")) ? true : undefined));
+      primary.disconnect();
+      // a generous WAIT (half the command timeout) for the acknowledged case: a loaded machine is slow to ack
+      const s = await store({ waitReplicas: 1, commandTimeoutMs: 10000 });
       const c = await claim(s, "acked");
       // the claim is on the replica by the time the publisher would be accepted
       assert.equal(await control.hget(s.keys.meta("acked"), "claim"), c.id);
