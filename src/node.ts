@@ -119,7 +119,7 @@ export class BatonNode {
     addPlaybackTokenApi(this.http, { adminToken: adminToken(config), secret: playbackSecret(config), defaultTtl: config.auth.playbackTokenTtl });
     addPlayer(this.http);
     addClusterApi(this.http, this.store);
-    this.sweeper = new Sweeper(this.store, log.child("sweeper"));
+    this.sweeper = new Sweeper(this.store, this.id, log.child("sweeper"));
     const host = config.node.publicHost;
     this.registry = new Registry(
       this.store.redis,

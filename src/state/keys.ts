@@ -54,6 +54,11 @@ export class Keys {
     return `${this.prefix}node:${nodeId}`;
   }
 
+  /** String with a short TTL: the id of the node that sweeps the streams now (lead-1.lua). */
+  sweeper(): string {
+    return `${this.prefix}sweeper`;
+  }
+
   /** Set of node ids that registered; members whose record expired are removed by readers. */
   nodes(): string {
     return `${this.prefix}nodes`;

@@ -308,15 +308,20 @@ export class StreamStore {
     }
   }
 
-  /** Advances a stream whose owner is gone; returns its state, or "gone". */
-  async sweep(streamId: string): Promise<StreamState | "gone"> {
+  /** Advances a stream whose owner is gone; its state ("gone" when none is left), and whether this call changed it. */
+  async sweep(streamId: string): Promise<{ state: StreamState | "gone"; changed: boolean }> {
     const k = this.keys;
-    const state = (await runScript(this.redis, "sweep", [
+    const [state, changed] = (await runScript(this.redis, "sweep", [
       k.meta(streamId), k.lease(streamId), k.timeline(streamId),
       this.options.reconnectWindowMs, this.options.retentionSec, k.timelineChannel(), streamId,
-    ])) as StreamState | "gone";
+    ])) as [StreamState | "gone", string];
     if (state === "gone") await this.redis.srem(k.streams(), streamId);
-    return state;
+    return { state, changed: changed === "1" };
+  }
+
+  /** Takes or renews the sweeper's lease: true while this node is the one that sweeps. */
+  async lead(nodeId: string, ttlMs: number): Promise<boolean> {
+    return (await runScript(this.redis, "lead", [this.keys.sweeper(), nodeId, ttlMs])) === 1;
   }
 
   async listStreams(): Promise<string[]> {

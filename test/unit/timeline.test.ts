@@ -121,10 +121,10 @@ describe("stream store and scripts (real redis-server)", function () {
     await s.append("ends", c, group(0));
     // the lease lapsed (Redis was away, the owner was frozen): the sweep opens the reconnect window
     await s.redis.del(s.keys.lease("ends"));
-    assert.equal(await s.sweep("ends"), "reconnecting");
+    assert.equal((await s.sweep("ends")).state, "reconnecting");
     await s.append("ends", c, group(1));
     assert.equal((await s.read("ends"))?.state, "reconnecting", "an append does not make the stream live again");
-    assert.equal(await s.sweep("ends"), "ended");
+    assert.equal((await s.sweep("ends")).state, "ended");
     await fenced(s.append("ends", c, group(2)), "STREAM_ENDED");
     const snapshot = await s.read("ends");
     assert.equal(snapshot?.nextSeq, 2);

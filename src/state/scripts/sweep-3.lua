@@ -11,24 +11,25 @@
   ARGV[3] pub/sub channel
   ARGV[4] stream id
 
-  Returns the stream's state after the sweep, or "gone" when it has no state left.
+  Returns {state after the sweep, "1" when this call changed it}; the state is "gone" when none is left. Only
+  the call that changed the state says so, so the change is logged once in the cluster.
 ]]
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then
-  return 'gone'
+  return {'gone', '0'}
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if state == 'live' and redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('HSET', KEYS[1], 'state', 'reconnecting', 'releasedAt', now)
   redis.call('PUBLISH', ARGV[3], ARGV[4])
-  return 'reconnecting'
+  return {'reconnecting', '1'}
 end
 if state == 'reconnecting' and now - tonumber(redis.call('HGET', KEYS[1], 'releasedAt')) >= tonumber(ARGV[1]) then
   redis.call('HSET', KEYS[1], 'state', 'ended', 'endedAt', now)
   redis.call('EXPIRE', KEYS[1], ARGV[2])
   redis.call('EXPIRE', KEYS[3], ARGV[2])
   redis.call('PUBLISH', ARGV[3], ARGV[4])
-  return 'ended'
+  return {'ended', '1'}
 end
-return state
+return {state, '0'}
