@@ -17,6 +17,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
 COPY src/ src/
+COPY tools/ tools/
 COPY config/ config/
 COPY scripts/ scripts/
 

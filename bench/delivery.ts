@@ -9,10 +9,10 @@
 // Figures: baton's, with nginx as the baseline (ratio = baton / nginx, higher is better).
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { errorMessage } from "../src/errors.ts";
-import type { Managed } from "../src/ops/processes.ts";
-import { freePort, waitForPort } from "../src/ops/processes.ts";
-import { parseMedia } from "../src/chaos/m3u8.ts";
+import { errorMessage } from "../src/core/errors.ts";
+import type { Managed } from "../tools/processes.ts";
+import { freePort, waitForPort } from "../tools/processes.ts";
+import { parseMedia } from "../tools/chaos/m3u8.ts";
 import { compared, type Figure } from "./report.ts";
 import { httpGet, removeDir, sleep, spawnTracked, stop, tail, tempDir, waitFor } from "./procs.ts";
 import { benchRendition } from "./propagation.ts";

@@ -1,6 +1,6 @@
 // Benchmark 8: how long a drain takes. A real redis-server and two baton nodes sharing one prefix (production
 // ladder and 2-s segments); a publisher pushes the synthetic 720p stream to node 1, which owns the stream;
-// 10 simulated viewers (src/chaos/viewer.ts, lowest rendition) read it through node 2. The benchmark POSTs
+// 10 simulated viewers (tools/chaos/viewer.ts, lowest rendition) read it through node 2. The benchmark POSTs
 // /admin/drain to node 1 (bearer admin token) and polls GET /admin/status every 20 ms until its `state` is
 // "drained": the figure is the time from the request to that answer, median of 3 drains (quick: 1). Between
 // drains node 1 is undrained and the stream brought back to it (publisher restarted to node 1, until
@@ -9,10 +9,10 @@
 // Also, as a publisher moved by a drain sees it: the drain ends the publisher's connection and a new
 // publisher is spawned to node 2 at once (as an encoder reconnecting through a balancer, with no retry
 // delay); the gap in program date-time around the discontinuity in node 2's playlist is the media lost.
-import { SimulatedViewer, type ViewerReport } from "../src/chaos/viewer.ts";
+import { SimulatedViewer, type ViewerReport } from "../tools/chaos/viewer.ts";
 import { DEFAULTS } from "../src/config/defaults.ts";
-import { errorMessage } from "../src/errors.ts";
-import type { Managed } from "../src/ops/processes.ts";
+import { errorMessage } from "../src/core/errors.ts";
+import type { Managed } from "../tools/processes.ts";
 import { planLadder } from "../src/transcode/ladder.ts";
 import { compared, median, type Figure } from "./report.ts";
 import { stop, waitFor } from "./procs.ts";

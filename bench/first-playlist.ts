@@ -8,12 +8,12 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { DEFAULTS } from "../src/config/defaults.ts";
-import { errorMessage } from "../src/errors.ts";
-import type { Managed } from "../src/ops/processes.ts";
+import { errorMessage } from "../src/core/errors.ts";
+import type { Managed } from "../tools/processes.ts";
 import { BUFSIZE_SECONDS, MAXRATE_FACTOR, planLadder, type PlannedRendition } from "../src/transcode/ladder.ts";
 import { compared, median, type Figure } from "./report.ts";
 import { removeDir, sleep, spawnTracked, stop, tail, tempDir, waitFor } from "./procs.ts";
-import { syntheticInputs } from "../src/chaos/publisher.ts";
+import { syntheticInputs } from "../tools/chaos/publisher.ts";
 import { benchPrefix, publish, startBenchNode, startBenchRedis, streamName, type BenchNode, type BenchRedis } from "./stack.ts";
 
 const SOURCE = { width: 1280, height: 720, frameRate: 30, hasAudio: true };

@@ -1,8 +1,8 @@
 // What the delivery, viewers and drain benchmarks share: the admin token and extra node settings, a light
 // publisher (for benchmarks that leave the CPU to something else), and waits on a stream's state and segments.
 import { randomBytes } from "node:crypto";
-import type { Managed } from "../src/ops/processes.ts";
-import { parseMedia, type MediaPlaylist } from "../src/chaos/m3u8.ts";
+import type { Managed } from "../tools/processes.ts";
+import { parseMedia, type MediaPlaylist } from "../tools/chaos/m3u8.ts";
 import { httpGet, waitFor } from "./procs.ts";
 import { publish, type BenchNode } from "./stack.ts";
 

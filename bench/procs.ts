@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { Agent, request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startProcess, stopProcess, type Managed, type SpawnOptions } from "../src/ops/processes.ts";
+import { startProcess, stopProcess, type Managed, type SpawnOptions } from "../tools/processes.ts";
 
 const running = new Set<Managed>();
 const dirs = new Set<string>();

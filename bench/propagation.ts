@@ -5,8 +5,8 @@
 // segment is the first poll answer listing it less the message time. Baseline, from this same process
 // during the same minutes: the round trip of a plain Redis GET.
 import { Redis } from "ioredis";
-import { errorMessage } from "../src/errors.ts";
-import type { Managed } from "../src/ops/processes.ts";
+import { errorMessage } from "../src/core/errors.ts";
+import type { Managed } from "../tools/processes.ts";
 import { Keys } from "../src/state/keys.ts";
 import { DEFAULTS } from "../src/config/defaults.ts";
 import { planLadder } from "../src/transcode/ladder.ts";

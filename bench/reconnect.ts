@@ -3,8 +3,8 @@
 // is spawned to another node and the time from its spawn to the first new segment (a sequence number beyond
 // the last listed before) in that node's playlist is taken. Baseline, same node, same run: a brand-new
 // stream's first segment, also from the publisher's spawn. Each run moves the stream to the next node.
-import { errorMessage } from "../src/errors.ts";
-import type { Managed } from "../src/ops/processes.ts";
+import { errorMessage } from "../src/core/errors.ts";
+import type { Managed } from "../tools/processes.ts";
 import { compared, median, type Figure } from "./report.ts";
 import { stop, waitFor } from "./procs.ts";
 import { benchRendition, type LiveStream } from "./propagation.ts";

@@ -4,7 +4,7 @@
 // every temp dir removed, also on Ctrl-C. Exits 1 if a benchmark failed (targets are printed, not enforced).
 import { execFileSync } from "node:child_process";
 import { loadavg } from "node:os";
-import { errorMessage } from "../src/errors.ts";
+import { errorMessage } from "../src/core/errors.ts";
 import { delivery } from "./delivery.ts";
 import { drain } from "./drain.ts";
 import { firstPlaylist } from "./first-playlist.ts";

@@ -4,9 +4,9 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import type { Agent } from "node:http";
-import { syntheticPushArgs, type SyntheticPush } from "../src/chaos/publisher.ts";
+import { syntheticPushArgs, type SyntheticPush } from "../tools/chaos/publisher.ts";
 import { makePublishToken } from "../src/ingest/token.ts";
-import { freePort, nodeCommand, nodeEnv, startRedis, waitForPort, type Managed } from "../src/ops/processes.ts";
+import { freePort, nodeCommand, nodeEnv, startRedis, waitForPort, type Managed } from "../tools/processes.ts";
 import { httpGet, keepAlive, lastListedSeq, spawnTracked, stop, tail, tempDir, track } from "./procs.ts";
 
 export const HOST = "127.0.0.1";

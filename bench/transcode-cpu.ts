@@ -7,13 +7,13 @@
 import { mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { DEFAULTS } from "../src/config/defaults.ts";
-import { createLogger } from "../src/log.ts";
+import { createLogger } from "../src/core/log.ts";
 import type { FfmpegSpec } from "../src/transcode/ffmpeg.ts";
 import { ffmpegSpec, type TranscodeOptions } from "../src/transcode/job.ts";
 import { planLadder, type PlannedRendition } from "../src/transcode/ladder.ts";
 import { compared, median, type Figure } from "./report.ts";
 import { reapedChildrenCpu, removeDir, spawnTracked, stop, succeeded, tail, tempDir } from "./procs.ts";
-import { syntheticInputs } from "../src/chaos/publisher.ts";
+import { syntheticInputs } from "../tools/chaos/publisher.ts";
 
 const SOURCE = { width: 1280, height: 720, frameRate: 30, hasAudio: true };
 

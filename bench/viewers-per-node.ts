@@ -1,6 +1,6 @@
 // Benchmark 7: simulated viewers one node holds with the media playlist's p99 under 50 ms. A real redis-server
 // and baton node with the tests' light ladder (360p/240p, x264 ultrafast) and a light 640x360 publisher, so
-// the CPU goes to the viewers. SimulatedViewer instances (src/chaos/viewer.ts: master playlist and session,
+// the CPU goes to the viewers. SimulatedViewer instances (tools/chaos/viewer.ts: master playlist and session,
 // media playlist reloads at the RFC 8216 pace, every new segment downloaded, the lowest rendition) are added
 // step by step: 25, 50, 100, 200, 400 (quick: 25, 50, 100). At each step, after the new viewers have started
 // and settled, a probe fetches the media playlist (no session) every 100 ms on one keep-alive connection and
@@ -9,9 +9,9 @@
 // first step whose second probe is over it too). Baseline: the probe's p99 with no viewer, same node, same run.
 // The viewers run in this process, on the same 2 cores as the node: the figure is a lower bound.
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { SimulatedViewer, type ViewerReport } from "../src/chaos/viewer.ts";
-import { errorMessage } from "../src/errors.ts";
-import type { Managed } from "../src/ops/processes.ts";
+import { SimulatedViewer, type ViewerReport } from "../tools/chaos/viewer.ts";
+import { errorMessage } from "../src/core/errors.ts";
+import type { Managed } from "../tools/processes.ts";
 import { compared, percentile, type Figure } from "./report.ts";
 import { httpGet, keepAlive, sleep, stop } from "./procs.ts";
 import { lightLadderEnv, publishLight, waitForSeq } from "./live.ts";

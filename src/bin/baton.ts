@@ -8,11 +8,11 @@
 import { loadConfig } from "../config/load.ts";
 import { adminToken, playbackSecret, publishSecret } from "../config/state-dir.ts";
 import { makePlaybackToken, playbackUrls } from "../delivery/playback-token.ts";
-import { drain, revoke, rollingUpdate, status, undrain, type AdminClient } from "../ops/admin-cli.ts";
-import { errorMessage } from "../errors.ts";
+import { drain, revoke, rollingUpdate, status, undrain, type AdminClient } from "../../tools/admin-cli.ts";
+import { errorMessage } from "../core/errors.ts";
 import { makePublishToken } from "../ingest/token.ts";
-import { isStreamId } from "../ingest/stream-id.ts";
-import { createLogger } from "../log.ts";
+import { isStreamId } from "../core/ids.ts";
+import { createLogger } from "../core/log.ts";
 
 const USAGE = `usage: baton <command>
   start [--nodes N]       run the local cluster (Redis, N nodes, HAProxy); Ctrl-C stops it
@@ -124,7 +124,7 @@ async function pushCommand(args: string[]): Promise<void> {
   const target = url ?? `rtmp://${config.node.publicHost}:${config.rtmp.port}/live/${streamId}?token=${makePublishToken(publishSecret(config), streamId, config.auth.publishTokenTtl)}`;
   const stop = new AbortController();
   for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => stop.abort());
-  const { push } = await import("../ops/push.ts");
+  const { push } = await import("../../tools/push.ts");
   await push({ url: target, file: source, retryDelayMs: 2000, say: (line) => process.stderr.write(`baton push: ${line}\n`) }, stop.signal);
 }
 
@@ -152,7 +152,7 @@ async function main(argv: string[]): Promise<void> {
       const count = nodes === undefined ? 3 : Number(nodes);
       if (!Number.isInteger(count) || count < 1 || count > 16) throw new UsageError("--nodes takes a whole number from 1 to 16");
       if (args.length > 0) throw new UsageError(`unexpected argument ${args[0]}`);
-      const { runLocalCluster } = await import("../ops/local-cluster.ts");
+      const { runLocalCluster } = await import("../../tools/local-cluster.ts");
       await runLocalCluster({ nodes: count });
       return;
     }

@@ -8,7 +8,7 @@
 //    the balancer to a healthy node, which waits for the release), publishes the last segment and releases;
 // 5. with no publisher, no request in flight and no WebSocket left, the node is `drained`.
 // A deadline bounds the whole drain; past it, whatever is left is dropped.
-import type { Logger } from "../log.ts";
+import type { Logger } from "../core/log.ts";
 import type { NodeState } from "./registry.ts";
 
 export interface DrainParts {

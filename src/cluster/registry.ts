@@ -1,8 +1,8 @@
 // The node registry: each node writes its record (state, URLs, version, load) every second with a TTL of a
 // few seconds, so a node that stops heartbeating leaves the registry within that TTL.
 import type { Redis } from "ioredis";
-import { errorMessage } from "../errors.ts";
-import type { Logger } from "../log.ts";
+import { errorMessage } from "../core/errors.ts";
+import type { Logger } from "../core/log.ts";
 import type { Keys } from "../state/keys.ts";
 
 export type NodeState = "ready" | "draining" | "drained";

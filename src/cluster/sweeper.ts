@@ -4,8 +4,8 @@
 // tries to take each second, so the cost is one small script per node and one sweep per stream each second,
 // not nodes x streams; when the sweeping node stops, another takes over within the lease. A state change is
 // logged once, by the node whose script made it.
-import { errorMessage } from "../errors.ts";
-import type { Logger } from "../log.ts";
+import { errorMessage } from "../core/errors.ts";
+import type { Logger } from "../core/log.ts";
 import type { StreamStore } from "../state/store.ts";
 
 const EVERY_MS = 1000;

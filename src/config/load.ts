@@ -1,7 +1,7 @@
 // Loads the config: the defaults table, then an optional JSON file, then BATON_* environment variables,
 // then validation. Unknown keys and bad values throw ConfigError before anything opens a port.
 import { readFileSync } from "node:fs";
-import { ConfigError, errorMessage } from "../errors.ts";
+import { ConfigError, errorMessage } from "../core/errors.ts";
 import { DEFAULTS, type Config } from "./defaults.ts";
 import { SCHEMA, checkValue, parseEnvValue, type Rule } from "./schema.ts";
 import { rtmpsContext } from "./tls.ts";

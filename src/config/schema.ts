@@ -1,6 +1,6 @@
 // What each config key accepts. A value that fails gets a ConfigError naming the key, the value, where it
 // came from and what was expected.
-import { ConfigError } from "../errors.ts";
+import { ConfigError } from "../core/errors.ts";
 import type { Config, Rendition } from "./defaults.ts";
 
 type Rule =

@@ -3,7 +3,7 @@
 // listener.
 import { readFileSync } from "node:fs";
 import { createSecureContext, type SecureContext } from "node:tls";
-import { ConfigError, errorMessage } from "../errors.ts";
+import { ConfigError, errorMessage } from "../core/errors.ts";
 import type { Config } from "./defaults.ts";
 
 /** Where a key's value came from (a file, a BATON_* variable, "defaults"), for the error. */

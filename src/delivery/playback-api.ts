@@ -1,10 +1,10 @@
 // Playback tokens for a site's backend, behind the admin bearer token:
 //   POST /admin/playback-tokens {"streamId": "...", "ttl": seconds} -> 201 {"token", "expiresAt", "url", "playlistUrl"}
 // The URLs are paths: the backend puts them after the address its viewers use (the balancer's).
-import { isStreamId } from "../ingest/stream-id.ts";
-import { checkBearer } from "./bearer.ts";
-import { HttpError, sendJson } from "./http-error.ts";
-import type { DeliveryServer } from "./http.ts";
+import { isStreamId } from "../core/ids.ts";
+import { checkBearer } from "../http/bearer.ts";
+import { HttpError, sendJson } from "../http/errors.ts";
+import type { DeliveryServer } from "../http/server.ts";
 import { makePlaybackToken, playbackUrls } from "./playback-token.ts";
 import { PRIVATE, readJson } from "./sessions-api.ts";
 

@@ -3,7 +3,7 @@
 // The "play" in the signed text and a secret of its own (by default derived from the sessions secret, see
 // config/state-dir.ts) keep them apart from publish tokens: neither is ever taken for the other.
 import { createHmac, timingSafeEqual } from "node:crypto";
-import { HttpError } from "./http-error.ts";
+import { HttpError } from "../http/errors.ts";
 
 function sign(secret: string, streamId: string, expiry: number): Buffer {
   return createHmac("sha256", secret).update(`play\n${streamId}\n${expiry}`).digest();

@@ -1,7 +1,7 @@
 // The player page: GET /watch/{streamId}, with hls.js served by baton itself (no CDN).
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import type { DeliveryServer } from "./http.ts";
+import type { DeliveryServer } from "../http/server.ts";
 
 const require = createRequire(import.meta.url);
 const PUBLIC = new URL("./public/", import.meta.url);

@@ -4,7 +4,7 @@
 // and a node checks it without a Redis round trip, in constant time. The shape is the one earlier releases
 // issued and check, so during a rolling update a token from a new node still opens playlists on an old one.
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { isStreamId } from "../ingest/stream-id.ts";
+import { isStreamId } from "../core/ids.ts";
 
 export const SESSION_ID = /^[0-9a-f]{32}$/;
 

@@ -2,11 +2,11 @@
 // The token comes as `Authorization: Bearer <token>` or `?session=<token>`. Without one: 401; with another
 // session's: 403, never its data. Every answer carries a session's token or data: `Cache-Control: private`.
 import type { IncomingMessage } from "node:http";
-import { isStreamId } from "../ingest/stream-id.ts";
+import { isStreamId } from "../core/ids.ts";
 import type { Session } from "../state/sessions.ts";
 import type { StreamSnapshot } from "../state/store.ts";
-import { HttpError, sendJson } from "./http-error.ts";
-import type { DeliveryServer, Request } from "./http.ts";
+import { HttpError, sendJson } from "../http/errors.ts";
+import type { DeliveryServer, Request } from "../http/server.ts";
 import { readReport, MAX_POSITION, positionOf, resumePoint, type NamedSession, type ViewerSessions } from "./sessions.ts";
 
 const MAX_BODY = 4096;

@@ -6,8 +6,8 @@
 import type { IncomingMessage } from "node:http";
 import { startWindowMs, type Session, type SessionOrigin, type SessionStore } from "../state/sessions.ts";
 import type { StreamSnapshot } from "../state/store.ts";
-import type { ClientAddresses } from "./client-address.ts";
-import { HttpError } from "./http-error.ts";
+import type { ClientAddresses } from "../http/client-address.ts";
+import { HttpError } from "../http/errors.ts";
 import { checkPlaybackToken } from "./playback-token.ts";
 import { AddressLimiter } from "./rate-limit.ts";
 import { issuedAt, makeSessionToken, newSessionId, readSessionToken } from "./session-token.ts";

@@ -5,7 +5,7 @@
 // Redis.
 import { createHash } from "node:crypto";
 import type { IncomingMessage } from "node:http";
-import type { ClientAddresses } from "./client-address.ts";
+import type { ClientAddresses } from "../http/client-address.ts";
 
 const WINDOW_MS = 30000;
 /** Entries kept per node; beyond this, new viewers are counted in an overflow bucket per stream. */

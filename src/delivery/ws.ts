@@ -7,8 +7,8 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, type WebSocket } from "ws";
-import type { Logger } from "../log.ts";
-import type { Metrics } from "../ops/metrics.ts";
+import type { Logger } from "../core/log.ts";
+import type { Metrics } from "../core/metrics.ts";
 import type { TimelineCache } from "./timeline-cache.ts";
 import { readReport, MAX_POSITION, type NamedSession, type ViewerSessions } from "./sessions.ts";
 

@@ -1,10 +1,10 @@
 // The synchronous part of publish admission: the app, the stream id, the token's signature, a local duplicate.
 // What needs the cluster's state is decided by the stream's owner before it claims: a revocation, and whether
-// an expired token is the one its live broadcast started with (src/cluster/stream-owner.ts); the cluster-wide
+// an expired token is the one its live broadcast started with (src/stream/owner.ts); the cluster-wide
 // duplicate check is the ownership claim in Redis (state/scripts/claim-3.lua).
-import { AdmissionError } from "../errors.ts";
+import { AdmissionError } from "../core/errors.ts";
 import type { PublishRequest } from "./rtmp-server.ts";
-import { isStreamId } from "./stream-id.ts";
+import { isStreamId } from "../core/ids.ts";
 import { readPublishToken, type PublishCredential } from "./token.ts";
 
 /** An admitted publish: its stream, and what its token says (null when tokens are not required). */

@@ -1,6 +1,6 @@
 // How many RTMP connections a node holds, in all and per client address, and the log of the ones it closes.
 // A flood is thousands of refusals a second: the log says each, up to a few a second, then how many more.
-import type { Logger } from "../log.ts";
+import type { Logger } from "../core/log.ts";
 
 /** Why an RTMP connection was refused or closed; the `reason` label of baton_rtmp_connections_refused_total. */
 export type RtmpCloseReason =

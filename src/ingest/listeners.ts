@@ -4,8 +4,8 @@
 import { createServer, isIP, type Server, type Socket } from "node:net";
 import { Duplex } from "node:stream";
 import { TLSSocket, type SecureContext } from "node:tls";
-import { errorMessage } from "../errors.ts";
-import type { Logger } from "../log.ts";
+import { errorMessage } from "../core/errors.ts";
+import type { Logger } from "../core/log.ts";
 import type { ConnectionCounts, RtmpCloseReason, Slot } from "./connection-limits.ts";
 import { PROXY_HEADER_MAX, parseProxyHeader } from "./proxy-protocol.ts";
 

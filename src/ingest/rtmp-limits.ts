@@ -5,7 +5,7 @@
 // event loop for seconds. Here a message is sized by what its type and the connection's state allow before a
 // byte of it is stored, each message gets its own buffer that leaves with it, and a connection that breaks a
 // limit is refused with an RtmpLimitError (the caller closes it).
-import { BatonError } from "../errors.ts";
+import { BatonError } from "../core/errors.ts";
 import { checkAmf0 } from "./amf-check.ts";
 import type { RtmpCloseReason } from "./connection-limits.ts";
 import { rtmpSteps, type NmsChunkStream, type NmsRtmp } from "./nms.ts";

@@ -4,7 +4,7 @@
 // leaked token can start a broadcast. A broadcast started with a token keeps taking that token's reconnects
 // after it expires, until the broadcast ends (see StreamOwner), so a long show survives drains.
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
-import { AdmissionError } from "../errors.ts";
+import { AdmissionError } from "../core/errors.ts";
 
 /** What a well-signed token says; `expired` is decided by the caller's clock, and may still be forgiven. */
 export interface PublishCredential {

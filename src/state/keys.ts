@@ -1,6 +1,6 @@
 // Every Redis key and channel baton uses is built here and nowhere else. A stream's keys carry its id as a
 // hash tag ({streamId}) so they share one Redis Cluster slot and one Lua script can touch them all.
-import { isStreamId } from "../ingest/stream-id.ts";
+import { isStreamId } from "../core/ids.ts";
 import { isClaimId } from "./claim-id.ts";
 
 export class Keys {

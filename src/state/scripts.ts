@@ -3,8 +3,8 @@
 // rolling update each run their own scripts. Maps script errors to baton's errors in one place.
 import { readFileSync, readdirSync } from "node:fs";
 import type { ChainableCommander, Redis } from "ioredis";
-import { AlreadyLiveError, FencedError, HandoffPendingError } from "../errors.ts";
-import { VERSION } from "../version.ts";
+import { AlreadyLiveError, FencedError, HandoffPendingError } from "../core/errors.ts";
+import { VERSION } from "../core/version.ts";
 
 const DIR = new URL("./scripts/", import.meta.url);
 const SUFFIX = `_v${VERSION.replace(/\W/g, "_")}`;

@@ -1,7 +1,7 @@
 // Everything baton keeps in Redis about streams, behind typed methods. Multi-step changes are Lua scripts
 // (./scripts/); keys come from keys.ts only.
 import { Redis } from "ioredis";
-import { BatonError } from "../errors.ts";
+import { BatonError } from "../core/errors.ts";
 import { newClaimId } from "./claim-id.ts";
 import { Keys } from "./keys.ts";
 import { defineScripts, mapScriptError, queueScript, runScript } from "./scripts.ts";

@@ -9,7 +9,7 @@
 //   stdin ends the input, and the second SIGINT is sent anyway before SIGKILL.
 import { PassThrough } from "node:stream";
 import ffmpeg from "fluent-ffmpeg";
-import { TypedEmitter } from "../events.ts";
+import { TypedEmitter } from "../core/events.ts";
 
 export interface FfmpegSpec {
   ffmpegPath: string;

@@ -5,10 +5,10 @@
 // marked as a discontinuity.
 import { mkdirSync, readFileSync, rmSync, unlinkSync, watch, type FSWatcher } from "node:fs";
 import { join } from "node:path";
-import { errorMessage } from "../errors.ts";
-import { TypedEmitter } from "../events.ts";
+import { errorMessage } from "../core/errors.ts";
+import { TypedEmitter } from "../core/events.ts";
 import { flvHeader, flvTag, type AVPacket } from "../ingest/nms.ts";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../core/log.ts";
 import { FfmpegProcess, type FfmpegSpec } from "./ffmpeg.ts";
 import { SegmentGrouper, type Grouped } from "./grouping.ts";
 import { BUFSIZE_SECONDS, MAXRATE_FACTOR, type PlannedRendition } from "./ladder.ts";

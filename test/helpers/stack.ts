@@ -4,10 +4,10 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { syntheticPushArgs } from "../../src/chaos/publisher.ts";
+import { syntheticPushArgs } from "../../tools/chaos/publisher.ts";
 import { haproxyConfig } from "../../src/cluster/haproxy.ts";
 import { makePublishToken } from "../../src/ingest/token.ts";
-import { freePort, isPortFree, nodeCommand, nodeEnv, startProcess, startRedis, stopProcess, waitForPort, type Managed } from "../../src/ops/processes.ts";
+import { freePort, isPortFree, nodeCommand, nodeEnv, startProcess, startRedis, stopProcess, waitForPort, type Managed } from "../../tools/processes.ts";
 
 export const HOST = "127.0.0.1";
 

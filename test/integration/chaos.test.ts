@@ -5,8 +5,8 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { ChaosReport } from "../../src/chaos/report.ts";
-import { nodeCommand } from "../../src/ops/processes.ts";
+import type { ChaosReport } from "../../tools/chaos/report.ts";
+import { nodeCommand } from "../../tools/processes.ts";
 import { localClusterEnv, tempDir } from "../helpers/stack.ts";
 
 async function chaos(scenario: string, browsers: number): Promise<{ code: number; report: ChaosReport; png: Buffer; output: string }> {

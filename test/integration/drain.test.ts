@@ -3,8 +3,8 @@
 // SIGKILL one. Plus the agent's answers, undrain, the drain deadline, and SIGTERM.
 import assert from "node:assert/strict";
 import { connect } from "node:net";
-import { ReconnectingPublisher } from "../../src/chaos/publisher.ts";
-import { SimulatedViewer, type ViewerReport } from "../../src/chaos/viewer.ts";
+import { ReconnectingPublisher } from "../../tools/chaos/publisher.ts";
+import { SimulatedViewer, type ViewerReport } from "../../tools/chaos/viewer.ts";
 import { makePublishToken } from "../../src/ingest/token.ts";
 import { parseM3u8 } from "../helpers/hls.ts";
 import {

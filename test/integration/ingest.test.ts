@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { makePublishToken } from "../../src/ingest/token.ts";
-import type { Managed } from "../../src/ops/processes.ts";
+import type { Managed } from "../../tools/processes.ts";
 import { connectObject, RtmpTestClient, type AmfValue } from "../helpers/rtmp-client.ts";
 import { get, HOST, publish, SECRET, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestNode, ADMIN } from "../helpers/stack.ts";
 

@@ -5,9 +5,9 @@ import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { loadConfig } from "../../src/config/load.ts";
-import { createLogger } from "../../src/log.ts";
+import { createLogger } from "../../src/core/log.ts";
 import { BatonNode } from "../../src/node.ts";
-import { freePort, nodeEnv } from "../../src/ops/processes.ts";
+import { freePort, nodeEnv } from "../../tools/processes.ts";
 import { HOST, SECRET, TEST_LADDER, get, publish, startTestRedis, stopAll, tempDir, testPrefix, waitFor } from "../helpers/stack.ts";
 import { makePublishToken } from "../../src/ingest/token.ts";
 

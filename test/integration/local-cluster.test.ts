@@ -3,11 +3,11 @@
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { ReconnectingPublisher } from "../../src/chaos/publisher.ts";
-import { SimulatedViewer } from "../../src/chaos/viewer.ts";
+import { ReconnectingPublisher } from "../../tools/chaos/publisher.ts";
+import { SimulatedViewer } from "../../tools/chaos/viewer.ts";
 import { makePublishToken } from "../../src/ingest/token.ts";
 import { join } from "node:path";
-import { isPortFree, nodeCommand, startProcess, type Managed } from "../../src/ops/processes.ts";
+import { isPortFree, nodeCommand, startProcess, type Managed } from "../../tools/processes.ts";
 import { parseM3u8 } from "../helpers/hls.ts";
 import { HOST, get, localClusterEnv, publish, stopAll, waitFor, ADMIN } from "../helpers/stack.ts";
 

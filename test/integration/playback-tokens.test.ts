@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { makePlaybackToken } from "../../src/delivery/playback-token.ts";
 import { makePublishToken } from "../../src/ingest/token.ts";
-import { nodeCommand } from "../../src/ops/processes.ts";
+import { nodeCommand } from "../../tools/processes.ts";
 import { parseM3u8 } from "../helpers/hls.ts";
 import {
   ADMIN, HOST, SECRET, SESSION_SECRET, get, publish, startTestNode, startTestRedis, stopAll, tempDir, testPrefix, waitFor, type TestNode,

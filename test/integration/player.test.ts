@@ -3,7 +3,7 @@
 // node that requires playback tokens, the page passes on the one in its URL, and says so when there is none.
 import assert from "node:assert/strict";
 import { chromium, type Browser, type Page } from "playwright-core";
-import { CHROMIUM, CHROMIUM_ARGS } from "../../src/chaos/browsers.ts";
+import { CHROMIUM, CHROMIUM_ARGS } from "../../tools/chaos/browsers.ts";
 import { makePlaybackToken } from "../../src/delivery/playback-token.ts";
 import {
   get, publish, startTestHaproxy, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestHaproxy, type TestNode,

@@ -3,8 +3,8 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
-import { nodeCommand, startProcess } from "../../src/ops/processes.ts";
-import { smallMachineWarning } from "../../src/ops/local-cluster.ts";
+import { nodeCommand, startProcess } from "../../tools/processes.ts";
+import { smallMachineWarning } from "../../tools/local-cluster.ts";
 import { DEFAULTS } from "../../src/config/defaults.ts";
 import { lastSeq, parseM3u8 } from "../helpers/hls.ts";
 import {

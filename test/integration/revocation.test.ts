@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { makePublishToken } from "../../src/ingest/token.ts";
-import { nodeCommand } from "../../src/ops/processes.ts";
+import { nodeCommand } from "../../tools/processes.ts";
 import { lastSeq, parseM3u8 } from "../helpers/hls.ts";
 import { ADMIN, ADMIN_TOKEN, SECRET, get, publish, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestNode } from "../helpers/stack.ts";
 

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { createServer, type Server } from "node:net";
-import { freePort, nodeCommand } from "../../src/ops/processes.ts";
+import { freePort, nodeCommand } from "../../tools/processes.ts";
 import { HOST, stopAll, tempDir } from "../helpers/stack.ts";
 
 function runNode(env: Record<string, string>): Promise<{ code: number; stderr: string }> {

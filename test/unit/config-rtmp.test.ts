@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../../src/config/load.ts";
-import { ConfigError, errorMessage } from "../../src/errors.ts";
+import { ConfigError, errorMessage } from "../../src/core/errors.ts";
 import { selfSignedCertificate } from "../helpers/tls.ts";
 
 function configError(env: Record<string, string>): string {

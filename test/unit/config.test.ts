@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DEFAULTS } from "../../src/config/defaults.ts";
 import { loadConfig, type LoadOptions } from "../../src/config/load.ts";
-import { ConfigError, errorMessage } from "../../src/errors.ts";
+import { ConfigError, errorMessage } from "../../src/core/errors.ts";
 
 const GOOD_RENDITION = { name: "a", height: 360, videoBitrate: 800, audioBitrate: 96, maxFrameRate: 30 };
 

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { Drainer, type DrainParts } from "../../src/cluster/drain.ts";
 import type { NodeState } from "../../src/cluster/registry.ts";
-import { createLogger } from "../../src/log.ts";
+import { createLogger } from "../../src/core/log.ts";
 
 interface Fake {
   parts: DrainParts;

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DEFAULTS, type Rendition } from "../../src/config/defaults.ts";
 import type { SourceInfo } from "../../src/ingest/rtmp-server.ts";
-import { createLogger } from "../../src/log.ts";
+import { createLogger } from "../../src/core/log.ts";
 import { BUFSIZE_SECONDS, MAXRATE_FACTOR, h264Level, ladderEntries, planLadder, replanLadder, scaledWidth, type PlannedRendition } from "../../src/transcode/ladder.ts";
 import { ffmpegSpec, type TranscodeOptions } from "../../src/transcode/job.ts";
 

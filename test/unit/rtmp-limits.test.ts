@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { ConnectionCounts, RefusalLog } from "../../src/ingest/connection-limits.ts";
 import { createRtmpProtocol, type AVPacket, type NmsRtmp } from "../../src/ingest/nms.ts";
 import { MAX_CHUNK_STREAMS, MAX_COMMANDS_BEFORE_PUBLISH, MAX_MESSAGE_BEFORE_PUBLISH, ParserGuard, RtmpLimitError } from "../../src/ingest/rtmp-limits.ts";
-import type { Fields, Logger } from "../../src/log.ts";
+import type { Fields, Logger } from "../../src/core/log.ts";
 import { connectObject } from "../helpers/rtmp-client.ts";
 import { commandPayload, message, setChunkSize, strictArrayConnect, type0Header, TYPE_AMF0_COMMAND, TYPE_VIDEO, amfStrictArray } from "../helpers/rtmp-attacks.ts";
 

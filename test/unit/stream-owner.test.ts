@@ -2,14 +2,14 @@
 // lease it marked for handoff must stay until its release, so no other node claims the stream in between
 // and fences the last segments off. A real redis-server and store; the publisher and transcoder are fakes.
 import assert from "node:assert/strict";
-import { LEASE_TTL_MS, StreamOwner, type TimelineWriter } from "../../src/cluster/stream-owner.ts";
+import { LEASE_TTL_MS, StreamOwner, type TimelineWriter } from "../../src/stream/owner.ts";
 import { DEFAULTS } from "../../src/config/defaults.ts";
-import { HandoffPendingError } from "../../src/errors.ts";
-import { TypedEmitter } from "../../src/events.ts";
+import { HandoffPendingError } from "../../src/core/errors.ts";
+import { TypedEmitter } from "../../src/core/events.ts";
 import type { AVPacket } from "../../src/ingest/nms.ts";
 import type { PublisherConnection } from "../../src/ingest/rtmp-server.ts";
-import { createLogger } from "../../src/log.ts";
-import { Metrics } from "../../src/ops/metrics.ts";
+import { createLogger } from "../../src/core/log.ts";
+import { Metrics } from "../../src/core/metrics.ts";
 import { StreamStore } from "../../src/state/store.ts";
 import type { SegmentGroupOut } from "../../src/transcode/job.ts";
 import { startTestRedis, stopAll, testPrefix, waitFor, type TestRedis } from "../helpers/stack.ts";

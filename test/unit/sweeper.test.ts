@@ -3,7 +3,7 @@
 // retention), and when the sweeping node stops another takes over within the lease.
 import assert from "node:assert/strict";
 import { SWEEPER_LEASE_MS, Sweeper } from "../../src/cluster/sweeper.ts";
-import { createLogger } from "../../src/log.ts";
+import { createLogger } from "../../src/core/log.ts";
 import { StreamStore } from "../../src/state/store.ts";
 import { startTestRedis, stopAll, testPrefix, waitFor, type TestRedis } from "../helpers/stack.ts";
 

@@ -1,10 +1,10 @@
-// The chaos timeline chart, read back with a PNG decoder written here (independent of src/chaos/png.ts):
+// The chaos timeline chart, read back with a PNG decoder written here (independent of tools/chaos/png.ts):
 // the file must be a valid PNG, and the pixels must say what the chart claims to draw, where it claims.
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { inflateSync } from "node:zlib";
-import { Raster, type Rgba } from "../../src/chaos/png.ts";
-import { chartGeometry, renderTimeline, EVENT_COLORS, NODE_COLORS, STALL_COLORS, ERROR_COLOR, type ChaosTimeline } from "../../src/chaos/timeline-chart.ts";
+import { Raster, type Rgba } from "../../tools/chaos/png.ts";
+import { chartGeometry, renderTimeline, EVENT_COLORS, NODE_COLORS, STALL_COLORS, ERROR_COLOR, type ChaosTimeline } from "../../tools/chaos/timeline-chart.ts";
 
 const SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
 const WHITE: Rgba = [255, 255, 255, 255];

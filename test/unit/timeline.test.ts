@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { segmentUri } from "../../src/delivery/playlist.ts";
-import { BatonError, FencedError, HandoffPendingError } from "../../src/errors.ts";
+import { BatonError, FencedError, HandoffPendingError } from "../../src/core/errors.ts";
 import { isClaimId } from "../../src/state/claim-id.ts";
 import { StreamStore, type Claim, type SegmentGroup, type StoreOptions } from "../../src/state/store.ts";
 import { startTestRedis, stopAll, testPrefix, waitFor, type TestRedis } from "../helpers/stack.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { AdmissionError, type RefusalReason } from "../../src/errors.ts";
+import { AdmissionError, type RefusalReason } from "../../src/core/errors.ts";
 import { admitPublish, type AdmissionPolicy } from "../../src/ingest/admission.ts";
 import type { PublishRequest } from "../../src/ingest/rtmp-server.ts";
 import { checkPublishToken, makePublishToken, readPublishToken } from "../../src/ingest/token.ts";

@@ -1,7 +1,7 @@
 // Bearer-token checks for the operators' endpoints (the admin API, and /api/nodes, /api/streams, /metrics):
 // compared in constant time.
 import { createHash, timingSafeEqual } from "node:crypto";
-import { HttpError } from "./http-error.ts";
+import { HttpError } from "./errors.ts";
 
 const digest = (text: string): Buffer => createHash("sha256").update(text).digest();
 

@@ -6,11 +6,11 @@ import { writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { createConnection } from "node:net";
 import { join } from "node:path";
-import type { Config } from "../config/defaults.ts";
-import { loadConfig } from "../config/load.ts";
-import { adminToken, publishSecret, sessionSecret, stateDir } from "../config/state-dir.ts";
-import { haproxyConfig, type BalancedNode } from "../cluster/haproxy.ts";
-import { makePublishToken } from "../ingest/token.ts";
+import type { Config } from "../src/config/defaults.ts";
+import { loadConfig } from "../src/config/load.ts";
+import { adminToken, publishSecret, sessionSecret, stateDir } from "../src/config/state-dir.ts";
+import { haproxyConfig, type BalancedNode } from "../src/cluster/haproxy.ts";
+import { makePublishToken } from "../src/ingest/token.ts";
 import { PidFile } from "./pid-file.ts";
 import { isPortFree, nodeCommand, nodeEnv, startHaproxy, startProcess, startRedis, stopProcess, waitForPort, type Managed } from "./processes.ts";
 

@@ -5,10 +5,10 @@ import { createWriteStream, mkdirSync } from "node:fs";
 import { createConnection, createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Config } from "../config/defaults.ts";
-import { configEnv, type DeepPartial } from "../config/load.ts";
+import type { Config } from "../src/config/defaults.ts";
+import { configEnv, type DeepPartial } from "../src/config/load.ts";
 
-export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 
 export interface Managed {
   name: string;

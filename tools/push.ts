@@ -3,7 +3,7 @@
 // the connection ends (a drain, a rolling update, a node lost) reconnects after a short delay, as OBS's
 // "Automatically Reconnect" does. Plain ffmpeg exits instead, and its stream ends after the reconnect window.
 import { existsSync } from "node:fs";
-import { ReconnectingPublisher, syntheticInputs } from "../chaos/publisher.ts";
+import { ReconnectingPublisher, syntheticInputs } from "./chaos/publisher.ts";
 
 export interface PushOptions {
   url: string;

@@ -4,20 +4,20 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { errorMessage } from "../errors.ts";
-import { isStreamId } from "../ingest/stream-id.ts";
-import type { Logger } from "../log.ts";
-import type { Metrics } from "../ops/metrics.ts";
+import { errorMessage } from "../core/errors.ts";
+import { isStreamId } from "../core/ids.ts";
+import type { Logger } from "../core/log.ts";
+import type { Metrics } from "../core/metrics.ts";
 import { CLAIM_ID } from "../state/claim-id.ts";
 import type { StreamSnapshot, StreamStore } from "../state/store.ts";
 import { checkBearer } from "./bearer.ts";
-import { HttpError, sendJson } from "./http-error.ts";
-import { renderMaster, renderMedia } from "./playlist.ts";
-import type { ViewerSessions } from "./sessions.ts";
-import { SegmentCache } from "./segment-cache.ts";
-import { TimelineCache } from "./timeline-cache.ts";
-import { ViewerTracker } from "./viewers.ts";
-import { reject as rejectUpgrade } from "./ws.ts";
+import { HttpError, sendJson } from "./errors.ts";
+import { renderMaster, renderMedia } from "../delivery/playlist.ts";
+import type { ViewerSessions } from "../delivery/sessions.ts";
+import { SegmentCache } from "../delivery/segment-cache.ts";
+import { TimelineCache } from "../delivery/timeline-cache.ts";
+import { ViewerTracker } from "../delivery/viewers.ts";
+import { reject as rejectUpgrade } from "../delivery/ws.ts";
 import type { ClientAddresses } from "./client-address.ts";
 
 export interface Readiness {

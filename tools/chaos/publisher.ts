@@ -1,6 +1,6 @@
 // A publisher for the harness: ffmpeg pushing a synthetic stream in real time, wrapped to reconnect the way
 // OBS does when its connection ends (a delay, then again), until stopped.
-import { startProcess, stopProcess, type Managed } from "../ops/processes.ts";
+import { startProcess, stopProcess, type Managed } from "../processes.ts";
 
 /** The synthetic source: ffmpeg's test pattern at 30 fps and a 440-Hz tone, as lavfi inputs. */
 export function syntheticInputs(width = 1280, height = 720, audio = true): string[] {

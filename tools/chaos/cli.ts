@@ -6,11 +6,11 @@
 //                    [--quick] [--streams N] [--viewers N] [--browsers N] [--nodes N] [--out FILE]
 //                    [--url URL --admin-token TOKEN --publish-url URL ...]
 import { writeFileSync } from "node:fs";
-import { runChaos, type ChaosOptions } from "../chaos/harness.ts";
-import { summary } from "../chaos/report.ts";
-import { SCENARIOS, type ScenarioName } from "../chaos/scenarios.ts";
-import { renderTimeline } from "../chaos/timeline-chart.ts";
-import { errorMessage } from "../errors.ts";
+import { runChaos, type ChaosOptions } from "./harness.ts";
+import { summary } from "./report.ts";
+import { SCENARIOS, type ScenarioName } from "./scenarios.ts";
+import { renderTimeline } from "./timeline-chart.ts";
+import { errorMessage } from "../../src/core/errors.ts";
 
 const USAGE = `usage: npm run chaos -- --scenario ${[...SCENARIOS, "all"].join("|")} [--quick] [--streams N] [--viewers N]
          [--browsers N] [--nodes N] [--out FILE] [--url URL --admin-token TOKEN --publish-url URL ...]`;

@@ -1,10 +1,10 @@
 // The resilience harness behind `npm run chaos`: it runs a scenario against the local cluster (started here)
 // or a running deployment (--url), with real publishers and real players watching (simulated HLS viewers and
 // hls.js in Chromium), a checker that polls every node directly, and reports what the viewers experienced.
-import { loadConfig } from "../config/load.ts";
-import { errorMessage } from "../errors.ts";
-import { nodesOf, type AdminClient } from "../ops/admin-cli.ts";
-import { LocalCluster } from "../ops/local-cluster.ts";
+import { loadConfig } from "../../src/config/load.ts";
+import { errorMessage } from "../../src/core/errors.ts";
+import { nodesOf, type AdminClient } from "../admin-cli.ts";
+import { LocalCluster } from "../local-cluster.ts";
 import { BrowserViewers, STALL_DETAILS, type BrowserReport } from "./browsers.ts";
 import { ConsistencyChecker } from "./consistency.ts";
 import { ReconnectingPublisher } from "./publisher.ts";

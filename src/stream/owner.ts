@@ -3,12 +3,12 @@
 // bounded, while Redis is away), and releases the stream when the publisher leaves. A write refused for a
 // stale epoch means another node owns the stream now: this one stops at once.
 import type { Config } from "../config/defaults.ts";
-import { AdmissionError, AlreadyLiveError, FencedError, HandoffPendingError, errorMessage } from "../errors.ts";
-import { TypedEmitter } from "../events.ts";
+import { AdmissionError, AlreadyLiveError, FencedError, HandoffPendingError, errorMessage } from "../core/errors.ts";
+import { TypedEmitter } from "../core/events.ts";
 import type { AVPacket } from "../ingest/nms.ts";
 import type { PublisherConnection } from "../ingest/rtmp-server.ts";
-import type { Logger } from "../log.ts";
-import type { Metrics } from "../ops/metrics.ts";
+import type { Logger } from "../core/log.ts";
+import type { Metrics } from "../core/metrics.ts";
 import type { Claim, StreamStore } from "../state/store.ts";
 import { TranscodeJob, type SegmentGroupOut } from "../transcode/job.ts";
 import { ladderEntries, planLadder, replanLadder } from "../transcode/ladder.ts";

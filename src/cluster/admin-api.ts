@@ -3,11 +3,11 @@
 //   POST /admin/nodes/{id}/drain   POST /admin/nodes/{id}/undrain   GET /admin/nodes/{id}/status
 // A command for another node goes to it through Redis (the admin channel); the answer says what state the
 // cluster then sees that node in.
-import { checkBearer } from "../delivery/bearer.ts";
+import { checkBearer } from "../http/bearer.ts";
 import type { Redis } from "ioredis";
-import { listNodes, type NodeState } from "../cluster/registry.ts";
-import { HttpError, sendJson } from "../delivery/http-error.ts";
-import type { DeliveryServer, Request } from "../delivery/http.ts";
+import { listNodes, type NodeState } from "./registry.ts";
+import { HttpError, sendJson } from "../http/errors.ts";
+import type { DeliveryServer, Request } from "../http/server.ts";
 import { readJson } from "../delivery/sessions-api.ts";
 import type { Keys } from "../state/keys.ts";
 

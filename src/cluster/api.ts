@@ -1,10 +1,10 @@
 // Read-only cluster API for operators and their tools: GET /api/nodes, GET /api/streams (admin token, unless
 // admin.openOps).
 import type { Redis } from "ioredis";
-import { listNodes } from "../cluster/registry.ts";
+import { listNodes } from "./registry.ts";
 import type { Keys } from "../state/keys.ts";
 import type { StreamStore } from "../state/store.ts";
-import { sendJson, type DeliveryServer } from "./http.ts";
+import { sendJson, type DeliveryServer } from "../http/server.ts";
 
 export interface StreamInfo {
   id: string;
