@@ -2,7 +2,7 @@
 // (by default through the balancer, `http://<node.publicHost>:<http.port>`; `--url` for another), with the
 // admin token from the config, BATON_ADMIN_TOKEN or the local cluster's var/admin-token.
 import { execFile } from "node:child_process";
-import type { NodeRecord } from "../src/cluster/registry.ts";
+import type { NodeRecord } from "../src/core/model.ts";
 import type { StreamInfo } from "../src/cluster/api.ts";
 import { errorMessage } from "../src/core/errors.ts";
 

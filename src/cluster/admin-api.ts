@@ -2,14 +2,18 @@
 //   POST /admin/drain [{"exit": true}]   POST /admin/undrain   GET /admin/status
 //   POST /admin/nodes/{id}/drain   POST /admin/nodes/{id}/undrain   GET /admin/nodes/{id}/status
 // A command for another node goes to it through Redis (the admin channel); the answer says what state the
-// cluster then sees that node in.
+// cluster then sees that node in. runAdminCommand() is the receiving end, on every node.
 import { checkBearer } from "../http/bearer.ts";
-import type { Redis } from "ioredis";
-import { listNodes, type NodeState } from "./registry.ts";
+import { NODE_ID_PATTERN, STREAM_ID_PATTERN } from "../core/ids.ts";
+import { isStreamId } from "../core/ids.ts";
+import type { Logger } from "../core/log.ts";
+import type { NodeState } from "../core/model.ts";
+import { errorMessage } from "../core/errors.ts";
 import { HttpError, sendJson } from "../http/errors.ts";
-import type { DeliveryServer, Request } from "../http/server.ts";
-import { readJson } from "../delivery/sessions-api.ts";
-import type { Keys } from "../state/keys.ts";
+import type { Request, Routes } from "../http/server.ts";
+import { readJson } from "../http/body.ts";
+import type { Feed } from "../state/feed.ts";
+import type { NodeRecords } from "../state/nodes.ts";
 
 export interface AdminCommand {
   /** The node it is for; "*" for every node (a revocation ends the stream's publish wherever it is). */
@@ -35,8 +39,34 @@ export interface AdminOptions {
   nodeId: string;
   token: string;
   local: AdminTarget;
-  redis: Redis;
-  keys: Keys;
+  nodes: Pick<NodeRecords, "list">;
+  feed: Pick<Feed, "publishAdmin">;
+}
+
+/** What a node does for the commands that reach it through the feed. */
+export interface CommandTarget {
+  readonly id: string;
+  drain(reason: string, options: { exit: boolean }): Promise<unknown>;
+  undrain(): Promise<void>;
+  /** Ends the stream's publish on this node, if it has it. */
+  endPublish(streamId: string, reason: string): void;
+}
+
+/** Runs an admin command from the feed if it is for this node (or every node); anything malformed is logged. */
+export function runAdminCommand(message: unknown, target: CommandTarget, log: Logger): void {
+  const command = message as Partial<AdminCommand> | null;
+  if (typeof command !== "object" || command === null || typeof command.node !== "string") {
+    log.warn("unreadable admin command", { message: JSON.stringify(message)?.slice(0, 200) });
+    return;
+  }
+  if (command.node !== target.id && command.node !== "*") return;
+  const failed = (error: unknown): void => log.error("admin command failed", { action: String(command.action), error: errorMessage(error) });
+  const via = typeof command.via === "string" ? command.via.slice(0, 64) : "?";
+  if (command.action === "drain") target.drain(`admin request through ${via}`, { exit: command.exit === true }).catch(failed);
+  else if (command.action === "undrain") target.undrain().catch(failed);
+  // the encoder's reconnect then meets the revocation; a new token resumes the same timeline
+  else if (command.action === "revoke" && isStreamId(command.stream)) target.endPublish(command.stream, "publish revoked");
+  else log.warn("unknown admin command", { action: String(command.action).slice(0, 40) });
 }
 
 export { checkBearer };
@@ -47,21 +77,21 @@ async function exitFlag(request: Request): Promise<boolean> {
   return body?.exit === true;
 }
 
-export function addAdminApi(http: DeliveryServer, o: AdminOptions): void {
+export function addAdminApi(http: Routes, o: AdminOptions): void {
   const guard = (handler: (request: Request) => Promise<void> | void) => async (request: Request) => {
     checkBearer(request.req.headers.authorization, o.token);
     await handler(request);
   };
 
   const remote = async (id: string, action: "drain" | "undrain", exit: boolean): Promise<{ state: NodeState | null }> => {
-    const nodes = await listNodes(o.redis, o.keys);
+    const nodes = await o.nodes.list();
     if (!nodes.some((n) => n.id === id)) throw new HttpError(404, "UNKNOWN_NODE", `no live node ${id}`);
     const command: AdminCommand = { node: id, action, exit, via: o.nodeId };
-    await o.redis.publish(o.keys.adminChannel(), JSON.stringify(command));
+    await o.feed.publishAdmin(command);
     const want = action === "drain" ? ["draining", "drained"] : ["ready"];
     const deadline = Date.now() + 3000;
     for (;;) {
-      const record = (await listNodes(o.redis, o.keys)).find((n) => n.id === id);
+      const record = (await o.nodes.list()).find((n) => n.id === id);
       if (record && want.includes(record.state)) return { state: record.state };
       if (Date.now() > deadline) return { state: record?.state ?? null };
       await new Promise((resolve) => setTimeout(resolve, 100));
@@ -77,13 +107,13 @@ export function addAdminApi(http: DeliveryServer, o: AdminOptions): void {
     sendJson(res, 200, { node: o.nodeId, state: o.local.state });
   }));
   http.addRoute(["GET"], "admin_status", /^\/admin\/status$/, guard(({ res }) => sendJson(res, 200, o.local.status())));
-  http.addRoute(["POST"], "admin_revoke", /^\/admin\/streams\/([A-Za-z0-9_-]{1,64})\/revoke$/, guard(async ({ params, res }) => {
+  http.addRoute(["POST"], "admin_revoke", new RegExp(`^/admin/streams/(${STREAM_ID_PATTERN})/revoke$`), guard(async ({ params, res }) => {
     const stream = params[0]!;
     const revokedAt = await o.local.revoke(stream);
     sendJson(res, 200, { stream, revokedAt: new Date(revokedAt * 1000).toISOString(), refused: "every publish token of the stream issued until then" });
   }));
 
-  http.addRoute(["POST"], "admin_node_drain", /^\/admin\/nodes\/([a-z0-9][a-z0-9-]{0,62})\/(drain|undrain)$/, guard(async (request) => {
+  http.addRoute(["POST"], "admin_node_drain", new RegExp(`^/admin/nodes/(${NODE_ID_PATTERN})/(drain|undrain)$`), guard(async (request) => {
     const [id, action] = request.params as [string, "drain" | "undrain"];
     const exit = action === "drain" && (await exitFlag(request));
     if (id === o.nodeId) {
@@ -95,10 +125,10 @@ export function addAdminApi(http: DeliveryServer, o: AdminOptions): void {
     const { state } = await remote(id, action, exit);
     sendJson(request.res, state === null ? 504 : action === "drain" ? 202 : 200, { node: id, state });
   }));
-  http.addRoute(["GET"], "admin_node_status", /^\/admin\/nodes\/([a-z0-9][a-z0-9-]{0,62})\/status$/, guard(async ({ params, res }) => {
+  http.addRoute(["GET"], "admin_node_status", new RegExp(`^/admin/nodes/(${NODE_ID_PATTERN})/status$`), guard(async ({ params, res }) => {
     const id = params[0]!;
     if (id === o.nodeId) return sendJson(res, 200, o.local.status());
-    const record = (await listNodes(o.redis, o.keys)).find((n) => n.id === id);
+    const record = (await o.nodes.list()).find((n) => n.id === id);
     if (!record) throw new HttpError(404, "UNKNOWN_NODE", `no live node ${id}`);
     sendJson(res, 200, record);
   }));

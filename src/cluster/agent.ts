@@ -2,7 +2,8 @@
 // `up ready NN%` while it takes work (NN: its spare transcode capacity, so new publishers go to the least
 // loaded node), `drain` while draining (no new connections, current ones stay), `maint` once drained.
 import { createServer, type Server } from "node:net";
-import type { NodeState } from "./registry.ts";
+import { listen } from "../core/listen.ts";
+import type { NodeState } from "../core/model.ts";
 
 export function agentAnswer(state: NodeState, publishers: number, capacity: number): string {
   if (state === "draining") return "drain\n";
@@ -30,12 +31,7 @@ export class AgentServer {
       socket.on("error", () => undefined);
       socket.end(this.answer());
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", (error: NodeJS.ErrnoException) =>
-        reject(new Error(error.code === "EADDRINUSE" ? `agent port ${this.bind}:${this.port} is already in use (agent.port / BATON_AGENT_PORT)` : error.message)),
-      );
-      server.listen(this.port, this.bind, () => resolve());
-    });
+    await listen(server, { port: this.port, bind: this.bind, what: "agent", key: "agent.port / BATON_AGENT_PORT" });
     this.server = server;
   }
 

@@ -1,10 +1,9 @@
 // Read-only cluster API for operators and their tools: GET /api/nodes, GET /api/streams (admin token, unless
 // admin.openOps).
-import type { Redis } from "ioredis";
-import { listNodes } from "./registry.ts";
-import type { Keys } from "../state/keys.ts";
+import type { NodeRecords } from "../state/nodes.ts";
 import type { StreamStore } from "../state/store.ts";
-import { sendJson, type DeliveryServer } from "../http/server.ts";
+import { sendJson } from "../http/errors.ts";
+import type { HttpServer } from "../http/server.ts";
 
 export interface StreamInfo {
   id: string;
@@ -18,8 +17,8 @@ export interface StreamInfo {
   viewers: number;
 }
 
-export async function listStreamInfo(store: Pick<StreamStore, "listStreams" | "read">, redis: Redis, keys: Keys): Promise<StreamInfo[]> {
-  const nodes = await listNodes(redis, keys);
+export async function listStreamInfo(store: Pick<StreamStore, "listStreams" | "read">, records: Pick<NodeRecords, "list">): Promise<StreamInfo[]> {
+  const nodes = await records.list();
   const out: StreamInfo[] = [];
   for (const id of await store.listStreams()) {
     const s = await store.read(id);
@@ -39,14 +38,14 @@ export async function listStreamInfo(store: Pick<StreamStore, "listStreams" | "r
   return out;
 }
 
-export function addClusterApi(http: DeliveryServer, store: StreamStore): void {
+export function addClusterApi(http: Pick<HttpServer, "addRoute" | "guardOps">, store: Pick<StreamStore, "listStreams" | "read">, records: Pick<NodeRecords, "list">): void {
   // for operators and their tools: they name every node's address and every stream, private ones included
   http.addRoute(["GET", "HEAD"], "api_nodes", /^\/api\/nodes$/, async ({ req, res }) => {
     http.guardOps(req);
-    sendJson(res, 200, { nodes: await listNodes(store.redis, store.keys) });
+    sendJson(res, 200, { nodes: await records.list() });
   });
   http.addRoute(["GET", "HEAD"], "api_streams", /^\/api\/streams$/, async ({ req, res }) => {
     http.guardOps(req);
-    sendJson(res, 200, { streams: await listStreamInfo(store, store.redis, store.keys) });
+    sendJson(res, 200, { streams: await listStreamInfo(store, records) });
   });
 }

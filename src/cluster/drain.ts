@@ -9,14 +9,14 @@
 // 5. with no publisher, no request in flight and no WebSocket left, the node is `drained`.
 // A deadline bounds the whole drain; past it, whatever is left is dropped.
 import type { Logger } from "../core/log.ts";
-import type { NodeState } from "./registry.ts";
+import type { NodeState } from "../core/model.ts";
 
 export interface DrainParts {
   /** Records the node's state where the cluster sees it (the registry) and resolves once written. */
   publishState(state: NodeState): Promise<void>;
   http: { drain(): void; undrain(): void; closeIdle(): void; dropAll(): void; readonly inFlight: number; readonly openSockets: number };
   viewers: { handoff(reason: string): number; setDraining(on: boolean): void; readonly size: number };
-  publishers: { handoffAll(): Promise<void>; abortAll(): Promise<void>; readonly count: number };
+  publishers: { handoffAll(): Promise<void>; abortAll(): Promise<void>; readonly size: number };
   log: Logger;
 }
 
@@ -64,20 +64,20 @@ export class Drainer {
     const deadline = startedAt + deadlineSec * 1000;
     this.cancelled = false;
     this.state = "draining";
-    log.info("draining", { reason, publishers: publishers.count, websockets: viewers.size, deadline: deadlineSec });
+    log.info("draining", { reason, publishers: publishers.size, websockets: viewers.size, deadline: deadlineSec });
     await this.parts.publishState("draining").catch(() => undefined);
     http.drain();
     viewers.setDraining(true);
     const websocketsHandedOff = viewers.handoff("node draining");
-    const publishersMoved = publishers.count;
+    const publishersMoved = publishers.size;
     const timeout = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, Math.max(0, deadline - Date.now())).unref());
     await Promise.race([publishers.handoffAll(), timeout()]);
 
-    const done = (): boolean => publishers.count === 0 && http.inFlight === 0 && viewers.size === 0;
+    const done = (): boolean => publishers.size === 0 && http.inFlight === 0 && viewers.size === 0;
     while (!done() && Date.now() < deadline && !this.cancelled) await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     const forced = !done() && !this.cancelled;
     if (forced) {
-      log.warn("drain deadline passed; dropping what is left", { publishers: publishers.count, requests: http.inFlight, websockets: viewers.size });
+      log.warn("drain deadline passed; dropping what is left", { publishers: publishers.size, requests: http.inFlight, websockets: viewers.size });
       await publishers.abortAll();
       http.dropAll();
     }
@@ -95,4 +95,12 @@ export class Drainer {
     log.info("drained", { durationMs: report.durationMs, publishers: publishersMoved, websockets: websocketsHandedOff, forced });
     return report;
   }
+}
+
+/** Whether a node takes new work (what /readyz answers and the agent check follows), and why not. */
+export function readiness(o: { closing: boolean; state: NodeState; redisReachable: boolean }): { ok: true } | { ok: false; reason: string } {
+  if (o.closing) return { ok: false, reason: "shutting down" };
+  if (o.state !== "ready") return { ok: false, reason: o.state };
+  if (!o.redisReachable) return { ok: false, reason: "redis unreachable" };
+  return { ok: true };
 }

@@ -1,32 +1,9 @@
 // The node registry: each node writes its record (state, URLs, version, load) every second with a TTL of a
 // few seconds, so a node that stops heartbeating leaves the registry within that TTL.
-import type { Redis } from "ioredis";
 import { errorMessage } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
-import type { Keys } from "../state/keys.ts";
-
-export type NodeState = "ready" | "draining" | "drained";
-
-export interface NodeRecord {
-  id: string;
-  state: NodeState;
-  httpUrl: string;
-  rtmpUrl: string;
-  version: string;
-  startedAt: number;
-  heartbeatAt: number;
-  load: {
-    publishers: number;
-    /** Viewers seen in the last 30 s, per stream id. */
-    viewers: Record<string, number>;
-    /** Process CPU use over the last heartbeat, as a fraction of one core. */
-    cpu: number;
-    /** Readiness checks (the balancer's, a probe's) answered "ready" in a row. */
-    readyChecks: number;
-    /** Transcoder speed of each stream this node owns (media seconds per second), once measured. */
-    transcoders?: Record<string, number>;
-  };
-}
+import type { NodeRecord } from "../core/model.ts";
+import type { NodeRecords } from "../state/nodes.ts";
 
 export const HEARTBEAT_MS = 1000;
 export const NODE_TTL_MS = 3000;
@@ -37,8 +14,7 @@ export class Registry {
   private lastAt = Date.now();
 
   constructor(
-    private readonly redis: Redis,
-    private readonly keys: Keys,
+    private readonly records: NodeRecords,
     private readonly record: () => Omit<NodeRecord, "heartbeatAt" | "load"> & { load: Omit<NodeRecord["load"], "cpu"> },
     private readonly log: Logger,
   ) {}
@@ -49,7 +25,7 @@ export class Registry {
   }
 
   async beat(): Promise<void> {
-    if (this.redis.status !== "ready") return;
+    if (!this.records.writable) return;
     const now = Date.now();
     const cpu = process.cpuUsage(this.lastCpu);
     const load = (cpu.user + cpu.system) / 1000 / Math.max(1, now - this.lastAt);
@@ -58,7 +34,7 @@ export class Registry {
     const base = this.record();
     const record: NodeRecord = { ...base, heartbeatAt: now, load: { ...base.load, cpu: Math.round(load * 1000) / 1000 } };
     try {
-      await this.redis.multi().set(this.keys.node(record.id), JSON.stringify(record), "PX", NODE_TTL_MS).sadd(this.keys.nodes(), record.id).exec();
+      await this.records.write(record, NODE_TTL_MS);
     } catch (error) {
       this.log.debug("heartbeat failed", { error: errorMessage(error) });
     }
@@ -68,21 +44,6 @@ export class Registry {
   async stop(remove: boolean, nodeId: string): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    if (remove && this.redis.status === "ready") {
-      await this.redis.multi().del(this.keys.node(nodeId)).srem(this.keys.nodes(), nodeId).exec().catch(() => undefined);
-    }
+    if (remove && this.records.writable) await this.records.remove(nodeId).catch(() => undefined);
   }
-}
-
-/** Every live node's record, sorted by id; ids whose record expired are dropped from the set. */
-export async function listNodes(redis: Redis, keys: Keys): Promise<NodeRecord[]> {
-  const ids = await redis.smembers(keys.nodes());
-  if (ids.length === 0) return [];
-  const values = await redis.mget(ids.map((id) => keys.node(id)));
-  const gone = ids.filter((_, i) => values[i] === null);
-  if (gone.length > 0) await redis.srem(keys.nodes(), ...gone);
-  return values
-    .filter((v): v is string => v !== null)
-    .map((v) => JSON.parse(v) as NodeRecord)
-    .sort((a, b) => a.id.localeCompare(b.id));
 }

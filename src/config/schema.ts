@@ -1,6 +1,7 @@
 // What each config key accepts. A value that fails gets a ConfigError naming the key, the value, where it
 // came from and what was expected.
 import { ConfigError } from "../core/errors.ts";
+import { NODE_ID_PATTERN, RENDITION } from "../core/ids.ts";
 import type { Config, Rendition } from "./defaults.ts";
 
 type Rule =
@@ -21,7 +22,7 @@ const SECRET: Rule = {
 
 export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } = {
   node: {
-    id: { kind: "string", pattern: /^([a-z0-9][a-z0-9-]{0,62})?$/, expected: "empty or 1 to 63 of a-z, 0-9, '-'" },
+    id: { kind: "string", pattern: new RegExp(`^(${NODE_ID_PATTERN})?$`), expected: "empty or 1 to 63 of a-z, 0-9, '-'" },
     bind: { kind: "string", pattern: /^[0-9a-fA-F.:]+$|^localhost$/, expected: "an IP address" },
     publicHost: { kind: "string", pattern: /^[A-Za-z0-9.:[\]-]{1,253}$/, expected: "a host name or address" },
   },
@@ -145,7 +146,7 @@ export function parseEnvValue(rule: Rule, text: string): unknown {
 }
 
 const RENDITION_KEYS: Record<keyof Rendition, Rule> = {
-  name: { kind: "string", pattern: /^[a-z0-9_-]{1,32}$/, expected: "1 to 32 of a-z, 0-9, '_', '-'" },
+  name: { kind: "string", pattern: RENDITION, expected: "1 to 32 of a-z, 0-9, '_', '-'" },
   height: { kind: "int", min: 120, max: 4320 },
   videoBitrate: { kind: "int", min: 50, max: 100000 },
   audioBitrate: { kind: "int", min: 16, max: 512 },

@@ -4,14 +4,15 @@
 import { isStreamId } from "../core/ids.ts";
 import { checkBearer } from "../http/bearer.ts";
 import { HttpError, sendJson } from "../http/errors.ts";
-import type { DeliveryServer } from "../http/server.ts";
+import { readJson } from "../http/body.ts";
+import type { Routes } from "../http/server.ts";
 import { makePlaybackToken, playbackUrls } from "./playback-token.ts";
-import { PRIVATE, readJson } from "./sessions-api.ts";
+import { PRIVATE } from "./sessions-api.ts";
 
 /** The longest a token made here may live, seconds: a year. */
 const MAX_TTL = 365 * 86400;
 
-export function addPlaybackTokenApi(http: DeliveryServer, o: { adminToken: string; secret: string; defaultTtl: number }): void {
+export function addPlaybackTokenApi(http: Routes, o: { adminToken: string; secret: string; defaultTtl: number }): void {
   http.addRoute(["POST"], "admin_playback_tokens", /^\/admin\/playback-tokens$/, async ({ req, res }) => {
     checkBearer(req.headers.authorization, o.adminToken);
     const body = (await readJson(req)) as { streamId?: unknown; ttl?: unknown } | null;

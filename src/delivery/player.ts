@@ -1,7 +1,8 @@
 // The player page: GET /watch/{streamId}, with hls.js served by baton itself (no CDN).
 import { readFileSync } from "node:fs";
+import { STREAM_ID_PATTERN } from "../core/ids.ts";
 import { createRequire } from "node:module";
-import type { DeliveryServer } from "../http/server.ts";
+import type { Routes } from "../http/server.ts";
 
 const require = createRequire(import.meta.url);
 const PUBLIC = new URL("./public/", import.meta.url);
@@ -12,14 +13,14 @@ const SECURITY = {
   "X-Content-Type-Options": "nosniff",
 };
 
-export function addPlayer(http: DeliveryServer): void {
+export function addPlayer(http: Routes): void {
   const page = readFileSync(new URL("watch.html", PUBLIC), "utf8");
   const assets: Record<string, Buffer> = {
     "hls.min.js": readFileSync(require.resolve("hls.js/dist/hls.min.js")),
     "player.js": readFileSync(new URL("player.js", PUBLIC)),
   };
   // the stream id is validated by the route's pattern (A-Z a-z 0-9 _ -), so it is safe in HTML
-  http.addRoute(["GET", "HEAD"], "watch", /^\/watch\/([A-Za-z0-9_-]{1,64})$/, ({ params, res, method }) => {
+  http.addRoute(["GET", "HEAD"], "watch", new RegExp(`^/watch/(${STREAM_ID_PATTERN})$`), ({ params, res, method }) => {
     const html = page.replaceAll("{{STREAM}}", params[0]!);
     res.writeHead(200, { "Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-cache", ...SECURITY });
     res.end(method === "HEAD" ? undefined : html);

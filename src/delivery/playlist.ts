@@ -1,6 +1,6 @@
 // Renders HLS playlists from the cluster's timeline (RFC 8216bis). Pure functions of the shared state, so
 // every node renders the same bytes for the same state; only the per-viewer query suffix differs.
-import type { LadderEntry, StreamSnapshot, TimelineEntry } from "../state/store.ts";
+import type { LadderEntry, StreamSnapshot, TimelineEntry } from "../core/model.ts";
 
 /** A query string (`?session=...`) appended to every URI a playlist carries; "" for none. */
 export type UriSuffix = string;

@@ -4,9 +4,10 @@
 // and a node checks it without a Redis round trip, in constant time. The shape is the one earlier releases
 // issued and check, so during a rolling update a token from a new node still opens playlists on an old one.
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { SESSION_ID } from "../core/ids.ts";
 import { isStreamId } from "../core/ids.ts";
 
-export const SESSION_ID = /^[0-9a-f]{32}$/;
+export { SESSION_ID };
 
 export function newSessionId(now = Date.now()): string {
   return Math.floor(now).toString(16).padStart(12, "0").slice(-12) + randomBytes(10).toString("hex");

@@ -1,37 +1,21 @@
 // The viewer API: POST /api/sessions, GET /api/sessions/{id}, PUT /api/sessions/{id}/position.
 // The token comes as `Authorization: Bearer <token>` or `?session=<token>`. Without one: 401; with another
 // session's: 403, never its data. Every answer carries a session's token or data: `Cache-Control: private`.
-import type { IncomingMessage } from "node:http";
-import { isStreamId } from "../core/ids.ts";
+import { SESSION_ID_PATTERN, isStreamId } from "../core/ids.ts";
 import type { Session } from "../state/sessions.ts";
-import type { StreamSnapshot } from "../state/store.ts";
+import type { StreamSnapshot } from "../core/model.ts";
 import { HttpError, sendJson } from "../http/errors.ts";
-import type { DeliveryServer, Request } from "../http/server.ts";
+import { bearerToken } from "../http/bearer.ts";
+import { readJson } from "../http/body.ts";
+import type { Request, Routes } from "../http/server.ts";
+import type { TimelineCache } from "./timeline-cache.ts";
 import { readReport, MAX_POSITION, positionOf, resumePoint, type NamedSession, type ViewerSessions } from "./sessions.ts";
 
-const MAX_BODY = 4096;
 /** Answers about one viewer's session: never kept by a shared cache, nor stored at all. */
 export const PRIVATE = { "Cache-Control": "private, no-store" };
 
-export async function readJson(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY) throw new HttpError(413, "TOO_LARGE", `a body of at most ${MAX_BODY} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString("utf8")) as unknown;
-  } catch {
-    throw new HttpError(400, "BAD_JSON", "the body is not JSON");
-  }
-}
-
 function bearer({ req, query }: Request): string | null {
-  const header = req.headers.authorization;
-  const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
-  return match?.[1] ?? query.get("session");
+  return bearerToken(req.headers.authorization) ?? query.get("session");
 }
 
 export interface SessionView {
@@ -82,8 +66,8 @@ export function sessionView(session: Session, stream: StreamSnapshot | null): Se
   };
 }
 
-export function addSessionsApi(http: DeliveryServer, sessions: ViewerSessions): void {
-  const stream = async (id: string): Promise<StreamSnapshot | null> => (await http.timelines.get(id).catch(() => null))?.snapshot ?? null;
+export function addSessionsApi(http: Routes, timelines: TimelineCache, sessions: ViewerSessions): void {
+  const stream = async (id: string): Promise<StreamSnapshot | null> => (await timelines.get(id).catch(() => null))?.snapshot ?? null;
 
   /** The session a request may see: 401 without a token, 403 for another session's token. */
   const authorized = (request: Request, id: string): NamedSession => {
@@ -102,20 +86,20 @@ export function addSessionsApi(http: DeliveryServer, sessions: ViewerSessions): 
     const streamId = body?.streamId;
     if (!isStreamId(streamId)) throw new HttpError(400, "BAD_STREAM_ID", "streamId must be 1 to 64 of A-Z, a-z, 0-9, '_', '-'");
     sessions.authorize(streamId, typeof body?.token === "string" ? body.token : null);
-    const { snapshot } = await http.timelines.get(streamId);
+    const { snapshot } = await timelines.get(streamId);
     if (!snapshot) throw new HttpError(404, "UNKNOWN_STREAM", `stream ${streamId} is not live`);
     const { session, token } = sessions.start(req, streamId);
     sendJson(res, 201, { ...sessionView(session, snapshot), token }, PRIVATE);
   });
 
-  http.addRoute(["GET", "HEAD"], "api_session", /^\/api\/sessions\/([0-9a-f]{32})$/, async (request) => {
+  http.addRoute(["GET", "HEAD"], "api_session", new RegExp(`^/api/sessions/(${SESSION_ID_PATTERN})$`), async (request) => {
     const named = authorized(request, request.params[0]!);
     const session = await sessions.view(named, true);
     if (!session) throw gone();
     sendJson(request.res, 200, sessionView(session, await stream(session.streamId)), PRIVATE);
   });
 
-  http.addRoute(["PUT"], "api_session_position", /^\/api\/sessions\/([0-9a-f]{32})\/position$/, async (request) => {
+  http.addRoute(["PUT"], "api_session_position", new RegExp(`^/api/sessions/(${SESSION_ID_PATTERN})/position$`), async (request) => {
     const id = request.params[0]!;
     const named = authorized(request, id);
     const body = (await readJson(request.req)) as { position?: unknown; paused?: unknown } | null;

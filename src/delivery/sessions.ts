@@ -5,7 +5,7 @@
 // record comes with its first use (state/sessions.ts), so starting one costs Redis nothing.
 import type { IncomingMessage } from "node:http";
 import { startWindowMs, type Session, type SessionOrigin, type SessionStore } from "../state/sessions.ts";
-import type { StreamSnapshot } from "../state/store.ts";
+import type { StreamSnapshot } from "../core/model.ts";
 import type { ClientAddresses } from "../http/client-address.ts";
 import { HttpError } from "../http/errors.ts";
 import { checkPlaybackToken } from "./playback-token.ts";

@@ -2,7 +2,7 @@
 // stream once and every viewer request is answered from memory. While the subscription is down, entries
 // are trusted only briefly. While Redis is down, the last known timeline keeps being served, so viewers do
 // not see an error during a short Redis restart.
-import type { StreamSnapshot } from "../state/store.ts";
+import type { StreamSnapshot } from "../core/model.ts";
 
 interface Entry {
   snapshot: StreamSnapshot | null;

@@ -6,6 +6,7 @@
 // more is refused at the upgrade with 429.
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
+import { rejectUpgrade } from "../http/upgrade.ts";
 import { WebSocketServer, type WebSocket } from "ws";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
@@ -67,21 +68,21 @@ export class ViewerChannel {
     try {
       url = new URL(req.url ?? "/", "http://baton");
     } catch {
-      return reject(socket, 400, "Bad Request");
+      return rejectUpgrade(socket, 400, "Bad Request");
     }
-    if (url.pathname !== "/ws") return reject(socket, 404, "Not Found");
-    if (this.draining) return reject(socket, 503, "Service Unavailable");
+    if (url.pathname !== "/ws") return rejectUpgrade(socket, 404, "Not Found");
+    if (this.draining) return rejectUpgrade(socket, 503, "Service Unavailable");
     let named: NamedSession | null;
     try {
       named = this.sessions.check(url.searchParams.get("session"));
     } catch {
-      return reject(socket, 403, "Forbidden");
+      return rejectUpgrade(socket, 403, "Forbidden");
     }
-    if (!named) return reject(socket, 401, "Unauthorized");
+    if (!named) return rejectUpgrade(socket, 401, "Unauthorized");
     const session = named;
     const { sessionId } = session;
     const count = this.perSession.get(sessionId) ?? 0;
-    if (count >= MAX_SOCKETS_PER_SESSION) return reject(socket, 429, "Too Many Requests");
+    if (count >= MAX_SOCKETS_PER_SESSION) return rejectUpgrade(socket, 429, "Too Many Requests");
     // counted on the raw socket, so an upgrade that fails inside ws (no callback) still gives its place back
     this.perSession.set(sessionId, count + 1);
     socket.once("close", () => {
@@ -176,19 +177,3 @@ function send(socket: WebSocket, message: ServerMessage): void {
   if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(message));
 }
 
-/** How long a refused upgrade's socket may take to read the answer before it is destroyed. */
-const REFUSED_LINGER_MS = 1000;
-
-/**
- * Answers a refused upgrade and closes its socket. The HTTP server stops watching a socket once it is
- * upgraded, so this one needs its own error listener (a client that resets it would otherwise raise an
- * unhandled 'error' and end the process) and its own deadline (a client that never reads is not kept).
- */
-export function reject(socket: Duplex, status: number, text: string): void {
-  socket.on("error", () => undefined);
-  if (socket.destroyed) return;
-  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-  const timer = setTimeout(() => socket.destroy(), REFUSED_LINGER_MS);
-  timer.unref();
-  socket.once("close", () => clearTimeout(timer));
-}

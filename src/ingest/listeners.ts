@@ -2,6 +2,7 @@
 // the deadline for reaching an admitted publish, the balancer's PROXY protocol header (which names the client
 // the caps and log lines then use), and TLS. What passes is handed on as an AcceptedConnection.
 import { createServer, isIP, type Server, type Socket } from "node:net";
+import { listen } from "../core/listen.ts";
 import { Duplex } from "node:stream";
 import { TLSSocket, type SecureContext } from "node:tls";
 import { errorMessage } from "../core/errors.ts";
@@ -84,13 +85,7 @@ export class IngestListeners {
         this.o.refused("malformed", `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? 0}`, errorMessage(error));
       }
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", (error: NodeJS.ErrnoException) => {
-        const where = `${name} port ${this.o.bind}:${port}`;
-        reject(new Error(error.code === "EADDRINUSE" ? `${where} is already in use (${kind}.port / BATON_${name}_PORT)` : `${where}: ${error.message}`));
-      });
-      server.listen(port, this.o.bind, () => resolve());
-    });
+    await listen(server, { port, bind: this.o.bind, what: name, key: `${kind}.port / BATON_${name}_PORT` });
     server.on("error", (error) => this.o.log.error(`${name} listener error`, { error: error.message }));
     const address = server.address();
     this.ports.set(kind, typeof address === "object" && address ? address.port : port);

@@ -5,14 +5,7 @@
 // what makes `Cache-Control: immutable` true. 48 random bits, like a publish id.
 import { randomBytes } from "node:crypto";
 
-/** The pattern of a claim id, for routes and checks. */
-export const CLAIM_ID = "[0-9a-f]{12}";
-const PATTERN = new RegExp(`^${CLAIM_ID}$`);
-
+/** A new claim id (core/ids.ts has its pattern). */
 export function newClaimId(): string {
   return randomBytes(6).toString("hex");
-}
-
-export function isClaimId(value: unknown): value is string {
-  return typeof value === "string" && PATTERN.test(value);
 }

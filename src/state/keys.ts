@@ -1,7 +1,6 @@
 // Every Redis key and channel baton uses is built here and nowhere else. A stream's keys carry its id as a
 // hash tag ({streamId}) so they share one Redis Cluster slot and one Lua script can touch them all.
-import { isStreamId } from "../core/ids.ts";
-import { isClaimId } from "./claim-id.ts";
+import { isClaimId, isNodeId, isRendition, isSessionId, isStreamId } from "../core/ids.ts";
 
 export class Keys {
   constructor(readonly prefix: string) {}
@@ -37,7 +36,7 @@ export class Keys {
 
   /** String: the bytes of one segment of one rendition, as written by one claim (see claim-id.ts). */
   segment(streamId: string, rendition: string, seq: number, claim: string): string {
-    if (!/^[a-z0-9_-]{1,32}$/.test(rendition) || !Number.isSafeInteger(seq) || seq < 0 || !isClaimId(claim)) {
+    if (!isRendition(rendition) || !Number.isSafeInteger(seq) || seq < 0 || !isClaimId(claim)) {
       throw new Error(`invalid segment key part: ${rendition}/${seq}.${String(claim)}`);
     }
     return this.stream(streamId, `seg:${rendition}:${seq}:${claim}`);
@@ -50,7 +49,7 @@ export class Keys {
 
   /** String with a short TTL: one node's registry record (JSON), refreshed by its heartbeat. */
   node(nodeId: string): string {
-    if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(nodeId)) throw new Error(`invalid node id in a key: ${JSON.stringify(nodeId)}`);
+    if (!isNodeId(nodeId)) throw new Error(`invalid node id in a key: ${JSON.stringify(nodeId)}`);
     return `${this.prefix}node:${nodeId}`;
   }
 
@@ -66,7 +65,7 @@ export class Keys {
 
   /** Hash: one viewer session (stream, rendition, node, position, paused, timestamps), with a TTL. */
   session(sessionId: string): string {
-    if (!/^[0-9a-f]{32}$/.test(sessionId)) throw new Error(`invalid session id in a key: ${JSON.stringify(sessionId)}`);
+    if (!isSessionId(sessionId)) throw new Error(`invalid session id in a key: ${JSON.stringify(sessionId)}`);
     return `${this.prefix}session:${sessionId}`;
   }
 

@@ -1,74 +1,11 @@
 // Everything baton keeps in Redis about streams, behind typed methods. Multi-step changes are Lua scripts
 // (./scripts/); keys come from keys.ts only.
 import { Redis } from "ioredis";
+import type { Claim, LadderEntry, SegmentGroup, StreamSnapshot, StreamState, TimelineEntry } from "../core/model.ts";
 import { BatonError } from "../core/errors.ts";
 import { newClaimId } from "./claim-id.ts";
 import { Keys } from "./keys.ts";
 import { defineScripts, mapScriptError, queueScript, runScript } from "./scripts.ts";
-
-export interface LadderEntry {
-  name: string;
-  width: number;
-  height: number;
-  /** Peak bits per second (video maxrate plus audio), for BANDWIDTH. */
-  bandwidth: number;
-  /** Average bits per second, for AVERAGE-BANDWIDTH. */
-  averageBandwidth: number;
-  /** RFC 6381 codecs string, for CODECS. */
-  codecs: string;
-  frameRate: number;
-}
-
-export interface TimelineEntry {
-  seq: number;
-  /** The claim that wrote the entry: with `seq` it names the segment (`{seq}.{claim}.ts`) and its keys. */
-  claim: string;
-  /** Program date-time of the segment's first frame, ms since the epoch. */
-  pdt: number;
-  /** The segment starts a discontinuity (new owner, returning publisher, restarted ffmpeg). */
-  disc: boolean;
-  /** Discontinuity sequence number of this segment. */
-  cc: number;
-  /** Duration in seconds per rendition. */
-  dur: Record<string, number>;
-}
-
-export type StreamState = "live" | "reconnecting" | "ended";
-
-export interface StreamSnapshot {
-  id: string;
-  epoch: number;
-  /** The current claim's id ("" before any). */
-  claim: string;
-  owner: string;
-  state: StreamState;
-  targetDuration: number;
-  ladder: LadderEntry[] | null;
-  nextSeq: number;
-  createdAt: number;
-  claimedAt: number;
-  releasedAt: number | null;
-  entries: TimelineEntry[];
-}
-
-export interface Claim {
-  /** Drawn by the claiming node, never by Redis (see claim-id.ts); every entry the claim appends records it. */
-  id: string;
-  epoch: number;
-  nextSeq: number;
-  targetDuration: number;
-  ladder: LadderEntry[] | null;
-  /** The lease value: nodeId/publishId/epoch. */
-  holder: string;
-}
-
-export interface SegmentGroup {
-  seq: number;
-  pdt: number;
-  disc: boolean;
-  /** Per rendition, in ladder order. */
-  renditions: { name: string; duration: number; bytes: Buffer }[];
-}
 
 export interface StoreOptions {
   url: string;

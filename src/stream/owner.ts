@@ -9,7 +9,8 @@ import type { AVPacket } from "../ingest/nms.ts";
 import type { PublisherConnection } from "../ingest/rtmp-server.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
-import type { Claim, StreamStore } from "../state/store.ts";
+import type { StreamStore } from "../state/store.ts";
+import type { Claim } from "../core/model.ts";
 import { TranscodeJob, type SegmentGroupOut } from "../transcode/job.ts";
 import { ladderEntries, planLadder, replanLadder } from "../transcode/ladder.ts";
 

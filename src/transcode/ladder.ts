@@ -2,7 +2,7 @@
 // says of each (BANDWIDTH, RESOLUTION, CODECS, FRAME-RATE).
 import type { Rendition } from "../config/defaults.ts";
 import type { SourceInfo } from "../ingest/rtmp-server.ts";
-import type { LadderEntry } from "../state/store.ts";
+import type { LadderEntry } from "../core/model.ts";
 
 /** Peak video rate allowed over the average (x264 -maxrate), and the VBV buffer in seconds of bitrate. */
 export const MAXRATE_FACTOR = 1.1;

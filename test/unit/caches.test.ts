@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { setTimeout as delay } from "node:timers/promises";
 import { SegmentCache } from "../../src/delivery/segment-cache.ts";
 import { TimelineCache } from "../../src/delivery/timeline-cache.ts";
-import type { StreamSnapshot } from "../../src/state/store.ts";
+import type { StreamSnapshot } from "../../src/core/model.ts";
 
 /** A promise resolved from outside, so a test decides when a load finishes. */
 function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void; reject: (error: unknown) => void } {

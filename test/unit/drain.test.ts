@@ -3,7 +3,7 @@
 // is test/integration/drain.test.ts.
 import assert from "node:assert/strict";
 import { Drainer, type DrainParts } from "../../src/cluster/drain.ts";
-import type { NodeState } from "../../src/cluster/registry.ts";
+import type { NodeState } from "../../src/core/model.ts";
 import { createLogger } from "../../src/core/log.ts";
 
 interface Fake {
@@ -54,7 +54,7 @@ function fake(o: { publishers?: number; inFlight?: number; websockets?: number; 
         steps.push("publishers abort");
         set.publishers = 0;
       },
-      get count() {
+      get size() {
         return set.publishers;
       },
     },

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import * as HLS from "hls-parser";
 import { Parser, type M3u8Manifest } from "m3u8-parser";
 import { renderMaster, renderMedia } from "../../src/delivery/playlist.ts";
-import type { LadderEntry, StreamSnapshot, TimelineEntry } from "../../src/state/store.ts";
+import type { LadderEntry, StreamSnapshot, TimelineEntry } from "../../src/core/model.ts";
 
 type HlsMedia = InstanceType<typeof HLS.types.MediaPlaylist>;
 type HlsMaster = InstanceType<typeof HLS.types.MasterPlaylist>;

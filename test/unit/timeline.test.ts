@@ -5,8 +5,9 @@ import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { segmentUri } from "../../src/delivery/playlist.ts";
 import { BatonError, FencedError, HandoffPendingError } from "../../src/core/errors.ts";
-import { isClaimId } from "../../src/state/claim-id.ts";
-import { StreamStore, type Claim, type SegmentGroup, type StoreOptions } from "../../src/state/store.ts";
+import { isClaimId } from "../../src/core/ids.ts";
+import { StreamStore, type StoreOptions } from "../../src/state/store.ts";
+import type { Claim, SegmentGroup } from "../../src/core/model.ts";
 import { startTestRedis, stopAll, testPrefix, waitFor, type TestRedis } from "../helpers/stack.ts";
 
 const RENDITIONS = ["360p", "240p"];

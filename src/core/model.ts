@@ -1,0 +1,89 @@
+// What every domain speaks of: a stream's ladder, timeline, state and ownership, a segment group, a node's
+// record. The state domain stores them, delivery renders them, the stream's owner writes them, tools read them.
+
+export interface LadderEntry {
+  name: string;
+  width: number;
+  height: number;
+  /** Peak bits per second (video maxrate plus audio), for BANDWIDTH. */
+  bandwidth: number;
+  /** Average bits per second, for AVERAGE-BANDWIDTH. */
+  averageBandwidth: number;
+  /** RFC 6381 codecs string, for CODECS. */
+  codecs: string;
+  frameRate: number;
+}
+
+export interface TimelineEntry {
+  seq: number;
+  /** The claim that wrote the entry: with `seq` it names the segment (`{seq}.{claim}.ts`) and its keys. */
+  claim: string;
+  /** Program date-time of the segment's first frame, ms since the epoch. */
+  pdt: number;
+  /** The segment starts a discontinuity (new owner, returning publisher, restarted ffmpeg). */
+  disc: boolean;
+  /** Discontinuity sequence number of this segment. */
+  cc: number;
+  /** Duration in seconds per rendition. */
+  dur: Record<string, number>;
+}
+
+export type StreamState = "live" | "reconnecting" | "ended";
+
+export interface StreamSnapshot {
+  id: string;
+  epoch: number;
+  /** The current claim's id ("" before any). */
+  claim: string;
+  owner: string;
+  state: StreamState;
+  targetDuration: number;
+  ladder: LadderEntry[] | null;
+  nextSeq: number;
+  createdAt: number;
+  claimedAt: number;
+  releasedAt: number | null;
+  entries: TimelineEntry[];
+}
+
+export interface Claim {
+  /** Drawn by the claiming node, never by Redis (see claim-id.ts); every entry the claim appends records it. */
+  id: string;
+  epoch: number;
+  nextSeq: number;
+  targetDuration: number;
+  ladder: LadderEntry[] | null;
+  /** The lease value: nodeId/publishId/epoch. */
+  holder: string;
+}
+
+export interface SegmentGroup {
+  seq: number;
+  pdt: number;
+  disc: boolean;
+  /** Per rendition, in ladder order. */
+  renditions: { name: string; duration: number; bytes: Buffer }[];
+}
+
+export type NodeState = "ready" | "draining" | "drained";
+
+export interface NodeRecord {
+  id: string;
+  state: NodeState;
+  httpUrl: string;
+  rtmpUrl: string;
+  version: string;
+  startedAt: number;
+  heartbeatAt: number;
+  load: {
+    publishers: number;
+    /** Viewers seen in the last 30 s, per stream id. */
+    viewers: Record<string, number>;
+    /** Process CPU use over the last heartbeat, as a fraction of one core. */
+    cpu: number;
+    /** Readiness checks (the balancer's, a probe's) answered "ready" in a row. */
+    readyChecks: number;
+    /** Transcoder speed of each stream this node owns (media seconds per second), once measured. */
+    transcoders?: Record<string, number>;
+  };
+}

@@ -1,0 +1,88 @@
+// The streams this node owns, one StreamOwner per publisher it admitted: created when a publish is admitted,
+// forgotten when it closes, handed over (or aborted) by a drain, ended by a revocation or a shutdown. One
+// stream's failure ends that stream, never the node.
+import { errorMessage } from "../core/errors.ts";
+import type { Logger } from "../core/log.ts";
+import type { Metrics } from "../core/metrics.ts";
+import type { Config } from "../config/defaults.ts";
+import type { PublisherConnection } from "../ingest/rtmp-server.ts";
+import { StreamOwner, type PublishGrants, type TimelineWriter } from "./owner.ts";
+
+export interface OwnersOptions {
+  store: TimelineWriter & PublishGrants;
+  nodeId: string;
+  config: Config;
+  log: Logger;
+  metrics: Metrics;
+  /** Whether a node is alive (its heartbeat is fresh): a dead holder's lease is waited out, not refused. */
+  nodeAlive(nodeId: string): Promise<boolean>;
+}
+
+export class StreamOwners {
+  private readonly owners = new Map<string, StreamOwner>();
+
+  constructor(private readonly o: OwnersOptions) {}
+
+  get size(): number {
+    return this.owners.size;
+  }
+
+  /** Whether this node has a publisher of the stream still connected (an owner whose publisher left is finishing). */
+  isLive(streamId: string): boolean {
+    return this.owners.get(streamId)?.publisherConnected === true;
+  }
+
+  /** An admitted publisher: its owner claims the stream and runs its pipeline until it closes. */
+  publisher(connection: PublisherConnection): void {
+    const { log, metrics } = this.o;
+    const owner = new StreamOwner({ ...this.o, connection, grants: this.o.store, log: log.child("stream") });
+    owner.reportListenerErrors((event, error) => log.error("owner listener failed", { event, error: errorMessage(error) }));
+    this.owners.set(connection.streamId, owner);
+    metrics.publishers.set(this.owners.size);
+    const forget = (): void => {
+      if (this.owners.get(connection.streamId) === owner) this.owners.delete(connection.streamId);
+      metrics.publishers.set(this.owners.size);
+    };
+    owner.on("closed", forget);
+    owner
+      .start()
+      .then((accepted) => {
+        if (!accepted) forget();
+      })
+      .catch((error: unknown) => {
+        log.error("stream failed to start", { stream: connection.streamId, error: errorMessage(error) });
+        metrics.streamFailures.inc({ reason: "start_failed" });
+        connection.close("stream failed to start");
+        void owner.close("stream failed to start").finally(forget);
+      });
+  }
+
+  /** Ends the stream's publish here, if this node has it. */
+  end(streamId: string, reason: string): void {
+    void this.owners.get(streamId)?.close(reason);
+  }
+
+  /** A drain: every owner hands its stream over (its encoder reconnects elsewhere). */
+  async handoffAll(): Promise<void> {
+    await Promise.all([...this.owners.values()].map((owner) => owner.handoff()));
+  }
+
+  /** Past a drain's deadline: every owner stops at once. */
+  async abortAll(): Promise<void> {
+    await Promise.all([...this.owners.values()].map((owner) => owner.abort()));
+  }
+
+  async closeAll(reason: string): Promise<void> {
+    await Promise.all([...this.owners.values()].map((owner) => owner.close(reason)));
+  }
+
+  /** What /admin/status lists. */
+  list(): { stream: string; epoch: number | null }[] {
+    return [...this.owners.values()].map((o) => ({ stream: o.streamId, epoch: o.claim?.epoch ?? null }));
+  }
+
+  /** Each owned stream's transcoder speed, once measured (the registry record shows it). */
+  speeds(): Record<string, number> {
+    return Object.fromEntries([...this.owners].flatMap(([id, o]) => (o.speed === null ? [] : [[id, Math.round(o.speed * 100) / 100]])));
+  }
+}
