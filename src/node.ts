@@ -23,7 +23,7 @@ import { addSessionsApi } from "./delivery/sessions-api.ts";
 import { ViewerChannel } from "./delivery/ws.ts";
 import { ClientAddresses } from "./http/client-address.ts";
 import { HttpServer } from "./http/server.ts";
-import { admitPublish } from "./ingest/admission.ts";
+import { admitPublish, recordRefusal } from "./ingest/admission.ts";
 import { RtmpIngest } from "./ingest/rtmp-server.ts";
 import { Feed } from "./state/feed.ts";
 import { NodeRecords } from "./state/nodes.ts";
@@ -96,10 +96,7 @@ export class BatonNode {
             refusing: () => this.closing !== null || this.drainer.state !== "ready",
           }),
         publisher: (connection) => this.owners.publisher(connection),
-        refused: (reason, message, request) => {
-          this.metrics.refusals.inc({ reason });
-          log.warn("publish refused", { reason, detail: message, remote: request.remote, stream: typeof request.name === "string" ? request.name.slice(0, 80) : undefined });
-        },
+        refused: (reason, message, request) => recordRefusal({ metrics: this.metrics, log }, reason, message, { remote: request.remote, stream: request.name }),
       },
     });
     this.sessionStore = new SessionStore(this.store.redis, this.store.keys, { ttlSec: config.sessions.ttl, flushIntervalMs: config.sessions.flushInterval });

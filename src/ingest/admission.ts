@@ -2,7 +2,9 @@
 // What needs the cluster's state is decided by the stream's owner before it claims: a revocation, and whether
 // an expired token is the one its live broadcast started with (src/stream/owner.ts); the cluster-wide
 // duplicate check is the ownership claim in Redis (state/scripts/claim-3.lua).
-import { AdmissionError } from "../core/errors.ts";
+import { AdmissionError, type RefusalReason } from "../core/errors.ts";
+import type { Logger } from "../core/log.ts";
+import type { Metrics } from "../core/metrics.ts";
 import type { PublishRequest } from "./rtmp-server.ts";
 import { isStreamId } from "../core/ids.ts";
 import { readPublishToken, type PublishCredential } from "./token.ts";
@@ -38,4 +40,16 @@ export function admitPublish(request: PublishRequest, policy: AdmissionPolicy): 
   if (policy.refusing()) throw new AdmissionError("draining", "this node is draining; reconnect to another");
   if (policy.isLive(streamId)) throw new AdmissionError("already_live", `stream ${streamId} already has a publisher`);
   return { streamId, credential };
+}
+
+/** A refused publish, wherever it was refused (here, or at the claim): one log line and one count by reason. */
+export function recordRefusal(
+  o: { metrics: Pick<Metrics, "refusals">; log: Logger },
+  reason: RefusalReason,
+  detail: string,
+  where: { remote: string; stream?: unknown },
+): void {
+  o.metrics.refusals.inc({ reason });
+  const stream = typeof where.stream === "string" ? where.stream.slice(0, 80) : undefined;
+  o.log.warn("publish refused", { reason, detail, remote: where.remote, stream });
 }

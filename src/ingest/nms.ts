@@ -19,6 +19,14 @@ export interface AVPacket {
   data: Buffer;
 }
 
+/** What a packet is, by node-media-server's codec_type and flags (the FLV tag type and its header kind). */
+export const isMetadata = (p: AVPacket): boolean => p.codec_type === 18;
+export const isAudioHeader = (p: AVPacket): boolean => p.codec_type === 8 && p.flags === 0;
+export const isVideoHeader = (p: AVPacket): boolean => p.codec_type === 9 && p.flags === 2;
+export const isKeyframe = (p: AVPacket): boolean => p.codec_type === 9 && p.flags === 3;
+/** An audio or video sequence header (codec configuration, sent once before the media). */
+export const isSequenceHeader = (p: AVPacket): boolean => isAudioHeader(p) || isVideoHeader(p);
+
 export interface ConnectRequest {
   app: unknown;
   name: unknown;

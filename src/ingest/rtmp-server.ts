@@ -23,7 +23,7 @@ import { TypedEmitter } from "../core/events.ts";
 import type { Logger } from "../core/log.ts";
 import { ConnectionCounts, RefusalLog, type RtmpCloseReason } from "./connection-limits.ts";
 import { IngestListeners, trustedProxies, type AcceptedConnection } from "./listeners.ts";
-import { avcDimensions, createRtmpProtocol, metadataOf, nmsLogger, type AVPacket, type ConnectRequest, type RtmpProtocol } from "./nms.ts";
+import { avcDimensions, createRtmpProtocol, isAudioHeader, isMetadata, isVideoHeader, metadataOf, nmsLogger, type AVPacket, type ConnectRequest, type RtmpProtocol } from "./nms.ts";
 import { MAX_OUTPUT_BACKLOG, ParserGuard, RtmpLimitError } from "./rtmp-limits.ts";
 
 export interface PublishRequest {
@@ -80,17 +80,17 @@ export class PublisherConnection extends TypedEmitter<PublisherEvents> {
   /** @internal */
   accept(packet: AVPacket): void {
     if (this.closed) return;
-    if (packet.codec_type === 18) {
+    if (isMetadata(packet)) {
       const meta = metadataOf(packet);
       const rate = meta ? Number(meta.framerate ?? meta.videoframerate) : NaN;
       if (Number.isFinite(rate) && rate > 0 && rate <= 240) this.source.frameRate = rate;
       return;
     }
-    if (packet.codec_type === 8 && packet.flags === 0) {
+    if (isAudioHeader(packet)) {
       this.audioHeader = packet;
       this.source.hasAudio = true;
     }
-    if (packet.codec_type === 9 && packet.flags === 2) {
+    if (isVideoHeader(packet)) {
       this.videoHeader = packet;
       const size = avcDimensions(packet);
       if (size) Object.assign(this.source, size);

@@ -3,9 +3,10 @@
 // bounded, while Redis is away), and releases the stream when the publisher leaves. A write refused for a
 // stale epoch means another node owns the stream now: this one stops at once.
 import type { Config } from "../config/defaults.ts";
+import { recordRefusal } from "../ingest/admission.ts";
 import { AdmissionError, AlreadyLiveError, FencedError, HandoffPendingError, errorMessage } from "../core/errors.ts";
 import { TypedEmitter } from "../core/events.ts";
-import type { AVPacket } from "../ingest/nms.ts";
+import { isKeyframe, isSequenceHeader, type AVPacket } from "../ingest/nms.ts";
 import type { PublisherConnection } from "../ingest/rtmp-server.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
@@ -90,8 +91,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       this.claim = await this.claimWaitingForHandoff();
     } catch (error) {
       const reason = error instanceof AdmissionError ? error.reason : error instanceof HandoffPendingError ? "already_live" : "state_unavailable";
-      this.o.metrics.refusals.inc({ reason });
-      this.log.warn("publish refused", { stream: this.streamId, reason, detail: errorMessage(error), remote: connection.remote });
+      recordRefusal({ metrics: this.o.metrics, log: this.log }, reason, errorMessage(error), { remote: connection.remote, stream: this.streamId });
       this.closing = Promise.resolve();
       connection.close(reason === "state_unavailable" ? "stream state unavailable; try again" : errorMessage(error));
       return false;
@@ -172,12 +172,12 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     if (this.closing) return;
     if (!this.claim) {
       // before the claim answers: keep the sequence headers and the last GOP at most
-      if (packet.codec_type === 9 && packet.flags === 3) this.early.splice(0, this.early.length, ...this.early.filter((p) => p.flags === 0 || p.flags === 2));
+      if (isKeyframe(packet)) this.early.splice(0, this.early.length, ...this.early.filter(isSequenceHeader));
       this.early.push(packet);
       return;
     }
     if (!this.job) {
-      if (!(packet.codec_type === 9 && packet.flags === 3)) return;
+      if (!isKeyframe(packet)) return;
       this.job = this.createJob();
       // the job needs the sequence headers before the keyframe that starts it
       const { audioHeader, videoHeader } = this.o.connection;

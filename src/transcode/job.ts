@@ -7,7 +7,7 @@ import { mkdirSync, readFileSync, rmSync, unlinkSync, watch, type FSWatcher } fr
 import { join } from "node:path";
 import { errorMessage } from "../core/errors.ts";
 import { TypedEmitter } from "../core/events.ts";
-import { flvHeader, flvTag, type AVPacket } from "../ingest/nms.ts";
+import { flvHeader, flvTag, isAudioHeader, isKeyframe, isSequenceHeader, isVideoHeader, type AVPacket } from "../ingest/nms.ts";
 import type { Logger } from "../core/log.ts";
 import { FfmpegProcess, type FfmpegSpec } from "./ffmpeg.ts";
 import { SegmentGrouper, type Grouped } from "./grouping.ts";
@@ -135,9 +135,9 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
   /** Feeds one packet from the publisher. ffmpeg starts (or restarts) at the next video keyframe. */
   push(packet: AVPacket): void {
     if (this.closed) return;
-    if (packet.codec_type === 8 && packet.flags === 0) this.audioHeader = packet;
-    if (packet.codec_type === 9 && packet.flags === 2) this.videoHeader = packet;
-    const keyframe = packet.codec_type === 9 && packet.flags === 3;
+    if (isAudioHeader(packet)) this.audioHeader = packet;
+    if (isVideoHeader(packet)) this.videoHeader = packet;
+    const keyframe = isKeyframe(packet);
     if (!this.run) {
       if (keyframe && this.videoHeader && !this.restartTimer) this.startRun(packet);
       return;
@@ -154,7 +154,7 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
       return;
     }
     this.dropping = false;
-    if (packet.flags === 0 || packet.flags === 2) return; // headers were sent when the run started
+    if (isSequenceHeader(packet)) return; // headers were sent when the run started
     input.write(flvTag(packet));
   }
 
