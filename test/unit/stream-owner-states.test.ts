@@ -1,0 +1,182 @@
+// The stream owner's state machine against an in-memory timeline writer (no Redis, no ffmpeg): refused claims,
+// fencing, in-order retries while the writer fails, the release on close, and the publish-token checks it makes
+// before it claims (revocation, an expired token carrying its own broadcast's reconnects).
+import assert from "node:assert/strict";
+import { DEFAULTS } from "../../src/config/defaults.ts";
+import { AlreadyLiveError, FencedError } from "../../src/core/errors.ts";
+import { TypedEmitter } from "../../src/core/events.ts";
+import { createLogger } from "../../src/core/log.ts";
+import { Metrics } from "../../src/core/metrics.ts";
+import type { Claim, SegmentGroup, StreamState, TimelineEntry } from "../../src/core/model.ts";
+import type { AVPacket } from "../../src/ingest/nms.ts";
+import type { PublisherConnection } from "../../src/ingest/rtmp-server.ts";
+import type { PublishCredential } from "../../src/ingest/token.ts";
+import { StreamOwner, type PublishGrants, type TimelineWriter } from "../../src/stream/owner.ts";
+import type { SegmentGroupOut } from "../../src/transcode/job.ts";
+import { waitFor } from "../helpers/stack.ts";
+
+class FakeConnection extends TypedEmitter<{ packet: [AVPacket]; close: [reason: string] }> {
+  readonly id = "fakepublish2";
+  readonly remote = "127.0.0.1:50001";
+  readonly source = { width: 640, height: 360, frameRate: 30, hasAudio: true };
+  audioHeader = null;
+  videoHeader = null;
+  lastDataAt = Date.now();
+  closed = false;
+  closedWith: string | null = null;
+  constructor(readonly streamId: string, readonly credential: PublishCredential | null = null) {
+    super();
+  }
+  close(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closedWith = reason;
+    this.emit("close", reason);
+  }
+}
+
+/** A timeline writer in memory: what it was asked, and failures the test switches on. */
+class FakeWriter implements TimelineWriter, PublishGrants {
+  calls: string[] = [];
+  appended: number[] = [];
+  failAppends: "no" | "transient" | "fenced" = "no";
+  claimError: Error | null = null;
+  grant = { revokedAt: null as number | null, grant: null as string | null, state: null as StreamState | null };
+  private readonly claimOf: Claim = { id: "0123456789ab", epoch: 3, nextSeq: 7, targetDuration: 1, ladder: null, holder: "node-a/fake/3" };
+
+  async claim(): Promise<Claim> {
+    this.calls.push("claim");
+    if (this.claimError) throw this.claimError;
+    return { ...this.claimOf };
+  }
+  async renew(): Promise<boolean> {
+    return true;
+  }
+  async setLadder(_s: string, _c: Claim, ladder: Parameters<TimelineWriter["setLadder"]>[2]): ReturnType<TimelineWriter["setLadder"]> {
+    return ladder;
+  }
+  async append(_s: string, _c: Claim, group: SegmentGroup): Promise<TimelineEntry> {
+    if (this.failAppends === "transient") throw new Error("redis away");
+    if (this.failAppends === "fenced") throw new FencedError("STALE_EPOCH", "write refused: the stream moved to epoch 4");
+    this.appended.push(group.seq);
+    return { seq: group.seq, pdt: group.pdt, disc: group.disc, cc: 0, claim: this.claimOf.id, dur: {} } as TimelineEntry;
+  }
+  async markHandoff(): Promise<boolean> {
+    this.calls.push("markHandoff");
+    return true;
+  }
+  async release(): Promise<boolean> {
+    this.calls.push("release");
+    return true;
+  }
+  async publishGrant(): ReturnType<PublishGrants["publishGrant"]> {
+    return this.grant;
+  }
+  async setGrant(_s: string, digest: string): Promise<void> {
+    this.calls.push(`setGrant ${digest}`);
+  }
+}
+
+function group(n: number): SegmentGroupOut {
+  return {
+    run: 0, pdt: 1_700_000_000_000 + n * 1000, disc: false, finishedAt: Date.now(),
+    segments: ["360p", "240p"].map((rendition) => ({ rendition, index: n, start: n, duration: 1, bytes: Buffer.from(`${rendition}/${n}`) })),
+  };
+}
+
+function owner(writer: FakeWriter, connection: FakeConnection, nodeAlive = async (): Promise<boolean> => true): { owner: StreamOwner; metrics: Metrics } {
+  const metrics = new Metrics({ node: "node-a" });
+  const o = new StreamOwner({
+    connection: connection as unknown as PublisherConnection,
+    store: writer,
+    grants: writer,
+    nodeId: "node-a",
+    config: { ...DEFAULTS, hls: { ...DEFAULTS.hls, segmentDuration: 1 } },
+    log: createLogger({ level: "error" }),
+    metrics,
+    nodeAlive,
+  });
+  return { owner: o, metrics };
+}
+
+const enqueue = (o: StreamOwner, g: SegmentGroupOut): void => (o as unknown as { enqueue(g: SegmentGroupOut): void }).enqueue(g);
+const refusals = async (m: Metrics, reason: string): Promise<number> =>
+  (await m.refusals.get()).values.find((v) => v.labels.reason === reason)?.value ?? 0;
+
+const credential = (o: Partial<PublishCredential> = {}): PublishCredential => ({ issuedAt: 1000, expiresAt: 2000, expired: false, digest: "d1", ...o });
+
+describe("stream owner state machine (fake writer)", () => {
+  it("a claim held by a live node's publisher is refused at once: the connection is closed with the reason, and counted", async () => {
+    const writer = new FakeWriter();
+    writer.claimError = new AlreadyLiveError("node-b");
+    const connection = new FakeConnection("cam");
+    const { owner: o, metrics } = owner(writer, connection);
+    assert.equal(await o.start(), false);
+    assert.equal(connection.closed, true);
+    assert.match(connection.closedWith ?? "", /live on node-b/);
+    assert.equal(await refusals(metrics, "already_live"), 1);
+    assert.deepEqual(writer.calls, ["claim"], "nothing released: the claim was never the owner's");
+  });
+
+  it("appends from the claim's next sequence, in order, retrying the head while the writer fails, with no gap", async () => {
+    const writer = new FakeWriter();
+    const connection = new FakeConnection("cam");
+    const { owner: o } = owner(writer, connection);
+    assert.equal(await o.start(), true);
+    writer.failAppends = "transient";
+    for (let n = 0; n < 3; n++) enqueue(o, group(n));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.deepEqual(writer.appended, []);
+    writer.failAppends = "no";
+    await waitFor("the queue published", () => (writer.appended.length === 3 ? true : undefined), 5000, 20);
+    assert.deepEqual(writer.appended, [7, 8, 9]);
+    await o.close("test over");
+    assert.deepEqual(writer.calls.slice(-2), ["markHandoff", "release"], "a close marks the handoff, then releases");
+  });
+
+  it("a fenced append means another node owns the stream: it stops writing and drops the publisher", async () => {
+    const writer = new FakeWriter();
+    const connection = new FakeConnection("cam");
+    const { owner: o } = owner(writer, connection);
+    await o.start();
+    writer.failAppends = "fenced";
+    enqueue(o, group(0));
+    await waitFor("the publisher dropped", () => (connection.closed ? true : undefined), 5000, 20);
+    assert.match(connection.closedWith ?? "", /taken over/);
+    writer.failAppends = "no";
+    enqueue(o, group(1));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.deepEqual(writer.appended, [], "a lost stream is never written again");
+  });
+
+  it("refuses a token issued up to the stream's revocation, before it claims", async () => {
+    const writer = new FakeWriter();
+    writer.grant.revokedAt = 1500;
+    const connection = new FakeConnection("cam", credential({ issuedAt: 1500 }));
+    const { owner: o, metrics } = owner(writer, connection);
+    assert.equal(await o.start(), false);
+    assert.equal(await refusals(metrics, "revoked"), 1);
+    assert.deepEqual(writer.calls, [], "no claim");
+  });
+
+  it("takes an expired token only for the live broadcast it started, and records a fresh one as the broadcast's", async () => {
+    const expired = credential({ expired: true, digest: "started-it" });
+    const writer = new FakeWriter();
+    writer.grant = { revokedAt: null, grant: "started-it", state: "reconnecting" };
+    const ok = owner(writer, new FakeConnection("cam", expired));
+    assert.equal(await ok.owner.start(), true);
+    await ok.owner.close("done");
+
+    const other = new FakeWriter();
+    other.grant = { revokedAt: null, grant: "another", state: "live" };
+    const refused = owner(other, new FakeConnection("cam", expired));
+    assert.equal(await refused.owner.start(), false);
+    assert.equal(await refusals(refused.metrics, "expired_token"), 1);
+
+    const fresh = new FakeWriter();
+    const accepted = owner(fresh, new FakeConnection("cam", credential({ digest: "new-one" })));
+    assert.equal(await accepted.owner.start(), true);
+    assert.ok(fresh.calls.includes("setGrant new-one"));
+    await accepted.owner.close("done");
+  });
+});
