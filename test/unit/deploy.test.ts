@@ -376,26 +376,4 @@ describe("deployment files", () => {
       assert.deepEqual(created, keys);
     });
   });
-
-  // ------------------------------------------------------------------------------------------ Dockerfile
-
-  describe("Dockerfile", () => {
-    const dockerfile = read("Dockerfile");
-
-    it("runs a node in exec form, as a non-root user, exposing the default ports", () => {
-      assert.match(dockerfile, /^FROM node:20-bookworm-slim$/m);
-      assert.match(dockerfile, /^CMD \["node", "--import", "tsx", "src\/bin\/baton\.ts", "node"\]$/m);
-      assert.match(dockerfile, /^USER (?!root)\S+$/m);
-      assert.match(dockerfile, /^STOPSIGNAL SIGTERM$/m);
-      const expose = /^EXPOSE (.+)$/m.exec(dockerfile)?.[1]?.split(/\s+/).map(Number) ?? [];
-      assert.deepEqual(expose, [DEFAULTS.rtmp.port, DEFAULTS.http.port, DEFAULTS.agent.port]);
-      assert.ok(dockerfile.includes(`http://127.0.0.1:${DEFAULTS.http.port}/healthz`));
-    });
-
-    it("npm ci --omit=dev keeps tsx, which the CMD needs", () => {
-      assert.match(dockerfile, /npm ci --omit=dev/);
-      const pkg = obj(JSON.parse(read("package.json")), "package.json");
-      assert.ok("tsx" in obj(pkg.dependencies, "dependencies"), "tsx must be a runtime dependency");
-    });
-  });
 });
