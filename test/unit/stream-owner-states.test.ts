@@ -4,36 +4,15 @@
 import assert from "node:assert/strict";
 import { DEFAULTS } from "../../src/config/defaults.ts";
 import { AlreadyLiveError, FencedError } from "../../src/core/errors.ts";
-import { TypedEmitter } from "../../src/core/events.ts";
 import { createLogger } from "../../src/core/log.ts";
 import { Metrics } from "../../src/core/metrics.ts";
 import type { Claim, SegmentGroup, StreamState, TimelineEntry } from "../../src/core/model.ts";
-import type { AVPacket } from "../../src/ingest/nms.ts";
 import type { PublisherConnection } from "../../src/ingest/rtmp-server.ts";
 import type { PublishCredential } from "../../src/ingest/token.ts";
+import { FakeConnection } from "../helpers/fake-connection.ts";
 import { StreamOwner, type PublishGrants, type TimelineWriter } from "../../src/stream/owner.ts";
 import type { SegmentGroupOut } from "../../src/transcode/job.ts";
 import { waitFor } from "../helpers/stack.ts";
-
-class FakeConnection extends TypedEmitter<{ packet: [AVPacket]; close: [reason: string] }> {
-  readonly id = "fakepublish2";
-  readonly remote = "127.0.0.1:50001";
-  readonly source = { width: 640, height: 360, frameRate: 30, hasAudio: true };
-  audioHeader = null;
-  videoHeader = null;
-  lastDataAt = Date.now();
-  closed = false;
-  closedWith: string | null = null;
-  constructor(readonly streamId: string, readonly credential: PublishCredential | null = null) {
-    super();
-  }
-  close(reason: string): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.closedWith = reason;
-    this.emit("close", reason);
-  }
-}
 
 /** A timeline writer in memory: what it was asked, and failures the test switches on. */
 class FakeWriter implements TimelineWriter, PublishGrants {

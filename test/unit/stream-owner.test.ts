@@ -5,33 +5,13 @@ import assert from "node:assert/strict";
 import { LEASE_TTL_MS, StreamOwner, type TimelineWriter } from "../../src/stream/owner.ts";
 import { DEFAULTS } from "../../src/config/defaults.ts";
 import { HandoffPendingError } from "../../src/core/errors.ts";
-import { TypedEmitter } from "../../src/core/events.ts";
-import type { AVPacket } from "../../src/ingest/nms.ts";
 import type { PublisherConnection } from "../../src/ingest/rtmp-server.ts";
 import { createLogger } from "../../src/core/log.ts";
 import { Metrics } from "../../src/core/metrics.ts";
 import { StreamStore } from "../../src/state/store.ts";
 import type { SegmentGroupOut } from "../../src/transcode/job.ts";
 import { startTestRedis, stopAll, testPrefix, waitFor, type TestRedis } from "../helpers/stack.ts";
-
-/** What the owner uses of a publish connection. */
-class FakeConnection extends TypedEmitter<{ packet: [AVPacket]; close: [reason: string] }> {
-  readonly id = "fakepublish1";
-  readonly remote = "127.0.0.1:50000";
-  readonly source = { width: 640, height: 360, frameRate: 30, hasAudio: true };
-  audioHeader = null;
-  videoHeader = null;
-  lastDataAt = Date.now();
-  closed = false;
-  constructor(readonly streamId: string) {
-    super();
-  }
-  close(reason: string): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.emit("close", reason);
-  }
-}
+import { FakeConnection } from "../helpers/fake-connection.ts";
 
 /** A store whose appends wait while the gate is shut: a flush that takes as long as the test wants. */
 function gated(store: StreamStore): { writer: TimelineWriter; shut(): void; open(): void } {
