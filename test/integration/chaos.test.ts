@@ -6,7 +6,7 @@ import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ChaosReport } from "../../tools/chaos/report.ts";
-import { nodeCommand } from "../../tools/processes.ts";
+import { ROOT, nodeCommand } from "../../tools/processes.ts";
 import { localClusterEnv, tempDir } from "../helpers/stack.ts";
 
 async function chaos(scenario: string, browsers: number): Promise<{ code: number; report: ChaosReport; png: Buffer; output: string }> {
@@ -14,7 +14,7 @@ async function chaos(scenario: string, browsers: number): Promise<{ code: number
   const env = { ...process.env, ...(await localClusterEnv(3)) };
   const out = join(dir, "report.json");
   const [command, args] = nodeCommand([]);
-  const chaosArgs = [...args.slice(0, -1), join(args[args.length - 1]!, "..", "chaos.ts"), "--scenario", scenario, "--quick", "--browsers", String(browsers), "--out", out];
+  const chaosArgs = [...args.slice(0, -1), join(ROOT, "tools", "chaos", "cli.ts"), "--scenario", scenario, "--quick", "--browsers", String(browsers), "--out", out];
   const result = await new Promise<{ code: number; output: string }>((resolve) => {
     execFile(command, chaosArgs, { env, timeout: 240000, maxBuffer: 1 << 24 }, (error, stdout, stderr) =>
       resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, output: `${stdout}\n${stderr}` }),

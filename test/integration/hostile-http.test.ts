@@ -41,10 +41,10 @@ async function metric(node: TestNode, name: string, label = ""): Promise<number>
   return sum;
 }
 
-/** Every Redis key that is not one of the stream's own (they carry its id as a hash tag). */
+/** Every Redis key but the stream's own (they carry its id as a hash tag) and the sweeper's lease (it comes and goes). */
 async function keysBesides(redis: Redis, stream: string): Promise<string[]> {
   const keys = await redis.keys("*");
-  return keys.filter((k) => !k.includes(`{${stream}}`)).sort();
+  return keys.filter((k) => !k.includes(`{${stream}}`) && !k.endsWith(":sweeper")).sort();
 }
 
 /** Sends raw bytes on a new connection; resolves with what came back once the peer closed (or after `ms`). */

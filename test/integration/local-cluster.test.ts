@@ -91,7 +91,12 @@ describe("local cluster: npm start", function () {
         return r.status === 200 && parseM3u8(r.text).segments.length >= 4 ? true : undefined;
       }, 30000);
       const [command, args] = nodeCommand(["status", "--url", http]);
-      const table = execFileSync(command, args, { env: { ...process.env, ...env }, encoding: "utf8" });
+      // the owner reports its transcoder's speed once ffmpeg measured it (every 2 s)
+      const table = await waitFor("the transcoder's speed in baton status", () => {
+        const text = execFileSync(command, args, { env: { ...process.env, ...env }, encoding: "utf8" });
+        return /rolling\s+live\s+node-\d.*\s\d+\.\d\dx/.test(text) ? text : undefined;
+      }, 20000, 1000);
+      assert.match(table, /TRANSCODER/);
       assert.match(table, /NODE\s+STATE/);
       assert.match(table, /node-1\s+ready/);
       assert.match(table, /node-2\s+ready/);
