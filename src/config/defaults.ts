@@ -110,6 +110,37 @@ export interface Config {
     /** Bytes of segments each node keeps in memory. Used by: delivery/segment-cache. */
     segmentCacheBytes: number;
   };
+  storage: {
+    /**
+     * Where segment bytes are kept: "fs", a directory every node of a one-machine cluster shares; "s3", any
+     * S3-compatible store (AWS S3, MinIO, Ceph RGW, R2). Used by: storage (not wired into a node yet).
+     */
+    backend: "fs" | "s3";
+    /** Directory of the fs backend, created as needed. Used by: storage/fs.ts. */
+    path: string;
+    /** S3 endpoint URL (http:// or https://); empty: AWS S3 of s3Region. Used by: storage/s3.ts. */
+    s3Endpoint: string;
+    /** Bucket of the s3 backend; required with backend "s3". Used by: storage/s3.ts. */
+    s3Bucket: string;
+    /** Region the s3 backend signs requests for (MinIO and Ceph accept us-east-1). Used by: storage/s3.ts. */
+    s3Region: string;
+    /** Prefix of every object name in the bucket: empty, or path segments ending in "/". Used by: storage/s3.ts. */
+    s3Prefix: string;
+    /** Path-style URLs (`endpoint/bucket/key`), which MinIO and Ceph RGW need. Used by: storage/s3.ts. */
+    s3ForcePathStyle: boolean;
+    /**
+     * Access key id; empty (with s3SecretAccessKey empty): the SDK's default credential chain (AWS_* variables,
+     * profile, instance role). BATON_STORAGE_S3_ACCESSKEYID also sets it. Used by: storage/s3.ts.
+     */
+    s3AccessKeyId: string;
+    /** Secret access key, never printed. BATON_STORAGE_S3_SECRETACCESSKEY also sets it. Used by: storage/s3.ts. */
+    s3SecretAccessKey: string;
+    /**
+     * Milliseconds one s3 call may take, retries included; then it fails with STORAGE_UNAVAILABLE, so an
+     * unreachable store never holds up a caller. Used by: storage/s3.ts.
+     */
+    s3Timeout: number;
+  };
   transcode: {
     /** ffmpeg binary. Used by: transcode. */
     ffmpegPath: string;
@@ -223,6 +254,18 @@ export const DEFAULTS: Config = {
     reconnectWindow: 30,
     retention: 3600,
     segmentCacheBytes: 67108864,
+  },
+  storage: {
+    backend: "fs",
+    path: "var/segments",
+    s3Endpoint: "",
+    s3Bucket: "",
+    s3Region: "us-east-1",
+    s3Prefix: "",
+    s3ForcePathStyle: false,
+    s3AccessKeyId: "",
+    s3SecretAccessKey: "",
+    s3Timeout: 5000,
   },
   transcode: {
     ffmpegPath: "ffmpeg",

@@ -4,10 +4,20 @@ import { readFileSync } from "node:fs";
 import { ConfigError, errorMessage } from "../core/errors.ts";
 import { DEFAULTS, type Config } from "./defaults.ts";
 import { SCHEMA, checkValue, parseEnvValue, type Rule } from "./schema.ts";
+import { checkStorage } from "./storage.ts";
 import { rtmpsContext } from "./tls.ts";
 
 /** BATON_* variables that are not config keys but are read elsewhere. */
 const OTHER_ENV = new Set(["BATON_CONFIG", "BATON_STATE_DIR"]);
+
+/**
+ * Other names of config keys, as the S3 tools' users know them; the key's own variable
+ * (BATON_STORAGE_S3ACCESSKEYID) wins when both are set, as BATON_REDIS_URL wins over REDIS_URL.
+ */
+const ENV_ALIASES: Record<string, { section: "storage"; key: "s3AccessKeyId" | "s3SecretAccessKey" }> = {
+  BATON_STORAGE_S3_ACCESSKEYID: { section: "storage", key: "s3AccessKeyId" },
+  BATON_STORAGE_S3_SECRETACCESSKEY: { section: "storage", key: "s3SecretAccessKey" },
+};
 
 export interface LoadOptions {
   /** Path of a JSON config file; BATON_CONFIG in the environment also names one. */
@@ -65,7 +75,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
   }
   const fromEnv: Record<string, Section> = {};
   for (const [name, text] of Object.entries(env)) {
-    if (!name.startsWith("BATON_") || OTHER_ENV.has(name) || text === undefined) continue;
+    if (!name.startsWith("BATON_") || OTHER_ENV.has(name) || Object.hasOwn(ENV_ALIASES, name) || text === undefined) continue;
     let found = false;
     for (const [section, rules] of Object.entries(SCHEMA as Record<string, Record<string, Rule>>)) {
       for (const [key, rule] of Object.entries(rules)) {
@@ -82,9 +92,15 @@ export function loadConfig(options: LoadOptions = {}): Config {
   }
   // the conventional variable, for `REDIS_URL=... npm start`; BATON_REDIS_URL wins when both are set
   if (env.REDIS_URL && !env.BATON_REDIS_URL) merge(config, { redis: { url: env.REDIS_URL } }, "REDIS_URL", origins);
+  for (const [alias, { section, key }] of Object.entries(ENV_ALIASES)) {
+    const text = env[alias];
+    if (text !== undefined && env[envName(section, key)] === undefined) merge(config, { [section]: { [key]: text } }, alias, origins);
+  }
   if (options.overrides) merge(config, options.overrides, "command line", origins);
   // keys that must agree with each other, or with files
-  rtmpsContext(config.rtmps, (key) => origins.get(key) ?? "defaults");
+  const originOf = (key: string): string => origins.get(key) ?? "defaults";
+  rtmpsContext(config.rtmps, originOf);
+  checkStorage(config.storage, originOf);
   return config;
 }
 

@@ -61,6 +61,19 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
     retention: { kind: "int", min: 10, max: 7 * 86400 },
     segmentCacheBytes: { kind: "int", min: 1048576, max: 17179869184 },
   },
+  storage: {
+    backend: { kind: "enum", values: ["fs", "s3"] },
+    path: { kind: "string", pattern: /^[^\0]+$/, expected: "a directory path" },
+    s3Endpoint: { kind: "string", pattern: /^(https?:\/\/[^\s/?#]+(\/[^\s?#]*)?)?$/, expected: "empty, or an http:// or https:// URL" },
+    // S3's bucket naming rules (3 to 63 of a-z, 0-9, '.', '-'), which every compatible store accepts
+    s3Bucket: { kind: "string", pattern: /^([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])?$/, expected: "empty, or 3 to 63 of a-z, 0-9, '.', '-'" },
+    s3Region: { kind: "string", pattern: /^[a-z0-9-]{1,32}$/, expected: "a region name (1 to 32 of a-z, 0-9, '-')" },
+    s3Prefix: { kind: "string", pattern: /^((?!\.\.?\/)[A-Za-z0-9_.-]{1,64}\/){0,8}$/, expected: "empty, or path segments of A-Z, a-z, 0-9, '_', '.', '-' each ending in '/'" },
+    s3ForcePathStyle: { kind: "bool" },
+    s3AccessKeyId: { kind: "string", secret: true, pattern: /^[\x21-\x7e]{0,128}$/, expected: "empty, or up to 128 printable characters without spaces" },
+    s3SecretAccessKey: { kind: "string", secret: true, pattern: /^[\x21-\x7e]{0,256}$/, expected: "empty, or up to 256 printable characters without spaces" },
+    s3Timeout: { kind: "int", min: 100, max: 600000 },
+  },
   transcode: {
     ffmpegPath: { kind: "string", pattern: /^[^\0]+$/, expected: "a path" },
     preset: { kind: "enum", values: ["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] },

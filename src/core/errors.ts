@@ -63,6 +63,18 @@ export class HandoffPendingError extends BatonError {
   }
 }
 
+/**
+ * A segment store call that failed. STORAGE_REFUSED: the call itself is wrong (a key that is not a storage key,
+ * a bad range), nothing was sent; STORAGE_DENIED: the store refused the credentials or the permission;
+ * STORAGE_RANGE: the range starts past the object's end; STORAGE_UNAVAILABLE: the store did not answer in time
+ * or at all; STORAGE_FAILED: the store answered with another error (no such bucket, a full disk).
+ */
+export class StorageError extends BatonError {
+  constructor(code: "STORAGE_REFUSED" | "STORAGE_DENIED" | "STORAGE_RANGE" | "STORAGE_UNAVAILABLE" | "STORAGE_FAILED", message: string) {
+    super(code, message);
+  }
+}
+
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }

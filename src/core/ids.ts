@@ -12,6 +12,8 @@ export const SESSION_ID_PATTERN = "[0-9a-f]{32}";
 export const NODE_ID_PATTERN = "[a-z0-9][a-z0-9-]{0,62}";
 /** A claim's id: 48 random bits, hex (see state/claim-id.ts). */
 export const CLAIM_ID_PATTERN = "[0-9a-f]{12}";
+/** A broadcast's id in the segment store: the claim id that started it, or an id of its own (up to 128 bits). */
+export const BROADCAST_ID_PATTERN = "[0-9a-f]{12,32}";
 
 const whole = (pattern: string): RegExp => new RegExp(`^(?:${pattern})$`);
 
@@ -20,6 +22,7 @@ export const RENDITION = whole(RENDITION_PATTERN);
 export const SESSION_ID = whole(SESSION_ID_PATTERN);
 export const NODE_ID = whole(NODE_ID_PATTERN);
 export const CLAIM_ID = whole(CLAIM_ID_PATTERN);
+export const BROADCAST_ID = whole(BROADCAST_ID_PATTERN);
 
 const guard = (pattern: RegExp) => (value: unknown): value is string => typeof value === "string" && pattern.test(value);
 
@@ -28,3 +31,4 @@ export const isRendition = guard(RENDITION);
 export const isSessionId = guard(SESSION_ID);
 export const isNodeId = guard(NODE_ID);
 export const isClaimId = guard(CLAIM_ID);
+export const isBroadcastId = guard(BROADCAST_ID);
