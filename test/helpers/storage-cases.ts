@@ -38,6 +38,11 @@ export const BAD_DELETE_PREFIXES = ["", "streams/", "streams", "streams/cam1", "
 
 interface Case {
   what: string;
+  /**
+   * Proves the store's atomic put, which for S3 is the server's own guarantee: s3rver, the S3 server the tests
+   * can run, writes each object in place, so against it this case would test s3rver, not baton.
+   */
+  serverAtomicity?: true;
   run: (store: SegmentStore) => Promise<void>;
 }
 
@@ -127,6 +132,7 @@ export const STORE_CASES: Case[] = [
   },
   {
     what: "a reader during many overwrites sees one whole version each time, never part of one",
+    serverAtomicity: true,
     async run(store) {
       const key = seg(7);
       // each version has its own length and fill byte, so a torn or mixed read cannot pass for a whole one

@@ -263,6 +263,42 @@ describe("config", () => {
         message: (f) =>
           `config: (file) = ${JSON.stringify(f)} (from ${f}): expected a readable JSON file (${thrownMessage(() => JSON.parse(""))})`,
       },
+      {
+        what: "a storage backend that does not exist",
+        env: { BATON_STORAGE_BACKEND: "gcs" },
+        message: () => 'config: storage.backend = "gcs" (from BATON_STORAGE_BACKEND): expected one of fs, s3',
+      },
+      {
+        what: "the s3 backend without a bucket",
+        file: { storage: { backend: "s3" } },
+        message: (f) => `config: storage.s3Bucket = "" (from ${f}): expected a bucket name, since storage.backend is s3`,
+      },
+      {
+        what: "an s3 access key id without its secret, from the issue's variable name",
+        env: { BATON_STORAGE_BACKEND: "s3", BATON_STORAGE_S3BUCKET: "media", BATON_STORAGE_S3_ACCESSKEYID: "AKIAEXAMPLE" },
+        message: () => 'config: storage.s3SecretAccessKey = "" (from BATON_STORAGE_S3_ACCESSKEYID): expected a secret access key, since storage.s3AccessKeyId is set',
+      },
+      {
+        what: "an s3 secret with a space, without printing it",
+        env: { BATON_STORAGE_S3_SECRETACCESSKEY: "two words" },
+        message: () =>
+          "config: storage.s3SecretAccessKey = (hidden, 9 characters) (from BATON_STORAGE_S3_SECRETACCESSKEY): expected empty, or up to 256 printable characters without spaces",
+      },
+      {
+        what: "an s3 endpoint that is not an http(s) URL",
+        file: { storage: { s3Endpoint: "minio:9000" } },
+        message: (f) => `config: storage.s3Endpoint = "minio:9000" (from ${f}): expected empty, or an http:// or https:// URL`,
+      },
+      {
+        what: "an s3 prefix that climbs out of its segment",
+        file: { storage: { s3Prefix: "../media/" } },
+        message: (f) => `config: storage.s3Prefix = "../media/" (from ${f}): expected empty, or path segments of A-Z, a-z, 0-9, '_', '.', '-' each ending in '/'`,
+      },
+      {
+        what: "an s3 bucket name S3 would refuse",
+        env: { BATON_STORAGE_S3BUCKET: "Media_Bucket" },
+        message: () => `config: storage.s3Bucket = "Media_Bucket" (from BATON_STORAGE_S3BUCKET): expected empty, or 3 to 63 of a-z, 0-9, '.', '-'`,
+      },
     ];
 
     for (const c of cases) {
@@ -322,6 +358,16 @@ describe("config", () => {
         configError({ env: { BATON_ADMIN_RESTARTCOMMAND: "systemctl restart" } }).message,
         'config: admin.restartCommand = "systemctl restart" (from BATON_ADMIN_RESTARTCOMMAND): expected a list of strings (a program and its arguments)',
       );
+    });
+
+    it("takes the s3 credentials from BATON_STORAGE_S3_* names too; the keys' own names win", () => {
+      const s3 = { BATON_STORAGE_BACKEND: "s3", BATON_STORAGE_S3BUCKET: "media" };
+      const storage = loadConfig({ env: { ...s3, BATON_STORAGE_S3_ACCESSKEYID: "alias-id", BATON_STORAGE_S3_SECRETACCESSKEY: "alias-secret" } }).storage;
+      assert.deepEqual([storage.s3AccessKeyId, storage.s3SecretAccessKey], ["alias-id", "alias-secret"]);
+      const both = loadConfig({
+        env: { ...s3, BATON_STORAGE_S3_ACCESSKEYID: "alias-id", BATON_STORAGE_S3ACCESSKEYID: "own-id", BATON_STORAGE_S3SECRETACCESSKEY: "own-secret" },
+      }).storage;
+      assert.deepEqual([both.s3AccessKeyId, both.s3SecretAccessKey], ["own-id", "own-secret"]);
     });
 
     it("ignores environment variables without the BATON_ prefix", () => {
