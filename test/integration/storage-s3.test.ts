@@ -16,6 +16,10 @@ const BUCKET = "baton-segments";
 // s3rver's built-in account
 const ACCESS = { s3AccessKeyId: "S3RVER", s3SecretAccessKey: "S3RVER" };
 
+/** A plain SDK client on the test server, for what the store does not do (make the bucket, plant objects). */
+const adminClient = (endpoint: string): S3Client =>
+  new S3Client({ endpoint, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" } });
+
 describe("segment store: s3 (s3rver)", function () {
   this.timeout(60000);
   let server: Managed;
@@ -40,7 +44,7 @@ describe("segment store: s3 (s3rver)", function () {
     // s3rver's continuation tokens use DES, which OpenSSL 3 (Node 17 and later) keeps in its legacy provider
     server = startProcess("s3rver", process.execPath, ["--openssl-legacy-provider", "node_modules/s3rver/bin/s3rver.js", "-d", tempDir("s3rver"), "-a", HOST, "-p", String(port), "-s"]);
     await waitForPort(HOST, port, 20000, server);
-    const admin = new S3Client({ endpoint, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" } });
+    const admin = adminClient(endpoint);
     await admin.send(new CreateBucketCommand({ Bucket: BUCKET }));
     admin.destroy();
   });
@@ -82,7 +86,7 @@ describe("segment store: s3 (s3rver)", function () {
 
   it("ignores objects in the bucket that are not segment keys", async () => {
     const store = s3Store({ s3Prefix: "foreign/" });
-    const admin = new S3Client({ endpoint, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" } });
+    const admin = adminClient(endpoint);
     await admin.send(new PutObjectCommand({ Bucket: BUCKET, Key: "foreign/streams/cam1/notes.txt", Body: "not a segment" }));
     admin.destroy();
     await store.put(seg(0), Buffer.from("x"));
