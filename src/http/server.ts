@@ -54,6 +54,8 @@ export interface HttpServerOptions {
   opsToken: string | null;
   /** Called before /metrics is rendered (gauges read from other parts). */
   beforeScrape?: () => void;
+  /** Milliseconds a new connection has to bring its first request (FIRST_REQUEST_MS; tests shorten it). */
+  firstRequestMs?: number;
 }
 
 export { HttpError, sendJson };
@@ -129,6 +131,8 @@ export class HttpServer {
     // a malformed request line or header: Node answers 400 (431, 408) itself and closes that socket only
     server.on("request", (req: IncomingMessage) => this.firstRequest(req.socket));
     server.on("upgrade", (req, socket, head) => {
+      // an upgrade is a first request too: the socket is no longer waiting for one
+      this.firstRequest(req.socket);
       // an upgraded socket is no longer the HTTP server's: it needs its own error listener from the start
       socket.on("error", () => undefined);
       try {
@@ -163,7 +167,7 @@ export class HttpServer {
     const timer = setTimeout(() => {
       this.o.metrics.httpConnectionsRefused.inc({ reason: "no_request" });
       socket.destroy();
-    }, FIRST_REQUEST_MS);
+    }, this.o.firstRequestMs ?? FIRST_REQUEST_MS);
     timer.unref();
     this.awaitingRequest.set(socket, timer);
     socket.on("close", () => {

@@ -1,0 +1,57 @@
+// The node's HTTP transport on its own (no Redis, no stream): the first-request deadline closes a socket that
+// sends nothing, but neither a keep-alive socket that brought a request nor an upgraded WebSocket.
+import assert from "node:assert/strict";
+import { connect } from "node:net";
+import { WebSocket, WebSocketServer } from "ws";
+import { createLogger } from "../../src/core/log.ts";
+import { Metrics } from "../../src/core/metrics.ts";
+import { ClientAddresses } from "../../src/http/client-address.ts";
+import { HttpServer } from "../../src/http/server.ts";
+import { freePort } from "../../tools/processes.ts";
+import { waitFor } from "../helpers/stack.ts";
+
+describe("HTTP server: the first-request deadline", function () {
+  this.timeout(10000);
+  let http: HttpServer;
+  const wss = new WebSocketServer({ noServer: true });
+  let port = 0;
+
+  before(async () => {
+    port = await freePort();
+    http = new HttpServer({
+      port, bind: "127.0.0.1", maxConnections: 100, maxConnectionsPerAddress: 100, addresses: new ClientAddresses(["127.0.0.1"]),
+      log: createLogger({ level: "error" }), metrics: new Metrics({ node: "t" }), readiness: { ready: () => ({ ok: true }) }, opsToken: null,
+      firstRequestMs: 300,
+    });
+    http.onUpgrade((req, socket, head) => wss.handleUpgrade(req, socket, head, () => undefined));
+    await http.start();
+  });
+  after(async () => {
+    wss.close();
+    await http.close();
+  });
+
+  it("closes a socket that sends nothing", async () => {
+    const socket = connect(port, "127.0.0.1");
+    socket.on("error", () => undefined);
+    await new Promise((resolve) => socket.once("close", resolve));
+  });
+
+  it("keeps an upgraded WebSocket and a keep-alive socket that brought a request past the deadline", async () => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`);
+    await new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject));
+    let wsClosed = false;
+    ws.on("close", () => (wsClosed = true));
+    const socket = connect(port, "127.0.0.1");
+    let socketClosed = false;
+    socket.on("close", () => (socketClosed = true));
+    socket.write("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    await waitFor("the health answer", () => (socket.readableLength > 0 || socket.bytesRead > 0 ? true : undefined), 2000, 20);
+    // three deadlines later, both are still open
+    await new Promise((resolve) => setTimeout(resolve, 900));
+    assert.equal(wsClosed, false, "the WebSocket outlived the first-request deadline");
+    assert.equal(socketClosed, false, "the keep-alive socket outlived it");
+    ws.close();
+    socket.destroy();
+  });
+});
