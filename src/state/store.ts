@@ -56,10 +56,11 @@ function sentinelOptions(target: RedisTarget): RedisOptions {
     // the primary's address is asked again on each reconnect; while every sentinel is away, asked again as
     // often as a plain connection retries
     sentinelRetryStrategy: (times) => Math.min(100 * times, 1000),
-    // no failoverDetector: its disconnect on +switch-master, landing while a reconnect is asking the
-    // sentinels, makes that connect fail for good (ioredis 6 ends the client: "Connection is closed." from
-    // then on). It is not needed: a dead primary closes the connection, and sentinels end the clients of an
-    // old primary they turn into a replica (CLIENT KILL), so every client asks the sentinels again
+    // no failoverDetector (a subscription to +switch-master on every sentinel, per client): a dead primary
+    // closes the connection, and sentinels end the clients of an old primary they turn into a replica (CLIENT
+    // KILL), so every client asks the sentinels again anyway; and its disconnect, if it lands while a
+    // reconnect is under way, is the kind that ends the client (see redisClient's "end")
+    //
     // an old primary that came back as a replica answers writes with READONLY: reconnect (through the
     // sentinels, to the new primary) without sending the command again (see autoResendUnfulfilledCommands)
     reconnectOnError: (error) => error.message.startsWith("READONLY"),
@@ -97,9 +98,10 @@ export function redisClient(target: RedisTarget, name: string, commandTimeoutMs:
     lazyConnect: true,
     ...sentinelOptions(target),
   });
-  // ioredis 6 ends a client for good when a reconnect is asked for (a role check, reconnectOnError) while a
-  // connect is under way: that connect fails with "Connection is closed." and nothing retries it. Seen once in
-  // the Sentinel failover test; a client that ended without closeRedis() starts over, as a retry would.
+  // ioredis 6 ends a client for good when a reconnect is asked for (disconnect(true): a role check,
+  // reconnectOnError) while a connect is under way: that connect fails with "Connection is closed." and
+  // nothing retries it. A client ended so once in the Sentinel failover test, before the promotion (which
+  // path, not found). A client that ended without closeRedis() starts over, as a retry would have.
   client.on("end", () => {
     if (closedByBaton.has(client)) return;
     setTimeout(() => {
