@@ -59,6 +59,8 @@ export class BatonNode {
     this.metrics = new Metrics({ node: this.id });
     this.store = new StreamStore({
       url: config.redis.url,
+      sentinels: config.redis.sentinels,
+      sentinelName: config.redis.sentinelName,
       prefix: config.redis.prefix,
       window: config.hls.playlistWindow,
       reconnectWindowMs: config.hls.reconnectWindow * 1000,

@@ -124,6 +124,8 @@ export interface RedisServerOptions {
   dir: string;
   /** Append-only file, fsync every second: a restart keeps what was written. */
   persistent: boolean;
+  /** The port of a primary on 127.0.0.1 this one replicates (a replica for failover tests). */
+  replicaOf?: number;
   logFile?: string;
   ownGroup?: boolean;
 }
@@ -133,6 +135,7 @@ export function startRedis(o: RedisServerOptions): Managed {
   const args = [
     "--port", String(o.port), "--bind", "127.0.0.1", "--dir", o.dir, "--daemonize", "no",
     "--save", "", "--appendonly", o.persistent ? "yes" : "no", "--appendfsync", "everysec",
+    ...(o.replicaOf ? ["--replicaof", "127.0.0.1", String(o.replicaOf)] : []),
   ];
   return startProcess(`redis-server:${o.port}`, "redis-server", args, { logFile: o.logFile, ownGroup: o.ownGroup });
 }

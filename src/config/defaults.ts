@@ -82,8 +82,19 @@ export interface Config {
     port: number;
   };
   redis: {
-    /** Redis connection URL. `REDIS_URL` in the environment also sets it. Used by: state. */
+    /**
+     * Redis connection URL. `REDIS_URL` in the environment also sets it. With redis.sentinels, only its
+     * password, database and scheme (rediss: TLS to the primary) apply: the sentinels name the host. Used by: state.
+     */
     url: string;
+    /**
+     * Redis Sentinel addresses (`host:port`, IPv6 as `[addr]:port`); empty: connect to redis.url directly. Set:
+     * every connection asks them for the primary of redis.sentinelName, and again after each disconnect, so
+     * it follows a failover. Used by: state (every connection).
+     */
+    sentinels: string[];
+    /** The Sentinel master group name (`sentinel monitor NAME ...`); used only with redis.sentinels. Used by: state. */
+    sentinelName: string;
     /** Prefix of every key baton writes. Used by: state/keys.ts. */
     prefix: string;
     /**
@@ -244,6 +255,8 @@ export const DEFAULTS: Config = {
   },
   redis: {
     url: "redis://127.0.0.1:6379",
+    sentinels: [],
+    sentinelName: "mymaster",
     prefix: "baton:",
     commandTimeout: 1000,
     waitReplicas: 0,

@@ -15,6 +15,8 @@ type Rule =
   | { kind: "list"; pattern: RegExp; expected: string };
 
 const PORT: Rule = { kind: "int", min: 1, max: 65535 };
+/** `host:port`: a host name, an IPv4 address or a bracketed IPv6 address, and a port from 1 to 65535. */
+const HOST_PORT = /^([A-Za-z0-9.-]{1,253}|\[[0-9a-fA-F:.]{2,45}\]):(6553[0-5]|655[0-2]\d|65[0-4]\d{2}|6[0-4]\d{3}|[1-5]\d{4}|[1-9]\d{0,3})$/;
 /** An HMAC secret: a short one can be guessed offline from one token (`openssl rand -hex 32` makes a good one). */
 const SECRET: Rule = {
   kind: "string", secret: true, pattern: /^([\x21-\x7e]{32,1024})?$/, expected: "empty (one is generated), or 32 to 1024 printable characters without spaces",
@@ -50,6 +52,8 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
   agent: { port: PORT },
   redis: {
     url: { kind: "string", pattern: /^rediss?:\/\/\S+$/, expected: "a redis:// or rediss:// URL" },
+    sentinels: { kind: "list", pattern: HOST_PORT, expected: "a list of host:port addresses (IPv6 as [address]:port)" },
+    sentinelName: { kind: "string", pattern: /^[A-Za-z0-9._-]{1,64}$/, expected: "1 to 64 of A-Z, a-z, 0-9, '.', '_', '-'" },
     prefix: { kind: "string", pattern: /^[A-Za-z0-9_:.-]{1,32}$/, expected: "1 to 32 of A-Z, a-z, 0-9, '_', ':', '.', '-'" },
     commandTimeout: { kind: "int", min: 100, max: 60000 },
     waitReplicas: { kind: "int", min: 0, max: 16 },

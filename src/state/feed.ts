@@ -4,7 +4,7 @@
 // ioredis resubscribes after reconnects, and each reconnect is announced (changes may have been missed).
 import type { Redis } from "ioredis";
 import type { Keys } from "./keys.ts";
-import type { StreamStore } from "./store.ts";
+import { closeRedis, type StreamStore } from "./store.ts";
 
 export interface FeedHandlers {
   /** A stream's timeline or state changed. */
@@ -54,7 +54,7 @@ export class Feed {
           () => handlers.subscribed(true),
         );
         if (this.closed) {
-          subscriber.disconnect();
+          closeRedis(subscriber);
           return;
         }
         this.subscriber = subscriber;
@@ -73,7 +73,7 @@ export class Feed {
 
   close(): void {
     this.closed = true;
-    this.subscriber?.disconnect();
+    if (this.subscriber) closeRedis(this.subscriber);
     this.subscriber = null;
   }
 }

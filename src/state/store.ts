@@ -1,14 +1,22 @@
 // Everything baton keeps in Redis about streams, behind typed methods. Multi-step changes are Lua scripts
 // (./scripts/); keys come from keys.ts only.
-import { Redis } from "ioredis";
+import { Redis, type RedisOptions } from "ioredis";
 import type { Claim, LadderEntry, SegmentGroup, StreamSnapshot, StreamState, TimelineEntry } from "../core/model.ts";
 import { BatonError } from "../core/errors.ts";
 import { newClaimId } from "./claim-id.ts";
 import { Keys } from "./keys.ts";
 import { defineScripts, mapScriptError, queueScript, runScript } from "./scripts.ts";
 
-export interface StoreOptions {
+/** Where the Redis connections go: redis.url alone, or the primary the sentinels name. */
+export interface RedisTarget {
   url: string;
+  /** `host:port` of Redis Sentinels (`redis.sentinels`); empty or absent: redis.url's host. */
+  sentinels?: string[];
+  /** The Sentinel master group name (`redis.sentinelName`). */
+  sentinelName?: string;
+}
+
+export interface StoreOptions extends RedisTarget {
   prefix: string;
   /** Segments listed in a media playlist. */
   window: number;
@@ -30,8 +38,49 @@ function segmentTtls(options: StoreOptions, targetDuration: number): { trimmedMs
   };
 }
 
-export function redisClient(url: string, name: string, commandTimeoutMs: number): Redis {
-  return new Redis(url, {
+/** `host:port` (IPv6 as `[address]:port`, as redis.sentinels' rule accepts) as ioredis takes it. */
+function sentinelAddress(text: string): { host: string; port: number } {
+  const colon = text.lastIndexOf(":");
+  return { host: text.slice(0, colon).replace(/^\[|\]$/g, ""), port: Number(text.slice(colon + 1)) };
+}
+
+/** ioredis options that make a client find the primary through Sentinel and follow its failovers. */
+function sentinelOptions(target: RedisTarget): RedisOptions {
+  if (!target.sentinels?.length) return {};
+  return {
+    sentinels: target.sentinels.map(sentinelAddress),
+    name: target.sentinelName ?? "mymaster",
+    role: "master",
+    // a rediss:// URL means TLS to the primary; the sentinels themselves are asked in plain TCP
+    enableTLSForSentinelMode: target.url.startsWith("rediss://"),
+    // the primary's address is asked again on each reconnect; while every sentinel is away, asked again as
+    // often as a plain connection retries
+    sentinelRetryStrategy: (times) => Math.min(100 * times, 1000),
+    // no failoverDetector (a subscription to +switch-master on every sentinel, per client): a dead primary
+    // closes the connection, and sentinels end the clients of an old primary they turn into a replica (CLIENT
+    // KILL), so every client asks the sentinels again anyway; and its disconnect, if it lands while a
+    // reconnect is under way, is the kind that ends the client (see redisClient's "end")
+    //
+    // an old primary that came back as a replica answers writes with READONLY: reconnect (through the
+    // sentinels, to the new primary) without sending the command again (see autoResendUnfulfilledCommands)
+    reconnectOnError: (error) => error.message.startsWith("READONLY"),
+  };
+}
+
+/** Milliseconds before a client ioredis gave up on is connected again (see redisClient). */
+export const RESTART_ENDED_MS = 1000;
+
+/** Clients baton closed itself: any other end of a client is ioredis giving up (see redisClient). */
+const closedByBaton = new WeakSet<Redis>();
+
+/** Closes a client of redisClient() for good. */
+export function closeRedis(client: Redis): void {
+  closedByBaton.add(client);
+  client.disconnect();
+}
+
+export function redisClient(target: RedisTarget, name: string, commandTimeoutMs: number): Redis {
+  const client = new Redis(target.url, {
     connectionName: name,
     // fail fast while Redis is away: callers queue or answer from cache rather than hang a request
     enableOfflineQueue: false,
@@ -47,7 +96,19 @@ export function redisClient(url: string, name: string, commandTimeoutMs: number)
     connectTimeout: 2000,
     retryStrategy: (times) => Math.min(100 * times, 1000),
     lazyConnect: true,
+    ...sentinelOptions(target),
   });
+  // ioredis 6 ends a client for good when a reconnect is asked for (disconnect(true): a role check,
+  // reconnectOnError) while a connect is under way: that connect fails with "Connection is closed." and
+  // nothing retries it. A client ended so once in the Sentinel failover test, before the promotion (which
+  // path, not found). A client that ended without closeRedis() starts over, as a retry would have.
+  client.on("end", () => {
+    if (closedByBaton.has(client)) return;
+    setTimeout(() => {
+      if (!closedByBaton.has(client) && client.status === "end") client.connect().catch(() => undefined);
+    }, RESTART_ENDED_MS).unref();
+  });
+  return client;
 }
 
 export class StreamStore {
@@ -61,8 +122,8 @@ export class StreamStore {
 
   constructor(readonly options: StoreOptions, name = "baton") {
     this.keys = new Keys(options.prefix);
-    this.redis = redisClient(options.url, name, options.commandTimeoutMs);
-    this.acked = options.waitReplicas > 0 ? redisClient(options.url, `${name}-acked`, options.commandTimeoutMs) : null;
+    this.redis = redisClient(options, name, options.commandTimeoutMs);
+    this.acked = options.waitReplicas > 0 ? redisClient(options, `${name}-acked`, options.commandTimeoutMs) : null;
     for (const client of this.clients) {
       defineScripts(client);
       // errors show up as failed calls; without a listener ioredis would print each reconnect failure
@@ -89,7 +150,7 @@ export class StreamStore {
   }
 
   async close(): Promise<void> {
-    for (const client of this.clients) client.disconnect();
+    for (const client of this.clients) closeRedis(client);
   }
 
   async claim(streamId: string, nodeId: string, publishId: string, leaseTtlMs: number, targetDuration: number): Promise<Claim> {
@@ -298,13 +359,19 @@ export class StreamStore {
   async subscribe(handlers: Record<string, (message: string) => void>, onReconnect: () => void): Promise<Redis> {
     // the command timeout bounds SUBSCRIBE (at start and after reconnects); once subscribed, no command is
     // outstanding, so a frozen Redis leaves the subscription quiet rather than closed
-    const sub = redisClient(this.options.url, "baton-sub", this.options.commandTimeoutMs);
+    const sub = redisClient(this.options, "baton-sub", this.options.commandTimeoutMs);
     sub.on("error", () => undefined);
     sub.on("message", (channel: string, message: string) => handlers[channel]?.(message));
     sub.on("ready", onReconnect);
     // enableOfflineQueue is off, so subscribe once connected; ioredis resubscribes after reconnects
-    await sub.connect();
-    await sub.subscribe(...Object.keys(handlers));
+    try {
+      await sub.connect();
+      await sub.subscribe(...Object.keys(handlers));
+    } catch (error) {
+      // the caller tries again with a new client: this one must not go on reconnecting beside it
+      closeRedis(sub);
+      throw error;
+    }
     return sub;
   }
 }

@@ -30,6 +30,12 @@ export function tempDir(name: string): string {
   return dir;
 }
 
+/** Adds a process to those stopAll() stops (for helpers in other files). */
+export function track(p: Managed): Managed {
+  started.push(p);
+  return p;
+}
+
 /** Stops every process the helpers started (by pid) and removes their temp dirs. For `after` hooks. */
 export async function stopAll(): Promise<void> {
   await Promise.all(started.splice(0).map((p) => stopProcess(p, "SIGKILL", 1000)));
@@ -44,7 +50,7 @@ export interface TestRedis {
   start(): Promise<void>;
 }
 
-export async function startTestRedis(options: { persistent?: boolean } = {}): Promise<TestRedis> {
+export async function startTestRedis(options: { persistent?: boolean; replicaOf?: number } = {}): Promise<TestRedis> {
   const port = await freePort();
   const dir = tempDir("redis");
   const redis: TestRedis = {
@@ -52,7 +58,7 @@ export async function startTestRedis(options: { persistent?: boolean } = {}): Pr
     url: `redis://${HOST}:${port}`,
     proc: undefined as unknown as Managed,
     async start() {
-      this.proc = startRedis({ port, dir, persistent: options.persistent ?? false });
+      this.proc = startRedis({ port, dir, persistent: options.persistent ?? false, replicaOf: options.replicaOf });
       started.push(this.proc);
       await waitForPort(HOST, port, 10000, this.proc);
     },

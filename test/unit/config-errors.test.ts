@@ -129,6 +129,32 @@ describe("config", () => {
         message: () => "config: redis.commandTimeout = 0 (from BATON_REDIS_COMMANDTIMEOUT): expected an integer from 100 to 60000",
       },
       {
+        what: "redis.sentinels not a JSON list",
+        env: { BATON_REDIS_SENTINELS: "10.0.0.1:26379,10.0.0.2:26379" },
+        message: () =>
+          'config: redis.sentinels = "10.0.0.1:26379,10.0.0.2:26379" (from BATON_REDIS_SENTINELS): expected a list of host:port addresses (IPv6 as [address]:port)',
+      },
+      {
+        what: "redis.sentinels: an address without a port",
+        file: { redis: { sentinels: ["10.0.0.1:26379", "10.0.0.2"] } },
+        message: (f) => `config: redis.sentinels = ["10.0.0.1:26379","10.0.0.2"] (from ${f}): expected a list of host:port addresses (IPv6 as [address]:port)`,
+      },
+      {
+        what: "redis.sentinels: a port out of range",
+        file: { redis: { sentinels: ["sentinel-1:65536"] } },
+        message: (f) => `config: redis.sentinels = ["sentinel-1:65536"] (from ${f}): expected a list of host:port addresses (IPv6 as [address]:port)`,
+      },
+      {
+        what: "redis.sentinels: an IPv6 address without brackets",
+        file: { redis: { sentinels: ["::1:26379"] } },
+        message: (f) => `config: redis.sentinels = ["::1:26379"] (from ${f}): expected a list of host:port addresses (IPv6 as [address]:port)`,
+      },
+      {
+        what: "redis.sentinelName with a space",
+        env: { BATON_REDIS_SENTINELNAME: "my master" },
+        message: () => `config: redis.sentinelName = "my master" (from BATON_REDIS_SENTINELNAME): expected 1 to 64 of A-Z, a-z, 0-9, '.', '_', '-'`,
+      },
+      {
         what: "redis.waitReplicas not an integer",
         file: { redis: { waitReplicas: 1.5 } },
         message: (f) => `config: redis.waitReplicas = 1.5 (from ${f}): expected an integer from 0 to 16`,

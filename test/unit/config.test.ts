@@ -98,6 +98,14 @@ describe("config", () => {
       assert.equal(reversed.redis.url, "rediss://baton:3");
     });
 
+    it("takes redis.sentinels as a JSON list of host:port (names, IPv4, bracketed IPv6) and a master name", () => {
+      const sentinels = ["sentinel-1.example.org:26379", "10.0.0.2:26379", "[fd00::3]:26380"];
+      const config = loadConfig({ env: { BATON_REDIS_SENTINELS: JSON.stringify(sentinels), BATON_REDIS_SENTINELNAME: "baton-main" } });
+      assert.deepEqual(config.redis.sentinels, sentinels);
+      assert.equal(config.redis.sentinelName, "baton-main");
+      assert.deepEqual(loadConfig({ env: {} }).redis.sentinels, []);
+    });
+
     it("overrides win over BATON_REDIS_URL and REDIS_URL", () => {
       const config = loadConfig({
         env: { REDIS_URL: "redis://plain:2", BATON_REDIS_URL: "redis://baton:3" },
