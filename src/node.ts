@@ -223,7 +223,7 @@ export class BatonNode {
       await this.store.connect();
       this.metrics.redisUp.set(1);
     } catch (error) {
-      this.log.warn("Redis unreachable at start; retrying in the background", { url: this.config.redis.url, error: errorMessage(error) });
+      this.log.warn("Redis unreachable at start; retrying in the background", { url: this.config.redis.url.replace(/\/\/[^@/]*@/, "//***@"), error: errorMessage(error) });
     }
     const timelines = this.hls.timelines;
     this.feed.start({
