@@ -51,6 +51,15 @@ export interface NodeOptions {
   env?: Record<string, string>;
 }
 
+const segmentDirs = new Map<string, string>();
+
+/** The segment store directory shared by the bench nodes of one key prefix (one cluster). */
+function segmentDir(prefix: string): string {
+  let dir = segmentDirs.get(prefix);
+  if (!dir) segmentDirs.set(prefix, (dir = tempDir("segments")));
+  return dir;
+}
+
 export function benchPrefix(): string {
   return `bench${randomBytes(4).toString("hex")}:`;
 }
@@ -64,7 +73,7 @@ export async function startBenchNode(o: NodeOptions): Promise<BenchNode> {
   const dir = tempDir(o.id);
   const env: Record<string, string> = {
     ...nodeEnv(
-      { id: o.id, host: HOST, rtmpPort, httpPort, agentPort, redisUrl: o.redisUrl, spoolDir: join(dir, "spool"), publishSecret: SECRET },
+      { id: o.id, host: HOST, rtmpPort, httpPort, agentPort, redisUrl: o.redisUrl, spoolDir: join(dir, "spool"), publishSecret: SECRET, storagePath: segmentDir(o.prefix) },
       // the benchmarks read /api/streams and /metrics of their own loopback nodes
       { redis: { prefix: o.prefix }, log: { level: "info" }, admin: { openOps: true } },
     ),

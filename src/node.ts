@@ -29,12 +29,16 @@ import { Feed } from "./state/feed.ts";
 import { NodeRecords } from "./state/nodes.ts";
 import { SessionStore } from "./state/sessions.ts";
 import { StreamStore } from "./state/store.ts";
+import { createSegmentStore } from "./storage/create.ts";
+import type { SegmentStore } from "./storage/store.ts";
 import { StreamOwners } from "./stream/owners.ts";
 import { warmUp } from "./transcode/ffmpeg.ts";
 
 export class BatonNode {
   readonly id: string;
   readonly store: StreamStore;
+  /** Where segment bytes live: the directory or bucket every node of the cluster shares. */
+  readonly media: SegmentStore;
   readonly metrics: Metrics;
   readonly ingest: RtmpIngest;
   readonly http: HttpServer;
@@ -57,6 +61,7 @@ export class BatonNode {
   constructor(readonly config: Config, private readonly log: Logger) {
     this.id = config.node.id || `node-${randomBytes(4).toString("hex")}`;
     this.metrics = new Metrics({ node: this.id });
+    this.media = createSegmentStore(config.storage);
     this.store = new StreamStore({
       url: config.redis.url,
       sentinels: config.redis.sentinels,
@@ -67,6 +72,7 @@ export class BatonNode {
       retentionSec: config.hls.retention,
       commandTimeoutMs: config.redis.commandTimeout,
       waitReplicas: config.redis.waitReplicas,
+      media: this.media,
     });
     this.nodes = new NodeRecords(this.store.redis, this.store.keys);
     this.feed = new Feed(this.store);
@@ -262,6 +268,7 @@ export class BatonNode {
     await this.registry.stop(true, this.id);
     this.feed.close();
     await this.store.close();
+    await this.media.close();
     this.log.info("node stopped", { id: this.id });
   }
 }

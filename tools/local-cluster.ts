@@ -114,6 +114,7 @@ export class LocalCluster {
       {
         ...node, redisUrl: this.redisUrl, spoolDir: join(this.dir, "spool", node.id),
         publishSecret: this.secret, sessionSecret: this.sessionsSecret, adminToken: this.adminToken,
+        storagePath: join(this.dir, "segments"),
       },
       // HAProxy names each publisher in a PROXY header, so the nodes' connection caps count publishers, not it
       { rtmp: { proxyProtocol: true }, rtmps: { port: node.rtmpsPort ?? 0 } },

@@ -161,6 +161,8 @@ export interface NodeProcess {
   publishSecret: string;
   sessionSecret?: string;
   adminToken?: string;
+  /** The segment store's directory (storage.path), shared by every node of the cluster. */
+  storagePath?: string;
 }
 
 /** The environment of a node process: its identity and ports, the shared secrets, and any other settings. */
@@ -176,5 +178,6 @@ export function nodeEnv(n: NodeProcess, more: DeepPartial<Config> = {}): Record<
     auth: { publishSecret: n.publishSecret, ...more.auth },
     sessions: { ...(n.sessionSecret ? { secret: n.sessionSecret } : {}), ...more.sessions },
     admin: { ...(n.adminToken ? { token: n.adminToken } : {}), ...more.admin },
+    storage: { ...(n.storagePath ? { path: n.storagePath } : {}), ...more.storage },
   });
 }

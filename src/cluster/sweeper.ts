@@ -19,7 +19,7 @@ export class Sweeper {
   leading = false;
 
   constructor(
-    private readonly store: Pick<StreamStore, "listStreams" | "sweep" | "ready" | "lead">,
+    private readonly store: Pick<StreamStore, "listStreams" | "sweep" | "ready" | "lead" | "deleteExpired">,
     private readonly nodeId: string,
     private readonly log: Logger,
   ) {}
@@ -48,6 +48,9 @@ export class Sweeper {
         if (state === "ended") this.log.info("stream ended: no publisher within the reconnect window", { stream: id });
         else if (state === "reconnecting") this.log.info("stream's publish lease expired: waiting for its publisher", { stream: id });
       }
+      // ended broadcasts whose retention passed: their media leaves the segment store
+      const deleted = await this.store.deleteExpired();
+      if (deleted > 0) this.log.info("deleted the media of expired broadcasts", { broadcasts: deleted });
     } catch (error) {
       this.log.debug("sweep failed", { error: errorMessage(error) });
     } finally {

@@ -35,6 +35,8 @@ export interface StreamSnapshot {
   epoch: number;
   /** The current claim's id ("" before any). */
   claim: string;
+  /** The broadcast's id: the claim that started the timeline (its media's prefix in the segment store). */
+  broadcast: string;
   owner: string;
   state: StreamState;
   targetDuration: number;
@@ -55,6 +57,8 @@ export interface Claim {
   ladder: LadderEntry[] | null;
   /** The lease value: nodeId/publishId/epoch. */
   holder: string;
+  /** The broadcast the stream's timeline is in: the id of the claim that started it (its media's prefix). */
+  broadcast: string;
 }
 
 export interface SegmentGroup {

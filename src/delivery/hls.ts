@@ -83,7 +83,7 @@ export class HlsDelivery {
       }
       const { seq, claim } = newest;
       void this.segments
-        .get(segmentKey(stream.id, rendition, seq, claim), () => this.o.store.readSegment(stream.id, rendition, seq, claim), () => this.o.metrics.segmentCacheMisses.inc())
+        .get(segmentKey(stream.id, rendition, seq, claim), () => this.o.store.readSegment(stream.id, stream.broadcast, rendition, seq, claim), () => this.o.metrics.segmentCacheMisses.inc())
         .catch(() => undefined);
     }
   }
@@ -158,16 +158,17 @@ export class HlsDelivery {
     const seq = Number(seqText);
     if (!isStreamId(streamId) || !Number.isSafeInteger(seq)) throw new HttpError(400, "BAD_PATH", "invalid segment path");
     const session = this.o.sessions.check(query.get("session"), streamId);
+    // the timeline (in memory for a watched stream) names the broadcast whose media holds the segment
+    const stream = await this.snapshot(streamId);
     if (session) {
       // players that never report (Safari's native player, VLC) still leave a resume point
-      const stream = (await this.timelines.get(streamId).catch(() => null))?.snapshot;
-      const entry = stream?.entries.find((e) => e.seq === seq && e.claim === claim);
-      if (stream && entry && stream.ladder?.some((r) => r.name === rendition)) this.o.sessions.inferred(session, stream, entry.pdt, rendition);
+      const entry = stream.entries.find((e) => e.seq === seq && e.claim === claim);
+      if (entry && stream.ladder?.some((r) => r.name === rendition)) this.o.sessions.inferred(session, stream, entry.pdt, rendition);
     }
     const bytes = await this.segments.get(
       // the key names the claim: a URI of a timeline that lost its history finds nothing (404), never new bytes
       segmentKey(streamId, rendition, seq, claim),
-      () => this.o.store.readSegment(streamId, rendition, seq, claim),
+      () => this.o.store.readSegment(streamId, stream.broadcast, rendition, seq, claim),
       () => this.o.metrics.segmentCacheMisses.inc(),
     );
     if (!bytes) throw new HttpError(404, "UNKNOWN_SEGMENT", `segment ${rendition}/${seq}.${claim} of ${streamId} is not available`);

@@ -1,6 +1,6 @@
 // Every Redis key and channel baton uses is built here and nowhere else. A stream's keys carry its id as a
 // hash tag ({streamId}) so they share one Redis Cluster slot and one Lua script can touch them all.
-import { isClaimId, isNodeId, isRendition, isSessionId, isStreamId } from "../core/ids.ts";
+import { isNodeId, isSessionId, isStreamId } from "../core/ids.ts";
 
 export class Keys {
   constructor(readonly prefix: string) {}
@@ -34,12 +34,12 @@ export class Keys {
     return this.stream(streamId, "lease");
   }
 
-  /** String: the bytes of one segment of one rendition, as written by one claim (see claim-id.ts). */
-  segment(streamId: string, rendition: string, seq: number, claim: string): string {
-    if (!isRendition(rendition) || !Number.isSafeInteger(seq) || seq < 0 || !isClaimId(claim)) {
-      throw new Error(`invalid segment key part: ${rendition}/${seq}.${String(claim)}`);
-    }
-    return this.stream(streamId, `seg:${rendition}:${seq}:${claim}`);
+  /**
+   * Sorted set: the broadcasts whose media the sweep deletes from the segment store, `{streamId}/{broadcastId}`,
+   * scored by when (ms): an ended broadcast's end plus its retention.
+   */
+  expiring(): string {
+    return `${this.prefix}expiring`;
   }
 
   /** Set of the ids of streams that have state (live, reconnecting or ended within retention). */

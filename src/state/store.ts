@@ -1,6 +1,9 @@
 // Everything baton keeps in Redis about streams, behind typed methods. Multi-step changes are Lua scripts
 // (./scripts/); keys come from keys.ts only.
 import { Redis, type RedisOptions } from "ioredis";
+import { StorageError } from "../core/errors.ts";
+import { storageKeys } from "../storage/keys.ts";
+import type { SegmentStore } from "../storage/store.ts";
 import type { Claim, LadderEntry, SegmentGroup, StreamSnapshot, StreamState, TimelineEntry } from "../core/model.ts";
 import { BatonError } from "../core/errors.ts";
 import { newClaimId } from "./claim-id.ts";
@@ -26,16 +29,18 @@ export interface StoreOptions extends RedisTarget {
   commandTimeoutMs: number;
   /** Replicas that must acknowledge a claim and a release with WAIT (`redis.waitReplicas`); 0: none. */
   waitReplicas: number;
+  /** Where segment bytes go (src/storage): Redis keeps the timeline, never the media. */
+  media: SegmentStore;
+  /** How long a segment that left the playlist stays in the store; default trimmedSegmentMs (tests shorten it). */
+  trimmedGraceMs?: number;
 }
 
-/** What stays in Redis as playlists are rendered: see the TTL argument of append-n.lua. */
-function segmentTtls(options: StoreOptions, targetDuration: number): { trimmedMs: number; liveMs: number } {
-  const playlistMs = options.window * targetDuration * 1000;
-  return {
-    // a segment that left the playlist stays for its duration plus the playlist's, doubled for slow players
-    trimmedMs: 2 * (playlistMs + targetDuration * 1000) + 5000,
-    liveMs: options.retentionSec * 1000 + options.reconnectWindowMs + playlistMs,
-  };
+/**
+ * How long a segment that left the playlist stays readable: its duration plus the playlist's (RFC 8216bis
+ * 6.2.2), doubled for slow players.
+ */
+export function trimmedSegmentMs(window: number, targetDuration: number): number {
+  return 2 * (window * targetDuration * 1000 + targetDuration * 1000) + 5000;
 }
 
 /** `host:port` (IPv6 as `[address]:port`, as redis.sentinels' rule accepts) as ioredis takes it. */
@@ -113,6 +118,8 @@ export function redisClient(target: RedisTarget, name: string, commandTimeoutMs:
 
 export class StreamStore {
   readonly keys: Keys;
+  /** Deletions of segments that left a playlist, waiting for their grace (dropped on close: expiry catches them). */
+  private readonly pendingDeletes = new Set<NodeJS.Timeout>();
   readonly redis: Redis;
   /**
    * With `waitReplicas`, claims and releases go through their own connection: WAIT blocks the connection it
@@ -150,6 +157,8 @@ export class StreamStore {
   }
 
   async close(): Promise<void> {
+    for (const timer of this.pendingDeletes) clearTimeout(timer);
+    this.pendingDeletes.clear();
     for (const client of this.clients) closeRedis(client);
   }
 
@@ -170,7 +179,9 @@ export class StreamStore {
     const replies = await pipeline.exec();
     const [error, result] = replies?.[1] ?? [new Error("redis pipeline aborted"), null];
     if (error) throw mapScriptError(error);
-    const [epoch, nextSeq, target, ladder] = result as [number, number, string, string];
+    const [epoch, nextSeq, target, ladder, broadcast] = result as [number, number, string, string, string];
+    // a stream that ended and is taken again within its retention continues its broadcast: keep its media
+    if (Number(nextSeq) > 0) await client.zrem(k.expiring(), `${streamId}/${broadcast}`).catch(() => 0);
     const claim: Claim = {
       id,
       epoch: Number(epoch),
@@ -178,6 +189,7 @@ export class StreamStore {
       targetDuration: Number(target),
       ladder: ladder ? (JSON.parse(ladder) as LadderEntry[]) : null,
       holder: `${nodeId}/${publishId}/${epoch}`,
+      broadcast,
     };
     if (this.acked) {
       try {
@@ -245,32 +257,37 @@ export class StreamStore {
    */
   async append(streamId: string, claim: Claim, group: SegmentGroup): Promise<TimelineEntry> {
     const k = this.keys;
-    const { trimmedMs, liveMs } = segmentTtls(this.options, claim.targetDuration);
-    const keys = [k.meta(streamId), k.timeline(streamId), ...group.renditions.map((r) => k.segment(streamId, r.name, group.seq, claim.id))];
+    const media = this.options.media;
+    // the bytes first: a segment the timeline lists is readable from every node (a retry writes them again)
+    await Promise.all(group.renditions.map((r) => media.put(storageKeys.segment(streamId, claim.broadcast, r.name, group.seq, claim.id), r.bytes)));
     const durations: Record<string, number> = {};
     for (const r of group.renditions) durations[r.name] = Math.round(r.duration * 1000) / 1000;
     const [entry, ...left] = (await runScript(this.redis, "append", [
-      keys.length, ...keys,
-      claim.epoch, claim.id, group.seq, Math.round(group.pdt), group.disc ? "1" : "0", this.options.window, liveMs,
-      k.timelineChannel(), streamId, JSON.stringify(durations), group.renditions.length,
-      ...group.renditions.map((r) => r.bytes),
+      k.meta(streamId), k.timeline(streamId),
+      claim.epoch, claim.id, group.seq, Math.round(group.pdt), group.disc ? "1" : "0", this.options.window, "",
+      k.timelineChannel(), streamId, JSON.stringify(durations),
     ])) as [string, ...string[]];
-    if (left.length > 0) this.expireLeft(streamId, left, trimmedMs);
+    if (left.length > 0) this.deleteLeft(streamId, claim, left);
     return JSON.parse(entry) as TimelineEntry;
   }
 
   /**
-   * Segments that left the playlist stay for `trimmedMs`, not the live TTL. Their keys name the claim that
-   * wrote them, known only from their entries, hence after the append rather than inside it; if this fails
-   * they keep the live TTL, which also ends.
+   * Segments that left the playlist are deleted from the segment store once no player can still want them
+   * (trimmedSegmentMs). Their keys name the claim that wrote them, known only from their entries. A node that
+   * stops before then leaves them to the broadcast's expiry (deleteExpired), which deletes all its media.
    */
-  private expireLeft(streamId: string, left: string[], trimmedMs: number): void {
-    const pipeline = this.redis.pipeline();
+  private deleteLeft(streamId: string, claim: Claim, left: string[]): void {
+    const keys: string[] = [];
     for (const line of left) {
       const entry = JSON.parse(line) as TimelineEntry;
-      for (const rendition of Object.keys(entry.dur)) pipeline.pexpire(this.keys.segment(streamId, rendition, entry.seq, entry.claim), trimmedMs);
+      for (const rendition of Object.keys(entry.dur)) keys.push(storageKeys.segment(streamId, claim.broadcast, rendition, entry.seq, entry.claim));
     }
-    pipeline.exec().catch(() => undefined);
+    const timer = setTimeout(() => {
+      this.pendingDeletes.delete(timer);
+      this.options.media.delete(keys).catch(() => undefined);
+    }, this.options.trimmedGraceMs ?? trimmedSegmentMs(this.options.window, claim.targetDuration));
+    timer.unref();
+    this.pendingDeletes.add(timer);
   }
 
   /** Marks the caller's lease as being handed over (a drain); claims elsewhere wait for the release. */
@@ -306,15 +323,36 @@ export class StreamStore {
     }
   }
 
-  /** Advances a stream whose owner is gone; its state ("gone" when none is left), and whether this call changed it. */
+  /**
+   * Advances a stream whose owner is gone; its state ("gone" when none is left), and whether this call changed
+   * it. A broadcast this call ended is scheduled for deletion from the segment store after the retention.
+   */
   async sweep(streamId: string): Promise<{ state: StreamState | "gone"; changed: boolean }> {
     const k = this.keys;
-    const [state, changed] = (await runScript(this.redis, "sweep", [
+    const [state, changed, broadcast] = (await runScript(this.redis, "sweep", [
       k.meta(streamId), k.lease(streamId), k.timeline(streamId),
       this.options.reconnectWindowMs, this.options.retentionSec, k.timelineChannel(), streamId,
-    ])) as [StreamState | "gone", string];
+    ])) as [StreamState | "gone", string, string | undefined];
     if (state === "gone") await this.redis.srem(k.streams(), streamId);
+    if (state === "ended" && changed === "1" && broadcast) {
+      await this.redis.zadd(k.expiring(), Date.now() + this.options.retentionSec * 1000, `${streamId}/${broadcast}`);
+    }
     return { state, changed: changed === "1" };
+  }
+
+  /** Deletes the media of every broadcast whose retention ended; returns how many it deleted. */
+  async deleteExpired(now = Date.now()): Promise<number> {
+    const k = this.keys;
+    const due = await this.redis.zrangebyscore(k.expiring(), 0, now, "LIMIT", 0, 100);
+    for (const member of due) {
+      const [streamId, broadcast] = member.split("/") as [string, string];
+      // a member that is no broadcast (another release's) is dropped rather than retried for ever
+      await this.options.media.deletePrefix(storageKeys.broadcast(streamId, broadcast)).catch((error: unknown) => {
+        if (!(error instanceof StorageError && error.code === "STORAGE_REFUSED")) throw error;
+      });
+      await this.redis.zrem(k.expiring(), member);
+    }
+    return due.length;
   }
 
   /** Takes or renews the sweeper's lease: true while this node is the one that sweeps. */
@@ -338,6 +376,7 @@ export class StreamStore {
       id: streamId,
       epoch: Number(meta.epoch),
       claim: meta.claim ?? "",
+      broadcast: meta.broadcast ?? meta.claim ?? "",
       owner: meta.owner ?? "",
       state: meta.state as StreamState,
       targetDuration: Number(meta.targetDuration),
@@ -350,9 +389,9 @@ export class StreamStore {
     };
   }
 
-  /** A segment's bytes, or null: none of that claim has that sequence number (or it expired). */
-  async readSegment(streamId: string, rendition: string, seq: number, claim: string): Promise<Buffer | null> {
-    return this.redis.getBuffer(this.keys.segment(streamId, rendition, seq, claim));
+  /** A segment's bytes from the segment store, or null: none of that claim has that sequence number (or it expired). */
+  async readSegment(streamId: string, broadcast: string, rendition: string, seq: number, claim: string): Promise<Buffer | null> {
+    return this.options.media.get(storageKeys.segment(streamId, broadcast, rendition, seq, claim));
   }
 
   /** A second connection in subscriber mode; calls the handler of each channel with each message. */

@@ -84,6 +84,18 @@ export class FsSegmentStore implements SegmentStore {
     }
   }
 
+  async delete(keys: string[]): Promise<void> {
+    this.open();
+    const paths = keys.map((key) => this.pathOf(checkKey(key)));
+    for (const [i, path] of paths.entries()) {
+      try {
+        await rm(path, { force: true });
+      } catch (error) {
+        throw failed(`deleting ${keys[i]}`, error);
+      }
+    }
+  }
+
   async deletePrefix(prefix: string): Promise<void> {
     this.open();
     const path = this.pathOf(checkPrefix(prefix, "delete"));

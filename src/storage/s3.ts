@@ -113,6 +113,16 @@ export class S3SegmentStore implements SegmentStore {
     } while (token);
   }
 
+  async delete(keys: string[]): Promise<void> {
+    const what = `deleting ${keys.length} objects`;
+    for (let i = 0; i < keys.length; i += 1000) {
+      const objects = keys.slice(i, i + 1000).map((key) => ({ Key: this.config.s3Prefix + checkKey(key) }));
+      await this.call(what, (abortSignal) => this.client.send(new DeleteObjectsCommand({
+        Bucket: this.config.s3Bucket, Delete: { Objects: objects, Quiet: true },
+      }), { abortSignal }));
+    }
+  }
+
   async deletePrefix(prefix: string): Promise<void> {
     const what = `deleting ${prefix}`;
     for await (const page of this.pages(checkPrefix(prefix, "delete"), what)) {

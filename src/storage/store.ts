@@ -25,6 +25,8 @@ export interface SegmentStore {
    * there is no such object. A range that starts past the end throws STORAGE_RANGE.
    */
   get(key: string, range?: ByteRange): Promise<Buffer | null>;
+  /** Deletes these objects (those missing are no error): segments that left a playlist. */
+  delete(keys: string[]): Promise<void>;
   /** Deletes every object under the prefix (one stream, broadcast or rendition: storageKeys makes it). */
   deletePrefix(prefix: string): Promise<void>;
   /** The objects under the prefix, a page at a time, so a large store is never held in memory at once. */

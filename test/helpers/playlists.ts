@@ -37,6 +37,7 @@ export function snapshot(entries: TimelineEntry[], overrides: Partial<StreamSnap
     id: "cam1",
     epoch: 1,
     claim: last?.claim ?? "",
+    broadcast: entries[0]?.claim ?? "",
     owner: "node-a",
     state: "live",
     targetDuration: 2,

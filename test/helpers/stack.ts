@@ -40,6 +40,7 @@ export function track(p: Managed): Managed {
 export async function stopAll(): Promise<void> {
   await Promise.all(started.splice(0).map((p) => stopProcess(p, "SIGKILL", 1000)));
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  segmentDirs.clear();
 }
 
 export interface TestRedis {
@@ -101,6 +102,15 @@ export function testPrefix(): string {
   return `t${randomBytes(4).toString("hex")}:`;
 }
 
+const segmentDirs = new Map<string, string>();
+
+/** The segment store directory of the test cluster whose nodes share this key prefix (one per cluster). */
+export function segmentDir(prefix: string): string {
+  let dir = segmentDirs.get(prefix);
+  if (!dir) segmentDirs.set(prefix, (dir = tempDir("segments")));
+  return dir;
+}
+
 export async function startTestNode(o: NodeOptions): Promise<TestNode> {
   const [rtmpPort, httpPort, agentPort] = [await freePort(), await freePort(), await freePort()];
   const rtmpsPort = o.rtmps ? await freePort() : 0;
@@ -110,7 +120,7 @@ export async function startTestNode(o: NodeOptions): Promise<TestNode> {
     ...nodeEnv(
       {
         id, host: HOST, rtmpPort, httpPort, agentPort, redisUrl: o.redisUrl, spoolDir: join(dir, "spool"),
-        publishSecret: SECRET, sessionSecret: SESSION_SECRET, adminToken: ADMIN_TOKEN,
+        publishSecret: SECRET, sessionSecret: SESSION_SECRET, adminToken: ADMIN_TOKEN, storagePath: segmentDir(o.prefix),
       },
       { redis: { prefix: o.prefix }, transcode: { preset: "ultrafast", ladder: TEST_LADDER }, hls: { segmentDuration: 1 }, log: { level: "debug" } },
     ),

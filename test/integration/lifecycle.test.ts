@@ -35,7 +35,7 @@ describe("lifecycle: close leaves nothing running", function () {
     const [rtmpPort, httpPort, agentPort] = [await freePort(), await freePort(), await freePort()];
     const config = loadConfig({
       env: nodeEnv(
-        { id: "inproc", host: HOST, rtmpPort, httpPort, agentPort, redisUrl: redis.url, spoolDir: spool, publishSecret: SECRET },
+        { id: "inproc", host: HOST, rtmpPort, httpPort, agentPort, redisUrl: redis.url, spoolDir: spool, publishSecret: SECRET, storagePath: tempDir("segments") },
         { redis: { prefix: testPrefix() }, transcode: { preset: "ultrafast", ladder: TEST_LADDER }, hls: { segmentDuration: 1 }, log: { level: "error" } },
       ),
     });

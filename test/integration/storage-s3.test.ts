@@ -3,26 +3,21 @@
 // unreachable or silent endpoint, wrong credentials, a missing bucket, object names under s3Prefix).
 import assert from "node:assert/strict";
 import { createServer, type Server, type Socket } from "node:net";
-import { CreateBucketCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { DEFAULTS, type Config } from "../../src/config/defaults.ts";
 import { createSegmentStore } from "../../src/storage/create.ts";
 import { storageKeys } from "../../src/storage/keys.ts";
 import { S3SegmentStore } from "../../src/storage/s3.ts";
-import { freePort, startProcess, stopProcess, waitForPort, type Managed } from "../../tools/processes.ts";
-import { HOST, tempDir, stopAll } from "../helpers/stack.ts";
+import { freePort } from "../../tools/processes.ts";
+import { S3_ACCESS, S3_BUCKET, startTestS3, type TestS3 } from "../helpers/s3.ts";
+import { HOST, stopAll } from "../helpers/stack.ts";
 import { STORE_CASES, listAll, seg, storageCode } from "../helpers/storage-cases.ts";
 
-const BUCKET = "baton-segments";
-// s3rver's built-in account
-const ACCESS = { s3AccessKeyId: "S3RVER", s3SecretAccessKey: "S3RVER" };
-
-/** A plain SDK client on the test server, for what the store does not do (make the bucket, plant objects). */
-const adminClient = (endpoint: string): S3Client =>
-  new S3Client({ endpoint, region: "us-east-1", forcePathStyle: true, credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" } });
+const BUCKET = S3_BUCKET;
+const ACCESS = S3_ACCESS;
 
 describe("segment store: s3 (s3rver)", function () {
   this.timeout(60000);
-  let server: Managed;
   let endpoint = "";
   let tests = 0;
   const stores: S3SegmentStore[] = [];
@@ -38,15 +33,10 @@ describe("segment store: s3 (s3rver)", function () {
     return store;
   }
 
+  let s3: TestS3;
   before(async () => {
-    const port = await freePort();
-    endpoint = `http://${HOST}:${port}`;
-    // s3rver's continuation tokens use DES, which OpenSSL 3 (Node 17 and later) keeps in its legacy provider
-    server = startProcess("s3rver", process.execPath, ["--openssl-legacy-provider", "node_modules/s3rver/bin/s3rver.js", "-d", tempDir("s3rver"), "-a", HOST, "-p", String(port), "-s"]);
-    await waitForPort(HOST, port, 20000, server);
-    const admin = adminClient(endpoint);
-    await admin.send(new CreateBucketCommand({ Bucket: BUCKET }));
-    admin.destroy();
+    s3 = await startTestS3();
+    endpoint = s3.endpoint;
   });
 
   afterEach(async () => {
@@ -54,7 +44,7 @@ describe("segment store: s3 (s3rver)", function () {
   });
 
   after(async () => {
-    if (server) await stopProcess(server, "SIGTERM", 2000);
+    await s3?.stop();
     await stopAll();
   });
 
@@ -86,7 +76,7 @@ describe("segment store: s3 (s3rver)", function () {
 
   it("ignores objects in the bucket that are not segment keys", async () => {
     const store = s3Store({ s3Prefix: "foreign/" });
-    const admin = adminClient(endpoint);
+    const admin = s3.client();
     await admin.send(new PutObjectCommand({ Bucket: BUCKET, Key: "foreign/streams/cam1/notes.txt", Body: "not a segment" }));
     admin.destroy();
     await store.put(seg(0), Buffer.from("x"));

@@ -192,6 +192,7 @@ describe("TimelineCache", () => {
       epoch,
       // each epoch is one claim here; a test that needs another claim at the same epoch overrides it
       claim: epoch.toString(16).padStart(12, "0"),
+      broadcast: "00000000000a",
       owner: "node-a",
       state: "live",
       targetDuration: 2,

@@ -21,7 +21,7 @@ class FakeWriter implements TimelineWriter, PublishGrants {
   failAppends: "no" | "transient" | "fenced" = "no";
   claimError: Error | null = null;
   grant = { revokedAt: null as number | null, grant: null as string | null, state: null as StreamState | null };
-  private readonly claimOf: Claim = { id: "0123456789ab", epoch: 3, nextSeq: 7, targetDuration: 1, ladder: null, holder: "node-a/fake/3" };
+  private readonly claimOf: Claim = { id: "0123456789ab", epoch: 3, nextSeq: 7, targetDuration: 1, ladder: null, holder: "node-a/fake/3", broadcast: "00000000000b" };
 
   async claim(): Promise<Claim> {
     this.calls.push("claim");

@@ -9,8 +9,9 @@ import type { PublisherConnection } from "../../src/ingest/rtmp-server.ts";
 import { createLogger } from "../../src/core/log.ts";
 import { Metrics } from "../../src/core/metrics.ts";
 import { StreamStore } from "../../src/state/store.ts";
+import { FsSegmentStore } from "../../src/storage/fs.ts";
 import type { SegmentGroupOut } from "../../src/transcode/job.ts";
-import { startTestRedis, stopAll, testPrefix, waitFor, type TestRedis } from "../helpers/stack.ts";
+import { startTestRedis, stopAll, tempDir, testPrefix, waitFor, type TestRedis } from "../helpers/stack.ts";
 import { FakeConnection } from "../helpers/fake-connection.ts";
 
 /** A store whose appends wait while the gate is shut: a flush that takes as long as the test wants. */
@@ -51,6 +52,7 @@ describe("stream owner: a handoff whose flush outlasts the lease", function () {
     redis = await startTestRedis();
     store = new StreamStore({
       url: redis.url, prefix: testPrefix(), window: 6, reconnectWindowMs: 30000, retentionSec: 60, commandTimeoutMs: 1000, waitReplicas: 0,
+      media: new FsSegmentStore(tempDir("segments")),
     });
     await store.connect();
   });

@@ -5,7 +5,8 @@ import assert from "node:assert/strict";
 import { SWEEPER_LEASE_MS, Sweeper } from "../../src/cluster/sweeper.ts";
 import { createLogger } from "../../src/core/log.ts";
 import { StreamStore } from "../../src/state/store.ts";
-import { startTestRedis, stopAll, testPrefix, waitFor, type TestRedis } from "../helpers/stack.ts";
+import { FsSegmentStore } from "../../src/storage/fs.ts";
+import { startTestRedis, stopAll, tempDir, testPrefix, waitFor, type TestRedis } from "../helpers/stack.ts";
 
 describe("the sweeper (real redis-server)", function () {
   this.timeout(30000);
@@ -20,7 +21,7 @@ describe("the sweeper (real redis-server)", function () {
   });
 
   async function store(prefix: string): Promise<StreamStore> {
-    const s = new StreamStore({ url: redis.url, prefix, window: 3, reconnectWindowMs: 0, retentionSec: 60, commandTimeoutMs: 1000, waitReplicas: 0 });
+    const s = new StreamStore({ url: redis.url, prefix, window: 3, reconnectWindowMs: 0, retentionSec: 60, commandTimeoutMs: 1000, waitReplicas: 0, media: new FsSegmentStore(tempDir("segments")) });
     stores.push(s);
     await s.connect();
     return s;

@@ -7,8 +7,9 @@ import { segmentUri } from "../../src/delivery/playlist.ts";
 import { BatonError, FencedError, HandoffPendingError } from "../../src/core/errors.ts";
 import { isClaimId } from "../../src/core/ids.ts";
 import { StreamStore, type StoreOptions } from "../../src/state/store.ts";
+import { FsSegmentStore } from "../../src/storage/fs.ts";
 import type { Claim, SegmentGroup } from "../../src/core/model.ts";
-import { startTestRedis, stopAll, testPrefix, waitFor, type TestRedis } from "../helpers/stack.ts";
+import { startTestRedis, stopAll, tempDir, testPrefix, waitFor, type TestRedis } from "../helpers/stack.ts";
 
 const RENDITIONS = ["360p", "240p"];
 const LEASE_MS = 4000;
@@ -34,6 +35,7 @@ describe("stream store and scripts (real redis-server)", function () {
   async function store(options: Partial<StoreOptions> = {}, url = redis.url): Promise<StreamStore> {
     const s = new StreamStore({
       url, prefix: testPrefix(), window: 3, reconnectWindowMs: 30000, retentionSec: 60, commandTimeoutMs: 1000, waitReplicas: 0,
+      media: new FsSegmentStore(tempDir("segments")),
       ...options,
     });
     stores.push(s);
@@ -68,8 +70,8 @@ describe("stream store and scripts (real redis-server)", function () {
     const snapshot = await s.read("cam");
     assert.equal(snapshot?.claim, first.id);
     assert.deepEqual(snapshot?.entries.map((e) => [e.seq, e.claim]), [[0, first.id], [1, first.id]]);
-    assert.equal((await s.readSegment("cam", "360p", 1, first.id))?.toString(), "a/360p/1");
-    assert.equal(await s.readSegment("cam", "360p", 1, "000000000000"), null, "another claim id names no bytes");
+    assert.equal((await s.readSegment("cam", first.broadcast, "360p", 1, first.id))?.toString(), "a/360p/1");
+    assert.equal(await s.readSegment("cam", first.broadcast, "360p", 1, "000000000000"), null, "another claim id names no bytes");
     await s.release("cam", first);
     const second = await claim(s, "cam", "node-b");
     assert.notEqual(second.id, first.id);
@@ -112,8 +114,8 @@ describe("stream store and scripts (real redis-server)", function () {
     for (const entry of fresh) assert.equal(oldUris.has(segmentUri(entry)), false, `${segmentUri(entry)} was used before`);
     assert.deepEqual(fresh.map((e) => e.seq), [0, 1, 2, 3]);
     // an old URI finds nothing (the segment route answers 404), never the new bytes
-    assert.equal(await s.readSegment("flushed", "360p", 0, before.id), null);
-    assert.equal((await s.readSegment("flushed", "360p", 0, after.id))?.toString(), "new/360p/0");
+    assert.equal(await s.readSegment("flushed", after.broadcast, "360p", 0, before.id), null);
+    assert.equal((await s.readSegment("flushed", after.broadcast, "360p", 0, after.id))?.toString(), "new/360p/0");
   });
 
   it("refuses appends once the stream ended; takes the current claim's appends in its reconnect window", async () => {
@@ -158,20 +160,44 @@ describe("stream store and scripts (real redis-server)", function () {
     assert.ok((await s.listStreams()).includes("listed"));
   });
 
-  it("gives segments that left the window the short TTL, by the claim that wrote them", async () => {
-    const s = await store({ window: 3 });
+  it("deletes segments that left the window from the store after their grace, by the claim that wrote them; Redis holds no bytes", async () => {
+    const s = await store({ window: 3, trimmedGraceMs: 300 });
     const a = await claim(s, "trim");
     await s.append("trim", a, group(0));
     await s.release("trim", a);
     const b = await claim(s, "trim", "node-b");
+    assert.equal(b.broadcast, a.broadcast, "a new claim of a live timeline continues its broadcast");
     for (let seq = 1; seq < 5; seq++) await s.append("trim", b, group(seq));
-    const ttl = (seq: number, c: Claim): Promise<number> => s.redis.pttl(s.keys.segment("trim", "240p", seq, c.id));
-    // window 3, target 1 s: trimmed segments stay 2 * (3 + 1) s + 5 s = 13 s; listed ones the live TTL
-    for (const [seq, c] of [[0, a], [1, b]] as const) {
-      const left = await ttl(seq, c);
-      assert.ok(left > 0 && left <= 13000, `segment ${seq}: ${left} ms`);
-    }
-    assert.ok((await ttl(4, b)) > 60000, "a listed segment keeps the live TTL");
+    const read = (seq: number, c: Claim): Promise<Buffer | null> => s.readSegment("trim", b.broadcast, "240p", seq, c.id);
+    // window 3: 0 (a's) and 1 (b's) left it; they stay readable for their grace, then are gone
+    assert.notEqual(await read(0, a), null, "readable while a slow player may still want it");
+    await waitFor("the trimmed segments deleted", async () => ((await read(0, a)) === null && (await read(1, b)) === null ? true : undefined), 5000, 50);
+    assert.equal((await read(4, b))?.toString(), "a/240p/4", "a listed segment stays");
+    const keys = await s.redis.keys("*");
+    assert.deepEqual(keys.filter((k) => k.includes(":seg:")), [], "no segment bytes in Redis");
+  });
+
+  it("deletes an ended broadcast's media once its retention passed, and not while a claim continues it", async () => {
+    const s = await store({ reconnectWindowMs: 0 });
+    const c = await claim(s, "gone");
+    await s.append("gone", c, group(0));
+    await s.release("gone", c);
+    assert.equal((await s.sweep("gone")).state, "ended");
+    const read = (): Promise<Buffer | null> => s.readSegment("gone", c.broadcast, "240p", 0, c.id);
+    assert.equal(await s.deleteExpired(), 0, "nothing is due before the retention (60 s here)");
+    assert.notEqual(await read(), null);
+    assert.equal(await s.deleteExpired(Date.now() + 61_000), 1);
+    assert.equal(await read(), null, "the broadcast's media left the store");
+
+    // an ended stream taken again within its retention continues its broadcast: its media stays
+    const d = await claim(s, "again");
+    await s.append("again", d, group(0));
+    await s.release("again", d);
+    await s.sweep("again");
+    const back = await claim(s, "again", "node-b");
+    assert.equal(back.broadcast, d.broadcast);
+    assert.equal(await s.deleteExpired(Date.now() + 61_000), 0);
+    assert.notEqual(await s.readSegment("again", d.broadcast, "240p", 0, d.id), null);
   });
 
   it("keeps a handoff lease while its owner renews it, so claims wait; frees it at the release", async () => {

@@ -14,7 +14,10 @@
   ARGV[6] stream id (the message published)
   ARGV[7] claim id (random, drawn by the claiming node)
 
-  Returns {epoch, nextSeq, targetDuration, ladder JSON or ""}.
+  A claim that starts a timeline (nothing appended yet) starts a broadcast: its id, the claim id, names the
+  media of everything appended until the stream ends, in the segment store.
+
+  Returns {epoch, nextSeq, targetDuration, ladder JSON or "", broadcast id}.
   Errors: ALREADY_LIVE <holder>; HANDOFF_PENDING <holder> while a draining owner finishes its last segment.
 ]]
 local holder = redis.call('GET', KEYS[2])
@@ -32,7 +35,7 @@ if nextSeq > 0 then
   -- a new owner or a returning publisher: the first new segment starts a discontinuity
   redis.call('HSET', KEYS[1], 'discNext', '1')
 else
-  redis.call('HSET', KEYS[1], 'nextSeq', '0', 'cc', '0', 'createdAt', now)
+  redis.call('HSET', KEYS[1], 'nextSeq', '0', 'cc', '0', 'createdAt', now, 'broadcast', ARGV[7])
 end
 if not redis.call('HGET', KEYS[1], 'targetDuration') then
   redis.call('HSET', KEYS[1], 'targetDuration', ARGV[4])
@@ -43,4 +46,5 @@ redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', KEYS[3])
 redis.call('SET', KEYS[2], ARGV[1] .. '/' .. ARGV[2] .. '/' .. epoch, 'PX', ARGV[3])
 redis.call('PUBLISH', ARGV[5], ARGV[6])
-return {epoch, nextSeq, redis.call('HGET', KEYS[1], 'targetDuration'), redis.call('HGET', KEYS[1], 'ladder') or ''}
+return {epoch, nextSeq, redis.call('HGET', KEYS[1], 'targetDuration'), redis.call('HGET', KEYS[1], 'ladder') or '',
+  redis.call('HGET', KEYS[1], 'broadcast') or ARGV[7]}

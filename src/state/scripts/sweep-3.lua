@@ -11,8 +11,9 @@
   ARGV[3] pub/sub channel
   ARGV[4] stream id
 
-  Returns {state after the sweep, "1" when this call changed it}; the state is "gone" when none is left. Only
-  the call that changed the state says so, so the change is logged once in the cluster.
+  Returns {state after the sweep, "1" when this call changed it, the broadcast id}; the state is "gone" when
+  none is left. Only the call that changed the state says so, so the change is logged once in the cluster, and
+  the broadcast that ended is scheduled for deletion once.
 ]]
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then
@@ -30,6 +31,6 @@ if state == 'reconnecting' and now - tonumber(redis.call('HGET', KEYS[1], 'relea
   redis.call('EXPIRE', KEYS[1], ARGV[2])
   redis.call('EXPIRE', KEYS[3], ARGV[2])
   redis.call('PUBLISH', ARGV[3], ARGV[4])
-  return {'ended', '1'}
+  return {'ended', '1', redis.call('HGET', KEYS[1], 'broadcast') or redis.call('HGET', KEYS[1], 'claim') or ''}
 end
 return {state, '0'}

@@ -9,24 +9,25 @@
   A write whose reply was lost (the caller's command timed out, yet Redis ran it) is answered again when
   retried: the same claim's same sequence number as the last entry returns that entry, unchanged.
 
+  The segments' bytes are in the segment store already (written before this append, so anything listed is
+  readable from every node); Redis keeps the entry only.
+
   KEYS[1]      meta hash
   KEYS[2]      timeline list
-  KEYS[3..2+n] segment keys of this sequence number and claim, one per rendition, in ladder order
   ARGV[1] epoch of the writer
   ARGV[2] claim id of the writer
   ARGV[3] sequence number
   ARGV[4] program date-time, ms since the epoch
   ARGV[5] "1" when the writer starts a discontinuity (ffmpeg restarted)
   ARGV[6] playlist window, in segments
-  ARGV[7] TTL in ms of the segment keys (so an abandoned stream's segments end by themselves)
+  ARGV[7] (unused; kept so the argument positions stay)
   ARGV[8] pub/sub channel
   ARGV[9] stream id
   ARGV[10] durations JSON, {"rendition": seconds}
-  ARGV[11] n, the number of renditions
-  ARGV[12..11+n] segment bytes, one per rendition, in ladder order
 
-  Returns {entry JSON, then the JSON of each entry that left the window}: the caller shortens the TTL of the
-  segments those name (their keys carry their own claim id, which only the entries know).
+  Returns {entry JSON, then the JSON of each entry that left the window}: the caller deletes the media those
+  name from the segment store once no player can still want them (their keys carry their own claim id, which
+  only the entries know).
   Errors: STALE_EPOCH <current epoch> (claim <current claim>), STREAM_ENDED at <ms>, SEQ_MISMATCH <expected>.
 ]]
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
@@ -49,14 +50,10 @@ if seq ~= nextSeq then
   end
   return redis.error_reply('SEQ_MISMATCH ' .. nextSeq)
 end
-local n = tonumber(ARGV[11])
 local disc = ARGV[5] == '1' or redis.call('HGET', KEYS[1], 'discNext') == '1'
 local cc = tonumber(redis.call('HGET', KEYS[1], 'cc') or '0')
 if disc then
   cc = cc + 1
-end
-for i = 1, n do
-  redis.call('SET', KEYS[2 + i], ARGV[11 + i], 'PX', ARGV[7])
 end
 local entry = '{"seq":' .. seq .. ',"claim":"' .. ARGV[2] .. '","pdt":' .. ARGV[4] .. ',"disc":' ..
   (disc and 'true' or 'false') .. ',"cc":' .. cc .. ',"dur":' .. ARGV[10] .. '}'
