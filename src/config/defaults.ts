@@ -116,7 +116,7 @@ export interface Config {
     playlistWindow: number;
     /** Seconds a stream stays live (no EXT-X-ENDLIST) after its publisher leaves, waiting for it to return. */
     reconnectWindow: number;
-    /** Seconds an ended stream's playlists and segments stay in Redis. Used by: state. */
+    /** Seconds an ended stream's playlists (in Redis) and segments (in the segment store) stay. Used by: state, sweeper. */
     retention: number;
     /** Bytes of segments each node keeps in memory. Used by: delivery/segment-cache. */
     segmentCacheBytes: number;
@@ -124,7 +124,8 @@ export interface Config {
   storage: {
     /**
      * Where segment bytes are kept: "fs", a directory every node of a one-machine cluster shares; "s3", any
-     * S3-compatible store (AWS S3, MinIO, Ceph RGW, R2). Used by: storage (not wired into a node yet).
+     * S3-compatible store (AWS S3, MinIO, Ceph RGW, R2). Used by: state (writes before each append), delivery (reads),
+     * the sweeper (expiry).
      */
     backend: "fs" | "s3";
     /** Directory of the fs backend, created as needed. Used by: storage/fs.ts. */
