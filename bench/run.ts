@@ -9,6 +9,7 @@ import { delivery } from "./delivery.ts";
 import { drain } from "./drain.ts";
 import { firstPlaylist } from "./first-playlist.ts";
 import { hostile } from "./hostile.ts";
+import { redisFootprint } from "./redis-footprint.ts";
 import { cleanup, cpuTotals } from "./procs.ts";
 import { propagation, type LiveStream } from "./propagation.ts";
 import { reconnect } from "./reconnect.ts";
@@ -18,7 +19,7 @@ import { startCluster, stopCluster, type Cluster } from "./stack.ts";
 import { transcodeCpu } from "./transcode-cpu.ts";
 import { viewersPerNode } from "./viewers-per-node.ts";
 
-const USAGE = "usage: npm run bench -- [--quick] [--out FILE] [--only transcode-cpu,first-playlist,propagation,reconnect,sessions,delivery,viewers,drain,hostile]";
+const USAGE = "usage: npm run bench -- [--quick] [--out FILE] [--only transcode-cpu,first-playlist,propagation,reconnect,sessions,delivery,viewers,drain,hostile,redis-footprint]";
 
 interface Context {
   quick: boolean;
@@ -57,6 +58,7 @@ const BENCHES: Bench[] = [
   { name: "viewers", run: (ctx) => viewersPerNode(ctx) },
   { name: "drain", run: (ctx) => drain(ctx) },
   { name: "hostile", run: (ctx) => hostile(ctx) },
+  { name: "redis-footprint", run: (ctx) => redisFootprint(ctx) },
 ];
 
 function parseArgs(argv: string[]): { quick: boolean; out: string | null; only: string[] | null } {
