@@ -132,6 +132,10 @@ describe("deployment files", () => {
           assert.equal(env().BATON_NODE_ID, name);
           assert.equal(config.node.id, name);
           assert.equal(config.node.bind, "0.0.0.0");
+          // media in MinIO, the compose deployment's segment store, with the credentials MinIO is started with
+          assert.equal(config.storage.backend, "s3");
+          assert.equal(config.storage.s3Endpoint, "http://minio:9000");
+          assert.ok(Object.hasOwn(services, "minio") && Object.hasOwn(services, "minio-bucket"), "MinIO and its bucket job are services");
           assert.equal(config.rtmp.port, DEFAULTS.rtmp.port);
           assert.equal(config.http.port, DEFAULTS.http.port);
           assert.equal(config.agent.port, DEFAULTS.agent.port);
