@@ -2,7 +2,7 @@
 // An IPv6 client is its /64 (one subscriber's network), so walking through its own addresses buys it nothing.
 // Memory is bounded however many addresses appear: past `maxAddresses`, buckets that refilled (the same as
 // no bucket) are dropped, then the least recently used ones.
-import { isIP } from "node:net";
+import { clientKey } from "../core/address.ts";
 
 /** Addresses tracked at most: about 100 bytes each. */
 export const MAX_ADDRESSES = 20000;
@@ -10,21 +10,6 @@ export const MAX_ADDRESSES = 20000;
 interface Bucket {
   tokens: number;
   at: number;
-}
-
-/** The first four groups of an IPv6 address, `::` expanded: its /64. */
-function prefix64(address: string): string {
-  const [head = "", tail] = address.split("%")[0]!.split("::") as [string?, string?];
-  const left = head ? head.split(":") : [];
-  const right = tail ? tail.split(":") : [];
-  // an embedded IPv4 tail (64:ff9b::1.2.3.4) stands for two groups
-  const width = (groups: string[]): number => groups.length + (groups.at(-1)?.includes(".") ? 1 : 0);
-  const groups = tail === undefined ? left : [...left, ...Array<string>(Math.max(0, 8 - width(left) - width(right))).fill("0"), ...right];
-  return `${groups.slice(0, 4).map((g) => Number.parseInt(g, 16).toString(16)).join(":")}::/64`;
-}
-
-export function clientKey(address: string): string {
-  return isIP(address.split("%")[0]!) === 6 ? prefix64(address) : address;
 }
 
 export class AddressLimiter {

@@ -6,6 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { errorMessage } from "../core/errors.ts";
+import { clientKey } from "../core/address.ts";
 import { listen } from "../core/listen.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
@@ -153,7 +154,9 @@ export class HttpServer {
   /** A new socket: counted, capped per direct peer, and closed unless a request arrives in time. */
   private accept(socket: Socket): void {
     socket.on("error", () => undefined);
-    const peer = this.o.addresses.peer(socket);
+    const direct = this.o.addresses.peer(socket);
+    // an IPv6 client is its /64: walking through its own addresses buys it no more sockets
+    const peer = direct === null ? null : clientKey(direct);
     if (peer !== null) {
       const open = (this.perAddress.get(peer) ?? 0) + 1;
       if (open > this.o.maxConnectionsPerAddress) {

@@ -1,6 +1,7 @@
 // How many RTMP connections a node holds, in all and per client address, and the log of the ones it closes.
 // A flood is thousands of refusals a second: the log says each, up to a few a second, then how many more.
 import type { Logger } from "../core/log.ts";
+import { clientKey } from "../core/address.ts";
 
 /** Why an RTMP connection was refused or closed; the `reason` label of baton_rtmp_connections_refused_total. */
 export type RtmpCloseReason =
@@ -53,10 +54,12 @@ export class ConnectionCounts {
     return {
       bind: (client) => {
         if (released || address !== null || this.shared(client)) return true;
-        const count = this.byAddress.get(client) ?? 0;
+        // an IPv6 client is its /64: walking through its own addresses buys it no more connections
+        const key = clientKey(client);
+        const count = this.byAddress.get(key) ?? 0;
         if (count >= this.maxPerAddress) return false;
-        this.byAddress.set(client, count + 1);
-        address = client;
+        this.byAddress.set(key, count + 1);
+        address = key;
         return true;
       },
       release: () => {

@@ -179,6 +179,14 @@ describe("ConnectionCounts", () => {
     const e = counts.take()!;
     assert.ok(e.bind("10.0.0.1"), "a shared (balancer) address counts only in the total");
   });
+
+  it("counts an IPv6 client as its /64, so its other addresses buy it nothing", () => {
+    const counts = new ConnectionCounts(10, 2, () => false);
+    const [a, b, c, d] = [counts.take()!, counts.take()!, counts.take()!, counts.take()!];
+    assert.ok(a.bind("2001:db8:1:2::1") && b.bind("2001:db8:1:2:ffff::9"));
+    assert.equal(c.bind("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), false, "a third from the same /64");
+    assert.ok(d.bind("2001:db8:1:3::1"), "another /64 is another client");
+  });
 });
 
 describe("RefusalLog", () => {
