@@ -272,3 +272,13 @@ export async function localClusterEnv(nodes: number, more: Record<string, string
     ...more,
   };
 }
+
+/** A metric of a node's /metrics (admin token), summed over its series whose labels include `label`; 0 when absent. */
+export async function nodeMetric(node: Pick<TestNode, "http">, name: string, label = ""): Promise<number> {
+  const text = (await get(node.http("/metrics"), ADMIN)).text;
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    if ((line.startsWith(`${name}{`) && line.includes(label)) || (label === "" && line.startsWith(`${name} `))) sum += Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return sum;
+}

@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { connect, type Socket } from "node:net";
 import { Redis } from "ioredis";
 import {
-  ADMIN, HOST, get, pool, publish, startTestHaproxy, startTestNode, startTestRedis, stopAll, testPrefix, waitFor,
+  ADMIN, HOST, get, nodeMetric, pool, publish, startTestHaproxy, startTestNode, startTestRedis, stopAll, testPrefix, waitFor,
   type TestHaproxy, type TestNode, type TestRedis,
 } from "../helpers/stack.ts";
 
@@ -28,17 +28,6 @@ async function status(node: TestNode): Promise<Status> {
   const r = await get(node.http("/admin/status"), ADMIN);
   assert.equal(r.status, 200, r.text);
   return JSON.parse(r.text) as Status;
-}
-
-/** The value of one unlabelled-apart-from-node metric (0 while the series does not exist). */
-async function metric(node: TestNode, name: string, label = ""): Promise<number> {
-  const text = (await get(node.http("/metrics"), ADMIN)).text;
-  let sum = 0;
-  for (const line of text.split("\n")) {
-    if (line.startsWith(`${name}{`) && line.includes(label)) sum += Number(line.slice(line.lastIndexOf(" ") + 1));
-    else if (line.startsWith(`${name} `)) sum += Number(line.slice(name.length + 1));
-  }
-  return sum;
 }
 
 /** Every Redis key but the stream's own (they carry its id as a hash tag) and the sweeper's lease (it comes and goes). */
@@ -173,7 +162,7 @@ describe("hostile HTTP input: the node survives, answers, and stays bounded", fu
     }
     // the node's first-request deadline is 10 s; without it these stay open for ever
     await waitFor("the node to close every silent socket", () => (closed.size === sockets.length ? true : undefined), 30000, 250);
-    assert.ok((await metric(node, "baton_http_connections_refused_total", 'reason="no_request"')) >= 20);
+    assert.ok((await nodeMetric(node, "baton_http_connections_refused_total", 'reason="no_request"')) >= 20);
   });
 
   it("15,000 requests for unknown stream ids, unique user agents and forged forwarded addresses leave bounded state", async () => {
@@ -210,9 +199,9 @@ describe("hostile HTTP input: the node survives, answers, and stays bounded", fu
 
   it("the event loop was never blocked, and nothing reached the last line of defence", async () => {
     // prom-client's event-loop figures cover the time since the previous scrape
-    const lagMax = await metric(node, "nodejs_eventloop_lag_max_seconds");
+    const lagMax = await nodeMetric(node, "nodejs_eventloop_lag_max_seconds");
     assert.ok(lagMax < 1, `event loop blocked for ${lagMax.toFixed(2)} s`);
-    assert.equal(await metric(node, "baton_internal_errors_total"), 0);
+    assert.equal(await nodeMetric(node, "baton_internal_errors_total"), 0);
     assert.equal((await get(node.http("/healthz"))).status, 200);
     assert.equal((await get(lb.http(`/live/${stream}/index.m3u8`))).status, 200, "viewers still play through HAProxy");
     assert.equal((await status(node)).startedAt, startedAt, "the node is the same process");
@@ -242,6 +231,6 @@ describe("hostile HTTP input: connections per address", function () {
     for (const s of sockets) s.destroy();
     // the node counts a socket free once it saw it close: until then a new request of this peer is refused too
     await waitFor("the peer's sockets to be released", async () => ((await get(node.http("/healthz"))).status === 200 ? true : undefined), 5000);
-    assert.ok((await metric(node, "baton_http_connections_refused_total", 'reason="per_address"')) >= 15);
+    assert.ok((await nodeMetric(node, "baton_http_connections_refused_total", 'reason="per_address"')) >= 15);
   });
 });

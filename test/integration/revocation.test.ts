@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { makePublishToken } from "../../src/ingest/token.ts";
 import { nodeCommand } from "../../tools/processes.ts";
 import { lastSeq, parseM3u8 } from "../helpers/hls.ts";
-import { ADMIN, ADMIN_TOKEN, SECRET, get, publish, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestNode } from "../helpers/stack.ts";
+import { ADMIN_TOKEN, SECRET, get, nodeMetric, publish, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestNode } from "../helpers/stack.ts";
 
 async function newest(node: TestNode, id: string): Promise<number | undefined> {
   const r = await get(node.http(`/live/${id}/240p/index.m3u8`));
@@ -16,10 +16,7 @@ async function newest(node: TestNode, id: string): Promise<number | undefined> {
   return playlist.segments.length > 0 ? lastSeq(playlist) : undefined;
 }
 
-async function refusals(node: TestNode, reason: string): Promise<number> {
-  const line = (await get(node.http("/metrics"), ADMIN)).text.split("\n").find((l) => l.startsWith("baton_publish_refusals_total{") && l.includes(`reason="${reason}"`));
-  return line ? Number(line.slice(line.lastIndexOf(" ") + 1)) : 0;
-}
+const refusals = (node: TestNode, reason: string): Promise<number> => nodeMetric(node, "baton_publish_refusals_total", `reason="${reason}"`);
 
 describe("publish tokens: revocation and the broadcast's own token", function () {
   this.timeout(120000);

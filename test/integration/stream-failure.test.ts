@@ -5,13 +5,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ADMIN, get, publish, startTestNode, startTestRedis, stopAll, tempDir, testPrefix, waitFor } from "../helpers/stack.ts";
-
-async function metric(url: string, name: string, label: string): Promise<number> {
-  const text = (await get(url, ADMIN)).text;
-  const line = text.split("\n").find((l) => l.startsWith(`${name}{`) && l.includes(label));
-  return line ? Number(line.slice(line.lastIndexOf(" ") + 1)) : 0;
-}
+import { ADMIN, get, nodeMetric, publish, startTestNode, startTestRedis, stopAll, tempDir, testPrefix, waitFor } from "../helpers/stack.ts";
 
 describe("a broken transcoder spool fails the stream, not the node", function () {
   this.timeout(90000);
@@ -30,11 +24,11 @@ describe("a broken transcoder spool fails the stream, not the node", function ()
     const broken = publish(node.rtmp(id));
     await node.waitForLog(/transcoding failed; dropping the publisher.*spool directory is unusable/, 30000);
     await broken.exited;
-    assert.equal(await metric(node.http("/metrics"), "baton_stream_failures_total", 'reason="transcode_failed"'), 1);
+    assert.equal(await nodeMetric(node, "baton_stream_failures_total", 'reason="transcode_failed"'), 1);
     await waitFor("the owner to let go", async () => ((await status()).publishers.length === 0 ? true : undefined));
     assert.equal((await get(node.http("/healthz"))).status, 200);
     assert.equal((await status()).startedAt, startedAt, "the node is the same process");
-    assert.equal(await metric(node.http("/metrics"), "baton_internal_errors_total", ""), 0, "nothing escaped to the last line of defence");
+    assert.equal(await nodeMetric(node, "baton_internal_errors_total"), 0, "nothing escaped to the last line of defence");
 
     rmSync(spool, { force: true });
     mkdirSync(spool);

@@ -47,8 +47,10 @@ describe("HTTP server: the first-request deadline", function () {
     socket.on("close", () => (socketClosed = true));
     socket.write("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     await waitFor("the health answer", () => (socket.readableLength > 0 || socket.bytesRead > 0 ? true : undefined), 2000, 20);
-    // three deadlines later, both are still open
-    await new Promise((resolve) => setTimeout(resolve, 900));
+    // a silent socket opened after both is closed by its deadline: theirs have passed by then too
+    const silent = connect(port, "127.0.0.1");
+    silent.on("error", () => undefined);
+    await new Promise((resolve) => silent.once("close", resolve));
     assert.equal(wsClosed, false, "the WebSocket outlived the first-request deadline");
     assert.equal(socketClosed, false, "the keep-alive socket outlived it");
     ws.close();

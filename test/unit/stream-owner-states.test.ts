@@ -34,7 +34,10 @@ class FakeWriter implements TimelineWriter, PublishGrants {
   async setLadder(_s: string, _c: Claim, ladder: Parameters<TimelineWriter["setLadder"]>[2]): ReturnType<TimelineWriter["setLadder"]> {
     return ladder;
   }
+  /** Sequence numbers the owner tried to append, in order, failed attempts included. */
+  attempts: number[] = [];
   async append(_s: string, _c: Claim, group: SegmentGroup): Promise<TimelineEntry> {
+    this.attempts.push(group.seq);
     if (this.failAppends === "transient") throw new Error("redis away");
     if (this.failAppends === "fenced") throw new FencedError("STALE_EPOCH", "write refused: the stream moved to epoch 4");
     this.appended.push(group.seq);
@@ -104,8 +107,9 @@ describe("stream owner state machine (fake writer)", () => {
     assert.equal(await o.start(), true);
     writer.failAppends = "transient";
     for (let n = 0; n < 3; n++) enqueue(o, group(n));
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    assert.deepEqual(writer.appended, []);
+    // the head is retried while the writer fails, and nothing behind it is tried out of order
+    await waitFor("the head retried", () => (writer.attempts.length >= 2 ? true : undefined), 5000, 20);
+    assert.ok(writer.attempts.every((seq) => seq === 7), `tried ${writer.attempts.join(",")}`);
     writer.failAppends = "no";
     await waitFor("the queue published", () => (writer.appended.length === 3 ? true : undefined), 5000, 20);
     assert.deepEqual(writer.appended, [7, 8, 9]);
@@ -123,9 +127,11 @@ describe("stream owner state machine (fake writer)", () => {
     await waitFor("the publisher dropped", () => (connection.closed ? true : undefined), 5000, 20);
     assert.match(connection.closedWith ?? "", /taken over/);
     writer.failAppends = "no";
+    const tried = writer.attempts.length;
     enqueue(o, group(1));
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    assert.deepEqual(writer.appended, [], "a lost stream is never written again");
+    await o.close("test over");
+    assert.equal(writer.attempts.length, tried, "a lost stream is never written again, not even by its close");
+    assert.deepEqual(writer.appended, []);
   });
 
   it("refuses a token issued up to the stream's revocation, before it claims", async () => {
