@@ -101,12 +101,7 @@ export function haproxyConfig(o: HaproxyOptions): string {
     "",
     "backend http_nodes",
     "    mode http",
-    // a stream's requests (/live/{id}/...) hash to one node, so each segment crosses from the store to few
-    // nodes; the bound keeps a popular stream from overloading it (at most 1.5 times the average load), and a
-    // draining node (agent weight 0) hands its streams to the others
-    "    balance uri depth 2",
-    "    hash-type consistent",
-    "    hash-balance-factor 150",
+    "    balance roundrobin",
     "    timeout server 10s",
     "    option httpchk GET /readyz",
     "    http-check expect status 200",
