@@ -154,7 +154,12 @@ export class BatonNode {
       }),
       log.child("registry"),
     );
-    this.drainer = new Drainer({ publishState: () => this.registry.beat(), http: this.http, viewers: this.channel, publishers: this.owners, log: log.child("drain") });
+    this.drainer = new Drainer({
+      publishState: () => this.registry.beat(), http: this.http, viewers: this.channel, publishers: this.owners, log: log.child("drain"),
+      // HAProxy's RTMP and HTTP backends each ask the agent every 500 ms: three answers in a row out of
+      // rotation mean both have seen the drain (weight 0 takes the node out of the HTTP hash at once)
+      balancerSaw: () => this.agent.outOfRotation >= 3 && this.http.notReadyChecks >= 2,
+    });
     this.agent = new AgentServer(config.agent.port, config.node.bind, () => agentAnswer(this.drainer.state, this.owners.size, config.transcode.capacity));
     addAdminApi(this.http, { nodeId: this.id, token: adminToken(config), local: this, nodes: this.nodes, feed: this.feed });
   }

@@ -14,6 +14,8 @@ export function agentAnswer(state: NodeState, publishers: number, capacity: numb
 
 export class AgentServer {
   private server: Server | null = null;
+  /** Answers in a row that took the node out of rotation (`drain`, `maint`): how often the balancer saw it. */
+  outOfRotation = 0;
 
   constructor(
     private readonly port: number,
@@ -29,7 +31,9 @@ export class AgentServer {
   async start(): Promise<void> {
     const server = createServer((socket) => {
       socket.on("error", () => undefined);
-      socket.end(this.answer());
+      const answer = this.answer();
+      this.outOfRotation = answer.startsWith("up ") ? 0 : this.outOfRotation + 1;
+      socket.end(answer);
     });
     await listen(server, { port: this.port, bind: this.bind, what: "agent", key: "agent.port / BATON_AGENT_PORT" });
     this.server = server;

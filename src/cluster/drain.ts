@@ -6,7 +6,10 @@
 // 3. WebSocket clients get a handoff message and a 1012 close, and reconnect through the balancer;
 // 4. each stream's owner marks the handoff, ends its publisher's connection (the encoder reconnects through
 //    the balancer to a healthy node, which waits for the release), publishes the last segment and releases;
-// 5. with no publisher, no request in flight and no WebSocket left, the node is `drained`.
+// 5. with no publisher, no request in flight and no WebSocket left, and once the balancer has seen the drain
+//    (its checks were answered "not ready"; at most BALANCER_GRACE_MS), the node is `drained`. A node that
+//    is drained may be stopped at once: were the balancer still sending it requests, every viewer of a stream
+//    hashed to it would meet a closed port at the same moment.
 // A deadline bounds the whole drain; past it, whatever is left is dropped.
 import type { Logger } from "../core/log.ts";
 import type { NodeState } from "../core/model.ts";
@@ -17,6 +20,8 @@ export interface DrainParts {
   http: { drain(): void; undrain(): void; closeIdle(): void; dropAll(): void; readonly inFlight: number; readonly openSockets: number };
   viewers: { handoff(reason: string): number; setDraining(on: boolean): void; readonly size: number };
   publishers: { handoffAll(): Promise<void>; abortAll(): Promise<void>; readonly size: number };
+  /** Whether the balancer has seen the drain: its checks since the drain began were answered "not ready". */
+  balancerSaw(): boolean;
   log: Logger;
 }
 
@@ -32,6 +37,13 @@ export interface DrainReport {
 }
 
 const POLL_MS = 50;
+
+/**
+ * How long a drain waits at most for the balancer to see it. HAProxy's agent and readiness checks run every
+ * 500 ms (src/cluster/haproxy.ts CHECK); where nothing checks the node (no balancer), the drain ends this
+ * much later than its work.
+ */
+export const BALANCER_GRACE_MS = 3000;
 
 export class Drainer {
   state: NodeState = "ready";
@@ -74,7 +86,9 @@ export class Drainer {
     await Promise.race([publishers.handoffAll(), timeout()]);
 
     const done = (): boolean => publishers.size === 0 && http.inFlight === 0 && viewers.size === 0;
-    while (!done() && Date.now() < deadline && !this.cancelled) await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    const graceEnd = Math.min(deadline, startedAt + BALANCER_GRACE_MS);
+    const seen = (): boolean => this.parts.balancerSaw() || Date.now() >= graceEnd;
+    while (!(done() && seen()) && Date.now() < deadline && !this.cancelled) await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     const forced = !done() && !this.cancelled;
     if (forced) {
       log.warn("drain deadline passed; dropping what is left", { publishers: publishers.size, requests: http.inFlight, websockets: viewers.size });

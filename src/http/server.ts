@@ -81,6 +81,8 @@ export class HttpServer {
   inFlight = 0;
   /** /readyz answered "ready" this many times in a row. */
   readyChecks = 0;
+  /** /readyz answered "not ready" this many times in a row: a drain waits for the balancer to have seen it. */
+  notReadyChecks = 0;
   private upgradeHandler: UpgradeHandler | null = null;
 
   constructor(private readonly o: HttpServerOptions) {
@@ -89,6 +91,7 @@ export class HttpServer {
       const state = o.readiness.ready();
       // how many checks in a row saw the node ready: a rolling update waits for the balancer to have seen it
       this.readyChecks = state.ok ? this.readyChecks + 1 : 0;
+      this.notReadyChecks = state.ok ? 0 : this.notReadyChecks + 1;
       sendJson(res, state.ok ? 200 : 503, state.ok ? { status: "ready" } : { status: "not ready", reason: state.reason });
     });
     this.addRoute(["GET"], "metrics", /^\/metrics$/, async ({ req, res }) => {

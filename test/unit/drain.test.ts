@@ -2,20 +2,20 @@
 // drained, the deadline, and undrain in the middle. The end-to-end drain (HAProxy, viewers, a publisher)
 // is test/integration/drain.test.ts.
 import assert from "node:assert/strict";
-import { Drainer, type DrainParts } from "../../src/cluster/drain.ts";
+import { BALANCER_GRACE_MS, Drainer, type DrainParts } from "../../src/cluster/drain.ts";
 import type { NodeState } from "../../src/core/model.ts";
 import { createLogger } from "../../src/core/log.ts";
 
 interface Fake {
   parts: DrainParts;
   steps: string[];
-  set: { inFlight: number; sockets: number; publishers: number; websockets: number };
+  set: { inFlight: number; sockets: number; publishers: number; websockets: number; balancerSaw: boolean; balancerAsked: number };
   releasePublishers: () => void;
 }
 
-function fake(o: { publishers?: number; inFlight?: number; websockets?: number; handoffHangs?: boolean } = {}): Fake {
+function fake(o: { publishers?: number; inFlight?: number; websockets?: number; handoffHangs?: boolean; balancerSaw?: boolean } = {}): Fake {
   const steps: string[] = [];
-  const set = { inFlight: o.inFlight ?? 0, sockets: 3, publishers: o.publishers ?? 0, websockets: o.websockets ?? 0 };
+  const set = { inFlight: o.inFlight ?? 0, sockets: 3, publishers: o.publishers ?? 0, websockets: o.websockets ?? 0, balancerSaw: o.balancerSaw ?? true, balancerAsked: 0 };
   let releasePublishers = (): void => undefined;
   const parts: DrainParts = {
     publishState: async (state: NodeState) => void steps.push(`state ${state}`),
@@ -58,6 +58,10 @@ function fake(o: { publishers?: number; inFlight?: number; websockets?: number; 
         return set.publishers;
       },
     },
+    balancerSaw: () => {
+      set.balancerAsked++;
+      return set.balancerSaw;
+    },
     log: createLogger({ level: "error" }),
   };
   return { parts, steps, set, releasePublishers: () => releasePublishers() };
@@ -87,6 +91,29 @@ describe("drain state machine", () => {
     const report = await done;
     assert.equal(drainer.state, "drained");
     assert.equal(report.forced, false);
+  });
+
+  it("is drained only once the balancer has seen the drain, so a node stopped once drained gets no more requests", async () => {
+    const f = fake({ balancerSaw: false });
+    const drainer = new Drainer(f.parts);
+    const done = drainer.drain("test", 5);
+    const deadline = Date.now() + 2000;
+    while (f.set.balancerAsked < 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.ok(f.set.balancerAsked >= 3, "the drain asks whether the balancer saw it");
+    assert.equal(drainer.state, "draining", "nothing left to do, but the balancer still sends requests");
+    f.set.balancerSaw = true;
+    const report = await done;
+    assert.equal(drainer.state, "drained");
+    assert.equal(report.forced, false);
+  });
+
+  it("where no balancer checks the node, is drained after the balancer's grace", async () => {
+    const f = fake({ balancerSaw: false });
+    const drainer = new Drainer(f.parts);
+    const report = await drainer.drain("test", 10);
+    assert.equal(drainer.state, "drained");
+    assert.equal(report.forced, false);
+    assert.ok(report.durationMs >= BALANCER_GRACE_MS, `${report.durationMs} ms`);
   });
 
   it("past the deadline, aborts the publishers, drops the sockets and is drained anyway", async () => {
