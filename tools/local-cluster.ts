@@ -4,13 +4,13 @@
 // cluster runs (drained for a rolling update, or crashed) is started again.
 import { writeFileSync } from "node:fs";
 import { cpus } from "node:os";
-import { createConnection } from "node:net";
 import { join } from "node:path";
 import type { Config } from "../src/config/defaults.ts";
 import { loadConfig } from "../src/config/load.ts";
 import { adminToken, publishSecret, sessionSecret, stateDir } from "../src/config/state-dir.ts";
 import { haproxyConfig, type BalancedNode } from "../src/cluster/haproxy.ts";
 import { makePublishToken } from "../src/ingest/token.ts";
+import { showStat } from "./haproxy-stats.ts";
 import { PidFile } from "./pid-file.ts";
 import { isPortFree, nodeCommand, nodeEnv, startHaproxy, startProcess, startRedis, stopProcess, waitForPort, type Managed } from "./processes.ts";
 
@@ -168,24 +168,12 @@ export class LocalCluster {
 
   /** HAProxy's runtime counters, summed over the HTTP backend: retries and redispatches. */
   async haproxyStats(): Promise<{ retries: number; redispatches: number }> {
-    const csv = await new Promise<string>((resolve, reject) => {
-      const socket = createConnection(this.haproxySocket);
-      let text = "";
-      socket.on("connect", () => socket.write("show stat\n"));
-      socket.on("data", (d) => (text += d.toString()));
-      socket.on("end", () => resolve(text));
-      socket.on("error", reject);
-    });
-    const [header, ...rows] = csv.split("\n").filter((l) => l.trim());
-    const columns = (header ?? "").replace(/^# /, "").split(",");
-    const at = (name: string): number => columns.indexOf(name);
     let retries = 0;
     let redispatches = 0;
-    for (const row of rows) {
-      const cells = row.split(",");
-      if (cells[at("svname")] !== "BACKEND") continue;
-      retries += Number(cells[at("wretr")] || 0);
-      redispatches += Number(cells[at("wredis")] || 0);
+    for (const row of await showStat(this.haproxySocket)) {
+      if (row.svname !== "BACKEND") continue;
+      retries += Number(row.wretr || 0);
+      redispatches += Number(row.wredis || 0);
     }
     return { retries, redispatches };
   }

@@ -1,6 +1,6 @@
 // Generates HAProxy's configuration for a set of nodes: RTMP (and RTMPS, passed through) in TCP mode
-// (leastconn), with the PROXY protocol so nodes see and cap the real client; HTTP with readiness checks on
-// /readyz, retries of failed idempotent requests on another node, and timeouts that fit HLS.
+// (leastconn), with the PROXY protocol so nodes see and cap the real client; HTTP hashed by stream, with
+// readiness checks on /readyz, retries of failed idempotent requests on another node, and timeouts that fit HLS.
 export interface BalancedNode {
   id: string;
   host: string;
@@ -101,7 +101,15 @@ export function haproxyConfig(o: HaproxyOptions): string {
     "",
     "backend http_nodes",
     "    mode http",
-    "    balance roundrobin",
+    // a stream's requests (/live/{id}/...) hash on its id to one node, so each segment crosses from the store
+    // to few nodes; anything else (the API, WebSockets, /watch) on a random key, spread as round robin would;
+    // the bound keeps a popular stream from overloading its node (at most 1.5 times the average load), and a
+    // draining node (agent weight 0) leaves the ring, handing its streams to the others
+    "    http-request set-var(txn.balance_key) path,field(3,/) if { path_beg /live/ }",
+    "    http-request set-var(txn.balance_key) rand unless { path_beg /live/ }",
+    "    balance hash var(txn.balance_key)",
+    "    hash-type consistent",
+    "    hash-balance-factor 150",
     "    timeout server 10s",
     "    option httpchk GET /readyz",
     "    http-check expect status 200",

@@ -215,6 +215,8 @@ export interface TestHaproxy {
   rtmpsPort: number;
   httpPort: number;
   configFile: string;
+  /** HAProxy's admin socket (tools/haproxy-stats.ts reads it). */
+  statsSocket: string;
   proc: Managed;
   http(path: string): string;
   rtmp(streamId: string): string;
@@ -231,15 +233,16 @@ export async function startTestHaproxy(nodes: TestNode[]): Promise<TestHaproxy> 
   const rtmpsPort = nodes.every((n) => n.rtmpsPort > 0) ? await freePort() : 0;
   const dir = tempDir("haproxy");
   const configFile = join(dir, "haproxy.cfg");
+  const statsSocket = join(dir, "stats.sock");
   writeFileSync(configFile, haproxyConfig({
-    bind: HOST, rtmpPort, httpPort, statsSocket: join(dir, "stats.sock"), proxyProtocol, rtmpsPort,
+    bind: HOST, rtmpPort, httpPort, statsSocket, proxyProtocol, rtmpsPort,
     nodes: nodes.map((n) => ({ id: n.id, host: HOST, rtmpPort: n.rtmpPort, rtmpsPort: n.rtmpsPort, httpPort: n.httpPort, agentPort: n.agentPort })),
   }));
   const proc = startProcess("haproxy", "haproxy", ["-db", "-f", configFile]);
   started.push(proc);
   await waitForPort(HOST, httpPort, 10000, proc);
   return {
-    rtmpPort, rtmpsPort, httpPort, configFile, proc,
+    rtmpPort, rtmpsPort, httpPort, configFile, statsSocket, proc,
     http: (path) => `http://${HOST}:${httpPort}${path}`,
     rtmp: (streamId) => `rtmp://${HOST}:${rtmpPort}/live/${streamId}?token=${makePublishToken(SECRET, streamId, 3600)}`,
   };

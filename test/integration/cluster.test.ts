@@ -6,9 +6,10 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { disagreements, holes, lastSeq, parseM3u8, withoutSession } from "../helpers/hls.ts";
 import {
-  get, publish, startTestHaproxy, startTestNode, startTestRedis, stopAll, testPrefix, waitFor,
+  get, nodeMetric, publish, startTestHaproxy, startTestNode, startTestRedis, stopAll, testPrefix, waitFor,
   type TestHaproxy, type TestNode, type TestRedis, ADMIN,
 } from "../helpers/stack.ts";
+import { showStat, steadyBackend } from "../../tools/haproxy-stats.ts";
 
 const run = promisify(execFile);
 
@@ -103,6 +104,67 @@ describe("cluster: the cluster owns the HLS timeline", function () {
     assert.match((await get(other.http("/metrics"), ADMIN)).text, /baton_publish_refusals_total\{reason="already_live",node="[^"]+"\} [1-9]/);
     assert.equal((JSON.parse((await get(lb.http("/api/streams"), ADMIN)).text) as StreamsBody).streams.find((s) => s.id === "shared")?.owner, info.owner);
     publisher.child.kill("SIGKILL");
+  });
+
+  /**
+   * HAProxy's HTTP backend has every server up, none in slowstart, and weights as a second ago: a fixed ring.
+   * The agents weigh nodes by their publishers, so `weight` 100 waits for streams of earlier tests to be gone.
+   */
+  const steadyRing = async (weight?: string): Promise<void> => {
+    let before = await showStat(lb.statsSocket);
+    await waitFor("HAProxy's HTTP servers steady", async () => {
+      const now = await showStat(lb.statsSocket);
+      const steady = steadyBackend(now, before, "http_nodes", weight);
+      before = now;
+      return steady ? true : undefined;
+    }, 30000, 1000);
+  };
+
+  /** Per node, how many HLS requests (master, media playlist, segment) it answered with `status`. */
+  const hlsRequests = (status: string): Promise<number[]> =>
+    Promise.all(nodes.map(async (n) => {
+      let sum = 0;
+      for (const route of ["master", "media", "segment"]) sum += await nodeMetric(n, "baton_http_requests_total", `route="${route}",status="${status}"`);
+      return sum;
+    }));
+
+  /** GETs through HAProxy, each on a connection of its own (round robin would spread them over every node). */
+  const fetchApart = async (path: string, times: number, status: number): Promise<void> => {
+    for (let i = 0; i < times; i++) {
+      const r = await fetch(lb.http(path), { headers: { Connection: "close" } });
+      assert.equal(r.status, status, path);
+      await r.arrayBuffer();
+    }
+  };
+
+  it("HAProxy sends one stream's playlists and segments to one node while the cluster is steady (hashed on /live/{id})", async () => {
+    const publisher = publish(lb.rtmp("hashed"));
+    const playlist = await waitFor("the stream", async () => {
+      const r = await get(lb.http("/live/hashed/240p/index.m3u8"));
+      return r.status === 200 && parseM3u8(r.text).segments.length >= 1 ? parseM3u8(r.text) : undefined;
+    }, 30000);
+    await steadyRing();
+    const before = await hlsRequests("200");
+    await fetchApart("/live/hashed/index.m3u8", 4, 200);
+    await fetchApart("/live/hashed/240p/index.m3u8", 4, 200);
+    await fetchApart(`/live/hashed/240p/${playlist.segments[0]!.uri.split("?")[0]}`, 4, 200);
+    const served = (await hlsRequests("200")).map((n, i) => n - before[i]!);
+    assert.deepEqual(served.filter((n) => n > 0), [12], `one node answered all 12: ${served.join(", ")}`);
+    publisher.child.kill("SIGKILL");
+  });
+
+  it("HAProxy spreads different streams over the nodes, each stream on one node", async () => {
+    await steadyRing("100");
+    const homes = new Set<number>();
+    for (let i = 0; i < 12; i++) {
+      // unknown streams: each node answers 404 and counts it like any media request
+      const before = await hlsRequests("404");
+      await fetchApart(`/live/spread${i}/240p/index.m3u8`, 3, 404);
+      const served = (await hlsRequests("404")).map((n, j) => n - before[j]!);
+      assert.deepEqual(served.filter((n) => n > 0), [3], `spread${i}: one node answered all 3: ${served.join(", ")}`);
+      homes.add(served.findIndex((n) => n > 0));
+    }
+    assert.ok(homes.size >= 2, `12 streams landed on ${homes.size} node(s)`);
   });
 
   it("continues the sequence after a discontinuity when the publisher returns through HAProxy", async () => {
