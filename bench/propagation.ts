@@ -1,9 +1,14 @@
-// Benchmark 3: segment propagation across the cluster. Redis and three nodes share one prefix; the stream is
-// published to node 1. This process subscribes to `${prefix}timeline`, on which append-n.lua publishes the
-// stream id after each append, and timestamps each message that moved the stream's nextSeq: that is when
-// node 1 published the segment. Every node's media playlist is polled every 10 ms; a node's latency for a
-// segment is the first poll answer listing it less the message time. Baseline, from this same process
-// during the same minutes: the round trip of a plain Redis GET.
+// Benchmark 3: segment propagation across the cluster, with the fs segment store and with the s3 one (s3rver).
+// Redis and three nodes share one prefix; the stream is published to node 1. Two starts are timed for each
+// segment: when ffmpeg finished it (its segment muxer appends the segment's CSV line to node 1's spool once
+// the file is closed; every rendition's line there is the moment the group was done) and when node 1 appended
+// it (this process subscribes to `${prefix}timeline`, on which append-n.lua publishes the stream id after each
+// append, and timestamps each message that moved the stream's nextSeq). Every node's media playlist is polled
+// every 10 ms; a node's latency for a segment is the first poll answer listing it less the start. Baselines,
+// from this same process during the same minutes: the round trip of a plain Redis GET, and for s3 the fs
+// figure. The store's bytes per stream-hour come from the sizes of the measured segments of every rendition.
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { Redis } from "ioredis";
 import { errorMessage } from "../src/core/errors.ts";
 import type { Managed } from "../tools/processes.ts";
@@ -11,11 +16,14 @@ import { Keys } from "../src/state/keys.ts";
 import { DEFAULTS } from "../src/config/defaults.ts";
 import { planLadder } from "../src/transcode/ladder.ts";
 import { compared, percentile, type Figure } from "./report.ts";
-import { httpGet, lastListedSeq, sleep, stop, waitFor } from "./procs.ts";
-import { publish, streamName, type BenchNode, type Cluster } from "./stack.ts";
+import { S3RVER_BUCKET, s3rverNodeEnv, startS3rver } from "../tools/s3rver.ts";
+import { httpGet, lastListedSeq, sleep, stop, tempDir, track, waitFor } from "./procs.ts";
+import { HOST, PUSH, publish, startCluster, stopCluster, streamName, type BenchNode, type Cluster } from "./stack.ts";
 
 const POLL_MS = 10;
-const TARGET_P99_MS = 50;
+const FINISH_POLL_MS = 2;
+const TARGET_FS_P99_MS = 50;
+const TARGET_S3_P99_MS = 100;
 
 /** The stream left running for the reconnect benchmark. */
 export interface LiveStream {
@@ -23,8 +31,13 @@ export interface LiveStream {
   publisher: Managed;
 }
 
+/** The default ladder's renditions for the bench's push, highest first. */
+export function benchRenditions(): string[] {
+  return planLadder(DEFAULTS.transcode.ladder, { width: PUSH.width, height: PUSH.height, frameRate: 30, hasAudio: true }).map((r) => r.name);
+}
+
 export function benchRendition(): string {
-  return planLadder(DEFAULTS.transcode.ladder, { width: 1280, height: 720, frameRate: 30, hasAudio: true })[0]!.name;
+  return benchRenditions()[0]!;
 }
 
 function redis(url: string): Redis {
@@ -69,20 +82,101 @@ async function pingRedis(client: Redis, key: string, out: number[], done: () => 
   }
 }
 
-export async function propagation(c: Cluster, o: { quick: boolean; log: (line: string) => void }): Promise<{ figures: Figure[]; live: LiveStream }> {
-  const count = o.quick ? 20 : 60;
+/**
+ * When ffmpeg finished each segment group of the stream on `node` (see the header), by group index: a fresh
+ * stream's first transcoder run numbers its groups from 0 like the timeline numbers its sequences.
+ */
+async function watchFinishes(node: BenchNode, streamId: string, renditions: string[], finished: Map<number, number>, done: () => boolean): Promise<void> {
+  const seen = new Map(renditions.map((r) => [r, new Map<number, number>()]));
+  const offsets = new Map<string, number>();
+  let runDir: string | null = null;
+  while (!done()) {
+    try {
+      const job = runDir ? null : readdirSync(node.spoolDir).find((name) => name.startsWith(`${streamId}-`));
+      if (job) runDir = join(node.spoolDir, job, "0");
+    } catch {
+      // the spool appears with the stream's first transcoder run
+    }
+    for (const r of runDir ? renditions : []) {
+      let text: string;
+      try {
+        text = readFileSync(join(runDir!, `${r}.csv`), "utf8");
+      } catch {
+        continue;
+      }
+      const end = text.lastIndexOf("\n") + 1;
+      const from = offsets.get(r) ?? 0;
+      if (end <= from) continue;
+      offsets.set(r, end);
+      const at = performance.now();
+      for (const m of text.slice(from, end).matchAll(/-(\d+)\.ts,/g)) seen.get(r)!.set(Number(m[1]), at);
+    }
+    for (const [index] of seen.get(renditions[0]!)!) {
+      if (finished.has(index)) continue;
+      const times = renditions.map((r) => seen.get(r)!.get(index));
+      if (times.every((t) => t !== undefined)) finished.set(index, Math.max(...(times as number[])));
+    }
+    await sleep(FINISH_POLL_MS);
+  }
+}
+
+/** Bytes and media seconds of every rendition's segments `from`..`to`, read from node's playlists and HEADs. */
+async function storedBytes(node: BenchNode, streamId: string, renditions: string[], range: { from: number; to: number }, done: () => boolean): Promise<{ bytes: number; seconds: number }[]> {
+  const totals = renditions.map(() => ({ bytes: 0, seconds: 0 }));
+  const counted = renditions.map(() => new Set<number>());
+  while (!done()) {
+    await Promise.all(renditions.map(async (r, i) => {
+      const playlist = await httpGet(node.http(`/live/${streamId}/${r}/index.m3u8`)).catch(() => null);
+      if (playlist?.status !== 200) return;
+      for (const m of playlist.text.matchAll(/#EXTINF:([\d.]+),?\n((\d+)\.[0-9a-f]{12}\.ts)/g)) {
+        const seq = Number(m[3]);
+        if (seq < range.from || seq > range.to || counted[i]!.has(seq)) continue;
+        const head = await fetch(node.http(`/live/${streamId}/${r}/${m[2]}`), { method: "HEAD", signal: AbortSignal.timeout(5000) }).catch(() => null);
+        const length = Number(head?.headers.get("content-length") ?? NaN);
+        if (!Number.isFinite(length)) continue;
+        counted[i]!.add(seq);
+        totals[i]!.bytes += length;
+        totals[i]!.seconds += Number(m[1]);
+      }
+    }));
+    await sleep(1000);
+  }
+  return totals;
+}
+
+/** What one propagation run measured, in ms from each start to the listing, every node and segment. */
+export interface Propagation {
+  store: string;
+  segments: number;
+  fromAppend: number[];
+  fromFinish: number[];
+  /** p99 from ffmpeg's finish, per node. */
+  finishP99PerNode: string;
+  rtts: number[];
+  /** Bytes per media second of each rendition's measured segments, summed. */
+  storedBytesPerSecond: number;
+  renditions: string[];
+  live: LiveStream;
+}
+
+/** Publishes a fresh stream to node 1 of `c` and measures segments 1 to `count` on every node; the stream stays live. */
+export async function measurePropagation(c: Cluster, o: { count: number; store: string; log: (line: string) => void }): Promise<Propagation> {
+  const { count } = o;
   const keys = new Keys(c.prefix);
   const id = streamName("prop");
-  const path = `/live/${id}/${benchRendition()}/index.m3u8`;
+  const renditions = benchRenditions();
+  const path = `/live/${id}/${renditions[0]}/index.m3u8`;
   const sub = redis(c.redis.url);
   const cmd = redis(c.redis.url);
   const published = new Map<number, number>();
+  const finished = new Map<number, number>();
   const seen = c.nodes.map(() => new Map<number, number>());
   const rtts: number[] = [];
-  let finished = false;
-  const done = (): boolean => finished;
+  let finishedAll = false;
+  const done = (): boolean => finishedAll;
   let publisher: Managed | null = null;
   const loops: Promise<void>[] = [];
+  const stored = storedBytes(c.nodes[0]!, id, renditions, { from: 1, to: count }, done);
   try {
     await Promise.all([sub.connect(), cmd.connect()]);
     let knownNext = 0;
@@ -98,11 +192,12 @@ export async function propagation(c: Cluster, o: { quick: boolean; log: (line: s
     await sub.subscribe(keys.timelineChannel());
     c.nodes.forEach((node, i) => loops.push(pollNode(node, path, seen[i]!, done)));
     loops.push(pingRedis(cmd, `${c.prefix}bench:ping`, rtts, done));
-    o.log(`publishing ${id} to ${c.nodes[0]!.id}; measuring segments 1 to ${count} on ${c.nodes.length} nodes`);
+    loops.push(watchFinishes(c.nodes[0]!, id, renditions, finished, done));
+    o.log(`${o.store}: publishing ${id} to ${c.nodes[0]!.id}; measuring segments 1 to ${count} on ${c.nodes.length} nodes`);
     publisher = publish(c.nodes[0]!.rtmp(id));
     const p = publisher;
-    const complete = (): boolean => seen.every((m) => m.has(count)) && published.has(count);
-    const progress = (): string => `published up to ${Math.max(-1, ...published.keys())}, listed up to ` +
+    const complete = (): boolean => seen.every((m) => m.has(count)) && published.has(count) && finished.has(count);
+    const progress = (): string => `finished up to ${Math.max(-1, ...finished.keys())}, published up to ${Math.max(-1, ...published.keys())}, listed up to ` +
       seen.map((m, i) => `${Math.max(-1, ...m.keys())} on ${c.nodes[i]!.id}`).join(", ") + c.nodes.map((n) => n.problems()).join("");
     await waitFor(`segment ${count} on every node`, () => {
       if (p.child.exitCode !== null) throw new Error(`the publisher exited; ${progress()}`);
@@ -110,38 +205,86 @@ export async function propagation(c: Cluster, o: { quick: boolean; log: (line: s
     }, (count * DEFAULTS.hls.segmentDuration * 1.5 + 40) * 1000, 200).catch((error: unknown) => {
       throw new Error(`${errorMessage(error)}: ${progress()}`, { cause: error });
     });
-    finished = true;
+    finishedAll = true;
     await Promise.all(loops);
-    const all: number[] = [];
-    const perNode: number[][] = c.nodes.map(() => []);
+    const fromAppend: number[] = [];
+    const fromFinish: number[] = [];
+    const finishPerNode: number[][] = c.nodes.map(() => []);
     for (let seq = 1; seq <= count; seq++) {
-      const at = published.get(seq)!;
-      seen.forEach((m, i) => perNode[i]!.push(m.get(seq)! - at));
+      seen.forEach((m, i) => {
+        fromAppend.push(m.get(seq)! - published.get(seq)!);
+        finishPerNode[i]!.push(m.get(seq)! - finished.get(seq)!);
+      });
     }
-    for (const list of perNode) all.push(...list);
-    const p50 = percentile(all, 50);
-    const p99 = percentile(all, 99);
-    const met = p99 < TARGET_P99_MS ? "met" : "NOT met";
-    const nodes = perNode.map((list, i) => `${c.nodes[i]!.id.replace("bench-", "")} ${percentile(list, 99).toFixed(1)}`).join(", ");
+    for (const list of finishPerNode) fromFinish.push(...list);
+    const perRendition = await stored;
     const live = { id, publisher: p };
     publisher = null;
     return {
-      live,
-      figures: [
-        compared("segment propagation p50", "ms", p50, "Redis GET RTT p50", percentile(rtts, 50), {
-          samples: all, note: `${count} segments x ${c.nodes.length} nodes, polled every ${POLL_MS} ms; ${rtts.length} GETs`,
-        }),
-        compared("segment propagation p99", "ms", p99, "Redis GET RTT p99", percentile(rtts, 99), {
-          note: `target < ${TARGET_P99_MS} ms on loopback: ${met}; p99 per node: ${nodes}`,
-        }),
-        { name: "segment propagation max", unit: "ms", value: Math.max(...all), note: `min ${Math.min(...all).toFixed(1)} ms` },
-      ],
+      store: o.store, segments: count, fromAppend, fromFinish, rtts, renditions, live,
+      finishP99PerNode: finishPerNode.map((list, i) => `${c.nodes[i]!.id.replace("bench-", "")} ${percentile(list, 99).toFixed(1)}`).join(", "),
+      storedBytesPerSecond: perRendition.reduce((sum, r) => sum + (r.seconds > 0 ? r.bytes / r.seconds : 0), 0),
     };
   } finally {
-    finished = true;
+    finishedAll = true;
     await Promise.all(loops).catch(() => undefined);
+    await stored.catch(() => undefined);
     await stop(publisher, "SIGKILL", 1000);
     sub.disconnect();
     cmd.disconnect();
   }
+}
+
+/** The same measurement on a cluster of its own whose segment store is s3rver's bucket; stops it all after. */
+export async function s3Propagation(o: { count: number; log: (line: string) => void }): Promise<Propagation> {
+  o.log(`starting s3rver (bucket ${S3RVER_BUCKET}), redis-server and 3 baton nodes on the s3 store`);
+  const s3 = await startS3rver(HOST, tempDir("s3rver"));
+  track(s3.proc);
+  try {
+    const c = await startCluster(3, s3rverNodeEnv(s3));
+    try {
+      const p = await measurePropagation(c, { ...o, store: "s3" });
+      await stop(p.live.publisher, "SIGKILL", 1000);
+      return p;
+    } finally {
+      await stopCluster(c);
+    }
+  } finally {
+    await stop(s3.proc, "SIGTERM", 2000);
+  }
+}
+
+/** The figures of the fs store's run (against Redis GETs) and of the s3 store's run (against the fs run). */
+export function propagationFigures(fs: Propagation, s3: Propagation): Figure[] {
+  const met = (p99: number, target: number): string => `target < ${target} ms on loopback: ${p99 < target ? "met" : "NOT met"}`;
+  const note = (p: Propagation): string => `${p.segments} segments x 3 nodes, polled every ${POLL_MS} ms (adds up to ${POLL_MS} ms)`;
+  const fsP99 = percentile(fs.fromFinish, 99);
+  const s3P99 = percentile(s3.fromFinish, 99);
+  return [
+    compared("segment propagation from append p50", "ms", percentile(fs.fromAppend, 50), "Redis GET RTT p50", percentile(fs.rtts, 50), {
+      samples: fs.fromAppend, note: `${note(fs)}; ${fs.rtts.length} GETs`,
+    }),
+    compared("segment propagation from append p99", "ms", percentile(fs.fromAppend, 99), "Redis GET RTT p99", percentile(fs.rtts, 99)),
+    compared("fs: ffmpeg finished to listed on every node p50", "ms", percentile(fs.fromFinish, 50), "Redis GET RTT p50", percentile(fs.rtts, 50), {
+      samples: fs.fromFinish, note: note(fs),
+    }),
+    compared("fs: ffmpeg finished to listed on every node p99", "ms", fsP99, "Redis GET RTT p99", percentile(fs.rtts, 99), {
+      note: `${met(fsP99, TARGET_FS_P99_MS)}; p99 per node: ${fs.finishP99PerNode}; max ${Math.max(...fs.fromFinish).toFixed(1)} ms`,
+    }),
+    compared("s3: ffmpeg finished to listed on every node p50", "ms", percentile(s3.fromFinish, 50), "fs p50", percentile(fs.fromFinish, 50), {
+      samples: s3.fromFinish, note: `${note(s3)}; s3rver on loopback`,
+    }),
+    compared("s3: ffmpeg finished to listed on every node p99", "ms", s3P99, "fs p99", fsP99, {
+      note: `${met(s3P99, TARGET_S3_P99_MS)}; p99 per node: ${s3.finishP99PerNode}; max ${Math.max(...s3.fromFinish).toFixed(1)} ms`,
+    }),
+    storeBytesFigure(fs),
+  ];
+}
+
+/** Bytes the store holds per stream-hour (every rendition), against the bytes the publisher sent in that hour. */
+function storeBytesFigure(p: Propagation): Figure {
+  const ingest = ((PUSH.videoKbps + PUSH.audioKbps) * 1000) / 8;
+  return compared("store bytes per stream-hour", "GB", (p.storedBytesPerSecond * 3600) / 1e9, "publisher's bytes per hour", (ingest * 3600) / 1e9, {
+    note: `default ladder from the bench's ${PUSH.width}x${PUSH.height} push (${p.renditions.join(", ")}): segments 1 to ${p.segments}`,
+  });
 }

@@ -11,7 +11,7 @@ import { firstPlaylist } from "./first-playlist.ts";
 import { hostile } from "./hostile.ts";
 import { redisFootprint } from "./redis-footprint.ts";
 import { cleanup, cpuTotals } from "./procs.ts";
-import { propagation, type LiveStream } from "./propagation.ts";
+import { measurePropagation, propagationFigures, s3Propagation, type LiveStream } from "./propagation.ts";
 import { reconnect } from "./reconnect.ts";
 import { sessions } from "./sessions.ts";
 import { formatTable, machineInfo, writeJson, type BenchResult, type Figure, type RunReport } from "./report.ts";
@@ -47,9 +47,12 @@ const BENCHES: Bench[] = [
   {
     name: "propagation",
     run: async (ctx) => {
-      const result = await propagation(await cluster(ctx), ctx);
-      ctx.live = result.live;
-      return result.figures;
+      const count = ctx.quick ? 20 : 60;
+      // s3 first, on a cluster of its own stopped after, so that no other stream transcodes meanwhile
+      const s3 = await s3Propagation({ count, log: ctx.log });
+      const fs = await measurePropagation(await cluster(ctx), { count, store: "fs", log: ctx.log });
+      ctx.live = fs.live;
+      return propagationFigures(fs, s3);
     },
   },
   { name: "reconnect", run: async (ctx) => reconnect(await cluster(ctx), ctx.live, ctx) },

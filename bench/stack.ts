@@ -29,6 +29,8 @@ export interface BenchNode {
   rtmpPort: number;
   httpPort: number;
   proc: Managed;
+  /** transcode.spoolDir: where its ffmpeg writes each stream's segments and their CSV lists. */
+  spoolDir: string;
   /** Keep-alive connection for this node's polls. */
   agent: Agent;
   http(path: string): string;
@@ -71,9 +73,10 @@ export function streamName(label: string): string {
 export async function startBenchNode(o: NodeOptions): Promise<BenchNode> {
   const [rtmpPort, httpPort, agentPort] = [await freePort(), await freePort(), await freePort()];
   const dir = tempDir(o.id);
+  const spoolDir = join(dir, "spool");
   const env: Record<string, string> = {
     ...nodeEnv(
-      { id: o.id, host: HOST, rtmpPort, httpPort, agentPort, redisUrl: o.redisUrl, spoolDir: join(dir, "spool"), publishSecret: SECRET, storagePath: segmentDir(o.prefix) },
+      { id: o.id, host: HOST, rtmpPort, httpPort, agentPort, redisUrl: o.redisUrl, spoolDir, publishSecret: SECRET, storagePath: segmentDir(o.prefix) },
       // the benchmarks read /api/streams and /metrics of their own loopback nodes
       { redis: { prefix: o.prefix }, log: { level: "info" }, admin: { openOps: true } },
     ),
@@ -107,7 +110,7 @@ export async function startBenchNode(o: NodeOptions): Promise<BenchNode> {
   const agent = keepAlive();
   const http = (path: string): string => `http://${HOST}:${httpPort}${path}`;
   return {
-    id: o.id, rtmpPort, httpPort, proc, agent, http,
+    id: o.id, rtmpPort, httpPort, proc, spoolDir, agent, http,
     rtmp: (streamId) => `rtmp://${HOST}:${rtmpPort}/live/${streamId}?token=${makePublishToken(SECRET, streamId, 3600)}`,
     logTime(pattern, timeoutMs = 30000) {
       const line = seen.find((l) => pattern.test(l));
@@ -138,8 +141,11 @@ function lineTime(line: string): number {
 }
 
 
-/** ffmpeg pushing the synthetic stream in real time (-re) until stopped; 720p at 3 Mbit/s unless told otherwise. */
-export function publish(url: string, push: SyntheticPush = { width: 1280, height: 720, videoKbps: 3000, audioKbps: 128 }): Managed {
+/** The bench's synthetic push: 720p at 3 Mbit/s. */
+export const PUSH = { width: 1280, height: 720, videoKbps: 3000, audioKbps: 128 } satisfies SyntheticPush;
+
+/** ffmpeg pushing the synthetic stream in real time (-re) until stopped; PUSH unless told otherwise. */
+export function publish(url: string, push: SyntheticPush = PUSH): Managed {
   const args = syntheticPushArgs(url, push);
   const last = tail(6);
   return spawnTracked("ffmpeg-publisher", "ffmpeg", args, { onLine: last.onLine });
@@ -151,12 +157,12 @@ export interface Cluster {
   nodes: BenchNode[];
 }
 
-/** One redis-server and `size` nodes sharing a fresh key prefix. */
-export async function startCluster(size = 3): Promise<Cluster> {
+/** One redis-server and `size` nodes sharing a fresh key prefix (and `env`, BATON_* settings of every node). */
+export async function startCluster(size = 3, env: Record<string, string> = {}): Promise<Cluster> {
   const redis = await startBenchRedis();
   const prefix = benchPrefix();
   const nodes: BenchNode[] = [];
-  for (let i = 1; i <= size; i++) nodes.push(await startBenchNode({ redisUrl: redis.url, prefix, id: `bench-node-${i}` }));
+  for (let i = 1; i <= size; i++) nodes.push(await startBenchNode({ redisUrl: redis.url, prefix, id: `bench-node-${i}`, env }));
   return { redis, prefix, nodes };
 }
 

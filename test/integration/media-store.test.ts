@@ -7,7 +7,8 @@ import { join } from "node:path";
 import { ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { Redis } from "ioredis";
 import { lastSeq, parseM3u8 } from "../helpers/hls.ts";
-import { S3_ACCESS, S3_BUCKET, startTestS3 } from "../helpers/s3.ts";
+import { S3_BUCKET, startTestS3 } from "../helpers/s3.ts";
+import { s3rverNodeEnv } from "../../tools/s3rver.ts";
 import { get, publish, segmentDir, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestNode } from "../helpers/stack.ts";
 
 /** The newest segment's URI of the 240p playlist, once the stream has a few. */
@@ -63,11 +64,7 @@ describe("media in the segment store", function () {
     const redis = await startTestRedis();
     const node = await startTestNode({
       redisUrl: redis.url, prefix: testPrefix(), id: "ms-s3",
-      env: {
-        BATON_STORAGE_BACKEND: "s3", BATON_STORAGE_S3ENDPOINT: s3.endpoint, BATON_STORAGE_S3BUCKET: S3_BUCKET,
-        BATON_STORAGE_S3FORCEPATHSTYLE: "true", BATON_STORAGE_S3_ACCESSKEYID: S3_ACCESS.s3AccessKeyId,
-        BATON_STORAGE_S3_SECRETACCESSKEY: S3_ACCESS.s3SecretAccessKey,
-      },
+      env: s3rverNodeEnv(s3),
     });
     publish(node.rtmp("cloud"));
     const uri = await newestSegment(node, "cloud");
