@@ -1,13 +1,14 @@
 // Benchmark 3: segment propagation across the cluster, with the fs segment store and with the s3 one (s3rver).
 // Redis and three nodes share one prefix; the stream is published to node 1. Two starts are timed for each
 // segment: when ffmpeg finished it (its segment muxer appends the segment's CSV line to node 1's spool once
-// the file is closed; every rendition's line there is the moment the group was done) and when node 1 appended
+// the file is closed; the CSV files' mtimes once every rendition's line is there: when the group was done,
+// timed by the kernel rather than by a poll a busy machine delays) and when node 1 appended
 // it (this process subscribes to `${prefix}timeline`, on which append-n.lua publishes the stream id after each
 // append, and timestamps each message that moved the stream's nextSeq). Every node's media playlist is polled
 // every 10 ms; a node's latency for a segment is the first poll answer listing it less the start. Baselines,
 // from this same process during the same minutes: the round trip of a plain Redis GET, and for s3 the fs
 // figure. The store's bytes per stream-hour come from the sizes of the measured segments of every rendition.
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { errorMessage } from "../src/core/errors.ts";
@@ -98,9 +99,12 @@ async function watchFinishes(node: BenchNode, streamId: string, renditions: stri
       // the spool appears with the stream's first transcoder run
     }
     for (const r of runDir ? renditions : []) {
+      const file = join(runDir!, `${r}.csv`);
       let text: string;
+      let at: number;
       try {
-        text = readFileSync(join(runDir!, `${r}.csv`), "utf8");
+        at = statSync(file).mtimeMs - performance.timeOrigin;
+        text = readFileSync(file, "utf8");
       } catch {
         continue;
       }
@@ -108,7 +112,6 @@ async function watchFinishes(node: BenchNode, streamId: string, renditions: stri
       const from = offsets.get(r) ?? 0;
       if (end <= from) continue;
       offsets.set(r, end);
-      const at = performance.now();
       for (const m of text.slice(from, end).matchAll(/-(\d+)\.ts,/g)) seen.get(r)!.set(Number(m[1]), at);
     }
     for (const [index] of seen.get(renditions[0]!)!) {
@@ -144,6 +147,15 @@ async function storedBytes(node: BenchNode, streamId: string, renditions: string
   return totals;
 }
 
+/** Sum and count of node's baton_segment_publish_latency_seconds (ffmpeg's group noticed to in the timeline). */
+async function publishLatency(node: BenchNode): Promise<{ sum: number; count: number }> {
+  const text = (await httpGet(node.http("/metrics"), node.agent)).text;
+  const total = (suffix: string): number => text.split("\n")
+    .filter((l) => l.startsWith(`baton_segment_publish_latency_seconds_${suffix}`))
+    .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(" ") + 1)), 0);
+  return { sum: total("sum"), count: total("count") };
+}
+
 /** What one propagation run measured, in ms from each start to the listing, every node and segment. */
 export interface Propagation {
   store: string;
@@ -153,6 +165,8 @@ export interface Propagation {
   /** p99 from ffmpeg's finish, per node. */
   finishP99PerNode: string;
   rtts: number[];
+  /** Node 1's mean time from noticing a finished group to having it in the timeline (store write, append), ms. */
+  publishMeanMs: number;
   /** Bytes per media second of each rendition's measured segments, summed. */
   storedBytesPerSecond: number;
   renditions: string[];
@@ -194,6 +208,7 @@ export async function measurePropagation(c: Cluster, o: { count: number; store: 
     loops.push(pingRedis(cmd, `${c.prefix}bench:ping`, rtts, done));
     loops.push(watchFinishes(c.nodes[0]!, id, renditions, finished, done));
     o.log(`${o.store}: publishing ${id} to ${c.nodes[0]!.id}; measuring segments 1 to ${count} on ${c.nodes.length} nodes`);
+    const latencyBefore = await publishLatency(c.nodes[0]!);
     publisher = publish(c.nodes[0]!.rtmp(id));
     const p = publisher;
     const complete = (): boolean => seen.every((m) => m.has(count)) && published.has(count) && finished.has(count);
@@ -207,6 +222,7 @@ export async function measurePropagation(c: Cluster, o: { count: number; store: 
     });
     finishedAll = true;
     await Promise.all(loops);
+    const latencyAfter = await publishLatency(c.nodes[0]!);
     const fromAppend: number[] = [];
     const fromFinish: number[] = [];
     const finishPerNode: number[][] = c.nodes.map(() => []);
@@ -222,6 +238,7 @@ export async function measurePropagation(c: Cluster, o: { count: number; store: 
     publisher = null;
     return {
       store: o.store, segments: count, fromAppend, fromFinish, rtts, renditions, live,
+      publishMeanMs: (1000 * (latencyAfter.sum - latencyBefore.sum)) / Math.max(1, latencyAfter.count - latencyBefore.count),
       finishP99PerNode: finishPerNode.map((list, i) => `${c.nodes[i]!.id.replace("bench-", "")} ${percentile(list, 99).toFixed(1)}`).join(", "),
       storedBytesPerSecond: perRendition.reduce((sum, r) => sum + (r.seconds > 0 ? r.bytes / r.seconds : 0), 0),
     };
@@ -258,6 +275,7 @@ export async function s3Propagation(o: { count: number; log: (line: string) => v
 export function propagationFigures(fs: Propagation, s3: Propagation): Figure[] {
   const met = (p99: number, target: number): string => `target < ${target} ms on loopback: ${p99 < target ? "met" : "NOT met"}`;
   const note = (p: Propagation): string => `${p.segments} segments x 3 nodes, polled every ${POLL_MS} ms (adds up to ${POLL_MS} ms)`;
+  const publishNote = (p: Propagation): string => `node 1 noticed group to appended (store write included): mean ${p.publishMeanMs.toFixed(1)} ms`;
   const fsP99 = percentile(fs.fromFinish, 99);
   const s3P99 = percentile(s3.fromFinish, 99);
   return [
@@ -266,13 +284,13 @@ export function propagationFigures(fs: Propagation, s3: Propagation): Figure[] {
     }),
     compared("segment propagation from append p99", "ms", percentile(fs.fromAppend, 99), "Redis GET RTT p99", percentile(fs.rtts, 99)),
     compared("fs: ffmpeg finished to listed on every node p50", "ms", percentile(fs.fromFinish, 50), "Redis GET RTT p50", percentile(fs.rtts, 50), {
-      samples: fs.fromFinish, note: note(fs),
+      samples: fs.fromFinish, note: `${note(fs)}; ${publishNote(fs)}`,
     }),
     compared("fs: ffmpeg finished to listed on every node p99", "ms", fsP99, "Redis GET RTT p99", percentile(fs.rtts, 99), {
       note: `${met(fsP99, TARGET_FS_P99_MS)}; p99 per node: ${fs.finishP99PerNode}; max ${Math.max(...fs.fromFinish).toFixed(1)} ms`,
     }),
     compared("s3: ffmpeg finished to listed on every node p50", "ms", percentile(s3.fromFinish, 50), "fs p50", percentile(fs.fromFinish, 50), {
-      samples: s3.fromFinish, note: `${note(s3)}; s3rver on loopback`,
+      samples: s3.fromFinish, note: `${note(s3)}; s3rver on loopback; ${publishNote(s3)}`,
     }),
     compared("s3: ffmpeg finished to listed on every node p99", "ms", s3P99, "fs p99", fsP99, {
       note: `${met(s3P99, TARGET_S3_P99_MS)}; p99 per node: ${s3.finishP99PerNode}; max ${Math.max(...s3.fromFinish).toFixed(1)} ms`,
