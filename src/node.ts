@@ -3,10 +3,11 @@
 import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { AgentServer, agentAnswer } from "./cluster/agent.ts";
+import { Capacity, ladderCost, roomElsewhere } from "./cluster/capacity.ts";
 import { addAdminApi, runAdminCommand, type AdminCommand } from "./cluster/admin-api.ts";
 import { addClusterApi } from "./cluster/api.ts";
 import { Drainer, readiness, type DrainReport } from "./cluster/drain.ts";
-import { HEARTBEAT_MS, Registry } from "./cluster/registry.ts";
+import { HEARTBEAT_MS, NODE_TTL_MS, Registry } from "./cluster/registry.ts";
 import { Sweeper } from "./cluster/sweeper.ts";
 import type { Config } from "./config/defaults.ts";
 import { adminToken, playbackSecret, publishSecret, sessionSecret } from "./config/state-dir.ts";
@@ -48,6 +49,10 @@ export class BatonNode {
   readonly owners: StreamOwners;
   readonly drainer: Drainer;
   readonly agent: AgentServer;
+  readonly capacity: Capacity;
+  private capacityTimer: NodeJS.Timeout | null = null;
+  /** Another ready node had room for a stream at the last look (a second ago at most). */
+  private roomElsewhere = false;
   private readonly nodes: NodeRecords;
   private readonly feed: Feed;
   private readonly sweeper: Sweeper;
@@ -87,6 +92,7 @@ export class BatonNode {
         return record !== undefined && Date.now() - record.heartbeatAt < 2 * HEARTBEAT_MS;
       },
     });
+    this.capacity = new Capacity({ limit: config.transcode.capacity, cpuTarget: config.transcode.cpuTarget, prior: ladderCost(config.transcode) });
     const secret = config.auth.requirePublishToken ? publishSecret(config) : "";
     this.ingest = new RtmpIngest({
       bind: config.node.bind,
@@ -102,6 +108,10 @@ export class BatonNode {
             secret,
             isLive: (id) => this.owners.isLive(id),
             refusing: () => this.closing !== null || this.drainer.state !== "ready",
+            full: () => {
+              const room = this.capacity.room(this.owners.transcoders());
+              return room.slots > 0 ? null : { why: room.why, elsewhere: this.roomElsewhere };
+            },
           }),
         publisher: (connection) => this.owners.publisher(connection),
         refused: (reason, message, request) => recordRefusal({ metrics: this.metrics, log }, reason, message, { remote: request.remote, stream: request.name }),
@@ -150,12 +160,14 @@ export class BatonNode {
         rtmpUrl: `rtmp://${host}:${this.ingest.port}/live`,
         version: VERSION,
         startedAt: this.startedAt,
-        load: { publishers: this.owners.size, viewers: this.hls.viewers.counts(), readyChecks: this.http.readyChecks, transcoders: this.owners.speeds() },
+        load: { publishers: this.owners.size, viewers: this.hls.viewers.counts(), readyChecks: this.http.readyChecks, transcoders: this.owners.speeds(), slots: this.slots },
       }),
       log.child("registry"),
     );
     this.drainer = new Drainer({ publishState: () => this.registry.beat(), http: this.http, viewers: this.channel, publishers: this.owners, log: log.child("drain") });
-    this.agent = new AgentServer(config.agent.port, config.node.bind, () => agentAnswer(this.drainer.state, this.owners.size, config.transcode.capacity));
+    this.agent = new AgentServer(config.agent.port, config.node.bind, (backend) =>
+      agentAnswer(this.drainer.state, { publishers: this.owners.size, capacity: config.transcode.capacity, slots: this.slots }, backend),
+    );
     addAdminApi(this.http, { nodeId: this.id, token: adminToken(config), local: this, nodes: this.nodes, feed: this.feed });
   }
 
@@ -178,6 +190,20 @@ export class BatonNode {
     await this.feed.publishAdmin(command);
     this.log.warn("publish tokens revoked", { stream: streamId, before: new Date(at * 1000).toISOString() });
     return at;
+  }
+
+  private get slots(): number {
+    return this.capacity.room(this.owners.transcoders()).slots;
+  }
+
+  /** Once a second: what the machine and the transcoders use, and whether any other node has room. */
+  private measure(): void {
+    this.capacity.tick(this.owners.transcoders());
+    this.metrics.capacitySlots.set(this.slots);
+    this.nodes
+      .list()
+      .then((records) => (this.roomElsewhere = roomElsewhere(records, this.id, Date.now(), NODE_TTL_MS)))
+      .catch(() => undefined);
   }
 
   get state(): NodeState {
@@ -243,6 +269,8 @@ export class BatonNode {
       },
     });
     this.sweeper.start();
+    this.capacityTimer ??= setInterval(() => this.measure(), HEARTBEAT_MS);
+    this.measure();
     this.registry.start();
     this.sessionStore.start();
     void warmUp(this.config.transcode.ffmpegPath);
@@ -257,6 +285,7 @@ export class BatonNode {
 
   private async shutdown(): Promise<void> {
     this.sweeper.stop();
+    if (this.capacityTimer) clearInterval(this.capacityTimer);
     void this.registry.beat();
     await this.owners.closeAll("node shutting down");
     await this.ingest.close();

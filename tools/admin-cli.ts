@@ -48,11 +48,11 @@ function table(rows: string[][]): string {
 export async function status(c: AdminClient): Promise<string> {
   const [nodes, streams] = [await nodesOf(c), await streamsOf(c)];
   const now = Date.now();
-  const nodeRows = [["NODE", "STATE", "PUBLISHERS", "VIEWERS", "CPU", "VERSION", "UP", "HEARTBEAT", "HTTP"]];
+  const nodeRows = [["NODE", "STATE", "PUBLISHERS", "ROOM", "VIEWERS", "CPU", "VERSION", "UP", "HEARTBEAT", "HTTP"]];
   for (const n of nodes) {
     const viewers = Object.values(n.load.viewers).reduce((a, b) => a + b, 0);
     nodeRows.push([
-      n.id, n.state, String(n.load.publishers), String(viewers), `${Math.round(n.load.cpu * 100)}%`, n.version,
+      n.id, n.state, String(n.load.publishers), n.load.slots === undefined ? "-" : String(n.load.slots), String(viewers), `${Math.round(n.load.cpu * 100)}%`, n.version,
       `${Math.round((now - n.startedAt) / 1000)}s`, `${((now - n.heartbeatAt) / 1000).toFixed(1)}s ago`, n.httpUrl,
     ]);
   }
@@ -69,7 +69,13 @@ export async function status(c: AdminClient): Promise<string> {
     ? `\n\ntranscoders below real time: ${slow.join(", ")}. The ladder costs more than this machine has: a lighter ` +
       "transcode.ladder or a faster transcode.preset (ultrafast), or fewer streams per node"
     : "";
-  return `${table(nodeRows)}\n\n${streams.length ? table(streamRows) : "no live streams"}${warning}`;
+  // ROOM is what each node may still take by its measured capacity: none anywhere, and publishers are refused
+  const ready = nodes.filter((n) => n.state === "ready");
+  const full = ready.length > 0 && ready.every((n) => n.load.slots === 0)
+    ? "\n\ncluster full: no ready node has room for another stream (publishers are refused with cluster_full). " +
+      "Add nodes, raise transcode.capacity or transcode.cpuTarget, or a lighter transcode.ladder"
+    : "";
+  return `${table(nodeRows)}\n\n${streams.length ? table(streamRows) : "no live streams"}${warning}${full}`;
 }
 
 export async function drain(c: AdminClient, node: string, exit = false): Promise<string> {

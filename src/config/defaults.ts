@@ -164,8 +164,18 @@ export interface Config {
     spoolDir: string;
     /** Restarts of a crashed ffmpeg allowed per publish before the publisher is dropped. Used by: transcode. */
     maxRestarts: number;
-    /** Live streams a node transcodes at full weight; its agent-check weight falls as it fills. Used by: cluster agent. */
+    /**
+     * Live streams a node transcodes at most: the operator's bound. Its agent-check weight falls as it fills, and
+     * a full node refuses publishers (`at_capacity`, or `cluster_full` when no node has room). Used by: ingest
+     * admission, cluster agent.
+     */
     capacity: number;
+    /**
+     * Share of the machine's CPU (0 to 1) the node fills with streams: one more is admitted only while the CPU
+     * its transcoders are measured to take fits under it, and none while a transcoder runs below real time.
+     * 0: count streams only (transcode.capacity). Used by: ingest admission, cluster agent (cluster/capacity.ts).
+     */
+    cpuTarget: number;
   };
   auth: {
     /** Require a signed token on every publish. Used by: ingest admission. */
@@ -292,6 +302,7 @@ export const DEFAULTS: Config = {
     spoolDir: "var/spool",
     maxRestarts: 5,
     capacity: 4,
+    cpuTarget: 0.85,
   },
   auth: {
     requirePublishToken: true,

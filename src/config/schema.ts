@@ -85,6 +85,7 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
     spoolDir: { kind: "string", pattern: /^[^\0]+$/, expected: "a directory path" },
     maxRestarts: { kind: "int", min: 0, max: 100 },
     capacity: { kind: "int", min: 1, max: 1000 },
+    cpuTarget: { kind: "number", min: 0, max: 1 },
   },
   admin: {
     token: { kind: "string", pattern: /^([\x21-\x7e]{16,256})?$/, expected: "empty, or 16 to 256 printable characters without spaces" },

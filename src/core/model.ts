@@ -89,5 +89,7 @@ export interface NodeRecord {
     readyChecks: number;
     /** Transcoder speed of each stream this node owns (media seconds per second), once measured. */
     transcoders?: Record<string, number>;
+    /** Streams the node may still take now, by its measured capacity (cluster/capacity.ts). */
+    slots?: number;
   };
 }

@@ -57,6 +57,11 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
   /** The transcoder's last measured speed (media seconds per second; below 1 it falls behind), or null. */
   speed: number | null = null;
   private job: TranscodeJob | null = null;
+
+  /** The running ffmpeg's pid, or null (capacity reads its CPU time). */
+  get transcoderPid(): number | null {
+    return this.job?.pid ?? null;
+  }
   private readonly early: AVPacket[] = [];
   private queue: SegmentGroupOut[] = [];
   private nextSeq = 0;
