@@ -140,7 +140,10 @@ export class BatonNode {
       metrics: this.metrics,
       readiness: { ready: () => readiness({ closing: this.closing !== null, state: this.drainer.state, redisReachable: this.store.ready }) },
       opsToken: config.admin.openOps ? null : adminToken(config),
-      beforeScrape: () => this.metrics.segmentCacheBytes.set(this.hls.segments.bytes),
+      beforeScrape: () => {
+        this.metrics.segmentCacheBytes.set(this.hls.segments.bytes);
+        this.metrics.capacitySlots.set(this.slots);
+      },
     });
     this.hls = new HlsDelivery(this.http, { store: this.store, segmentCacheBytes: config.hls.segmentCacheBytes, metrics: this.metrics, sessions, addresses });
     this.channel = new ViewerChannel(sessions, this.hls.timelines, config.sessions.maxReportsPerSecond, this.metrics, log.child("ws"));
@@ -199,7 +202,6 @@ export class BatonNode {
   /** Once a second: what the machine and the transcoders use, and whether any other node has room. */
   private measure(): void {
     this.capacity.tick(this.owners.transcoders());
-    this.metrics.capacitySlots.set(this.slots);
     this.nodes
       .list()
       .then((records) => (this.roomElsewhere = roomElsewhere(records, this.id, Date.now(), NODE_TTL_MS)))

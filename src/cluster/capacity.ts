@@ -6,6 +6,7 @@ import { cpus } from "node:os";
 import { readFileSync } from "node:fs";
 import type { Config } from "../config/defaults.ts";
 import type { NodeRecord } from "../core/model.ts";
+import { DEGRADE_BELOW } from "../transcode/degrade.ts";
 
 /** One measured stream: its transcoder's pid (to read its CPU time) and speed (media s per s), when known. */
 export interface TranscoderSample {
@@ -78,8 +79,8 @@ export function ladderCost(transcode: Pick<Config["transcode"], "preset" | "ladd
   return BASE_CORES + mpixelsPerSecond * CORES_PER_MPIXEL_S[transcode.preset];
 }
 
-/** A transcoder below this speed (smoothed) is falling behind: the node takes no more streams. */
-export const BEHIND_SPEED = 0.95;
+/** A transcoder below this speed is falling behind: the node takes no more streams (and the stream degrades). */
+export const BEHIND_SPEED = DEGRADE_BELOW;
 /** Weight of a new sample in the moving averages (about the last five seconds at one tick a second). */
 const SMOOTHING = 0.3;
 

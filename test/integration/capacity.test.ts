@@ -2,9 +2,12 @@
 // spread one per node; a publisher sent straight to a full node while another has room is refused
 // `at_capacity`; once every node is full the next one is refused `cluster_full` (HAProxy's backups bring it to a
 // node, which says so) and `baton status` says so; when a stream ends, the waiting encoder's retry is admitted.
-// Then a node whose CPU target its one stream already fills refuses a second publisher by measurement.
+// Then a node whose CPU target its one stream already fills refuses a second publisher by measurement, and a
+// stream whose transcoder cannot keep real time (1080p at x264's slow preset on a small machine) moves to a
+// faster preset for new segments, its sequence, target duration and ladder unchanged.
 import assert from "node:assert/strict";
 import { ReconnectingPublisher } from "../../tools/chaos/publisher.ts";
+import { parseM3u8 } from "../helpers/hls.ts";
 import { status } from "../../tools/admin-cli.ts";
 import type { Managed } from "../../tools/processes.ts";
 import {
@@ -123,7 +126,53 @@ describe("admission by measured CPU", function () {
     assert.notEqual(exit.code, 0, "the second publisher was not refused");
     assert.ok((await nodeMetric(node, "baton_publish_refusals_total", 'reason="cluster_full"')) >= 1, "not refused for capacity");
     assert.equal(await nodeMetric(node, "baton_capacity_slots"), 0);
-    const nodes = JSON.parse((await get(node.http("/api/nodes"), ADMIN)).text) as { nodes: { load: { slots?: number } }[] };
-    assert.equal(nodes.nodes[0]?.load.slots, 0, "the registry record does not say the node is full");
+    // the registry record, written each heartbeat, says so too (baton status and other nodes read it)
+    await waitFor("the registry record to say the node is full", async () => {
+      const nodes = JSON.parse((await get(node.http("/api/nodes"), ADMIN)).text) as { nodes: { load: { slots?: number } }[] };
+      return nodes.nodes[0]?.load.slots === 0 ? true : undefined;
+    }, 10000);
+  });
+});
+
+describe("a transcoder behind real time", function () {
+  this.timeout(150000);
+  let node: TestNode;
+
+  before(async () => {
+    const redis = await startTestRedis();
+    const ladder = [{ name: "1080p", height: 1080, videoBitrate: 3000, audioBitrate: 96, maxFrameRate: 30 }];
+    node = await startTestNode({
+      redisUrl: redis.url, prefix: testPrefix(),
+      env: { BATON_TRANSCODE_PRESET: "slow", BATON_TRANSCODE_LADDER: JSON.stringify(ladder), BATON_TRANSCODE_CPUTARGET: "0.85" },
+    });
+  });
+
+  after(() => stopAll());
+
+  it("moves the stream to a faster preset, keeping its sequence, target duration and ladder, and takes no other", async () => {
+    publish(node.rtmp("heavy"), { width: 1920, height: 1080 });
+    const master = await waitFor("the master playlist", async () => {
+      const r = await get(node.http("/live/heavy/index.m3u8"));
+      return r.status === 200 ? r.text : undefined;
+    }, 60000);
+    const step = await node.waitForLog(/faster preset/, 90000);
+    assert.match(step, /from=slow to=medium/);
+    assert.ok((await nodeMetric(node, "baton_transcoder_preset_changes_total", 'direction="degrade"')) >= 1);
+    // a node whose stream is behind takes no other (capacity 4 by count, the measurement says none)
+    const second = publish(node.rtmp("light"), { seconds: 5, width: 160, height: 120 });
+    assert.notEqual((await second.exited).code, 0, "a second publisher was admitted beside a stream behind real time");
+    assert.ok((await nodeMetric(node, "baton_publish_refusals_total", 'reason="cluster_full"')) >= 1);
+    // the run that follows the switch publishes on: later segments, after a discontinuity, same target duration
+    const before = parseM3u8((await get(node.http("/live/heavy/1080p/index.m3u8"))).text);
+    const lastBefore = before.mediaSequence + before.segments.length - 1;
+    const after = await waitFor("segments after the switch, past a discontinuity", async () => {
+      const p = parseM3u8((await get(node.http("/live/heavy/1080p/index.m3u8"))).text);
+      const last = p.mediaSequence + p.segments.length - 1;
+      return last >= lastBefore + 3 && p.segments.some((s) => s.discontinuity) ? p : undefined;
+    }, 60000, 500);
+    assert.equal(after.targetDuration, before.targetDuration);
+    for (const s of after.segments) assert.ok(s.duration <= after.targetDuration + 0.5, `a segment of ${s.duration} s`);
+    const again = await get(node.http("/live/heavy/index.m3u8"));
+    assert.equal(again.text.replace(/session=[^&\n"]+/g, ""), master.replace(/session=[^&\n"]+/g, ""), "the master playlist changed");
   });
 });
