@@ -96,6 +96,18 @@ describe("admission by capacity", function () {
     const owner = await waitFor("cap4 admitted after cap2 ended", () => liveOwner(lb, "cap4"), 60000);
     assert.equal(owner, second, "cap4 went to a node that was full");
   });
+
+  it("a drain of a node when no other has room stacks nothing: its encoder waits, refused cluster_full", async () => {
+    const owner = (await liveOwner(lb, "cap1"))!;
+    const refused = await refusals(nodes, "cluster_full");
+    const r = await fetch(lb.http(`/admin/nodes/${owner}/drain`), { method: "POST", headers: { ...ADMIN, "Content-Type": "application/json" }, body: "{}" });
+    assert.ok(r.status === 200 || r.status === 202, `drain answered ${r.status}`);
+    // the drained stream's encoder comes back through HAProxy and is turned away, again and again
+    await waitFor("cap1's encoder refused twice", async () => ((await refusals(nodes, "cluster_full")) >= refused + 2 ? true : undefined), 60000);
+    const records = JSON.parse((await get(lb.http("/api/nodes"), ADMIN)).text) as { nodes: { id: string; load: { publishers: number } }[] };
+    for (const n of records.nodes) assert.ok(n.load.publishers <= 1, `${n.id} holds ${n.load.publishers} streams, over its capacity`);
+    assert.equal(await liveOwner(lb, "cap1"), undefined, "cap1 is live somewhere, over capacity");
+  });
 });
 
 describe("admission by measured CPU", function () {
