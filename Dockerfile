@@ -19,6 +19,7 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY src/ src/
 COPY tools/ tools/
 COPY config/ config/
+COPY assets/ assets/
 COPY scripts/ scripts/
 
 # var/ holds the spool (transcode.spoolDir); the node runs as the image's unprivileged "node" user (uid 1000)
