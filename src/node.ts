@@ -15,6 +15,7 @@ import { errorMessage } from "./core/errors.ts";
 import type { Logger } from "./core/log.ts";
 import { Metrics } from "./core/metrics.ts";
 import type { NodeState } from "./core/model.ts";
+import { currentRelease, type Release } from "./core/release.ts";
 import { VERSION } from "./core/version.ts";
 import { HlsDelivery } from "./delivery/hls.ts";
 import { addPlaybackTokenApi } from "./delivery/playback-api.ts";
@@ -58,6 +59,8 @@ export class BatonNode {
   private readonly sweeper: Sweeper;
   private readonly registry: Registry;
   private readonly startedAt = Date.now();
+  /** What this node runs, as it registers it. */
+  readonly release: Release;
   private closing: Promise<void> | null = null;
   /** What the node does when a drain asked it to exit (the CLI exits the process). */
   onExit: () => void = () => undefined;
@@ -65,6 +68,7 @@ export class BatonNode {
 
   constructor(readonly config: Config, private readonly log: Logger) {
     this.id = config.node.id || `node-${randomBytes(4).toString("hex")}`;
+    this.release = currentRelease(config);
     this.metrics = new Metrics({ node: this.id });
     this.media = createSegmentStore(config.storage);
     this.store = new StreamStore({
@@ -162,6 +166,7 @@ export class BatonNode {
         httpUrl: `http://${host}:${this.http.port}`,
         rtmpUrl: `rtmp://${host}:${this.ingest.port}/live`,
         version: VERSION,
+        release: this.release,
         startedAt: this.startedAt,
         load: { publishers: this.owners.size, viewers: this.hls.viewers.counts(), readyChecks: this.http.readyChecks, transcoders: this.owners.speeds(), slots: this.slots },
       }),
@@ -217,6 +222,7 @@ export class BatonNode {
       node: this.id,
       state: this.drainer.state,
       version: VERSION,
+      release: this.release,
       startedAt: this.startedAt,
       publishers: this.owners.list(),
       websockets: this.channel.size,

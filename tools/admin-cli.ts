@@ -2,6 +2,7 @@
 // (by default through the balancer, `http://<node.publicHost>:<http.port>`; `--url` for another), with the
 // admin token from the config, BATON_ADMIN_TOKEN or the local cluster's var/admin-token.
 import { execFile } from "node:child_process";
+import { describeRelease } from "../src/core/release.ts";
 import type { NodeRecord } from "../src/core/model.ts";
 import type { StreamInfo } from "../src/cluster/api.ts";
 import { errorMessage } from "../src/core/errors.ts";
@@ -48,11 +49,12 @@ function table(rows: string[][]): string {
 export async function status(c: AdminClient): Promise<string> {
   const [nodes, streams] = [await nodesOf(c), await streamsOf(c)];
   const now = Date.now();
-  const nodeRows = [["NODE", "STATE", "PUBLISHERS", "ROOM", "VIEWERS", "CPU", "VERSION", "UP", "HEARTBEAT", "HTTP"]];
+  const nodeRows = [["NODE", "STATE", "PUBLISHERS", "ROOM", "VIEWERS", "CPU", "RELEASE", "UP", "HEARTBEAT", "HTTP"]];
   for (const n of nodes) {
     const viewers = Object.values(n.load.viewers).reduce((a, b) => a + b, 0);
     nodeRows.push([
-      n.id, n.state, String(n.load.publishers), n.load.slots === undefined ? "-" : String(n.load.slots), String(viewers), `${Math.round(n.load.cpu * 100)}%`, n.version,
+      n.id, n.state, String(n.load.publishers), n.load.slots === undefined ? "-" : String(n.load.slots), String(viewers), `${Math.round(n.load.cpu * 100)}%`,
+      n.release ? describeRelease(n.release) : n.version,
       `${Math.round((now - n.startedAt) / 1000)}s`, `${((now - n.heartbeatAt) / 1000).toFixed(1)}s ago`, n.httpUrl,
     ]);
   }

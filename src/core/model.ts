@@ -77,6 +77,8 @@ export interface NodeRecord {
   httpUrl: string;
   rtmpUrl: string;
   version: string;
+  /** What the node runs: version, commit, config digest (core/release.ts). */
+  release?: { version: string; commit: string; config: string };
   startedAt: number;
   heartbeatAt: number;
   load: {

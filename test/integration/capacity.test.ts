@@ -63,6 +63,15 @@ describe("admission by capacity", function () {
     return p;
   }
 
+  it("registers each node's release: one release on all three, though their ids and ports differ", async () => {
+    const r = JSON.parse((await get(lb.http("/api/nodes"), ADMIN)).text) as { nodes: { id: string; release?: { version: string; commit: string; config: string } }[] };
+    assert.equal(r.nodes.length, 3);
+    const releases = new Set(r.nodes.map((n) => JSON.stringify(n.release)));
+    assert.equal(releases.size, 1, [...releases].join(" vs "));
+    assert.match(r.nodes[0]!.release!.config, /^[0-9a-f]{12}$/);
+    assert.match(await status({ url: lb.http(""), token: ADMIN_TOKEN, say: () => undefined }), new RegExp(`cfg ${r.nodes[0]!.release!.config}`));
+  });
+
   it("puts one stream on each node, refuses a full node's extra publisher at_capacity, then cluster_full", async () => {
     push(lb.rtmp("cap1"));
     const first = await waitFor("cap1 live", () => liveOwner(lb, "cap1"), 30000);
