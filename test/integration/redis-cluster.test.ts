@@ -56,8 +56,9 @@ describe("Redis Cluster (three shards with a replica each)", function () {
     };
     [live, swept] = [onShard(0), onShard(1)];
     nodes = [];
-    // nothing listens on port 1: every connection must come from the seed nodes
-    const env = { BATON_REDIS_CLUSTER: JSON.stringify(cluster.seeds), BATON_HLS_RECONNECTWINDOW: "3" };
+    // nothing listens on port 1: every connection must come from the seed nodes; claims and releases wait
+    // for their shard's replica (WAIT in the script's pipeline, so on the stream's shard)
+    const env = { BATON_REDIS_CLUSTER: JSON.stringify(cluster.seeds), BATON_REDIS_WAITREPLICAS: "1", BATON_HLS_RECONNECTWINDOW: "3" };
     for (const id of ["c1", "c2"]) nodes.push(await startTestNode({ redisUrl: `redis://${HOST}:1`, prefix, id, env }));
     for (const node of nodes) {
       await waitFor(`${node.id} ready on the cluster`, async () => ((await get(node.http("/readyz"))).status === 200 ? true : undefined), 20000);
