@@ -12,8 +12,7 @@ const SUFFIX = `_v${VERSION.replace(/\W/g, "_")}`;
 
 export type ScriptName = "claim" | "renew" | "ladder" | "append" | "release" | "sweep" | "session" | "handoff" | "lead";
 export type ScriptArg = string | number | Buffer;
-type Arg = ScriptArg;
-type ScriptFn = (...args: Arg[]) => Promise<unknown>;
+type ScriptFn = (...args: ScriptArg[]) => Promise<unknown>;
 
 export function defineScripts(redis: RedisClient): void {
   for (const file of readdirSync(DIR)) {
@@ -26,7 +25,7 @@ export function defineScripts(redis: RedisClient): void {
 }
 
 /** Runs a script; for a script with a variable number of keys, the first argument is that number. */
-export async function runScript(redis: RedisClient, name: ScriptName, args: Arg[], buffers = false): Promise<unknown> {
+export async function runScript(redis: RedisClient, name: ScriptName, args: ScriptArg[], buffers = false): Promise<unknown> {
   const fn = (redis as unknown as Record<string, ScriptFn | undefined>)[name + SUFFIX + (buffers ? "Buffer" : "")];
   if (!fn) throw new Error(`script ${name} is not loaded`);
   try {
@@ -37,8 +36,8 @@ export async function runScript(redis: RedisClient, name: ScriptName, args: Arg[
 }
 
 /** Adds a script call to a pipeline (its result comes with the pipeline's exec()). */
-export function queueScript(pipeline: ChainableCommander, name: ScriptName, args: Arg[]): void {
-  const fn = (pipeline as unknown as Record<string, ((...a: Arg[]) => unknown) | undefined>)[name + SUFFIX];
+export function queueScript(pipeline: ChainableCommander, name: ScriptName, args: ScriptArg[]): void {
+  const fn = (pipeline as unknown as Record<string, ((...a: ScriptArg[]) => unknown) | undefined>)[name + SUFFIX];
   if (!fn) throw new Error(`script ${name} is not loaded`);
   fn.apply(pipeline, args);
 }

@@ -208,20 +208,18 @@ export class StreamStore {
   }
 
   async release(streamId: string, claim: Claim): Promise<boolean> {
-    const k = this.keys;
-    const { result, notReplicated } = await this.runAcked(this.acked ?? this.redis, "release", [
-      k.meta(streamId), k.lease(streamId), claim.holder, claim.epoch, k.timelineChannel(), streamId, claim.id,
-    ]);
+    const { result, notReplicated } = await this.runAcked(this.acked ?? this.redis, "release", this.releaseArgs(streamId, claim));
     if (notReplicated) throw notReplicated;
     return result === 1;
   }
 
   private async releaseOn(client: RedisClient, streamId: string, claim: Claim): Promise<boolean> {
+    return (await runScript(client, "release", this.releaseArgs(streamId, claim))) === 1;
+  }
+
+  private releaseArgs(streamId: string, claim: Claim): ScriptArg[] {
     const k = this.keys;
-    const result = await runScript(client, "release", [
-      k.meta(streamId), k.lease(streamId), claim.holder, claim.epoch, k.timelineChannel(), streamId, claim.id,
-    ]);
-    return result === 1;
+    return [k.meta(streamId), k.lease(streamId), claim.holder, claim.epoch, k.timelineChannel(), streamId, claim.id];
   }
 
   /**

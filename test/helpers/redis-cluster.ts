@@ -4,7 +4,7 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
-import { freePort, startProcess, waitForPort } from "../../tools/processes.ts";
+import { freePort, startProcess, stopProcess, waitForPort, type Managed } from "../../tools/processes.ts";
 import { HOST, tempDir, track, waitFor } from "./stack.ts";
 
 const run = promisify(execFile);
@@ -22,8 +22,12 @@ export interface TestCluster {
   seeds: string[];
   /** The shards as the cluster has them now (CLUSTER SLOTS asked of any node that answers). */
   shards(): Promise<Shard[]>;
+  /** Ports of the nodes not killed. */
+  alive(): number[];
   /** A connection to one node (closed by close()). */
   node(port: number): Promise<Redis>;
+  /** SIGKILLs one node (its shard fails over when it was a master); later calls leave it out. */
+  kill(port: number): Promise<void>;
   /** Closes the test's connections (the processes stop with stopAll()). */
   close(): void;
 }
@@ -39,6 +43,7 @@ type SlotsReply = [number, number, [string, number, ...unknown[]], ...[string, n
 
 export async function startTestCluster(o: { masters: number; replicasPerMaster: number }): Promise<TestCluster> {
   const ports: number[] = [];
+  const procs = new Map<number, Managed>();
   const taken = new Set<number>();
   // a port the OS handed out may come again while nothing listens on it yet
   const fresh = async (): Promise<number> => {
@@ -59,6 +64,7 @@ export async function startTestCluster(o: { masters: number; replicasPerMaster: 
     const proc = track(startProcess(`redis-cluster:${port}`, "redis-server", args));
     await waitForPort(HOST, port, 10000, proc);
     ports.push(port);
+    procs.set(port, proc);
   }
   // redis-cli makes the first `masters` nodes masters and the rest their replicas
   await run("redis-cli", [
@@ -68,7 +74,8 @@ export async function startTestCluster(o: { masters: number; replicasPerMaster: 
   const node = async (port: number): Promise<Redis> => {
     let client = clients.get(port);
     if (!client) {
-      client = new Redis({ host: HOST, port, lazyConnect: true, maxRetriesPerRequest: 1 });
+      // no offline queue: a call to a node that went away fails at once rather than wait for it
+      client = new Redis({ host: HOST, port, lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false });
       client.on("error", () => undefined);
       clients.set(port, client);
       await client.connect();
@@ -108,6 +115,13 @@ export async function startTestCluster(o: { masters: number; replicasPerMaster: 
     seeds: ports.map((p) => `${HOST}:${p}`),
     shards,
     node,
+    alive: () => [...ports],
+    async kill(port) {
+      ports.splice(ports.indexOf(port), 1);
+      clients.get(port)?.disconnect();
+      clients.delete(port);
+      await stopProcess(procs.get(port)!, "SIGKILL", 1000);
+    },
     close() {
       for (const client of clients.values()) client.disconnect();
     },

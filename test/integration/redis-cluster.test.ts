@@ -34,6 +34,16 @@ async function keysOn(redis: Redis, prefix: string): Promise<string[]> {
   return redis.keys(`${prefix}*`);
 }
 
+/** How many of the baton nodes' subscriptions (ioredis names them after baton-sub) each cluster node holds. */
+async function subscribersOn(cluster: TestCluster): Promise<Map<number, number>> {
+  const counts = new Map<number, number>();
+  for (const port of cluster.alive()) {
+    const list = (await (await cluster.node(port)).client("LIST")) as string;
+    counts.set(port, list.split("\n").filter((line) => /\bname=\S*subscriber\S*:baton-sub\b/.test(line)).length);
+  }
+  return counts;
+}
+
 describe("Redis Cluster (three shards with a replica each)", function () {
   this.timeout(240000);
   const prefix = testPrefix();
@@ -192,5 +202,41 @@ describe("Redis Cluster (three shards with a replica each)", function () {
     assert.ok(across.length >= 4 && across.every((e) => e.claim === across[0]!.claim), "one claim across the failover");
     for (const s of sessions) assert.ok((await getSession(nodes[0]!, s)).position !== null);
     for (const n of nodes) assert.equal(await nodeMetric(n, "baton_internal_errors_total"), 0);
+  });
+
+  it("goes on when a master is SIGKILLed: its shard fails over, a subscription it held moves", async () => {
+    const before = await subscribersOn(cluster);
+    assert.equal([...before.values()].reduce((a, b) => a + b, 0), 2, "both nodes' subscriptions are on the cluster");
+    // a master holding a subscription when there is one (both paths at once); else the live stream's master
+    const masters = (await cluster.shards()).map((s) => s.master);
+    const victim = masters.find((port) => before.get(port)! > 0) ?? shardOf(await cluster.shards(), keySlot(keys.meta(live))).master;
+    const ownerId = (await streamInfo(lb, live))!.owner;
+    const owner = nodes.find((n) => n.id === ownerId)!;
+    const seqAtKill = lastSeq((await media(owner.http(playlist(live))))!);
+    await cluster.kill(victim);
+    await waitFor("both subscriptions on the nodes left", async () => {
+      const counts = await subscribersOn(cluster);
+      return [...counts.values()].reduce((a, b) => a + b, 0) === 2 ? true : undefined;
+    }, 30000, 200);
+    await waitFor("its replica promoted", async () => ((await cluster.shards()).every((s) => s.master !== victim) ? true : undefined), 30000, 200);
+    for (const n of nodes) {
+      await waitFor(`${n.id}'s playlist going on past the kill`, async () => {
+        const p = await media(n.http(playlist(live)));
+        return p && lastSeq(p) >= seqAtKill + 4 ? true : undefined;
+      }, 40000);
+    }
+    // pub/sub still reaches every node: the drained node is undrained through the other one (the admin channel)
+    const drained = await waitFor("the drained node", async () => {
+      for (const n of nodes) if ((await get(n.http("/readyz"))).status === 503) return n;
+      return undefined;
+    });
+    const relay = nodes.find((n) => n !== drained)!;
+    await waitFor("the other node ready", async () => ((await get(relay.http("/readyz"))).status === 200 ? true : undefined), 20000);
+    const r = await fetch(relay.http(`/admin/nodes/${drained.id}/undrain`), { method: "POST", headers: { Authorization: `Bearer ${ADMIN_TOKEN}` }, signal: AbortSignal.timeout(10000) });
+    assert.equal(r.status, 200, await r.text());
+    await waitFor("the drained node ready again", async () => ((await get(drained.http("/readyz"))).status === 200 ? true : undefined), 20000);
+    for (const s of sessions) assert.ok((await getSession(relay, s)).position !== null, `session ${s.id} kept`);
+    for (const n of nodes) assert.equal(await nodeMetric(n, "baton_internal_errors_total"), 0);
+    process.stderr.write(`      killed a master holding ${before.get(victim)} subscription(s); seq ${seqAtKill} at the kill\n`);
   });
 });
