@@ -5,7 +5,7 @@
 // the cluster's pub/sub), the sweeper ends a stream whose publisher left, and a shard's manual failover while
 // a stream is live loses nothing.
 import assert from "node:assert/strict";
-import type { Redis } from "ioredis";
+import { Redis } from "ioredis";
 import { ReconnectingPublisher } from "../../tools/chaos/publisher.ts";
 import { keySlot } from "../../src/state/client.ts";
 import { Keys } from "../../src/state/keys.ts";
@@ -106,6 +106,21 @@ describe("Redis Cluster (three shards with a replica each)", function () {
       return a!.status === 200 && a!.text === b!.text ? a!.text : undefined;
     }, 20000);
     assert.ok(parseM3u8(same).segments.length >= 3);
+  });
+
+  it("announces a stream's appends, made by a script on its shard, to a subscriber on another shard", async () => {
+    const listener = new Redis({ host: HOST, port: shards[2]!.master, lazyConnect: true, maxRetriesPerRequest: 1 });
+    listener.on("error", () => undefined);
+    try {
+      await listener.connect();
+      const heard: string[] = [];
+      listener.on("message", (_channel: string, id: string) => heard.push(id));
+      await listener.subscribe(keys.timelineChannel());
+      // a segment a second: the next append is announced within a few
+      await waitFor("the live stream's id on the timeline channel", () => (heard.includes(live) ? true : undefined), 10000);
+    } finally {
+      listener.disconnect();
+    }
   });
 
   it("reads on one node a session's position written on the other, with sessions on several shards", async () => {
