@@ -1,9 +1,10 @@
 // baton on a real Redis Cluster: three masters with a replica each, two nodes that know only the cluster's seed
 // nodes (redis.cluster), HAProxy in front. Streams chosen to land on different shards are published; each
 // stream's keys are on its own shard only, sessions spread over shards; the nodes render the same playlists,
-// a session written on one node is read on the other, a drain hands the stream over (the admin command crosses
-// the cluster's pub/sub), the sweeper ends a stream whose publisher left, and a shard's manual failover while
-// a stream is live loses nothing.
+// a script's announcement on one shard reaches a subscriber on another, a session written on one node is read
+// on the other, a drain hands the stream over (the admin command crosses the cluster's pub/sub), the sweeper
+// ends a stream whose publisher left, a shard's manual failover while a stream is live loses nothing, and a
+// master SIGKILLed (its shard fails over, a subscription it held moves) stops nothing.
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { ReconnectingPublisher } from "../../tools/chaos/publisher.ts";
@@ -27,11 +28,6 @@ async function media(url: string): Promise<ParsedPlaylist | undefined> {
 async function streamInfo(lb: TestHaproxy, id: string): Promise<{ owner: string; epoch: number; state: string } | undefined> {
   const r = await get(lb.http("/api/streams"), ADMIN);
   return (JSON.parse(r.text) as { streams: { id: string; owner: string; epoch: number; state: string }[] }).streams.find((s) => s.id === id);
-}
-
-/** The baton keys (of this test's prefix) one node of the cluster holds. */
-async function keysOn(redis: Redis, prefix: string): Promise<string[]> {
-  return redis.keys(`${prefix}*`);
 }
 
 /** How many of the baton nodes' subscriptions (ioredis names them after baton-sub) each cluster node holds. */
@@ -138,7 +134,7 @@ describe("Redis Cluster (three shards with a replica each)", function () {
   });
 
   it("keeps each stream's keys on its own shard", async () => {
-    const onMasters = await Promise.all(shards.map(async (s) => keysOn(await cluster.node(s.master), prefix)));
+    const onMasters = await Promise.all(shards.map(async (s) => (await cluster.node(s.master)).keys(`${prefix}*`)));
     const ofLive = (list: string[]): string[] => list.filter((k) => k.startsWith(`${prefix}{${live}}:`)).sort();
     assert.deepEqual(ofLive(onMasters[0]!), [keys.lease(live), keys.meta(live), keys.timeline(live)].sort());
     assert.deepEqual([...ofLive(onMasters[1]!), ...ofLive(onMasters[2]!)], []);
