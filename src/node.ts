@@ -75,6 +75,7 @@ export class BatonNode {
       url: config.redis.url,
       sentinels: config.redis.sentinels,
       sentinelName: config.redis.sentinelName,
+      cluster: config.redis.cluster,
       prefix: config.redis.prefix,
       window: config.hls.playlistWindow,
       reconnectWindowMs: config.hls.reconnectWindow * 1000,

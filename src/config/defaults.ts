@@ -95,6 +95,13 @@ export interface Config {
     sentinels: string[];
     /** The Sentinel master group name (`sentinel monitor NAME ...`); used only with redis.sentinels. Used by: state. */
     sentinelName: string;
+    /**
+     * Seed nodes of a Redis Cluster (`host:port`, IPv6 as `[addr]:port`; a few are enough, the rest are
+     * discovered); empty: not a cluster. Set: every connection is an ioredis Cluster client that follows the
+     * slot map and failovers; redis.url then gives only the user, password and scheme (rediss: TLS to every
+     * shard). Not with redis.sentinels. Used by: state (every connection).
+     */
+    cluster: string[];
     /** Prefix of every key baton writes. Used by: state/keys.ts. */
     prefix: string;
     /**
@@ -268,6 +275,7 @@ export const DEFAULTS: Config = {
     url: "redis://127.0.0.1:6379",
     sentinels: [],
     sentinelName: "mymaster",
+    cluster: [],
     prefix: "baton:",
     commandTimeout: 1000,
     waitReplicas: 0,
