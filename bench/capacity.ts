@@ -84,7 +84,7 @@ interface Run {
 async function fill(cpuTarget: number, capacity: number, source: string, log: (line: string) => void): Promise<Run> {
   const redis = await startBenchRedis();
   const node = await startBenchNode({
-    redisUrl: redis.url, prefix: benchPrefix(), id: `cap-${cpuTarget}`,
+    redisUrl: redis.url, prefix: benchPrefix(), id: cpuTarget > 0 ? "cap-measured" : "cap-counted",
     env: { BATON_TRANSCODE_CPUTARGET: String(cpuTarget), BATON_TRANSCODE_CAPACITY: String(capacity) },
   });
   const run: Run = { admitted: [], node, publishers: [] };
