@@ -1,5 +1,5 @@
 // Prometheus metrics of one node (prom-client). Labels stay bounded: route names, status codes, refusal
-// reasons, rendition and stream ids of streams live on this node; never a session id or an address.
+// reasons, store operations, stream ids of streams live on or watched from this node; never a session id or an address.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 export class Metrics {
