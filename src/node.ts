@@ -32,6 +32,7 @@ import { NodeRecords } from "./state/nodes.ts";
 import { SessionStore } from "./state/sessions.ts";
 import { StreamStore } from "./state/store.ts";
 import { createSegmentStore } from "./storage/create.ts";
+import { countStoreErrors } from "./storage/counted.ts";
 import type { SegmentStore } from "./storage/store.ts";
 import { StreamOwners } from "./stream/owners.ts";
 import { warmUp } from "./transcode/ffmpeg.ts";
@@ -70,7 +71,7 @@ export class BatonNode {
     this.id = config.node.id || `node-${randomBytes(4).toString("hex")}`;
     this.release = currentRelease(config);
     this.metrics = new Metrics({ node: this.id });
-    this.media = createSegmentStore(config.storage);
+    this.media = countStoreErrors(createSegmentStore(config.storage), (op, code) => this.metrics.storeErrors.inc({ op, code }));
     this.store = new StreamStore({
       url: config.redis.url,
       sentinels: config.redis.sentinels,
@@ -143,11 +144,14 @@ export class BatonNode {
       addresses,
       log: log.child("http"),
       metrics: this.metrics,
-      readiness: { ready: () => readiness({ closing: this.closing !== null, state: this.drainer.state, redisReachable: this.store.ready }) },
+      readiness: { ready: () => this.readiness() },
       opsToken: config.admin.openOps ? null : adminToken(config),
       beforeScrape: () => {
         this.metrics.segmentCacheBytes.set(this.hls.segments.bytes);
         this.metrics.capacitySlots.set(this.slots);
+        this.metrics.ready.set(this.readiness().ok ? 1 : 0);
+        this.metrics.viewers.reset();
+        for (const [stream, count] of Object.entries(this.hls.viewers.counts())) this.metrics.viewers.set({ stream }, count);
       },
     });
     this.hls = new HlsDelivery(this.http, { store: this.store, segmentCacheBytes: config.hls.segmentCacheBytes, metrics: this.metrics, sessions, addresses });
@@ -203,6 +207,11 @@ export class BatonNode {
 
   private get slots(): number {
     return this.capacity.room(this.owners.transcoders()).slots;
+  }
+
+  /** What /readyz answers (and baton_ready says). */
+  private readiness(): ReturnType<typeof readiness> {
+    return readiness({ closing: this.closing !== null, state: this.drainer.state, redisReachable: this.store.ready });
   }
 
   /** Once a second: what the machine and the transcoders use, and whether any other node has room. */
