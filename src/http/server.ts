@@ -69,6 +69,9 @@ const FIRST_REQUEST_MS = 10000;
 /** A socket with no traffic either way for this long is closed (keep-alive sockets close first, at 30 s). */
 const SOCKET_IDLE_MS = 60000;
 
+/** The viewers' HLS routes, whose answer times are a histogram (the other routes are operators' or rare). */
+const TIMED_ROUTES = new Set(["master", "media", "segment"]);
+
 export class HttpServer {
   private readonly routes: Route[] = [];
   private server: Server | null = null;
@@ -230,6 +233,7 @@ export class HttpServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let route: Route | undefined;
+    const arrived = process.hrtime.bigint();
     // the balancer's checks, scrapes and an operator's status polls must not hold a drain open
     const counted = !/^\/(readyz|healthz|metrics|admin\/)/.test(req.url ?? "");
     if (counted) {
@@ -273,6 +277,7 @@ export class HttpServer {
       }
     } finally {
       this.o.metrics.httpRequests.inc({ route: route?.name ?? "unmatched", status: String(res.statusCode) });
+      if (route && TIMED_ROUTES.has(route.name)) this.o.metrics.httpDuration.observe({ route: route.name }, Number(process.hrtime.bigint() - arrived) / 1e9);
     }
   }
 
