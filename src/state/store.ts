@@ -9,6 +9,7 @@ import { BatonError } from "../core/errors.ts";
 import { newClaimId } from "./claim-id.ts";
 import { Keys } from "./keys.ts";
 import { defineScripts, mapScriptError, queueScript, runScript } from "./scripts.ts";
+import { DEFAULT_PAGE_SIZE, PageCache, inWindow, makePage, type PageRef } from "./timeline-pages.ts";
 
 /** Where the Redis connections go: redis.url alone, or the primary the sentinels name. */
 export interface RedisTarget {
@@ -21,8 +22,12 @@ export interface RedisTarget {
 
 export interface StoreOptions extends RedisTarget {
   prefix: string;
-  /** Segments listed in a media playlist. */
+  /** Segments listed in a media playlist (without a DVR window), and at least that many with one. */
   window: number;
+  /** The DVR window in ms (`hls.dvrWindow`): media kept and listed; 0: `window` segments, no pages. */
+  dvrWindowMs?: number;
+  /** Entries in a timeline page (`hls.dvrPageSize`); default DEFAULT_PAGE_SIZE. */
+  pageSize?: number;
   reconnectWindowMs: number;
   retentionSec: number;
   /** Milliseconds a Redis call may take before it fails (`redis.commandTimeout`). */
@@ -126,9 +131,12 @@ export class StreamStore {
    * runs on (up to its timeout when a replica lags), which must not hold up the playlist reads on `redis`.
    */
   private readonly acked: Redis | null;
+  /** Timeline pages read from (or written to) the segment store: immutable, so kept. */
+  readonly pages: PageCache;
 
   constructor(readonly options: StoreOptions, name = "baton") {
     this.keys = new Keys(options.prefix);
+    this.pages = new PageCache((key) => options.media.get(key));
     this.redis = redisClient(options, name, options.commandTimeoutMs);
     this.acked = options.waitReplicas > 0 ? redisClient(options, `${name}-acked`, options.commandTimeoutMs) : null;
     for (const client of this.clients) {
@@ -173,7 +181,7 @@ export class StreamStore {
     // gone can race a new claim; each renewal adds the stream again (see renew()).
     const pipeline = client.pipeline().sadd(k.streams(), streamId);
     queueScript(pipeline, "claim", [
-      k.meta(streamId), k.lease(streamId), k.timeline(streamId),
+      k.meta(streamId), k.lease(streamId), k.timeline(streamId), k.pages(streamId),
       nodeId, publishId, leaseTtlMs, targetDuration, k.timelineChannel(), streamId, id,
     ]);
     const replies = await pipeline.exec();
@@ -262,13 +270,48 @@ export class StreamStore {
     await Promise.all(group.renditions.map((r) => media.put(storageKeys.segment(streamId, claim.broadcast, r.name, group.seq, claim.id), r.bytes)));
     const durations: Record<string, number> = {};
     for (const r of group.renditions) durations[r.name] = Math.round(r.duration * 1000) / 1000;
-    const [entry, ...left] = (await runScript(this.redis, "append", [
+    const dvr = (this.options.dvrWindowMs ?? 0) > 0;
+    const [entry, length, ...left] = (await runScript(this.redis, "append", [
       k.meta(streamId), k.timeline(streamId),
-      claim.epoch, claim.id, group.seq, Math.round(group.pdt), group.disc ? "1" : "0", this.options.window, "",
+      claim.epoch, claim.id, group.seq, Math.round(group.pdt), group.disc ? "1" : "0", dvr ? 0 : this.options.window, "",
       k.timelineChannel(), streamId, JSON.stringify(durations),
-    ])) as [string, ...string[]];
+    ])) as [string, number, ...string[]];
     if (left.length > 0) this.deleteLeft(streamId, claim, left);
+    // a failed archive leaves the page in the tail: the next append (this owner's or a later one's) tries again
+    if (dvr && length >= 2 * this.pageSize) await this.archive(streamId, claim).catch(() => undefined);
     return JSON.parse(entry) as TimelineEntry;
+  }
+
+  private get pageSize(): number {
+    return this.options.pageSize ?? DEFAULT_PAGE_SIZE;
+  }
+
+  /**
+   * Moves the tail's oldest page into the segment store (the object first, then the fenced trim: a ref always
+   * names a readable page), and schedules the deletion of the pages that left the DVR window.
+   */
+  private async archive(streamId: string, claim: Claim): Promise<void> {
+    const k = this.keys;
+    const lines = await this.redis.lrange(k.timeline(streamId), 0, this.pageSize - 1);
+    if (lines.length < this.pageSize) return;
+    const page = makePage(streamId, claim.broadcast, lines);
+    await this.options.media.put(page.ref.key, Buffer.from(page.text));
+    this.pages.add(page.ref.key, page.entries, page.text.length);
+    const [, ...dropped] = (await runScript(this.redis, "archive", [
+      k.meta(streamId), k.timeline(streamId), k.pages(streamId),
+      claim.epoch, claim.id, this.pageSize, page.ref.first, page.entries[0]!.claim, JSON.stringify(page.ref), this.options.dvrWindowMs ?? 0,
+    ])) as [string, ...string[]];
+    for (const line of dropped) this.deletePage(streamId, claim, JSON.parse(line) as PageRef);
+  }
+
+  /** A page that left the DVR window: its segments and itself are deleted after the grace, as deleteLeft's. */
+  private deletePage(streamId: string, claim: Claim, ref: PageRef): void {
+    this.afterGrace(claim, async () => {
+      const entries = (await this.pages.get(ref.key)) ?? [];
+      const keys = entries.flatMap((e) => Object.keys(e.dur).map((r) => storageKeys.segment(streamId, claim.broadcast, r, e.seq, e.claim)));
+      await this.options.media.delete([...keys, ref.key]);
+      this.pages.forget(ref.key);
+    });
   }
 
   /**
@@ -282,9 +325,13 @@ export class StreamStore {
       const entry = JSON.parse(line) as TimelineEntry;
       for (const rendition of Object.keys(entry.dur)) keys.push(storageKeys.segment(streamId, claim.broadcast, rendition, entry.seq, entry.claim));
     }
+    this.afterGrace(claim, () => this.options.media.delete(keys));
+  }
+
+  private afterGrace(claim: Claim, remove: () => Promise<void>): void {
     const timer = setTimeout(() => {
       this.pendingDeletes.delete(timer);
-      this.options.media.delete(keys).catch(() => undefined);
+      remove().catch(() => undefined);
     }, this.options.trimmedGraceMs ?? trimmedSegmentMs(this.options.window, claim.targetDuration));
     timer.unref();
     this.pendingDeletes.add(timer);
@@ -330,7 +377,7 @@ export class StreamStore {
   async sweep(streamId: string): Promise<{ state: StreamState | "gone"; changed: boolean }> {
     const k = this.keys;
     const [state, changed, broadcast] = (await runScript(this.redis, "sweep", [
-      k.meta(streamId), k.lease(streamId), k.timeline(streamId),
+      k.meta(streamId), k.lease(streamId), k.timeline(streamId), k.pages(streamId),
       this.options.reconnectWindowMs, this.options.retentionSec, k.timelineChannel(), streamId,
     ])) as [StreamState | "gone", string, string | undefined];
     if (state === "gone") await this.redis.srem(k.streams(), streamId);
@@ -364,14 +411,20 @@ export class StreamStore {
     return (await this.redis.smembers(this.keys.streams())).sort();
   }
 
-  /** One atomic read of a stream's state and timeline; null when the stream has no state. */
+  /**
+   * One atomic read of a stream's state and timeline (its pages from the page cache or the segment store,
+   * then the tail), cut to the DVR window; null when the stream has no state.
+   */
   async read(streamId: string): Promise<StreamSnapshot | null> {
     const k = this.keys;
-    const replies = await this.redis.multi().hgetall(k.meta(streamId)).lrange(k.timeline(streamId), 0, -1).exec();
+    const replies = await this.redis.multi().hgetall(k.meta(streamId)).lrange(k.pages(streamId), 0, -1).lrange(k.timeline(streamId), 0, -1).exec();
     if (!replies) throw new Error("redis transaction aborted");
-    const [[metaError, meta], [listError, list]] = replies as [[Error | null, Record<string, string>], [Error | null, string[]]];
-    if (metaError || listError) throw metaError ?? listError;
+    const [[metaError, meta], [pagesError, refs], [listError, list]] = replies as [[Error | null, Record<string, string>], [Error | null, string[]], [Error | null, string[]]];
+    if (metaError || pagesError || listError) throw metaError ?? pagesError ?? listError;
     if (!meta.state || !meta.epoch) return null;
+    // a page the store no longer has (expired with its broadcast) lists nothing rather than failing the stream
+    const pages = await Promise.all(refs.map(async (line) => (await this.pages.get((JSON.parse(line) as PageRef).key)) ?? []));
+    const entries = [...pages.flat(), ...list.map((line) => JSON.parse(line) as TimelineEntry)];
     return {
       id: streamId,
       epoch: Number(meta.epoch),
@@ -385,7 +438,7 @@ export class StreamStore {
       createdAt: Number(meta.createdAt ?? 0),
       claimedAt: Number(meta.claimedAt ?? 0),
       releasedAt: meta.releasedAt ? Number(meta.releasedAt) : null,
-      entries: list.map((line) => JSON.parse(line) as TimelineEntry),
+      entries: this.options.dvrWindowMs ? inWindow(entries, this.options.dvrWindowMs, this.options.window) : entries,
     };
   }
 

@@ -10,7 +10,12 @@ import {
 /** A segment's sequence number: what the timeline numbers it by (at most 2^53 - 1, no leading zero). */
 const SEQ_PATTERN = "0|[1-9][0-9]{0,15}";
 
-const KEY = new RegExp(`^streams/(?:${STREAM_ID_PATTERN})/(?:${BROADCAST_ID_PATTERN})/(?:${RENDITION_PATTERN})/(?:${SEQ_PATTERN})\\.(?:${CLAIM_ID_PATTERN})\\.ts$`);
+// a segment (`{rendition}/{seq}.{claim}.ts`) or a timeline page (`pages/{firstSeq}.{claim}.json`): the
+// extensions differ, so a rendition named "pages" cannot collide with the pages
+const KEY = new RegExp(
+  `^streams/(?:${STREAM_ID_PATTERN})/(?:${BROADCAST_ID_PATTERN})/` +
+    `(?:(?:${RENDITION_PATTERN})/(?:${SEQ_PATTERN})\\.(?:${CLAIM_ID_PATTERN})\\.ts|pages/(?:${SEQ_PATTERN})\\.(?:${CLAIM_ID_PATTERN})\\.json)$`,
+);
 // a prefix names a whole subtree (one stream, one broadcast, one rendition) and ends in "/", so
 // `streams/abc/` never takes `streams/abcd/` with it; "streams/" (everything) is for list only
 const PREFIX = new RegExp(`^streams/(?:(?:${STREAM_ID_PATTERN})/(?:(?:${BROADCAST_ID_PATTERN})/(?:(?:${RENDITION_PATTERN})/)?)?)?$`);
@@ -58,5 +63,14 @@ export const storageKeys = {
     need(Number.isSafeInteger(seq) && seq >= 0, "sequence number", seq);
     need(isClaimId(claimId), "claim id", claimId);
     return `${storageKeys.rendition(streamId, broadcastId, rendition)}${seq}.${claimId}.ts`;
+  },
+  /**
+   * One timeline page (an immutable JSON array of entries that left Redis), named by its first entry's
+   * sequence number and claim, so every writer that archives the same entries writes the same object.
+   */
+  page(streamId: string, broadcastId: string, firstSeq: number, claimId: string): string {
+    need(Number.isSafeInteger(firstSeq) && firstSeq >= 0, "sequence number", firstSeq);
+    need(isClaimId(claimId), "claim id", claimId);
+    return `${storageKeys.broadcast(streamId, broadcastId)}pages/${firstSeq}.${claimId}.json`;
   },
 };

@@ -16,6 +16,7 @@ function streamKeys(keys: Keys, streamId: string): Record<string, string> {
   return {
     meta: keys.meta(streamId),
     timeline: keys.timeline(streamId),
+    pages: keys.pages(streamId),
     lease: keys.lease(streamId),
     revoked: keys.revoked(streamId),
   };

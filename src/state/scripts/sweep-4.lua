@@ -5,7 +5,8 @@
 
   KEYS[1] meta hash
   KEYS[2] lease string
-  KEYS[3] timeline list
+  KEYS[3] timeline list (the tail of the timeline)
+  KEYS[4] list of timeline page refs
   ARGV[1] reconnect window in ms
   ARGV[2] retention in seconds
   ARGV[3] pub/sub channel
@@ -30,6 +31,7 @@ if state == 'reconnecting' and now - tonumber(redis.call('HGET', KEYS[1], 'relea
   redis.call('HSET', KEYS[1], 'state', 'ended', 'endedAt', now)
   redis.call('EXPIRE', KEYS[1], ARGV[2])
   redis.call('EXPIRE', KEYS[3], ARGV[2])
+  redis.call('EXPIRE', KEYS[4], ARGV[2])
   redis.call('PUBLISH', ARGV[3], ARGV[4])
   return {'ended', '1', redis.call('HGET', KEYS[1], 'broadcast') or redis.call('HGET', KEYS[1], 'claim') or ''}
 end

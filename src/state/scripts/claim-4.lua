@@ -5,7 +5,8 @@
 
   KEYS[1] meta hash
   KEYS[2] lease string
-  KEYS[3] timeline list
+  KEYS[3] timeline list (the tail of the timeline)
+  KEYS[4] list of timeline page refs (older entries, archived in the segment store)
   ARGV[1] node id
   ARGV[2] publish id (unique per publish connection)
   ARGV[3] lease TTL in milliseconds
@@ -44,6 +45,7 @@ redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'claim', ARGV[7], 'state', 'live',
 redis.call('HDEL', KEYS[1], 'endedAt')
 redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', KEYS[3])
+redis.call('PERSIST', KEYS[4])
 redis.call('SET', KEYS[2], ARGV[1] .. '/' .. ARGV[2] .. '/' .. epoch, 'PX', ARGV[3])
 redis.call('PUBLISH', ARGV[5], ARGV[6])
 return {epoch, nextSeq, redis.call('HGET', KEYS[1], 'targetDuration'), redis.call('HGET', KEYS[1], 'ladder') or '',
