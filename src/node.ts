@@ -68,6 +68,8 @@ export class BatonNode {
       sentinelName: config.redis.sentinelName,
       prefix: config.redis.prefix,
       window: config.hls.playlistWindow,
+      dvrWindowMs: config.hls.dvrWindow * 1000,
+      pageSize: config.hls.dvrPageSize,
       reconnectWindowMs: config.hls.reconnectWindow * 1000,
       retentionSec: config.hls.retention,
       commandTimeoutMs: config.redis.commandTimeout,

@@ -61,6 +61,8 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
   hls: {
     segmentDuration: { kind: "int", min: 1, max: 10 },
     playlistWindow: { kind: "int", min: 3, max: 100 },
+    dvrWindow: { kind: "int", min: 0, max: 14 * 86400 },
+    dvrPageSize: { kind: "int", min: 2, max: 1000 },
     reconnectWindow: { kind: "number", min: 0, max: 3600 },
     retention: { kind: "int", min: 10, max: 7 * 86400 },
     segmentCacheBytes: { kind: "int", min: 1048576, max: 17179869184 },
