@@ -9,7 +9,7 @@ import { BatonError } from "../core/errors.ts";
 import { newClaimId } from "./claim-id.ts";
 import { Keys } from "./keys.ts";
 import { defineScripts, mapScriptError, queueScript, runScript } from "./scripts.ts";
-import { DEFAULT_PAGE_SIZE, PageCache, inWindow, makePage, type PageRef } from "./timeline-pages.ts";
+import { TimelinePages } from "./timeline-pages.ts";
 
 /** Where the Redis connections go: redis.url alone, or the primary the sentinels name. */
 export interface RedisTarget {
@@ -123,21 +123,22 @@ export function redisClient(target: RedisTarget, name: string, commandTimeoutMs:
 
 export class StreamStore {
   readonly keys: Keys;
-  /** Deletions of segments that left a playlist, waiting for their grace (dropped on close: expiry catches them). */
-  private readonly pendingDeletes = new Set<NodeJS.Timeout>();
   readonly redis: Redis;
   /**
    * With `waitReplicas`, claims and releases go through their own connection: WAIT blocks the connection it
    * runs on (up to its timeout when a replica lags), which must not hold up the playlist reads on `redis`.
    */
   private readonly acked: Redis | null;
-  /** Timeline pages read from (or written to) the segment store: immutable, so kept. */
-  readonly pages: PageCache;
+  /** The DVR window's timeline pages, and the deletion of media that left the window. */
+  readonly pages: TimelinePages;
 
   constructor(readonly options: StoreOptions, name = "baton") {
     this.keys = new Keys(options.prefix);
-    this.pages = new PageCache((key) => options.media.get(key));
     this.redis = redisClient(options, name, options.commandTimeoutMs);
+    this.pages = new TimelinePages({
+      redis: this.redis, keys: this.keys, media: options.media, window: options.window, dvrWindowMs: options.dvrWindowMs ?? 0,
+      pageSize: options.pageSize, graceMs: (claim) => options.trimmedGraceMs ?? trimmedSegmentMs(options.window, claim.targetDuration),
+    });
     this.acked = options.waitReplicas > 0 ? redisClient(options, `${name}-acked`, options.commandTimeoutMs) : null;
     for (const client of this.clients) {
       defineScripts(client);
@@ -165,8 +166,7 @@ export class StreamStore {
   }
 
   async close(): Promise<void> {
-    for (const timer of this.pendingDeletes) clearTimeout(timer);
-    this.pendingDeletes.clear();
+    this.pages.close();
     for (const client of this.clients) closeRedis(client);
   }
 
@@ -270,72 +270,15 @@ export class StreamStore {
     await Promise.all(group.renditions.map((r) => media.put(storageKeys.segment(streamId, claim.broadcast, r.name, group.seq, claim.id), r.bytes)));
     const durations: Record<string, number> = {};
     for (const r of group.renditions) durations[r.name] = Math.round(r.duration * 1000) / 1000;
-    const dvr = (this.options.dvrWindowMs ?? 0) > 0;
     const [entry, length, ...left] = (await runScript(this.redis, "append", [
       k.meta(streamId), k.timeline(streamId),
-      claim.epoch, claim.id, group.seq, Math.round(group.pdt), group.disc ? "1" : "0", dvr ? 0 : this.options.window, "",
+      claim.epoch, claim.id, group.seq, Math.round(group.pdt), group.disc ? "1" : "0", this.pages.on ? 0 : this.options.window, "",
       k.timelineChannel(), streamId, JSON.stringify(durations),
     ])) as [string, number, ...string[]];
-    if (left.length > 0) this.deleteLeft(streamId, claim, left);
-    // a failed archive leaves the page in the tail: the next append (this owner's or a later one's) tries again
-    if (dvr && length >= 2 * this.pageSize) await this.archive(streamId, claim).catch(() => undefined);
+    await this.pages.appended(streamId, claim, length, left);
     return JSON.parse(entry) as TimelineEntry;
   }
 
-  private get pageSize(): number {
-    return this.options.pageSize ?? DEFAULT_PAGE_SIZE;
-  }
-
-  /**
-   * Moves the tail's oldest page into the segment store (the object first, then the fenced trim: a ref always
-   * names a readable page), and schedules the deletion of the pages that left the DVR window.
-   */
-  private async archive(streamId: string, claim: Claim): Promise<void> {
-    const k = this.keys;
-    const lines = await this.redis.lrange(k.timeline(streamId), 0, this.pageSize - 1);
-    if (lines.length < this.pageSize) return;
-    const page = makePage(streamId, claim.broadcast, lines);
-    await this.options.media.put(page.ref.key, Buffer.from(page.text));
-    this.pages.add(page.ref.key, page.entries, page.text.length);
-    const [, ...dropped] = (await runScript(this.redis, "archive", [
-      k.meta(streamId), k.timeline(streamId), k.pages(streamId),
-      claim.epoch, claim.id, this.pageSize, page.ref.first, page.entries[0]!.claim, JSON.stringify(page.ref), this.options.dvrWindowMs ?? 0,
-    ])) as [string, ...string[]];
-    for (const line of dropped) this.deletePage(streamId, claim, JSON.parse(line) as PageRef);
-  }
-
-  /** A page that left the DVR window: its segments and itself are deleted after the grace, as deleteLeft's. */
-  private deletePage(streamId: string, claim: Claim, ref: PageRef): void {
-    this.afterGrace(claim, async () => {
-      const entries = (await this.pages.get(ref.key)) ?? [];
-      const keys = entries.flatMap((e) => Object.keys(e.dur).map((r) => storageKeys.segment(streamId, claim.broadcast, r, e.seq, e.claim)));
-      await this.options.media.delete([...keys, ref.key]);
-      this.pages.forget(ref.key);
-    });
-  }
-
-  /**
-   * Segments that left the playlist are deleted from the segment store once no player can still want them
-   * (trimmedSegmentMs). Their keys name the claim that wrote them, known only from their entries. A node that
-   * stops before then leaves them to the broadcast's expiry (deleteExpired), which deletes all its media.
-   */
-  private deleteLeft(streamId: string, claim: Claim, left: string[]): void {
-    const keys: string[] = [];
-    for (const line of left) {
-      const entry = JSON.parse(line) as TimelineEntry;
-      for (const rendition of Object.keys(entry.dur)) keys.push(storageKeys.segment(streamId, claim.broadcast, rendition, entry.seq, entry.claim));
-    }
-    this.afterGrace(claim, () => this.options.media.delete(keys));
-  }
-
-  private afterGrace(claim: Claim, remove: () => Promise<void>): void {
-    const timer = setTimeout(() => {
-      this.pendingDeletes.delete(timer);
-      remove().catch(() => undefined);
-    }, this.options.trimmedGraceMs ?? trimmedSegmentMs(this.options.window, claim.targetDuration));
-    timer.unref();
-    this.pendingDeletes.add(timer);
-  }
 
   /** Marks the caller's lease as being handed over (a drain); claims elsewhere wait for the release. */
   async markHandoff(streamId: string, claim: Claim): Promise<boolean> {
@@ -422,9 +365,7 @@ export class StreamStore {
     const [[metaError, meta], [pagesError, refs], [listError, list]] = replies as [[Error | null, Record<string, string>], [Error | null, string[]], [Error | null, string[]]];
     if (metaError || pagesError || listError) throw metaError ?? pagesError ?? listError;
     if (!meta.state || !meta.epoch) return null;
-    // a page the store no longer has (expired with its broadcast) lists nothing rather than failing the stream
-    const pages = await Promise.all(refs.map(async (line) => (await this.pages.get((JSON.parse(line) as PageRef).key)) ?? []));
-    const entries = [...pages.flat(), ...list.map((line) => JSON.parse(line) as TimelineEntry)];
+    const entries = await this.pages.entries(refs, list);
     return {
       id: streamId,
       epoch: Number(meta.epoch),
@@ -438,7 +379,7 @@ export class StreamStore {
       createdAt: Number(meta.createdAt ?? 0),
       claimedAt: Number(meta.claimedAt ?? 0),
       releasedAt: meta.releasedAt ? Number(meta.releasedAt) : null,
-      entries: this.options.dvrWindowMs ? inWindow(entries, this.options.dvrWindowMs, this.options.window) : entries,
+      entries,
     };
   }
 

@@ -3,8 +3,12 @@
 // Redis keeps a small reference to it instead (archive-3.lua). Readers put the pages and the tail back
 // together; pages never change, so each node caches them (bounded by bytes) and a timeline change costs one
 // small Redis read plus any page it has not seen.
-import type { TimelineEntry } from "../core/model.ts";
+import type { Redis } from "ioredis";
+import type { Claim, TimelineEntry } from "../core/model.ts";
 import { storageKeys } from "../storage/keys.ts";
+import type { SegmentStore } from "../storage/store.ts";
+import type { Keys } from "./keys.ts";
+import { runScript } from "./scripts.ts";
 
 /** Entries in a page when the store is not told otherwise: with 2 s segments, two minutes of media. */
 export const DEFAULT_PAGE_SIZE = 60;
@@ -102,5 +106,107 @@ export class PageCache {
   /** Bytes of page text held (tests). */
   get size(): number {
     return this.bytes;
+  }
+}
+
+export interface TimelinePagesOptions {
+  redis: Redis;
+  keys: Keys;
+  media: SegmentStore;
+  /** hls.playlistWindow: entries listed at least. */
+  window: number;
+  /** hls.dvrWindow in ms; 0: no pages (append-2.lua trims the tail to `window`). */
+  dvrWindowMs: number;
+  pageSize?: number;
+  /** How long media that left the window stays in the store (players may still be fetching it). */
+  graceMs: (claim: Claim) => number;
+}
+
+/**
+ * The writer's and reader's side of the pages: archiving after appends, joining pages and tail on reads, and
+ * deleting the media that left the window (or the playlist, without a DVR window) after its grace.
+ */
+export class TimelinePages {
+  readonly cache: PageCache;
+  /** Deletions waiting for their grace (dropped on close: the broadcast's expiry catches them). */
+  private readonly pendingDeletes = new Set<NodeJS.Timeout>();
+  private readonly pageSize: number;
+
+  constructor(private readonly o: TimelinePagesOptions) {
+    this.cache = new PageCache((key) => o.media.get(key));
+    this.pageSize = o.pageSize ?? DEFAULT_PAGE_SIZE;
+  }
+
+  /** A DVR window is kept (pages are used). */
+  get on(): boolean {
+    return this.o.dvrWindowMs > 0;
+  }
+
+  /** After an append: `left`, the entries append-2.lua trimmed, and the tail's length after it. */
+  async appended(streamId: string, claim: Claim, tailLength: number, left: string[]): Promise<void> {
+    if (left.length > 0) this.deleteEntries(streamId, claim, left.map((line) => JSON.parse(line) as TimelineEntry));
+    // a failed archive leaves the page in the tail: the next append (this owner's or a later one's) tries again
+    if (this.on && tailLength >= 2 * this.pageSize) await this.archive(streamId, claim).catch(() => undefined);
+  }
+
+  /** The timeline from its page refs and tail (JSON lines, as Redis holds them), cut to the DVR window. */
+  async entries(refs: string[], tail: string[]): Promise<TimelineEntry[]> {
+    // a page the store no longer has (expired with its broadcast) lists nothing rather than failing the stream
+    const pages = await Promise.all(refs.map(async (line) => (await this.cache.get((JSON.parse(line) as PageRef).key)) ?? []));
+    const entries = [...pages.flat(), ...tail.map((line) => JSON.parse(line) as TimelineEntry)];
+    return this.on ? inWindow(entries, this.o.dvrWindowMs, this.o.window) : entries;
+  }
+
+  close(): void {
+    for (const timer of this.pendingDeletes) clearTimeout(timer);
+    this.pendingDeletes.clear();
+  }
+
+  /**
+   * Moves the tail's oldest page into the segment store (the object first, then the fenced trim: a ref always
+   * names a readable page), and schedules the deletion of the pages that left the DVR window.
+   */
+  private async archive(streamId: string, claim: Claim): Promise<void> {
+    const { redis, keys } = this.o;
+    const lines = await redis.lrange(keys.timeline(streamId), 0, this.pageSize - 1);
+    if (lines.length < this.pageSize) return;
+    const page = makePage(streamId, claim.broadcast, lines);
+    await this.o.media.put(page.ref.key, Buffer.from(page.text));
+    this.cache.add(page.ref.key, page.entries, page.text.length);
+    const [, ...dropped] = (await runScript(redis, "archive", [
+      keys.meta(streamId), keys.timeline(streamId), keys.pages(streamId),
+      claim.epoch, claim.id, this.pageSize, page.ref.first, page.entries[0]!.claim, JSON.stringify(page.ref), this.o.dvrWindowMs,
+    ])) as [string, ...string[]];
+    for (const line of dropped) {
+      const ref = JSON.parse(line) as PageRef;
+      this.afterGrace(claim, async () => {
+        const entries = (await this.cache.get(ref.key)) ?? [];
+        await this.o.media.delete([...this.segmentKeys(streamId, claim, entries), ref.key]);
+        this.cache.forget(ref.key);
+      });
+    }
+  }
+
+  /**
+   * Segments that left the playlist are deleted from the segment store once no player can still want them.
+   * Their keys name the claim that wrote them, known only from their entries. A node that stops before then
+   * leaves them to the broadcast's expiry (deleteExpired), which deletes all its media.
+   */
+  private deleteEntries(streamId: string, claim: Claim, entries: TimelineEntry[]): void {
+    const keys = this.segmentKeys(streamId, claim, entries);
+    this.afterGrace(claim, () => this.o.media.delete(keys));
+  }
+
+  private segmentKeys(streamId: string, claim: Claim, entries: TimelineEntry[]): string[] {
+    return entries.flatMap((e) => Object.keys(e.dur).map((r) => storageKeys.segment(streamId, claim.broadcast, r, e.seq, e.claim)));
+  }
+
+  private afterGrace(claim: Claim, remove: () => Promise<void>): void {
+    const timer = setTimeout(() => {
+      this.pendingDeletes.delete(timer);
+      remove().catch(() => undefined);
+    }, this.o.graceMs(claim));
+    timer.unref();
+    this.pendingDeletes.add(timer);
   }
 }

@@ -69,7 +69,7 @@ describe("timeline pages: the DVR window (real redis-server)", function () {
     // another node, with nothing cached, reads the pages from the store
     const other = await store({ media, prefix });
     assert.deepEqual((await other.read("dvr"))?.entries.map((e) => e.seq), expected);
-    assert.ok(other.pages.size > 0, "the pages it read are cached");
+    assert.ok(other.pages.cache.size > 0, "the pages it read are cached");
 
     // pages wholly before the window are gone from Redis, and with their segments from the store after the grace
     const key = (seq: number): string => storageKeys.segment("dvr", c.broadcast, "720p", seq, c.id);
