@@ -4,6 +4,8 @@
 // two-hour window of a three-rendition ladder keeps every Redis key (and the stream's whole footprint) under
 // 64 KB.
 import assert from "node:assert/strict";
+import { readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
 import type { Claim, SegmentGroup } from "../../src/core/model.ts";
 import { StreamStore, type StoreOptions } from "../../src/state/store.ts";
 import { inWindow } from "../../src/state/timeline-pages.ts";
@@ -21,6 +23,16 @@ function group(seq: number, seconds = 1): SegmentGroup {
     seq, pdt: T0 + seq * seconds * 1000, disc: false,
     renditions: LADDER.map((name) => ({ name, duration: seconds, bytes: Buffer.from(`${name}/${seq}`) })),
   };
+}
+
+/** Bytes of every file under a directory (the fs store's size on disk, without block rounding). */
+function directoryBytes(dir: string): number {
+  let total = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    total += entry.isDirectory() ? directoryBytes(path) : statSync(path).size;
+  }
+  return total;
 }
 
 /** Bytes Redis reports for each of the stream's keys. */
@@ -114,6 +126,32 @@ describe("timeline pages: the DVR window (real redis-server)", function () {
     assert.ok(entries.length >= 3600 && entries.length <= 3601, `${entries.length} entries listed`);
     assert.equal(entries[entries.length - 1]?.seq, count - 1);
     process.stdout.write(`      redis per stream at ${entries.length} entries: ${total} bytes (${[...sizes].map(([k, b]) => `${k.split(":").pop()} ${b}`).join(", ")})\n`);
+  });
+
+  it("keeps the store's size flat once the window is full: media that left it is deleted", async () => {
+    const dir = tempDir("soak");
+    const s = await store({ media: new FsSegmentStore(dir), prefix: testPrefix(), dvrWindowMs: 20_000, pageSize: 5, trimmedGraceMs: 50 });
+    const c = await s.claim("soak", "node-a", "pub-a", 60000, 1);
+    const segment = Buffer.alloc(4096, 0x47);
+    let seq = 0;
+    const run = async (count: number): Promise<void> => {
+      for (const end = seq + count; seq < end; seq++) {
+        await s.append("soak", c, { seq, pdt: T0 + seq * 1000, disc: false, renditions: LADDER.map((name) => ({ name, duration: 1, bytes: segment })) });
+      }
+    };
+    const group = LADDER.length * segment.length;
+    // what must stay: the 21 s window's segments; what may: the tail's two pages and the page that just left
+    const [floor, ceiling] = [21 * group, (21 + 3 * 5 + 5) * group + 64 * 1024];
+    const sizes: number[] = [];
+    for (const count of [100, 200, 400]) {
+      await run(count);
+      sizes.push(await waitFor(`the store at most ${ceiling} bytes after ${seq} segments`, () => {
+        const bytes = directoryBytes(dir);
+        return bytes <= ceiling ? bytes : undefined;
+      }, 10000, 50));
+      assert.ok(sizes[sizes.length - 1]! >= floor, `the window's media stays (${sizes[sizes.length - 1]} bytes)`);
+    }
+    process.stdout.write(`      store bytes after 100, 300, 700 segments (${group} bytes each): ${sizes.join(", ")}\n`);
   });
 
   it("cuts the listed entries to the window but never under the playlist window", () => {
