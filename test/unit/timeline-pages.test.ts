@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Claim, SegmentGroup } from "../../src/core/model.ts";
+import { renderMedia } from "../../src/delivery/playlist.ts";
 import { StreamStore, type StoreOptions } from "../../src/state/store.ts";
 import { inWindow } from "../../src/state/timeline-pages.ts";
 import { FsSegmentStore } from "../../src/storage/fs.ts";
@@ -126,6 +127,21 @@ describe("timeline pages: the DVR window (real redis-server)", function () {
     assert.ok(entries.length >= 3600 && entries.length <= 3601, `${entries.length} entries listed`);
     assert.equal(entries[entries.length - 1]?.seq, count - 1);
     process.stdout.write(`      redis per stream at ${entries.length} entries: ${total} bytes (${[...sizes].map(([k, b]) => `${k.split(":").pop()} ${b}`).join(", ")})\n`);
+  });
+
+  it("an ended stream's playlist lists its whole window, pages and tail, and ends with EXT-X-ENDLIST", async () => {
+    const s = await store({ media: new FsSegmentStore(tempDir("pages")), prefix: testPrefix(), reconnectWindowMs: 0, dvrWindowMs: 3_600_000 });
+    const c = await s.claim("ended", "node-a", "pub-a", 4000, 1);
+    for (let seq = 0; seq < 27; seq++) await s.append("ended", c, group(seq));
+    await s.release("ended", c);
+    assert.equal((await s.sweep("ended")).state, "ended");
+    const ttl = await s.redis.pttl(s.keys.pages("ended"));
+    assert.ok(ttl > 0 && ttl <= 60_000, `the page refs expire with the stream's state (${ttl} ms)`);
+    const snapshot = (await s.read("ended"))!;
+    const text = renderMedia(snapshot, "720p");
+    assert.equal((text.match(/#EXTINF/g) ?? []).length, 27);
+    assert.match(text, /#EXT-X-MEDIA-SEQUENCE:0\n/);
+    assert.match(text, /#EXT-X-ENDLIST\n$/);
   });
 
   it("keeps the store's size flat once the window is full: media that left it is deleted", async () => {
