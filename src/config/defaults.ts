@@ -211,6 +211,15 @@ export interface Config {
      */
     openOps: boolean;
   };
+  recording: {
+    /**
+     * Keep every segment of every broadcast, not only the DVR window (the live playlist still lists the
+     * window), and play each ended broadcast as VOD for `retention`. Used by: state (pages, expiry), delivery/vod.
+     */
+    enabled: boolean;
+    /** Seconds an ended broadcast's recording stays in the segment store, with `enabled`. Used by: state (expiry). */
+    retention: number;
+  };
   drain: {
     /** Seconds a drain may take; then it finishes anyway. Used by: cluster drain. */
     deadline: number;
@@ -320,6 +329,10 @@ export const DEFAULTS: Config = {
     token: "",
     restartCommand: [],
     openOps: false,
+  },
+  recording: {
+    enabled: false,
+    retention: 604800,
   },
   drain: {
     deadline: 30,

@@ -93,6 +93,10 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
     restartCommand: { kind: "argv" },
     openOps: { kind: "bool" },
   },
+  recording: {
+    enabled: { kind: "bool" },
+    retention: { kind: "int", min: 60, max: 366 * 86400 },
+  },
   drain: {
     deadline: { kind: "number", min: 1, max: 3600 },
     onSigterm: { kind: "bool" },

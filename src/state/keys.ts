@@ -24,6 +24,14 @@ export class Keys {
     return this.stream(streamId, "timeline");
   }
 
+  /**
+   * Hash, no TTL: the stream's ended broadcasts still kept, broadcast id -> JSON record (state/broadcasts.ts);
+   * a field leaves with its broadcast's media at expiry.
+   */
+  broadcasts(streamId: string): string {
+    return this.stream(streamId, "broadcasts");
+  }
+
   /** List of JSON page refs (state/timeline-pages.ts), oldest first: the DVR window's older entries. */
   pages(streamId: string): string {
     return this.stream(streamId, "pages");

@@ -9,6 +9,7 @@ import { BatonError } from "../core/errors.ts";
 import { newClaimId } from "./claim-id.ts";
 import { Keys } from "./keys.ts";
 import { defineScripts, mapScriptError, queueScript, runScript } from "./scripts.ts";
+import { Broadcasts, type EndedReply } from "./broadcasts.ts";
 import { TimelinePages } from "./timeline-pages.ts";
 
 /** Where the Redis connections go: redis.url alone, or the primary the sentinels name. */
@@ -36,6 +37,12 @@ export interface StoreOptions extends RedisTarget {
   waitReplicas: number;
   /** Where segment bytes go (src/storage): Redis keeps the timeline, never the media. */
   media: SegmentStore;
+  /**
+   * recording.retention in seconds when recording.enabled: every page and segment of a broadcast is kept, and
+   * an ended broadcast's media that long; absent: recording off (media outside the DVR window is deleted, an
+   * ended broadcast's after `retentionSec`).
+   */
+  recordingRetentionSec?: number;
   /** How long a segment that left the playlist stays in the store; default trimmedSegmentMs (tests shorten it). */
   trimmedGraceMs?: number;
 }
@@ -131,6 +138,8 @@ export class StreamStore {
   private readonly acked: Redis | null;
   /** The DVR window's timeline pages, and the deletion of media that left the window. */
   readonly pages: TimelinePages;
+  /** Ended broadcasts kept as VOD. */
+  readonly broadcasts: Broadcasts;
 
   constructor(readonly options: StoreOptions, name = "baton") {
     this.keys = new Keys(options.prefix);
@@ -138,7 +147,10 @@ export class StreamStore {
     this.pages = new TimelinePages({
       redis: this.redis, keys: this.keys, media: options.media, window: options.window, dvrWindowMs: options.dvrWindowMs ?? 0,
       pageSize: options.pageSize, graceMs: (claim) => options.trimmedGraceMs ?? trimmedSegmentMs(options.window, claim.targetDuration),
+      keep: options.recordingRetentionSec !== undefined,
     });
+    const recording = options.recordingRetentionSec !== undefined;
+    this.broadcasts = new Broadcasts({ redis: this.redis, keys: this.keys, media: options.media, pages: this.pages.cache, recording });
     this.acked = options.waitReplicas > 0 ? redisClient(options, `${name}-acked`, options.commandTimeoutMs) : null;
     for (const client of this.clients) {
       defineScripts(client);
@@ -188,8 +200,6 @@ export class StreamStore {
     const [error, result] = replies?.[1] ?? [new Error("redis pipeline aborted"), null];
     if (error) throw mapScriptError(error);
     const [epoch, nextSeq, target, ladder, broadcast] = result as [number, number, string, string, string];
-    // a stream that ended and is taken again within its retention continues its broadcast: keep its media
-    if (Number(nextSeq) > 0) await client.zrem(k.expiring(), `${streamId}/${broadcast}`).catch(() => 0);
     const claim: Claim = {
       id,
       epoch: Number(epoch),
@@ -315,17 +325,21 @@ export class StreamStore {
 
   /**
    * Advances a stream whose owner is gone; its state ("gone" when none is left), and whether this call changed
-   * it. A broadcast this call ended is scheduled for deletion from the segment store after the retention.
+   * it. A broadcast this call ended is sealed for VOD (state/broadcasts.ts) and scheduled for deletion from the
+   * segment store after its retention (recording.retention when recording, else hls.retention).
    */
   async sweep(streamId: string): Promise<{ state: StreamState | "gone"; changed: boolean }> {
     const k = this.keys;
-    const [state, changed, broadcast] = (await runScript(this.redis, "sweep", [
+    const [state, changed, ...ended] = (await runScript(this.redis, "sweep", [
       k.meta(streamId), k.lease(streamId), k.timeline(streamId), k.pages(streamId),
       this.options.reconnectWindowMs, this.options.retentionSec, k.timelineChannel(), streamId,
-    ])) as [StreamState | "gone", string, string | undefined];
+    ])) as [StreamState | "gone", string, ...Partial<EndedReply>];
     if (state === "gone") await this.redis.srem(k.streams(), streamId);
+    const broadcast = ended[0];
     if (state === "ended" && changed === "1" && broadcast) {
-      await this.redis.zadd(k.expiring(), Date.now() + this.options.retentionSec * 1000, `${streamId}/${broadcast}`);
+      const expiresAt = Date.now() + (this.options.recordingRetentionSec ?? this.options.retentionSec) * 1000;
+      // a broadcast that could not be sealed (the store failed) is no VOD, but its media still expires
+      await this.broadcasts.seal(streamId, ended as EndedReply, expiresAt).catch(() => this.redis.zadd(k.expiring(), expiresAt, `${streamId}/${broadcast}`));
     }
     return { state, changed: changed === "1" };
   }
@@ -340,6 +354,7 @@ export class StreamStore {
       await this.options.media.deletePrefix(storageKeys.broadcast(streamId, broadcast)).catch((error: unknown) => {
         if (!(error instanceof StorageError && error.code === "STORAGE_REFUSED")) throw error;
       });
+      await this.broadcasts.expired(streamId, broadcast).catch(() => undefined);
       await this.redis.zrem(k.expiring(), member);
     }
     return due.length;

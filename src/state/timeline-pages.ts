@@ -115,8 +115,10 @@ export interface TimelinePagesOptions {
   media: SegmentStore;
   /** hls.playlistWindow: entries listed at least. */
   window: number;
-  /** hls.dvrWindow in ms; 0: no pages (append-2.lua trims the tail to `window`). */
+  /** hls.dvrWindow in ms; 0: no pages (append-2.lua trims the tail to `window`) unless `keep`. */
   dvrWindowMs: number;
+  /** recording.enabled: pages are used and none is deleted when it leaves the window (its broadcast's expiry does). */
+  keep?: boolean;
   pageSize?: number;
   /** How long media that left the window stays in the store (players may still be fetching it). */
   graceMs: (claim: Claim) => number;
@@ -137,9 +139,9 @@ export class TimelinePages {
     this.pageSize = o.pageSize ?? DEFAULT_PAGE_SIZE;
   }
 
-  /** A DVR window is kept (pages are used). */
+  /** Pages are used: a DVR window or a recording is kept. */
   get on(): boolean {
-    return this.o.dvrWindowMs > 0;
+    return this.o.dvrWindowMs > 0 || this.o.keep === true;
   }
 
   /** After an append: `left`, the entries append-2.lua trimmed, and the tail's length after it. */
@@ -177,6 +179,7 @@ export class TimelinePages {
       keys.meta(streamId), keys.timeline(streamId), keys.pages(streamId),
       claim.epoch, claim.id, this.pageSize, page.ref.first, page.entries[0]!.claim, JSON.stringify(page.ref), this.o.dvrWindowMs,
     ])) as [string, ...string[]];
+    if (this.o.keep) return;
     for (const line of dropped) {
       const ref = JSON.parse(line) as PageRef;
       this.afterGrace(claim, async () => {

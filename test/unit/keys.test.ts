@@ -17,6 +17,7 @@ function streamKeys(keys: Keys, streamId: string): Record<string, string> {
     meta: keys.meta(streamId),
     timeline: keys.timeline(streamId),
     pages: keys.pages(streamId),
+    broadcasts: keys.broadcasts(streamId),
     lease: keys.lease(streamId),
     revoked: keys.revoked(streamId),
   };
