@@ -2,7 +2,8 @@
 // WebSocket report, as the player sends it), the stream runs on for two minutes while its timeline moves into
 // pages in the store, and the viewer comes back through HAProxy and on the other node: its media playlist's
 // EXT-X-START points into the very segment it paused in, which is still served. A fresh viewer gets the live
-// playlist without EXT-X-START (players start it at the live edge). No Redis key grows past 64 KB.
+// playlist without EXT-X-START (players start it at the live edge). No Redis key grows past 64 KB. An ended
+// broadcast plays as VOD on every node, and a stream id used again starts a new broadcast beside it.
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import WebSocket from "ws";
@@ -134,6 +135,54 @@ async function pauseAndResume(c: Cluster, id: string): Promise<string> {
 describe("DVR window: pause anywhere, resume there on any node", function () {
   this.timeout(300000);
   after(stopAll);
+
+  it("an ended broadcast plays as VOD on every node; a reused stream id starts a new broadcast whose URIs differ", async () => {
+    const redis = await startTestRedis();
+    const prefix = testPrefix();
+    const env = { ...DVR_ENV, BATON_HLS_RECONNECTWINDOW: "1" };
+    const nodes = [await startTestNode({ redisUrl: redis.url, prefix, id: "vod-a", env }), await startTestNode({ redisUrl: redis.url, prefix, id: "vod-b", env })];
+    const [a, b] = nodes as [TestNode, TestNode];
+    interface Listed { broadcasts: { id: string; ended: number | null; duration: number; renditions: string[]; playlist: string }[] }
+    const listed = async (node: TestNode): Promise<Listed["broadcasts"]> => {
+      const r = await get(node.http("/api/streams/again/broadcasts"));
+      return r.status === 200 ? (JSON.parse(r.text) as Listed).broadcasts : [];
+    };
+    const ended = async (count: number): Promise<Listed["broadcasts"]> =>
+      waitFor(`${count} ended broadcasts`, async () => {
+        const all = await listed(b);
+        return all.filter((x) => x.ended !== null).length === count ? all : undefined;
+      }, 60000, 250);
+
+    publish(a.rtmp("again"), { seconds: 8 });
+    const [first] = await ended(1);
+    assert.ok(first && first.duration >= 5, `the first broadcast lasted ${first?.duration} s`);
+    assert.match(first.playlist, new RegExp(`^/vod/again/${first.id}/index\\.m3u8$`));
+    const vod = async (node: TestNode, id: string): Promise<ParsedPlaylist & { text: string }> => {
+      const master = parseM3u8((await playlist(node.http(`/vod/again/${id}/index.m3u8`))).text);
+      const uri = master.playlists!.find((p) => p.uri.startsWith("240p/"))!.uri;
+      const media = await playlist(node.http(`/vod/again/${id}/${uri}`));
+      return { ...media.parsed, text: media.text };
+    };
+    const firstSegments: string[] = [];
+    for (const node of nodes) {
+      const media = await vod(node, first.id);
+      assert.match(media.text, /#EXT-X-ENDLIST\n$/);
+      assert.ok(Math.abs(media.segments.reduce((sum, x) => sum + x.duration, 0) - first.duration) < 0.01);
+      const segment = await get(node.http(`/vod/again/${first.id}/240p/${media.segments[0]!.uri}`));
+      assert.equal(segment.status, 200);
+      assert.equal(segment.bytes[0], 0x47);
+      firstSegments.push(...media.segments.map((x) => x.uri));
+    }
+
+    // the same id again: a new broadcast, new URIs; the first one still plays
+    publish(a.rtmp("again"), { seconds: 4 });
+    const both = await ended(2);
+    const second = both.find((x) => x.id !== first.id)!;
+    const again = await vod(a, second.id);
+    assert.ok(again.segments.length > 0);
+    assert.ok(again.segments.every((x) => !firstSegments.includes(x.uri)), "no URI of the first broadcast is used again");
+    assert.deepEqual((await vod(b, first.id)).segments.map((x) => x.uri), firstSegments.slice(0, firstSegments.length / 2));
+  });
 
   it("fs and s3 clusters: a viewer paused two minutes resumes in the segment it paused in; a fresh viewer starts live", async () => {
     const s3 = await startTestS3();
