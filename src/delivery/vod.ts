@@ -20,9 +20,22 @@ export interface VodOptions {
   sessions: Pick<ViewerSessions, "authorize">;
 }
 
-/** Ended broadcasts a node keeps in memory, and how long it trusts one (it may expire meanwhile). */
-const MAX_RECORDINGS = 32;
+/**
+ * Bytes a node spends on the recordings it served last (their entries, about ENTRY_BYTES each, and their
+ * rendered media playlists), and how long it trusts one (it may expire meanwhile). A long recording is large
+ * (a day of 2-s segments: 43,200 entries), so the bound is in bytes, not recordings.
+ */
+const MAX_HELD_BYTES = 128 * 1024 * 1024;
+const ENTRY_BYTES = 250;
 const RECORDING_MS = 60000;
+
+interface Held {
+  recording: Recording;
+  at: number;
+  /** Media playlist text per rendition, rendered once. */
+  rendered: Map<string, string>;
+  bytes: number;
+}
 
 /** One broadcast as the API lists it. */
 export interface BroadcastView {
@@ -40,7 +53,8 @@ export interface BroadcastView {
 const PLAYLIST = "application/vnd.apple.mpegurl";
 
 export class VodDelivery {
-  private readonly recordings = new Map<string, { recording: Recording; at: number }>();
+  private readonly held = new Map<string, Held>();
+  private heldBytes = 0;
 
   constructor(http: Pick<HttpServer, "addRoute">, private readonly o: VodOptions) {
     const [STREAM, BROADCAST, RENDITION] = [STREAM_ID_PATTERN, BROADCAST_ID_PATTERN, RENDITION_PATTERN];
@@ -50,14 +64,19 @@ export class VodDelivery {
     });
     http.addRoute(["GET", "HEAD"], "vod_master", new RegExp(`^/vod/(${STREAM})/(${BROADCAST})/index\\.m3u8$`), async ({ params, res, method, query }) => {
       this.o.sessions.authorize(params[0]!, query.get("token"));
-      const recording = await this.recording(params[0]!, params[1]!);
-      send(res, method, renderMaster(recording.ladder));
+      send(res, method, renderMaster((await this.hold(params[0]!, params[1]!)).recording.ladder));
     });
     http.addRoute(["GET", "HEAD"], "vod_media", new RegExp(`^/vod/(${STREAM})/(${BROADCAST})/(${RENDITION})/index\\.m3u8$`), async ({ params, res, method }) => {
       const [streamId, broadcast, rendition] = params as [string, string, string];
-      const recording = await this.recording(streamId, broadcast);
-      if (!recording.ladder.some((r) => r.name === rendition)) throw new HttpError(404, "UNKNOWN_RENDITION", `no rendition ${rendition}`);
-      send(res, method, renderMedia(asSnapshot(streamId, recording), rendition));
+      const held = await this.hold(streamId, broadcast);
+      if (!held.recording.ladder.some((r) => r.name === rendition)) throw new HttpError(404, "UNKNOWN_RENDITION", `no rendition ${rendition}`);
+      let text = held.rendered.get(rendition);
+      if (text === undefined) {
+        text = renderMedia(asSnapshot(streamId, held.recording), rendition);
+        held.rendered.set(rendition, text);
+        this.grow(held, text.length);
+      }
+      send(res, method, text);
     });
     http.addRoute(["GET", "HEAD"], "vod_segment", new RegExp(`^/vod/(${STREAM})/(${BROADCAST})/(${RENDITION})/(\\d{1,15})\\.(${CLAIM_ID_PATTERN})\\.ts$`), async ({ params, res, method }) => {
       const [streamId, broadcast, rendition, seq, claim] = params as [string, string, string, string, string];
@@ -84,22 +103,36 @@ export class VodDelivery {
     return ended;
   }
 
-  private async recording(streamId: string, broadcast: string): Promise<Recording> {
+  /** The recording, from memory while fresh (most recently used last in the map), else read again. */
+  private async hold(streamId: string, broadcast: string): Promise<Held> {
     const key = `${streamId}/${broadcast}`;
-    const held = this.recordings.get(key);
-    this.recordings.delete(key);
-    if (held && Date.now() - held.at < RECORDING_MS) {
-      this.recordings.set(key, held);
-      return held.recording;
+    const old = this.held.get(key);
+    if (old) {
+      this.held.delete(key);
+      this.heldBytes -= old.bytes;
+    }
+    if (old && Date.now() - old.at < RECORDING_MS) {
+      this.held.set(key, old);
+      this.heldBytes += old.bytes;
+      return old;
     }
     const recording = await this.o.store.broadcasts.recording(streamId, broadcast);
     if (!recording) throw new HttpError(404, "UNKNOWN_BROADCAST", `broadcast ${broadcast} of ${streamId} is not kept`);
-    this.recordings.set(key, { recording, at: Date.now() });
-    for (const oldest of this.recordings.keys()) {
-      if (this.recordings.size <= MAX_RECORDINGS) break;
-      this.recordings.delete(oldest);
+    const held: Held = { recording, at: Date.now(), rendered: new Map(), bytes: 0 };
+    this.held.set(key, held);
+    this.grow(held, recording.entries.length * ENTRY_BYTES);
+    return held;
+  }
+
+  /** Counts more bytes for a held recording, and drops the least recently used past the bound (never the one in use). */
+  private grow(held: Held, bytes: number): void {
+    held.bytes += bytes;
+    this.heldBytes += bytes;
+    for (const [key, oldest] of this.held) {
+      if (this.heldBytes <= MAX_HELD_BYTES || oldest === held) break;
+      this.held.delete(key);
+      this.heldBytes -= oldest.bytes;
     }
-    return recording;
   }
 }
 
