@@ -1,7 +1,7 @@
 // Ended broadcasts, kept as VOD until their retention. When the sweep ends a stream it hands over the timeline
 // as it ended; the sweeping node seals it: the tail becomes a last page, a manifest object (ladder, pages) goes
-// into the segment store, then a small record into the stream's broadcasts hash and the broadcast into the
-// expiry set (written before referenced, as pages and segments). With `recording` every page is kept, so the
+// into the segment store, then the broadcast into the expiry set and a small record into the stream's
+// broadcasts hash (written before referenced, as pages and segments). With `recording` every page is kept, so the
 // manifest lists the whole broadcast; without, the pages of the DVR window as it ended.
 import type { Redis } from "ioredis";
 import type { LadderEntry, TimelineEntry } from "../core/model.ts";
@@ -83,7 +83,10 @@ export class Broadcasts {
     const manifest: Manifest = { ...record, targetDuration: Number(targetDuration), ladder, pages: keys };
     await this.o.media.put(storageKeys.manifest(streamId, id), Buffer.from(JSON.stringify(manifest)));
     const k = this.o.keys;
-    await this.o.redis.multi().hset(k.broadcasts(streamId), id, JSON.stringify(record)).zadd(k.expiring(), expiresAt, `${streamId}/${id}`).exec();
+    // two commands, not one MULTI: the expiry set has no hash tag (another Redis Cluster slot); expiry first,
+    // so media that is listed always expires
+    await this.o.redis.zadd(k.expiring(), expiresAt, `${streamId}/${id}`);
+    await this.o.redis.hset(k.broadcasts(streamId), id, JSON.stringify(record));
   }
 
   /** The stream's ended broadcasts still kept, oldest first. */
