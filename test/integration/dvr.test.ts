@@ -3,14 +3,19 @@
 // pages in the store, and the viewer comes back through HAProxy and on the other node: its media playlist's
 // EXT-X-START points into the very segment it paused in, which is still served. A fresh viewer gets the live
 // playlist without EXT-X-START (players start it at the live edge). No Redis key grows past 64 KB. An ended
-// broadcast plays as VOD on every node, and a stream id used again starts a new broadcast beside it.
+// broadcast plays as VOD on every node, and a stream id used again starts a new broadcast beside it. With a
+// short window, the store's size stays flat.
 import assert from "node:assert/strict";
+import { readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { Redis } from "ioredis";
 import WebSocket from "ws";
 import { Keys } from "../../src/state/keys.ts";
 import { lastSeq, parseM3u8, type ParsedPlaylist } from "../helpers/hls.ts";
 import { S3_ACCESS, S3_BUCKET, startTestS3 } from "../helpers/s3.ts";
-import { get, publish, startTestHaproxy, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestHaproxy, type TestNode } from "../helpers/stack.ts";
+import {
+  get, publish, segmentDir, startTestHaproxy, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestHaproxy, type TestNode,
+} from "../helpers/stack.ts";
 import { getSession } from "../helpers/viewer-api.ts";
 
 /** Seconds of media the stream runs on while the viewer is paused (1 s segments in the test nodes). */
@@ -132,6 +137,39 @@ async function pauseAndResume(c: Cluster, id: string): Promise<string> {
   return `${c.name}: paused at ${pausedSeq}, resumed there after ${PAUSE_SECONDS} segments; ${pages} pages, tail ${tail}; largest key ${largest.bytes} B`;
 }
 
+/** Bytes of every file under a directory: the fs store's size. */
+function directoryBytes(dir: string): number {
+  let total = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    total += entry.isDirectory() ? directoryBytes(path) : statSync(path).size;
+  }
+  return total;
+}
+
+/**
+ * A short window (10 s, 3-entry pages) on a real node: the fs store's size, sampled by media seconds
+ * published, stops growing once the window, the tail and the deletion grace (19 s here) are full.
+ */
+async function soak(): Promise<string> {
+  const redis = await startTestRedis();
+  const prefix = testPrefix();
+  const node = await startTestNode({ redisUrl: redis.url, prefix, id: "dvr-soak", env: { BATON_HLS_DVRWINDOW: "10", BATON_HLS_DVRPAGESIZE: "3" } });
+  publish(node.rtmp("soak"));
+  const sizes: number[] = [];
+  for (const seconds of [60, 90, 120, 140]) {
+    await waitFor(`soak: ${seconds} s of media`, async () => {
+      const r = await get(node.http("/live/soak/240p/index.m3u8"));
+      return r.status === 200 && lastSeq(parseM3u8(r.text)) >= seconds ? true : undefined;
+    }, (seconds + 60) * 1000, 1000);
+    sizes.push(directoryBytes(segmentDir(prefix)));
+  }
+  const [settled] = sizes as [number];
+  // without deletion 140 s of media would be over twice the 60 s the store held when it settled
+  for (const bytes of sizes) assert.ok(bytes <= settled * 1.5, `the store grew from ${settled} to ${bytes} bytes (${sizes.join(", ")})`);
+  return `soak: store bytes at 60, 90, 120, 140 s of media: ${sizes.join(", ")}`;
+}
+
 describe("DVR window: pause anywhere, resume there on any node", function () {
   this.timeout(300000);
   after(stopAll);
@@ -184,7 +222,7 @@ describe("DVR window: pause anywhere, resume there on any node", function () {
     assert.deepEqual((await vod(b, first.id)).segments.map((x) => x.uri), firstSegments.slice(0, firstSegments.length / 2));
   });
 
-  it("fs and s3 clusters: a viewer paused two minutes resumes in the segment it paused in; a fresh viewer starts live", async () => {
+  it("fs and s3 clusters: a viewer paused two minutes resumes in the segment it paused in; a fresh viewer starts live; a short window's store stays flat", async () => {
     const s3 = await startTestS3();
     const clusters = [
       await startCluster("dvr-fs", {}),
@@ -194,7 +232,7 @@ describe("DVR window: pause anywhere, resume there on any node", function () {
         BATON_STORAGE_S3_SECRETACCESSKEY: S3_ACCESS.s3SecretAccessKey,
       }),
     ];
-    const results = await Promise.all(clusters.map((c) => pauseAndResume(c, "dvrshow")));
+    const results = await Promise.all([...clusters.map((c) => pauseAndResume(c, "dvrshow")), soak()]);
     for (const line of results) process.stdout.write(`      ${line}\n`);
     await s3.stop();
   });
