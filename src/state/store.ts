@@ -37,22 +37,10 @@ export interface StoreOptions extends RedisTarget {
   waitReplicas: number;
   /** Where segment bytes go (src/storage): Redis keeps the timeline, never the media. */
   media: SegmentStore;
-  /**
-   * recording.retention in seconds when recording.enabled: every page and segment of a broadcast is kept, and
-   * an ended broadcast's media that long; absent: recording off (media outside the DVR window is deleted, an
-   * ended broadcast's after `retentionSec`).
-   */
+  /** recording.retention (s) with recording.enabled: every page and segment is kept, an ended broadcast that long. */
   recordingRetentionSec?: number;
   /** How long a segment that left the playlist stays in the store; default trimmedSegmentMs (tests shorten it). */
   trimmedGraceMs?: number;
-}
-
-/**
- * How long a segment that left the playlist stays readable: its duration plus the playlist's (RFC 8216bis
- * 6.2.2), doubled for slow players.
- */
-export function trimmedSegmentMs(window: number, targetDuration: number): number {
-  return 2 * (window * targetDuration * 1000 + targetDuration * 1000) + 5000;
 }
 
 /** `host:port` (IPv6 as `[address]:port`, as redis.sentinels' rule accepts) as ioredis takes it. */
@@ -144,13 +132,9 @@ export class StreamStore {
   constructor(readonly options: StoreOptions, name = "baton") {
     this.keys = new Keys(options.prefix);
     this.redis = redisClient(options, name, options.commandTimeoutMs);
-    this.pages = new TimelinePages({
-      redis: this.redis, keys: this.keys, media: options.media, window: options.window, dvrWindowMs: options.dvrWindowMs ?? 0,
-      pageSize: options.pageSize, graceMs: (claim) => options.trimmedGraceMs ?? trimmedSegmentMs(options.window, claim.targetDuration),
-      keep: options.recordingRetentionSec !== undefined,
-    });
-    const recording = options.recordingRetentionSec !== undefined;
-    this.broadcasts = new Broadcasts({ redis: this.redis, keys: this.keys, media: options.media, pages: this.pages.cache, recording });
+    const [media, recording] = [options.media, options.recordingRetentionSec !== undefined];
+    this.pages = new TimelinePages({ ...options, redis: this.redis, keys: this.keys, dvrWindowMs: options.dvrWindowMs ?? 0, keep: recording });
+    this.broadcasts = new Broadcasts({ redis: this.redis, keys: this.keys, media, pages: this.pages.cache, recording });
     this.acked = options.waitReplicas > 0 ? redisClient(options, `${name}-acked`, options.commandTimeoutMs) : null;
     for (const client of this.clients) {
       defineScripts(client);

@@ -109,6 +109,14 @@ export class PageCache {
   }
 }
 
+/**
+ * How long a segment that left the playlist stays readable: its duration plus the playlist's (RFC 8216bis
+ * 6.2.2), doubled for slow players.
+ */
+export function trimmedSegmentMs(window: number, targetDuration: number): number {
+  return 2 * (window * targetDuration * 1000 + targetDuration * 1000) + 5000;
+}
+
 export interface TimelinePagesOptions {
   redis: Redis;
   keys: Keys;
@@ -120,8 +128,8 @@ export interface TimelinePagesOptions {
   /** recording.enabled: pages are used and none is deleted when it leaves the window (its broadcast's expiry does). */
   keep?: boolean;
   pageSize?: number;
-  /** How long media that left the window stays in the store (players may still be fetching it). */
-  graceMs: (claim: Claim) => number;
+  /** How long media that left the window stays in the store; default trimmedSegmentMs (tests shorten it). */
+  trimmedGraceMs?: number;
 }
 
 /**
@@ -208,7 +216,7 @@ export class TimelinePages {
     const timer = setTimeout(() => {
       this.pendingDeletes.delete(timer);
       remove().catch(() => undefined);
-    }, this.o.graceMs(claim));
+    }, this.o.trimmedGraceMs ?? trimmedSegmentMs(this.o.window, claim.targetDuration));
     timer.unref();
     this.pendingDeletes.add(timer);
   }

@@ -6,8 +6,6 @@
 // broadcast plays as VOD on every node, and a stream id used again starts a new broadcast beside it. With a
 // short window, the store's size stays flat.
 import assert from "node:assert/strict";
-import { readdirSync, statSync } from "node:fs";
-import { join } from "node:path";
 import { Redis } from "ioredis";
 import WebSocket from "ws";
 import { Keys } from "../../src/state/keys.ts";
@@ -16,6 +14,7 @@ import { S3_ACCESS, S3_BUCKET, startTestS3 } from "../helpers/s3.ts";
 import {
   get, publish, segmentDir, startTestHaproxy, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestHaproxy, type TestNode,
 } from "../helpers/stack.ts";
+import { directoryBytes } from "../helpers/store-size.ts";
 import { getSession } from "../helpers/viewer-api.ts";
 
 /** Seconds of media the stream runs on while the viewer is paused (1 s segments in the test nodes). */
@@ -135,16 +134,6 @@ async function pauseAndResume(c: Cluster, id: string): Promise<string> {
   const largest = await largestKey(c.redisUrl);
   assert.ok(largest.bytes < 64 * 1024, `${largest.key} holds ${largest.bytes} bytes`);
   return `${c.name}: paused at ${pausedSeq}, resumed there after ${PAUSE_SECONDS} segments; ${pages} pages, tail ${tail}; largest key ${largest.bytes} B`;
-}
-
-/** Bytes of every file under a directory: the fs store's size. */
-function directoryBytes(dir: string): number {
-  let total = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    total += entry.isDirectory() ? directoryBytes(path) : statSync(path).size;
-  }
-  return total;
 }
 
 /**

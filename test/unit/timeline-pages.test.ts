@@ -4,8 +4,6 @@
 // two-hour window of a three-rendition ladder keeps every Redis key (and the stream's whole footprint) under
 // 64 KB.
 import assert from "node:assert/strict";
-import { readdirSync, statSync } from "node:fs";
-import { join } from "node:path";
 import type { Claim, SegmentGroup } from "../../src/core/model.ts";
 import { renderMedia } from "../../src/delivery/playlist.ts";
 import { StreamStore, type StoreOptions } from "../../src/state/store.ts";
@@ -13,6 +11,7 @@ import { inWindow } from "../../src/state/timeline-pages.ts";
 import { FsSegmentStore } from "../../src/storage/fs.ts";
 import { storageKeys } from "../../src/storage/keys.ts";
 import type { SegmentStore } from "../../src/storage/store.ts";
+import { directoryBytes } from "../helpers/store-size.ts";
 import { startTestRedis, stopAll, tempDir, testPrefix, waitFor, type TestRedis } from "../helpers/stack.ts";
 
 const LADDER = ["1080p", "720p", "480p"];
@@ -24,16 +23,6 @@ function group(seq: number, seconds = 1): SegmentGroup {
     seq, pdt: T0 + seq * seconds * 1000, disc: false,
     renditions: LADDER.map((name) => ({ name, duration: seconds, bytes: Buffer.from(`${name}/${seq}`) })),
   };
-}
-
-/** Bytes of every file under a directory (the fs store's size on disk, without block rounding). */
-function directoryBytes(dir: string): number {
-  let total = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    total += entry.isDirectory() ? directoryBytes(path) : statSync(path).size;
-  }
-  return total;
 }
 
 /** Bytes Redis reports for each of the stream's keys. */
