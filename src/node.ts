@@ -3,10 +3,11 @@
 import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { AgentServer, agentAnswer } from "./cluster/agent.ts";
+import { Capacity, ladderCost, roomElsewhere } from "./cluster/capacity.ts";
 import { addAdminApi, runAdminCommand, type AdminCommand } from "./cluster/admin-api.ts";
 import { addClusterApi } from "./cluster/api.ts";
 import { Drainer, readiness, type DrainReport } from "./cluster/drain.ts";
-import { HEARTBEAT_MS, Registry } from "./cluster/registry.ts";
+import { HEARTBEAT_MS, NODE_TTL_MS, Registry } from "./cluster/registry.ts";
 import { Sweeper } from "./cluster/sweeper.ts";
 import type { Config } from "./config/defaults.ts";
 import { adminToken, playbackSecret, publishSecret, sessionSecret } from "./config/state-dir.ts";
@@ -14,6 +15,7 @@ import { errorMessage } from "./core/errors.ts";
 import type { Logger } from "./core/log.ts";
 import { Metrics } from "./core/metrics.ts";
 import type { NodeState } from "./core/model.ts";
+import { currentRelease, type Release } from "./core/release.ts";
 import { VERSION } from "./core/version.ts";
 import { HlsDelivery } from "./delivery/hls.ts";
 import { addPlaybackTokenApi } from "./delivery/playback-api.ts";
@@ -49,11 +51,17 @@ export class BatonNode {
   readonly owners: StreamOwners;
   readonly drainer: Drainer;
   readonly agent: AgentServer;
+  readonly capacity: Capacity;
+  private capacityTimer: NodeJS.Timeout | null = null;
+  /** Another ready node had room for a stream at the last look (a second ago at most). */
+  private roomElsewhere = false;
   private readonly nodes: NodeRecords;
   private readonly feed: Feed;
   private readonly sweeper: Sweeper;
   private readonly registry: Registry;
   private readonly startedAt = Date.now();
+  /** What this node runs, as it registers it. */
+  readonly release: Release;
   private closing: Promise<void> | null = null;
   /** What the node does when a drain asked it to exit (the CLI exits the process). */
   onExit: () => void = () => undefined;
@@ -61,12 +69,14 @@ export class BatonNode {
 
   constructor(readonly config: Config, private readonly log: Logger) {
     this.id = config.node.id || `node-${randomBytes(4).toString("hex")}`;
+    this.release = currentRelease(config);
     this.metrics = new Metrics({ node: this.id });
     this.media = createSegmentStore(config.storage);
     this.store = new StreamStore({
       url: config.redis.url,
       sentinels: config.redis.sentinels,
       sentinelName: config.redis.sentinelName,
+      cluster: config.redis.cluster,
       prefix: config.redis.prefix,
       window: config.hls.playlistWindow,
       dvrWindowMs: config.hls.dvrWindow * 1000,
@@ -91,6 +101,7 @@ export class BatonNode {
         return record !== undefined && Date.now() - record.heartbeatAt < 2 * HEARTBEAT_MS;
       },
     });
+    this.capacity = new Capacity({ limit: config.transcode.capacity, cpuTarget: config.transcode.cpuTarget, prior: ladderCost(config.transcode) });
     const secret = config.auth.requirePublishToken ? publishSecret(config) : "";
     this.ingest = new RtmpIngest({
       bind: config.node.bind,
@@ -106,6 +117,10 @@ export class BatonNode {
             secret,
             isLive: (id) => this.owners.isLive(id),
             refusing: () => this.closing !== null || this.drainer.state !== "ready",
+            full: () => {
+              const room = this.capacity.room(this.owners.transcoders());
+              return room.slots > 0 ? null : { why: room.why, elsewhere: this.roomElsewhere };
+            },
           }),
         publisher: (connection) => this.owners.publisher(connection),
         refused: (reason, message, request) => recordRefusal({ metrics: this.metrics, log }, reason, message, { remote: request.remote, stream: request.name }),
@@ -134,7 +149,10 @@ export class BatonNode {
       metrics: this.metrics,
       readiness: { ready: () => readiness({ closing: this.closing !== null, state: this.drainer.state, redisReachable: this.store.ready }) },
       opsToken: config.admin.openOps ? null : adminToken(config),
-      beforeScrape: () => this.metrics.segmentCacheBytes.set(this.hls.segments.bytes),
+      beforeScrape: () => {
+        this.metrics.segmentCacheBytes.set(this.hls.segments.bytes);
+        this.metrics.capacitySlots.set(this.slots);
+      },
     });
     this.hls = new HlsDelivery(this.http, { store: this.store, segmentCacheBytes: config.hls.segmentCacheBytes, metrics: this.metrics, sessions, addresses });
     this.channel = new ViewerChannel(sessions, this.hls.timelines, config.sessions.maxReportsPerSecond, this.metrics, log.child("ws"));
@@ -154,13 +172,16 @@ export class BatonNode {
         httpUrl: `http://${host}:${this.http.port}`,
         rtmpUrl: `rtmp://${host}:${this.ingest.port}/live`,
         version: VERSION,
+        release: this.release,
         startedAt: this.startedAt,
-        load: { publishers: this.owners.size, viewers: this.hls.viewers.counts(), readyChecks: this.http.readyChecks, transcoders: this.owners.speeds() },
+        load: { publishers: this.owners.size, viewers: this.hls.viewers.counts(), readyChecks: this.http.readyChecks, transcoders: this.owners.speeds(), slots: this.slots },
       }),
       log.child("registry"),
     );
     this.drainer = new Drainer({ publishState: () => this.registry.beat(), http: this.http, viewers: this.channel, publishers: this.owners, log: log.child("drain") });
-    this.agent = new AgentServer(config.agent.port, config.node.bind, () => agentAnswer(this.drainer.state, this.owners.size, config.transcode.capacity));
+    this.agent = new AgentServer(config.agent.port, config.node.bind, (backend) =>
+      agentAnswer(this.drainer.state, { publishers: this.owners.size, capacity: config.transcode.capacity, slots: this.slots }, backend),
+    );
     addAdminApi(this.http, { nodeId: this.id, token: adminToken(config), local: this, nodes: this.nodes, feed: this.feed });
   }
 
@@ -185,6 +206,19 @@ export class BatonNode {
     return at;
   }
 
+  private get slots(): number {
+    return this.capacity.room(this.owners.transcoders()).slots;
+  }
+
+  /** Once a second: what the machine and the transcoders use, and whether any other node has room. */
+  private measure(): void {
+    this.capacity.tick(this.owners.transcoders());
+    this.nodes
+      .list()
+      .then((records) => (this.roomElsewhere = roomElsewhere(records, this.id, Date.now(), NODE_TTL_MS)))
+      .catch(() => undefined);
+  }
+
   get state(): NodeState {
     return this.drainer.state;
   }
@@ -194,6 +228,7 @@ export class BatonNode {
       node: this.id,
       state: this.drainer.state,
       version: VERSION,
+      release: this.release,
       startedAt: this.startedAt,
       publishers: this.owners.list(),
       websockets: this.channel.size,
@@ -248,6 +283,8 @@ export class BatonNode {
       },
     });
     this.sweeper.start();
+    this.capacityTimer ??= setInterval(() => this.measure(), HEARTBEAT_MS);
+    this.measure();
     this.registry.start();
     this.sessionStore.start();
     void warmUp(this.config.transcode.ffmpegPath);
@@ -262,6 +299,7 @@ export class BatonNode {
 
   private async shutdown(): Promise<void> {
     this.sweeper.stop();
+    if (this.capacityTimer) clearInterval(this.capacityTimer);
     void this.registry.beat();
     await this.owners.closeAll("node shutting down");
     await this.ingest.close();

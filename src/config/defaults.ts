@@ -95,6 +95,13 @@ export interface Config {
     sentinels: string[];
     /** The Sentinel master group name (`sentinel monitor NAME ...`); used only with redis.sentinels. Used by: state. */
     sentinelName: string;
+    /**
+     * Seed nodes of a Redis Cluster (`host:port`, IPv6 as `[addr]:port`; a few are enough, the rest are
+     * discovered); empty: not a cluster. Set: every connection is an ioredis Cluster client that follows the
+     * slot map and failovers; redis.url then gives only the user, password and scheme (rediss: TLS to every
+     * shard). Not with redis.sentinels. Used by: state (every connection).
+     */
+    cluster: string[];
     /** Prefix of every key baton writes. Used by: state/keys.ts. */
     prefix: string;
     /**
@@ -177,8 +184,18 @@ export interface Config {
     spoolDir: string;
     /** Restarts of a crashed ffmpeg allowed per publish before the publisher is dropped. Used by: transcode. */
     maxRestarts: number;
-    /** Live streams a node transcodes at full weight; its agent-check weight falls as it fills. Used by: cluster agent. */
+    /**
+     * Live streams a node transcodes at most: the operator's bound. Its agent-check weight falls as it fills, and
+     * a full node refuses publishers (`at_capacity`, or `cluster_full` when no node has room). Used by: ingest
+     * admission, cluster agent.
+     */
     capacity: number;
+    /**
+     * Share of the machine's CPU (0 to 1) the node fills with streams: one more is admitted only while the CPU
+     * its transcoders are measured to take fits under it, and none while a transcoder runs below real time.
+     * 0: count streams only (transcode.capacity). Used by: ingest admission, cluster agent (cluster/capacity.ts).
+     */
+    cpuTarget: number;
   };
   auth: {
     /** Require a signed token on every publish. Used by: ingest admission. */
@@ -280,6 +297,7 @@ export const DEFAULTS: Config = {
     url: "redis://127.0.0.1:6379",
     sentinels: [],
     sentinelName: "mymaster",
+    cluster: [],
     prefix: "baton:",
     commandTimeout: 1000,
     waitReplicas: 0,
@@ -316,6 +334,7 @@ export const DEFAULTS: Config = {
     spoolDir: "var/spool",
     maxRestarts: 5,
     capacity: 4,
+    cpuTarget: 0.85,
   },
   auth: {
     requirePublishToken: true,

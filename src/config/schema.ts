@@ -54,6 +54,7 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
     url: { kind: "string", pattern: /^rediss?:\/\/\S+$/, expected: "a redis:// or rediss:// URL" },
     sentinels: { kind: "list", pattern: HOST_PORT, expected: "a list of host:port addresses (IPv6 as [address]:port)" },
     sentinelName: { kind: "string", pattern: /^[A-Za-z0-9._-]{1,64}$/, expected: "1 to 64 of A-Z, a-z, 0-9, '.', '_', '-'" },
+    cluster: { kind: "list", pattern: HOST_PORT, expected: "a list of host:port addresses of Redis Cluster nodes (IPv6 as [address]:port)" },
     prefix: { kind: "string", pattern: /^[A-Za-z0-9_:.-]{1,32}$/, expected: "1 to 32 of A-Z, a-z, 0-9, '_', ':', '.', '-'" },
     commandTimeout: { kind: "int", min: 100, max: 60000 },
     waitReplicas: { kind: "int", min: 0, max: 16 },
@@ -87,6 +88,7 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
     spoolDir: { kind: "string", pattern: /^[^\0]+$/, expected: "a directory path" },
     maxRestarts: { kind: "int", min: 0, max: 100 },
     capacity: { kind: "int", min: 1, max: 1000 },
+    cpuTarget: { kind: "number", min: 0, max: 1 },
   },
   admin: {
     token: { kind: "string", pattern: /^([\x21-\x7e]{16,256})?$/, expected: "empty, or 16 to 256 printable characters without spaces" },

@@ -32,7 +32,9 @@ export type RefusalReason =
   | "draining"
   | "state_unavailable"
   | "revoked"
-  | "play_not_supported";
+  | "play_not_supported"
+  | "at_capacity"
+  | "cluster_full";
 
 export class AdmissionError extends BatonError {
   readonly reason: RefusalReason;

@@ -28,6 +28,14 @@ export class Metrics {
   readonly segmentsDropped = new Counter({
     name: "baton_segments_dropped_total", help: "Segment groups dropped because the queue for Redis was full", registers: [this.registry],
   });
+  readonly presetChanges = new Counter({
+    name: "baton_transcoder_preset_changes_total",
+    help: "Streams moved to a faster x264 preset (degrade: behind real time) or back (restore), by direction",
+    labelNames: ["direction"] as const, registers: [this.registry],
+  });
+  readonly capacitySlots = new Gauge({
+    name: "baton_capacity_slots", help: "Streams this node may still take now, by its measured capacity (0: it refuses publishers)", registers: [this.registry],
+  });
   readonly transcoderSpeed = new Gauge({
     name: "baton_transcoder_speed", help: "Media seconds transcoded per wall-clock second (below 1: falling behind)",
     labelNames: ["stream"] as const, registers: [this.registry],

@@ -22,6 +22,8 @@ export interface AdmissionPolicy {
   isLive(streamId: string): boolean;
   /** True while the node takes no new publishers (draining). */
   refusing(): boolean;
+  /** Null while the node has room for another stream; otherwise why not, and whether another node has room. */
+  full(): { why: string; elsewhere: boolean } | null;
 }
 
 export const APP = "live";
@@ -39,6 +41,9 @@ export function admitPublish(request: PublishRequest, policy: AdmissionPolicy): 
   }
   if (policy.refusing()) throw new AdmissionError("draining", "this node is draining; reconnect to another");
   if (policy.isLive(streamId)) throw new AdmissionError("already_live", `stream ${streamId} already has a publisher`);
+  const full = policy.full();
+  if (full?.elsewhere) throw new AdmissionError("at_capacity", `this node is full (${full.why}); reconnect to be sent to another`);
+  if (full) throw new AdmissionError("cluster_full", `every node is full (here: ${full.why}); retry later`);
   return { streamId, credential };
 }
 

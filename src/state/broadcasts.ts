@@ -3,10 +3,10 @@
 // into the segment store, then the broadcast into the expiry set and a small record into the stream's
 // broadcasts hash (written before referenced, as pages and segments). With `recording` every page is kept, so the
 // manifest lists the whole broadcast; without, the pages of the DVR window as it ended.
-import type { Redis } from "ioredis";
 import type { LadderEntry, TimelineEntry } from "../core/model.ts";
 import { storageKeys } from "../storage/keys.ts";
 import type { SegmentStore } from "../storage/store.ts";
+import type { RedisClient } from "./client.ts";
 import type { Keys } from "./keys.ts";
 import { makePage, type PageCache, type PageRef } from "./timeline-pages.ts";
 
@@ -41,7 +41,7 @@ export interface Recording {
 export type EndedReply = [string, string, number, string, string, string[], string[]];
 
 export interface BroadcastsOptions {
-  redis: Redis;
+  redis: RedisClient;
   keys: Keys;
   media: SegmentStore;
   pages: PageCache;

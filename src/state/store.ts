@@ -1,25 +1,17 @@
 // Everything baton keeps in Redis about streams, behind typed methods. Multi-step changes are Lua scripts
 // (./scripts/); keys come from keys.ts only.
-import { Redis, type RedisOptions } from "ioredis";
+import { Cluster } from "ioredis";
 import { StorageError } from "../core/errors.ts";
 import { storageKeys } from "../storage/keys.ts";
 import type { SegmentStore } from "../storage/store.ts";
 import type { Claim, LadderEntry, SegmentGroup, StreamSnapshot, StreamState, TimelineEntry } from "../core/model.ts";
 import { BatonError } from "../core/errors.ts";
 import { newClaimId } from "./claim-id.ts";
+import { redisClient, closeRedis, type RedisClient, type RedisTarget } from "./client.ts";
 import { Keys } from "./keys.ts";
-import { defineScripts, mapScriptError, queueScript, runScript } from "./scripts.ts";
+import { defineScripts, mapScriptError, queueScript, runScript, type ScriptArg, type ScriptName } from "./scripts.ts";
 import { Broadcasts, type EndedReply } from "./broadcasts.ts";
 import { TimelinePages } from "./timeline-pages.ts";
-
-/** Where the Redis connections go: redis.url alone, or the primary the sentinels name. */
-export interface RedisTarget {
-  url: string;
-  /** `host:port` of Redis Sentinels (`redis.sentinels`); empty or absent: redis.url's host. */
-  sentinels?: string[];
-  /** The Sentinel master group name (`redis.sentinelName`). */
-  sentinelName?: string;
-}
 
 export interface StoreOptions extends RedisTarget {
   prefix: string;
@@ -43,87 +35,14 @@ export interface StoreOptions extends RedisTarget {
   trimmedGraceMs?: number;
 }
 
-/** `host:port` (IPv6 as `[address]:port`, as redis.sentinels' rule accepts) as ioredis takes it. */
-function sentinelAddress(text: string): { host: string; port: number } {
-  const colon = text.lastIndexOf(":");
-  return { host: text.slice(0, colon).replace(/^\[|\]$/g, ""), port: Number(text.slice(colon + 1)) };
-}
-
-/** ioredis options that make a client find the primary through Sentinel and follow its failovers. */
-function sentinelOptions(target: RedisTarget): RedisOptions {
-  if (!target.sentinels?.length) return {};
-  return {
-    sentinels: target.sentinels.map(sentinelAddress),
-    name: target.sentinelName ?? "mymaster",
-    role: "master",
-    // a rediss:// URL means TLS to the primary; the sentinels themselves are asked in plain TCP
-    enableTLSForSentinelMode: target.url.startsWith("rediss://"),
-    // the primary's address is asked again on each reconnect; while every sentinel is away, asked again as
-    // often as a plain connection retries
-    sentinelRetryStrategy: (times) => Math.min(100 * times, 1000),
-    // no failoverDetector (a subscription to +switch-master on every sentinel, per client): a dead primary
-    // closes the connection, and sentinels end the clients of an old primary they turn into a replica (CLIENT
-    // KILL), so every client asks the sentinels again anyway; and its disconnect, if it lands while a
-    // reconnect is under way, is the kind that ends the client (see redisClient's "end")
-    //
-    // an old primary that came back as a replica answers writes with READONLY: reconnect (through the
-    // sentinels, to the new primary) without sending the command again (see autoResendUnfulfilledCommands)
-    reconnectOnError: (error) => error.message.startsWith("READONLY"),
-  };
-}
-
-/** Milliseconds before a client ioredis gave up on is connected again (see redisClient). */
-export const RESTART_ENDED_MS = 1000;
-
-/** Clients baton closed itself: any other end of a client is ioredis giving up (see redisClient). */
-const closedByBaton = new WeakSet<Redis>();
-
-/** Closes a client of redisClient() for good. */
-export function closeRedis(client: Redis): void {
-  closedByBaton.add(client);
-  client.disconnect();
-}
-
-export function redisClient(target: RedisTarget, name: string, commandTimeoutMs: number): Redis {
-  const client = new Redis(target.url, {
-    connectionName: name,
-    // fail fast while Redis is away: callers queue or answer from cache rather than hang a request
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    // a Redis that takes a command and does not answer (frozen, stalled, half a partition) must not hang the
-    // caller: each command fails after commandTimeout, and a socket that brought no reply for as long is
-    // closed, so the client leaves "ready" (/readyz says so) and later calls fail at once, not one by one
-    commandTimeout: commandTimeoutMs,
-    socketTimeout: commandTimeoutMs,
-    // a command that timed out may still run when Redis wakes up; it must not be sent again after a
-    // reconnect behind its caller's back (the caller retries what is safe to retry: see append-n.lua)
-    autoResendUnfulfilledCommands: false,
-    connectTimeout: 2000,
-    retryStrategy: (times) => Math.min(100 * times, 1000),
-    lazyConnect: true,
-    ...sentinelOptions(target),
-  });
-  // ioredis 6 ends a client for good when a reconnect is asked for (disconnect(true): a role check,
-  // reconnectOnError) while a connect is under way: that connect fails with "Connection is closed." and
-  // nothing retries it. A client ended so once in the Sentinel failover test, before the promotion (which
-  // path, not found). A client that ended without closeRedis() starts over, as a retry would have.
-  client.on("end", () => {
-    if (closedByBaton.has(client)) return;
-    setTimeout(() => {
-      if (!closedByBaton.has(client) && client.status === "end") client.connect().catch(() => undefined);
-    }, RESTART_ENDED_MS).unref();
-  });
-  return client;
-}
-
 export class StreamStore {
   readonly keys: Keys;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   /**
    * With `waitReplicas`, claims and releases go through their own connection: WAIT blocks the connection it
    * runs on (up to its timeout when a replica lags), which must not hold up the playlist reads on `redis`.
    */
-  private readonly acked: Redis | null;
+  private readonly acked: RedisClient | null;
   /** The DVR window's timeline pages, and the deletion of media that left the window. */
   readonly pages: TimelinePages;
   /** Ended broadcasts kept as VOD. */
@@ -143,7 +62,7 @@ export class StreamStore {
     }
   }
 
-  private get clients(): Redis[] {
+  private get clients(): RedisClient[] {
     return this.acked ? [this.redis, this.acked] : [this.redis];
   }
 
@@ -170,19 +89,17 @@ export class StreamStore {
     const k = this.keys;
     const id = newClaimId();
     const client = this.acked ?? this.redis;
-    // The stream joins the set before its state exists, in one round trip: Redis runs a connection's
-    // commands in order, so a claimed stream is always listed for the sweep (a listed id without state is
-    // harmless: the sweep drops it). The claim script cannot add it itself: the set's key has no hash tag,
-    // and Redis Cluster runs a script only on keys of one slot. The sweep's removal of a stream it found
-    // gone can race a new claim; each renewal adds the stream again (see renew()).
-    const pipeline = client.pipeline().sadd(k.streams(), streamId);
-    queueScript(pipeline, "claim", [
+    // The stream joins the set before its state exists, so a claimed stream is always listed for the sweep
+    // (a listed id without state is harmless: the sweep drops it). The claim script cannot add it itself,
+    // nor can one pipeline carry both: the set's key has no hash tag, and in a Redis Cluster a script runs
+    // only on keys of one slot and a pipeline goes to one shard; so the claim waits for the add (a round trip
+    // more per publish start). The sweep's removal of a stream it found gone can race a new claim; each
+    // renewal adds the stream again (see renew()).
+    await client.sadd(k.streams(), streamId);
+    const { result, notReplicated } = await this.runAcked(client, "claim", [
       k.meta(streamId), k.lease(streamId), k.timeline(streamId), k.pages(streamId),
       nodeId, publishId, leaseTtlMs, targetDuration, k.timelineChannel(), streamId, id,
     ]);
-    const replies = await pipeline.exec();
-    const [error, result] = replies?.[1] ?? [new Error("redis pipeline aborted"), null];
-    if (error) throw mapScriptError(error);
     const [epoch, nextSeq, target, ladder, broadcast] = result as [number, number, string, string, string];
     const claim: Claim = {
       id,
@@ -193,14 +110,10 @@ export class StreamStore {
       holder: `${nodeId}/${publishId}/${epoch}`,
       broadcast,
     };
-    if (this.acked) {
-      try {
-        await this.replicated(this.acked, "claim");
-      } catch (notReplicated) {
-        // the publisher is refused (it retries): leave the stream as a refused claim would have
-        await this.releaseOn(this.acked, streamId, claim).catch(() => false);
-        throw notReplicated;
-      }
+    if (notReplicated) {
+      // the publisher is refused (it retries): leave the stream as a refused claim would have
+      await this.releaseOn(client, streamId, claim).catch(() => false);
+      throw notReplicated;
     }
     return claim;
   }
@@ -211,12 +124,11 @@ export class StreamStore {
    */
   async renew(streamId: string, claim: Claim, leaseTtlMs: number, handingOver = false): Promise<boolean> {
     const k = this.keys;
-    const pipeline = this.redis.pipeline();
-    queueScript(pipeline, "renew", [k.lease(streamId), k.meta(streamId), claim.holder, leaseTtlMs, claim.epoch, claim.id, handingOver ? "1" : "0"]);
-    pipeline.sadd(k.streams(), streamId);
-    const replies = await pipeline.exec();
-    const [error, result] = replies?.[0] ?? [new Error("redis pipeline aborted"), null];
-    if (error) throw mapScriptError(error);
+    // two commands, not one pipeline: the set and the stream's keys may be on different Cluster shards
+    const [result] = await Promise.all([
+      runScript(this.redis, "renew", [k.lease(streamId), k.meta(streamId), claim.holder, leaseTtlMs, claim.epoch, claim.id, handingOver ? "1" : "0"]),
+      this.redis.sadd(k.streams(), streamId).catch(() => 0),
+    ]);
     return result === 1;
   }
 
@@ -273,38 +185,48 @@ export class StreamStore {
     return JSON.parse(entry) as TimelineEntry;
   }
 
-
   /** Marks the caller's lease as being handed over (a drain); claims elsewhere wait for the release. */
   async markHandoff(streamId: string, claim: Claim): Promise<boolean> {
     return (await runScript(this.redis, "handoff", [this.keys.lease(streamId), claim.holder])) === 1;
   }
 
   async release(streamId: string, claim: Claim): Promise<boolean> {
-    const client = this.acked ?? this.redis;
-    const released = await this.releaseOn(client, streamId, claim);
-    if (this.acked) await this.replicated(this.acked, "release");
-    return released;
-  }
-
-  private async releaseOn(client: Redis, streamId: string, claim: Claim): Promise<boolean> {
-    const k = this.keys;
-    const result = await runScript(client, "release", [
-      k.meta(streamId), k.lease(streamId), claim.holder, claim.epoch, k.timelineChannel(), streamId, claim.id,
-    ]);
+    const { result, notReplicated } = await this.runAcked(this.acked ?? this.redis, "release", this.releaseArgs(streamId, claim));
+    if (notReplicated) throw notReplicated;
     return result === 1;
   }
 
+  private async releaseOn(client: RedisClient, streamId: string, claim: Claim): Promise<boolean> {
+    return (await runScript(client, "release", this.releaseArgs(streamId, claim))) === 1;
+  }
+
+  private releaseArgs(streamId: string, claim: Claim): ScriptArg[] {
+    const k = this.keys;
+    return [k.meta(streamId), k.lease(streamId), claim.holder, claim.epoch, k.timelineChannel(), streamId, claim.id];
+  }
+
   /**
-   * Waits until `waitReplicas` replicas have the connection's writes so far (Redis WAIT), so a failover to
-   * one of them keeps them. WAIT's own timeout is half the command timeout, so its answer comes first.
+   * Runs a script; on the WAIT connection (with `waitReplicas`), Redis WAIT follows it in the same pipeline,
+   * so a failover to a replica that acknowledged keeps the script's writes. In one pipeline, WAIT goes to the
+   * shard that ran the script, on the same connection, and counts that shard's replicas (in a Cluster, a WAIT
+   * on its own would go to any shard). WAIT's own timeout is half the command timeout, so its answer comes
+   * first. Throws the script's error; a WAIT that fell short is returned, the script's result beside it.
    */
-  private async replicated(client: Redis, what: string): Promise<void> {
-    const wanted = this.options.waitReplicas;
+  private async runAcked(client: RedisClient, name: ScriptName, args: ScriptArg[]): Promise<{ result: unknown; notReplicated: BatonError | null }> {
+    const wanted = client === this.acked ? this.options.waitReplicas : 0;
     const timeoutMs = Math.max(1, Math.floor(this.options.commandTimeoutMs / 2));
-    const acknowledged = await client.wait(wanted, timeoutMs);
-    if (acknowledged < wanted) {
-      throw new BatonError("NOT_REPLICATED", `${what} acknowledged by ${acknowledged} of ${wanted} replicas within ${timeoutMs} ms`);
-    }
+    const pipeline = client.pipeline();
+    queueScript(pipeline, name, args);
+    if (wanted > 0) pipeline.wait(wanted, timeoutMs);
+    const replies = await pipeline.exec();
+    const aborted: [Error, null] = [new Error("redis pipeline aborted"), null];
+    const [error, result] = replies?.[0] ?? aborted;
+    if (error) throw mapScriptError(error);
+    if (wanted === 0) return { result, notReplicated: null };
+    const [waitError, acknowledged] = replies?.[1] ?? aborted;
+    if (!waitError && Number(acknowledged) >= wanted) return { result, notReplicated: null };
+    const detail = waitError ? `not acknowledged: ${waitError.message}` : `acknowledged by ${Number(acknowledged)} of ${wanted} replicas within ${timeoutMs} ms`;
+    return { result, notReplicated: new BatonError("NOT_REPLICATED", `${name} ${detail}`) };
   }
 
   /**
@@ -388,13 +310,17 @@ export class StreamStore {
   }
 
   /** A second connection in subscriber mode; calls the handler of each channel with each message. */
-  async subscribe(handlers: Record<string, (message: string) => void>, onReconnect: () => void): Promise<Redis> {
+  async subscribe(handlers: Record<string, (message: string) => void>, onReconnect: () => void): Promise<RedisClient> {
     // the command timeout bounds SUBSCRIBE (at start and after reconnects); once subscribed, no command is
     // outstanding, so a frozen Redis leaves the subscription quiet rather than closed
     const sub = redisClient(this.options, "baton-sub", this.options.commandTimeoutMs);
     sub.on("error", () => undefined);
     sub.on("message", (channel: string, message: string) => handlers[channel]?.(message));
     sub.on("ready", onReconnect);
+    // a Cluster's subscription is one connection to any shard (PUBLISH reaches every shard's subscribers),
+    // which ioredis moves to another shard when that one fails, resubscribing, with no event of its own: a
+    // shard that failed, left or joined may have cost messages, so it counts as a reconnect
+    if (sub instanceof Cluster) for (const event of ["+node", "-node", "node error"]) sub.on(event, () => onReconnect());
     // enableOfflineQueue is off, so subscribe once connected; ioredis resubscribes after reconnects
     try {
       await sub.connect();

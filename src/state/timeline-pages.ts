@@ -3,10 +3,10 @@
 // Redis keeps a small reference to it instead (archive-3.lua). Readers put the pages and the tail back
 // together; pages never change, so each node caches them (bounded by bytes) and a timeline change costs one
 // small Redis read plus any page it has not seen.
-import type { Redis } from "ioredis";
 import type { Claim, TimelineEntry } from "../core/model.ts";
 import { storageKeys } from "../storage/keys.ts";
 import type { SegmentStore } from "../storage/store.ts";
+import type { RedisClient } from "./client.ts";
 import type { Keys } from "./keys.ts";
 import { runScript } from "./scripts.ts";
 
@@ -118,7 +118,7 @@ export function trimmedSegmentMs(window: number, targetDuration: number): number
 }
 
 export interface TimelinePagesOptions {
-  redis: Redis;
+  redis: RedisClient;
   keys: Keys;
   media: SegmentStore;
   /** hls.playlistWindow: entries listed at least. */

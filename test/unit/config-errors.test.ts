@@ -175,6 +175,21 @@ describe("config", () => {
         message: (f) => `config: redis.waitReplicas = 1.5 (from ${f}): expected an integer from 0 to 16`,
       },
       {
+        what: "redis.cluster: a seed without a port",
+        env: { BATON_REDIS_CLUSTER: '["10.0.0.1:7000","10.0.0.2"]' },
+        message: () => 'config: redis.cluster = ["10.0.0.1:7000","10.0.0.2"] (from BATON_REDIS_CLUSTER): expected a list of host:port addresses of Redis Cluster nodes (IPv6 as [address]:port)',
+      },
+      {
+        what: "redis.cluster beside redis.sentinels",
+        file: { redis: { cluster: ["10.0.0.1:7000"], sentinels: ["10.0.0.1:26379"] } },
+        message: (f) => `config: redis.sentinels = ["10.0.0.1:26379"] (from ${f}): expected [] since redis.cluster is set (a Redis Cluster fails over by itself)`,
+      },
+      {
+        what: "redis.cluster with a database in redis.url",
+        env: { BATON_REDIS_CLUSTER: '["10.0.0.1:7000"]', BATON_REDIS_URL: "redis://:pw@ignored:6379/2" },
+        message: () => 'config: redis.url = "redis://***@ignored:6379/2" (from BATON_REDIS_URL): expected a URL without a database (or /0) since redis.cluster is set (a Redis Cluster has database 0 only)',
+      },
+      {
         what: "ladder: empty list",
         file: { transcode: { ladder: [] } },
         message: (f) => `config: transcode.ladder = [] (from ${f}): expected a non-empty list of renditions`,
