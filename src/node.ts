@@ -22,6 +22,7 @@ import { addPlaybackTokenApi } from "./delivery/playback-api.ts";
 import { addPlayer } from "./delivery/player.ts";
 import { ViewerSessions } from "./delivery/sessions.ts";
 import { addSessionsApi } from "./delivery/sessions-api.ts";
+import { VodDelivery } from "./delivery/vod.ts";
 import { ViewerChannel } from "./delivery/ws.ts";
 import { ClientAddresses } from "./http/client-address.ts";
 import { HttpServer } from "./http/server.ts";
@@ -79,6 +80,9 @@ export class BatonNode {
       cluster: config.redis.cluster,
       prefix: config.redis.prefix,
       window: config.hls.playlistWindow,
+      dvrWindowMs: config.hls.dvrWindow * 1000,
+      pageSize: config.hls.dvrPageSize,
+      ...(config.recording.enabled ? { recordingRetentionSec: config.recording.retention } : {}),
       reconnectWindowMs: config.hls.reconnectWindow * 1000,
       retentionSec: config.hls.retention,
       commandTimeoutMs: config.redis.commandTimeout,
@@ -161,6 +165,7 @@ export class BatonNode {
     addPlaybackTokenApi(this.http, { adminToken: adminToken(config), secret: playbackSecret(config), defaultTtl: config.auth.playbackTokenTtl });
     addPlayer(this.http);
     addClusterApi(this.http, this.store, this.nodes);
+    new VodDelivery(this.http, { store: this.store, timelines: this.hls.timelines, sessions });
     this.sweeper = new Sweeper(this.store, this.id, log.child("sweeper"));
     const host = config.node.publicHost;
     this.registry = new Registry(

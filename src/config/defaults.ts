@@ -119,8 +119,21 @@ export interface Config {
   hls: {
     /** Segment length in seconds; also the keyframe interval. Used by: transcode, playlists. */
     segmentDuration: number;
-    /** Segments listed in a live media playlist. Used by: state (timeline trim), playlists. */
+    /**
+     * Segments listed in a live media playlist when hls.dvrWindow is 0, and at least as many with it. Used
+     * by: state (timeline trim), playlists.
+     */
     playlistWindow: number;
+    /**
+     * Seconds of media every live stream keeps and its media playlists list (a sliding window viewers seek
+     * and resume in); 0: playlistWindow segments only. Used by: state (timeline pages, deletion), playlists.
+     */
+    dvrWindow: number;
+    /**
+     * Timeline entries per page archived from Redis into the segment store with a DVR window (Redis keeps
+     * under two pages, plus a small ref per page). Used by: state (timeline pages); tests shorten it.
+     */
+    dvrPageSize: number;
     /** Seconds a stream stays live (no EXT-X-ENDLIST) after its publisher leaves, waiting for it to return. */
     reconnectWindow: number;
     /** Seconds an ended stream's playlists (in Redis) and segments (in the segment store) stay. Used by: state, sweeper. */
@@ -215,6 +228,15 @@ export interface Config {
      */
     openOps: boolean;
   };
+  recording: {
+    /**
+     * Keep every segment of every broadcast, not only the DVR window (the live playlist still lists the
+     * window), and play each ended broadcast as VOD for `retention`. Used by: state (pages, expiry), delivery/vod.
+     */
+    enabled: boolean;
+    /** Seconds an ended broadcast's recording stays in the segment store, with `enabled`. Used by: state (expiry). */
+    retention: number;
+  };
   drain: {
     /** Seconds a drain may take; then it finishes anyway. Used by: cluster drain. */
     deadline: number;
@@ -283,6 +305,8 @@ export const DEFAULTS: Config = {
   hls: {
     segmentDuration: 2,
     playlistWindow: 6,
+    dvrWindow: 7200,
+    dvrPageSize: 60,
     reconnectWindow: 30,
     retention: 3600,
     segmentCacheBytes: 67108864,
@@ -324,6 +348,10 @@ export const DEFAULTS: Config = {
     token: "",
     restartCommand: [],
     openOps: false,
+  },
+  recording: {
+    enabled: false,
+    retention: 604800,
   },
   drain: {
     deadline: 30,

@@ -62,6 +62,8 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
   hls: {
     segmentDuration: { kind: "int", min: 1, max: 10 },
     playlistWindow: { kind: "int", min: 3, max: 100 },
+    dvrWindow: { kind: "int", min: 0, max: 14 * 86400 },
+    dvrPageSize: { kind: "int", min: 2, max: 1000 },
     reconnectWindow: { kind: "number", min: 0, max: 3600 },
     retention: { kind: "int", min: 10, max: 7 * 86400 },
     segmentCacheBytes: { kind: "int", min: 1048576, max: 17179869184 },
@@ -92,6 +94,10 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
     token: { kind: "string", pattern: /^([\x21-\x7e]{16,256})?$/, expected: "empty, or 16 to 256 printable characters without spaces" },
     restartCommand: { kind: "argv" },
     openOps: { kind: "bool" },
+  },
+  recording: {
+    enabled: { kind: "bool" },
+    retention: { kind: "int", min: 60, max: 366 * 86400 },
   },
   drain: {
     deadline: { kind: "number", min: 1, max: 3600 },

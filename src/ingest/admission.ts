@@ -1,7 +1,7 @@
 // The synchronous part of publish admission: the app, the stream id, the token's signature, a local duplicate.
 // What needs the cluster's state is decided by the stream's owner before it claims: a revocation, and whether
 // an expired token is the one its live broadcast started with (src/stream/owner.ts); the cluster-wide
-// duplicate check is the ownership claim in Redis (state/scripts/claim-3.lua).
+// duplicate check is the ownership claim in Redis (state/scripts/claim-4.lua).
 import { AdmissionError, type RefusalReason } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";

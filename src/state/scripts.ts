@@ -10,7 +10,7 @@ import { VERSION } from "../core/version.ts";
 const DIR = new URL("./scripts/", import.meta.url);
 const SUFFIX = `_v${VERSION.replace(/\W/g, "_")}`;
 
-export type ScriptName = "claim" | "renew" | "ladder" | "append" | "release" | "sweep" | "session" | "handoff" | "lead";
+export type ScriptName = "claim" | "renew" | "ladder" | "append" | "archive" | "release" | "sweep" | "session" | "handoff" | "lead";
 export type ScriptArg = string | number | Buffer;
 type ScriptFn = (...args: ScriptArg[]) => Promise<unknown>;
 

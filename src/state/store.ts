@@ -10,11 +10,17 @@ import { newClaimId } from "./claim-id.ts";
 import { redisClient, closeRedis, type RedisClient, type RedisTarget } from "./client.ts";
 import { Keys } from "./keys.ts";
 import { defineScripts, mapScriptError, queueScript, runScript, type ScriptArg, type ScriptName } from "./scripts.ts";
+import { Broadcasts, type EndedReply } from "./broadcasts.ts";
+import { TimelinePages } from "./timeline-pages.ts";
 
 export interface StoreOptions extends RedisTarget {
   prefix: string;
-  /** Segments listed in a media playlist. */
+  /** Segments listed in a media playlist (without a DVR window), and at least that many with one. */
   window: number;
+  /** The DVR window in ms (`hls.dvrWindow`): media kept and listed; 0: `window` segments, no pages. */
+  dvrWindowMs?: number;
+  /** Entries in a timeline page (`hls.dvrPageSize`); default DEFAULT_PAGE_SIZE. */
+  pageSize?: number;
   reconnectWindowMs: number;
   retentionSec: number;
   /** Milliseconds a Redis call may take before it fails (`redis.commandTimeout`). */
@@ -23,32 +29,31 @@ export interface StoreOptions extends RedisTarget {
   waitReplicas: number;
   /** Where segment bytes go (src/storage): Redis keeps the timeline, never the media. */
   media: SegmentStore;
+  /** recording.retention (s) with recording.enabled: every page and segment is kept, an ended broadcast that long. */
+  recordingRetentionSec?: number;
   /** How long a segment that left the playlist stays in the store; default trimmedSegmentMs (tests shorten it). */
   trimmedGraceMs?: number;
 }
 
-/**
- * How long a segment that left the playlist stays readable: its duration plus the playlist's (RFC 8216bis
- * 6.2.2), doubled for slow players.
- */
-export function trimmedSegmentMs(window: number, targetDuration: number): number {
-  return 2 * (window * targetDuration * 1000 + targetDuration * 1000) + 5000;
-}
-
 export class StreamStore {
   readonly keys: Keys;
-  /** Deletions of segments that left a playlist, waiting for their grace (dropped on close: expiry catches them). */
-  private readonly pendingDeletes = new Set<NodeJS.Timeout>();
   readonly redis: RedisClient;
   /**
    * With `waitReplicas`, claims and releases go through their own connection: WAIT blocks the connection it
    * runs on (up to its timeout when a replica lags), which must not hold up the playlist reads on `redis`.
    */
   private readonly acked: RedisClient | null;
+  /** The DVR window's timeline pages, and the deletion of media that left the window. */
+  readonly pages: TimelinePages;
+  /** Ended broadcasts kept as VOD. */
+  readonly broadcasts: Broadcasts;
 
   constructor(readonly options: StoreOptions, name = "baton") {
     this.keys = new Keys(options.prefix);
     this.redis = redisClient(options, name, options.commandTimeoutMs);
+    const [media, recording] = [options.media, options.recordingRetentionSec !== undefined];
+    this.pages = new TimelinePages({ ...options, redis: this.redis, keys: this.keys, dvrWindowMs: options.dvrWindowMs ?? 0, keep: recording });
+    this.broadcasts = new Broadcasts({ redis: this.redis, keys: this.keys, media, pages: this.pages.cache, recording });
     this.acked = options.waitReplicas > 0 ? redisClient(options, `${name}-acked`, options.commandTimeoutMs) : null;
     for (const client of this.clients) {
       defineScripts(client);
@@ -76,8 +81,7 @@ export class StreamStore {
   }
 
   async close(): Promise<void> {
-    for (const timer of this.pendingDeletes) clearTimeout(timer);
-    this.pendingDeletes.clear();
+    this.pages.close();
     for (const client of this.clients) closeRedis(client);
   }
 
@@ -93,12 +97,10 @@ export class StreamStore {
     // renewal adds the stream again (see renew()).
     await client.sadd(k.streams(), streamId);
     const { result, notReplicated } = await this.runAcked(client, "claim", [
-      k.meta(streamId), k.lease(streamId), k.timeline(streamId),
+      k.meta(streamId), k.lease(streamId), k.timeline(streamId), k.pages(streamId),
       nodeId, publishId, leaseTtlMs, targetDuration, k.timelineChannel(), streamId, id,
     ]);
     const [epoch, nextSeq, target, ladder, broadcast] = result as [number, number, string, string, string];
-    // a stream that ended and is taken again within its retention continues its broadcast: keep its media
-    if (Number(nextSeq) > 0) await client.zrem(k.expiring(), `${streamId}/${broadcast}`).catch(() => 0);
     const claim: Claim = {
       id,
       epoch: Number(epoch),
@@ -174,32 +176,13 @@ export class StreamStore {
     await Promise.all(group.renditions.map((r) => media.put(storageKeys.segment(streamId, claim.broadcast, r.name, group.seq, claim.id), r.bytes)));
     const durations: Record<string, number> = {};
     for (const r of group.renditions) durations[r.name] = Math.round(r.duration * 1000) / 1000;
-    const [entry, ...left] = (await runScript(this.redis, "append", [
+    const [entry, length, ...left] = (await runScript(this.redis, "append", [
       k.meta(streamId), k.timeline(streamId),
-      claim.epoch, claim.id, group.seq, Math.round(group.pdt), group.disc ? "1" : "0", this.options.window, "",
+      claim.epoch, claim.id, group.seq, Math.round(group.pdt), group.disc ? "1" : "0", this.pages.on ? 0 : this.options.window, "",
       k.timelineChannel(), streamId, JSON.stringify(durations),
-    ])) as [string, ...string[]];
-    if (left.length > 0) this.deleteLeft(streamId, claim, left);
+    ])) as [string, number, ...string[]];
+    await this.pages.appended(streamId, claim, length, left);
     return JSON.parse(entry) as TimelineEntry;
-  }
-
-  /**
-   * Segments that left the playlist are deleted from the segment store once no player can still want them
-   * (trimmedSegmentMs). Their keys name the claim that wrote them, known only from their entries. A node that
-   * stops before then leaves them to the broadcast's expiry (deleteExpired), which deletes all its media.
-   */
-  private deleteLeft(streamId: string, claim: Claim, left: string[]): void {
-    const keys: string[] = [];
-    for (const line of left) {
-      const entry = JSON.parse(line) as TimelineEntry;
-      for (const rendition of Object.keys(entry.dur)) keys.push(storageKeys.segment(streamId, claim.broadcast, rendition, entry.seq, entry.claim));
-    }
-    const timer = setTimeout(() => {
-      this.pendingDeletes.delete(timer);
-      this.options.media.delete(keys).catch(() => undefined);
-    }, this.options.trimmedGraceMs ?? trimmedSegmentMs(this.options.window, claim.targetDuration));
-    timer.unref();
-    this.pendingDeletes.add(timer);
   }
 
   /** Marks the caller's lease as being handed over (a drain); claims elsewhere wait for the release. */
@@ -248,17 +231,21 @@ export class StreamStore {
 
   /**
    * Advances a stream whose owner is gone; its state ("gone" when none is left), and whether this call changed
-   * it. A broadcast this call ended is scheduled for deletion from the segment store after the retention.
+   * it. A broadcast this call ended is sealed for VOD (state/broadcasts.ts) and scheduled for deletion from the
+   * segment store after its retention (recording.retention when recording, else hls.retention).
    */
   async sweep(streamId: string): Promise<{ state: StreamState | "gone"; changed: boolean }> {
     const k = this.keys;
-    const [state, changed, broadcast] = (await runScript(this.redis, "sweep", [
-      k.meta(streamId), k.lease(streamId), k.timeline(streamId),
+    const [state, changed, ...ended] = (await runScript(this.redis, "sweep", [
+      k.meta(streamId), k.lease(streamId), k.timeline(streamId), k.pages(streamId),
       this.options.reconnectWindowMs, this.options.retentionSec, k.timelineChannel(), streamId,
-    ])) as [StreamState | "gone", string, string | undefined];
+    ])) as [StreamState | "gone", string, ...Partial<EndedReply>];
     if (state === "gone") await this.redis.srem(k.streams(), streamId);
+    const broadcast = ended[0];
     if (state === "ended" && changed === "1" && broadcast) {
-      await this.redis.zadd(k.expiring(), Date.now() + this.options.retentionSec * 1000, `${streamId}/${broadcast}`);
+      const expiresAt = Date.now() + (this.options.recordingRetentionSec ?? this.options.retentionSec) * 1000;
+      // a broadcast that could not be sealed (the store failed) is no VOD, but its media still expires
+      await this.broadcasts.seal(streamId, ended as EndedReply, expiresAt).catch(() => this.redis.zadd(k.expiring(), expiresAt, `${streamId}/${broadcast}`));
     }
     return { state, changed: changed === "1" };
   }
@@ -273,6 +260,7 @@ export class StreamStore {
       await this.options.media.deletePrefix(storageKeys.broadcast(streamId, broadcast)).catch((error: unknown) => {
         if (!(error instanceof StorageError && error.code === "STORAGE_REFUSED")) throw error;
       });
+      await this.broadcasts.expired(streamId, broadcast).catch(() => undefined);
       await this.redis.zrem(k.expiring(), member);
     }
     return due.length;
@@ -287,14 +275,18 @@ export class StreamStore {
     return (await this.redis.smembers(this.keys.streams())).sort();
   }
 
-  /** One atomic read of a stream's state and timeline; null when the stream has no state. */
+  /**
+   * One atomic read of a stream's state and timeline (its pages from the page cache or the segment store,
+   * then the tail), cut to the DVR window; null when the stream has no state.
+   */
   async read(streamId: string): Promise<StreamSnapshot | null> {
     const k = this.keys;
-    const replies = await this.redis.multi().hgetall(k.meta(streamId)).lrange(k.timeline(streamId), 0, -1).exec();
+    const replies = await this.redis.multi().hgetall(k.meta(streamId)).lrange(k.pages(streamId), 0, -1).lrange(k.timeline(streamId), 0, -1).exec();
     if (!replies) throw new Error("redis transaction aborted");
-    const [[metaError, meta], [listError, list]] = replies as [[Error | null, Record<string, string>], [Error | null, string[]]];
-    if (metaError || listError) throw metaError ?? listError;
+    const [[metaError, meta], [pagesError, refs], [listError, list]] = replies as [[Error | null, Record<string, string>], [Error | null, string[]], [Error | null, string[]]];
+    if (metaError || pagesError || listError) throw metaError ?? pagesError ?? listError;
     if (!meta.state || !meta.epoch) return null;
+    const entries = await this.pages.entries(refs, list);
     return {
       id: streamId,
       epoch: Number(meta.epoch),
@@ -308,7 +300,7 @@ export class StreamStore {
       createdAt: Number(meta.createdAt ?? 0),
       claimedAt: Number(meta.claimedAt ?? 0),
       releasedAt: meta.releasedAt ? Number(meta.releasedAt) : null,
-      entries: list.map((line) => JSON.parse(line) as TimelineEntry),
+      entries,
     };
   }
 

@@ -97,6 +97,21 @@ describe("config", () => {
         message: (f) => `config: hls.playlistWindow = 2 (from ${f}): expected an integer from 3 to 100`,
       },
       {
+        what: "a negative DVR window",
+        file: { hls: { dvrWindow: -1 } },
+        message: (f) => `config: hls.dvrWindow = -1 (from ${f}): expected an integer from 0 to 1209600`,
+      },
+      {
+        what: "a recording retention under a minute",
+        file: { recording: { retention: 10 } },
+        message: (f) => `config: recording.retention = 10 (from ${f}): expected an integer from 60 to 31622400`,
+      },
+      {
+        what: "a DVR page of one entry",
+        file: { hls: { dvrPageSize: 1 } },
+        message: (f) => `config: hls.dvrPageSize = 1 (from ${f}): expected an integer from 2 to 1000`,
+      },
+      {
         what: "bad enum transcode.preset",
         env: { BATON_TRANSCODE_PRESET: "placebo" },
         message: () =>
