@@ -12,7 +12,7 @@ import { capacity } from "./capacity.ts";
 import { hostile } from "./hostile.ts";
 import { redisFootprint } from "./redis-footprint.ts";
 import { cleanup, cpuTotals } from "./procs.ts";
-import { measurePropagation, propagationFigures, s3Propagation, type LiveStream } from "./propagation.ts";
+import { PROPAGATION_ENV, measurePropagation, propagationFigures, s3Propagation, type LiveStream } from "./propagation.ts";
 import { reconnect } from "./reconnect.ts";
 import { sessions } from "./sessions.ts";
 import { formatTable, machineInfo, writeJson, type BenchResult, type Figure, type RunReport } from "./report.ts";
@@ -37,7 +37,8 @@ interface Bench {
 async function cluster(ctx: Context): Promise<Cluster> {
   if (!ctx.cluster) {
     ctx.log("starting redis-server and 3 baton nodes");
-    ctx.cluster = await startCluster(3);
+    // the propagation bench starts it (reconnect then reuses it and its live stream)
+    ctx.cluster = await startCluster(3, PROPAGATION_ENV);
   }
   return ctx.cluster;
 }
