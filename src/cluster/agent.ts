@@ -1,7 +1,8 @@
 // HAProxy's agent-check: on each connection to agent.port the node answers one line and closes. HAProxy sends
 // a line first (`agent-send`): `rtmp` for the publishers' backends, `http` for the viewers'. The answer:
-// `up ready NN%` while the node takes work (NN: its spare transcode capacity, so new publishers go to the
-// least loaded node), `drain` while draining (no new connections, current ones stay), `maint` once drained.
+// `up ready NN%` while the node takes work (to the publishers' backends NN is its spare transcode capacity, so
+// new publishers go to the least loaded node; to the viewers' always 100%), `drain` while draining (no new
+// connections, current ones stay), `maint` once drained.
 // A node with no room for another stream answers `drain` to the publishers' backends only: viewers still
 // reach it, and HAProxy sends new publishers to nodes with room (or, when none has, to a backup that tells
 // the encoder the cluster is full).
@@ -22,7 +23,10 @@ export interface AgentLoad {
 export function agentAnswer(state: NodeState, load: AgentLoad, backend: AgentBackend = "http"): string {
   if (state === "draining") return "drain\n";
   if (state === "drained") return "maint\n";
-  if (backend === "rtmp" && load.slots <= 0) return "drain\n";
+  // viewers are hashed by stream onto the nodes (haproxy.ts): a weight that moved with each publisher would
+  // move streams between nodes, each move a cold cache; only the publishers' backend is weighted by load
+  if (backend === "http") return "up ready 100%\n";
+  if (load.slots <= 0) return "drain\n";
   const spare = Math.round(100 * (1 - load.publishers / load.capacity));
   return `up ready ${Math.max(1, Math.min(100, spare))}%\n`;
 }

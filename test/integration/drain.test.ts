@@ -12,9 +12,11 @@ import {
   type TestHaproxy, type TestNode, ADMIN,
 } from "../helpers/stack.ts";
 
-function agent(port: number): Promise<string> {
+/** The agent's answer to one backend, as HAProxy asks (agent-send), or to a caller that sends nothing. */
+function agent(port: number, backend: "rtmp" | "http" | null = null): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host: HOST, port });
+    if (backend) socket.on("connect", () => socket.write(`${backend}\n`));
     let text = "";
     socket.on("data", (d) => (text += d.toString()));
     socket.on("end", () => resolve(text));
@@ -78,11 +80,14 @@ describe("drain and handoff", function () {
     await stopAll();
   });
 
-  it("answers HAProxy's agent check with the node's spare capacity", async () => {
-    for (const n of nodes) assert.match(await agent(n.agentPort), /^up ready \d{1,3}%\n$/);
+  it("answers HAProxy's agent check: spare capacity to the publishers' backend, full weight to the viewers'", async () => {
+    for (const n of nodes) assert.match(await agent(n.agentPort, "rtmp"), /^up ready \d{1,3}%\n$/);
     const owner = (await streamInfo(lb, "show"))!.owner;
     const ownerNode = nodes.find((n) => n.id === owner)!;
-    assert.equal(await agent(ownerNode.agentPort), "up ready 75%\n", "one stream of a capacity of four");
+    assert.equal(await agent(ownerNode.agentPort, "rtmp"), "up ready 75%\n", "one stream of a capacity of four");
+    // the viewers' hash ring must not move with publishers
+    assert.equal(await agent(ownerNode.agentPort, "http"), "up ready 100%\n");
+    assert.equal(await agent(ownerNode.agentPort), "up ready 100%\n", "a caller that sends nothing is answered as for viewers");
   });
 
   it("refuses the admin API without the admin token", async () => {

@@ -125,7 +125,7 @@ describe("agent check", () => {
   it("tells the publishers' backend to drain a full node while viewers still reach it", () => {
     const full = { publishers: 1, capacity: 4, slots: 0 };
     assert.equal(agentAnswer("ready", full, "rtmp"), "drain\n");
-    assert.equal(agentAnswer("ready", full, "http"), "up ready 75%\n");
+    assert.equal(agentAnswer("ready", full, "http"), "up ready 100%\n", "the viewers' weight moved with publishers");
     assert.equal(agentAnswer("ready", { publishers: 1, capacity: 4, slots: 3 }, "rtmp"), "up ready 75%\n");
     assert.equal(agentAnswer("draining", { publishers: 0, capacity: 4, slots: 4 }, "http"), "drain\n");
     assert.equal(agentAnswer("drained", { publishers: 0, capacity: 4, slots: 4 }, "rtmp"), "maint\n");
