@@ -265,7 +265,7 @@ export class HttpServer {
       } else if (error instanceof HttpError) {
         sendJson(res, error.status, { error: error.code, message: error.message }, error.headers);
       } else {
-        this.o.log.warn("request failed", { path: req.url?.slice(0, 200), error: errorMessage(error) });
+        this.o.log.warn("request failed", { route: route?.name ?? "unmatched", path: loggedPath(req.url), error: errorMessage(error) });
         sendJson(res, 503, { error: "UNAVAILABLE", message: "state unavailable, retry shortly" }, { "Retry-After": "1" });
       }
     } finally {
@@ -273,6 +273,15 @@ export class HttpServer {
     }
   }
 
+}
+
+/**
+ * A request target as a log line may show it: the path without its query (where `?session=` and `?token=`
+ * ride) and with a session token in the path (`/s/<token>/`) blanked, so no log line carries a token.
+ */
+export function loggedPath(target: string | undefined): string {
+  const path = (target ?? "").split("?", 1)[0]!.slice(0, 200);
+  return path.replace(/\/s\/[^/]*/g, "/s/-");
 }
 
 /** The request target as a URL; a target that is none (`//%`, `http://a:99999/`) is the client's error: 400. */
