@@ -26,7 +26,7 @@ const PROGRAMS = {
 };
 const NEEDS = {
   start: ["ffmpeg", "redis-server", "haproxy"],
-  test: ["ffmpeg", "ffprobe", "redis-server", "haproxy", "chromium"],
+  test: ["ffmpeg", "ffprobe", "redis-server", "haproxy", "chromium", "nginx"],
   bench: ["ffmpeg", "redis-server", "nginx", "wrk"],
   chaos: ["ffmpeg", "redis-server", "haproxy", "chromium"],
   npm: [],
