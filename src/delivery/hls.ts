@@ -12,7 +12,7 @@
 import { CLAIM_ID_PATTERN, RENDITION_PATTERN, SESSION_ID_PATTERN, STREAM_ID_PATTERN, isStreamId } from "../core/ids.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { ClientAddresses } from "../http/client-address.ts";
-import { HttpError, type HttpServer, type Request } from "../http/server.ts";
+import { CORS_HEADERS, HttpError, type HttpServer, type Request } from "../http/server.ts";
 import type { StreamStore } from "../state/store.ts";
 import type { StreamSnapshot } from "../core/model.ts";
 import { renderMaster, renderMedia } from "./playlist.ts";
@@ -72,14 +72,16 @@ export class HlsDelivery {
     // a segment in memory is re-read after two minutes: far longer than any viewer needs it
     this.segments = new SegmentCache(o.segmentCacheBytes, 120000);
     const [STREAM, RENDITION, TOKEN] = [STREAM_ID_PATTERN, RENDITION_PATTERN, TOKEN_PATTERN];
+    // every answer's head is one precomputed object, CORS included
+    const OWN = { ownHeaders: true };
     const SEGMENT = `(\\d{1,15})\\.(${CLAIM_ID_PATTERN})\\.ts`;
-    http.addRoute(["GET", "HEAD"], "master", new RegExp(`^/live/(${STREAM})/index\\.m3u8$`), (r) => this.master(r));
-    http.addRoute(["GET", "HEAD"], "media", new RegExp(`^/live/(${STREAM})/(${RENDITION})/index\\.m3u8$`), (r) => this.media(r, null));
-    http.addRoute(["GET", "HEAD"], "segment", new RegExp(`^/live/(${STREAM})/(${RENDITION})/${SEGMENT}$`), (r) => this.segment(r, null));
+    http.addRoute(["GET", "HEAD"], "master", new RegExp(`^/live/(${STREAM})/index\\.m3u8$`), (r) => this.master(r), OWN);
+    http.addRoute(["GET", "HEAD"], "media", new RegExp(`^/live/(${STREAM})/(${RENDITION})/index\\.m3u8$`), (r) => this.media(r, null), OWN);
+    http.addRoute(["GET", "HEAD"], "segment", new RegExp(`^/live/(${STREAM})/(${RENDITION})/${SEGMENT}$`), (r) => this.segment(r, null), OWN);
     // the same, with a session in the path: params shift by one, the token first
     const withSession = (r: Request): [Request, string] => [{ ...r, params: [r.params[0]!, ...r.params.slice(2)] }, r.params[1]!];
-    http.addRoute(["GET", "HEAD"], "media", new RegExp(`^/live/(${STREAM})/s/(${TOKEN})/(${RENDITION})/index\\.m3u8$`), (r) => this.media(...withSession(r)));
-    http.addRoute(["GET", "HEAD"], "segment", new RegExp(`^/live/(${STREAM})/s/(${TOKEN})/(${RENDITION})/${SEGMENT}$`), (r) => this.segment(...withSession(r)));
+    http.addRoute(["GET", "HEAD"], "media", new RegExp(`^/live/(${STREAM})/s/(${TOKEN})/(${RENDITION})/index\\.m3u8$`), (r) => this.media(...withSession(r)), OWN);
+    http.addRoute(["GET", "HEAD"], "segment", new RegExp(`^/live/(${STREAM})/s/(${TOKEN})/(${RENDITION})/${SEGMENT}$`), (r) => this.segment(...withSession(r)), OWN);
   }
 
   /** Starts the timers that keep its memory bounded. */
@@ -162,7 +164,7 @@ export class HlsDelivery {
       // a URI of an earlier release (?session=): to the session's path, where its segments carry the session
       const resume = query.get("resume");
       const location = `/live/${stream.id}/s/${session.token}/${rendition}/index.m3u8${resume && /^\d{13}$/.test(resume) ? `?resume=${resume}` : ""}`;
-      res.writeHead(302, { Location: location, "Cache-Control": "private, no-store", "Content-Length": 0 });
+      res.writeHead(302, { ...CORS_HEADERS, Location: location, "Cache-Control": "private, no-store", "Content-Length": 0 });
       res.end();
       return;
     }
@@ -173,7 +175,8 @@ export class HlsDelivery {
     const personal = session !== null;
     if (session) {
       this.o.sessions.touch(session, rendition);
-      const startOffset = delta ? undefined : await this.startOffset(session, stream, rendition, query.get("resume"));
+      const known = delta ? undefined : this.startOffset(session, stream, rendition, query.get("resume"));
+      const startOffset = known === undefined ? undefined : await known;
       if (startOffset !== undefined) {
         PlaylistBody.of(renderMedia(stream, rendition, "", { startOffset }), stream.state === "ended").send(res, method, req.headers, personal);
         return;
@@ -182,8 +185,11 @@ export class HlsDelivery {
     this.rendered.media(stream, rendition, delta).send(res, method, req.headers, personal);
   }
 
-  private async startOffset(session: NamedSession, stream: StreamSnapshot, rendition: string, resumeText: string | null): Promise<number | undefined> {
-    const resume = /^\d{13}$/.test(resumeText ?? "") ? Number(resumeText) : null;
+  /** A paused session's EXT-X-START offset: undefined at once when it is known to be playing, else read. */
+  private startOffset(session: NamedSession, stream: StreamSnapshot, rendition: string, resumeText: string | null): Promise<number | undefined> | undefined {
+    const resume = resumeText !== null && /^\d{13}$/.test(resumeText) ? Number(resumeText) : null;
+    // a playing viewer's reloads (the common case) need no promise: its copy says it is not paused
+    if (resume === null && this.o.sessions.knownResumeAt(session.sessionId) === null) return undefined;
     return this.o.sessions.startOffset(session.sessionId, stream, rendition, resume);
   }
 
@@ -227,6 +233,7 @@ export class HlsDelivery {
     let made = this.segmentHeaders.get(bytes);
     if (!made) this.segmentHeaders.set(bytes, (made = {}));
     return (made[kind] ??= {
+      ...CORS_HEADERS,
       "Content-Type": "video/mp2t",
       "Cache-Control": SEGMENT_CACHE_CONTROL[kind],
       "Accept-Ranges": "bytes",

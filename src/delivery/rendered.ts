@@ -4,6 +4,7 @@
 import { gzipSync } from "node:zlib";
 import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import type { StreamSnapshot } from "../core/model.ts";
+import { CORS_HEADERS } from "../http/server.ts";
 import { renderMedia } from "./playlist.ts";
 
 const PLAYLIST = "application/vnd.apple.mpegurl";
@@ -32,6 +33,7 @@ export class PlaylistBody {
     let headers = this.headers.get(key);
     if (!headers) {
       headers = {
+        ...CORS_HEADERS,
         "Content-Type": PLAYLIST,
         "Content-Length": body.length,
         // live playlists change every segment; an ended one never again

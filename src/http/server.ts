@@ -38,7 +38,22 @@ interface Route {
   pattern: RegExp;
   name: string;
   handler: Handler;
+  ownHeaders: boolean;
 }
+
+export interface RouteOptions {
+  /**
+   * The handler writes CORS_HEADERS in its own writeHead (precomputed header objects, the HLS routes): with
+   * no header set before it, Node writes the head straight from that object rather than header by header.
+   */
+  ownHeaders?: boolean;
+}
+
+/** What every answer carries: any page may fetch playlists, segments and the APIs (tokens, not cookies, guard them). */
+export const CORS_HEADERS = {
+  "Access-Control-Allow-Origin": "*",
+  "Access-Control-Expose-Headers": "Content-Length, Content-Range",
+} as const;
 
 export interface HttpServerOptions {
   port: number;
@@ -110,8 +125,8 @@ export class HttpServer {
     this.upgradeHandler = handler;
   }
 
-  addRoute(methods: string[], name: string, pattern: RegExp, handler: Handler): void {
-    this.routes.push({ methods, pattern, name, handler });
+  addRoute(methods: string[], name: string, pattern: RegExp, handler: Handler, options: RouteOptions = {}): void {
+    this.routes.push({ methods, pattern, name, handler, ownHeaders: options.ownHeaders === true });
   }
 
   get port(): number {
@@ -225,6 +240,16 @@ export class HttpServer {
     for (const socket of this.sockets) socket.destroy();
   }
 
+  /** The request counter of a route and status (both bounded: route names, the statuses baton sends). */
+  private counted(route: string, status: number): { inc(): void } {
+    const key = `${route} ${status}`;
+    let counter = this.counters.get(key);
+    if (!counter) this.counters.set(key, (counter = this.o.metrics.httpRequests.labels({ route, status: String(status) })));
+    return counter;
+  }
+
+  private readonly counters = new Map<string, { inc(): void }>();
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let route: Route | undefined;
     // the balancer's checks, scrapes and an operator's status polls must not hold a drain open
@@ -234,10 +259,8 @@ export class HttpServer {
       res.once("close", () => (this.inFlight -= 1));
     }
     if (this.draining) res.setHeader("Connection", "close");
-    res.setHeader("Access-Control-Allow-Origin", "*");
-    res.setHeader("Access-Control-Expose-Headers", "Content-Length, Content-Range");
     try {
-      const url = requestUrl(req.url);
+      const url = requestTarget(req.url);
       const method = req.method ?? "GET";
       let params: string[] = [];
       route = this.routes.find((r) => {
@@ -245,6 +268,7 @@ export class HttpServer {
         if (match) params = match.slice(1);
         return match !== null;
       });
+      if (!route?.ownHeaders || method === "OPTIONS") setCors(res);
       if (method === "OPTIONS") {
         res.writeHead(204, {
           "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, OPTIONS",
@@ -263,16 +287,22 @@ export class HttpServer {
       if (res.headersSent) {
         res.destroy();
       } else if (error instanceof HttpError) {
+        if (route?.ownHeaders) setCors(res);
         sendJson(res, error.status, { error: error.code, message: error.message }, error.headers);
       } else {
+        if (route?.ownHeaders) setCors(res);
         this.o.log.warn("request failed", { route: route?.name ?? "unmatched", path: loggedPath(req.url), error: errorMessage(error) });
         sendJson(res, 503, { error: "UNAVAILABLE", message: "state unavailable, retry shortly" }, { "Retry-After": "1" });
       }
     } finally {
-      this.o.metrics.httpRequests.inc({ route: route?.name ?? "unmatched", status: String(res.statusCode) });
+      this.counted(route?.name ?? "unmatched", res.statusCode).inc();
     }
   }
 
+}
+
+function setCors(res: ServerResponse): void {
+  for (const [name, value] of Object.entries(CORS_HEADERS)) res.setHeader(name, value);
 }
 
 /**
@@ -282,6 +312,25 @@ export class HttpServer {
 export function loggedPath(target: string | undefined): string {
   const path = (target ?? "").split("?", 1)[0]!.slice(0, 200);
   return path.replace(/\/s\/[^/]*/g, "/s/-");
+}
+
+/** A plain origin-form path (no dot segments, nothing escaped): what players send, taken as it is. */
+const PLAIN_PATH = /^(?:\/(?!\.\.?(?:\/|$))[A-Za-z0-9._~-]+)+$/;
+const NO_QUERY = new URLSearchParams();
+
+/**
+ * The request target's path and query. A plain path is split without a URL parse (every playlist and segment
+ * request is one); anything else goes through the URL parser, as a browser would read it.
+ */
+export function requestTarget(target: string | undefined): { pathname: string; searchParams: URLSearchParams } {
+  if (target !== undefined) {
+    const mark = target.indexOf("?");
+    const pathname = mark === -1 ? target : target.slice(0, mark);
+    if (PLAIN_PATH.test(pathname) && !target.includes("#")) {
+      return { pathname, searchParams: mark === -1 ? NO_QUERY : new URLSearchParams(target.slice(mark + 1)) };
+    }
+  }
+  return requestUrl(target);
 }
 
 /** The request target as a URL; a target that is none (`//%`, `http://a:99999/`) is the client's error: 400. */

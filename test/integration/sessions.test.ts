@@ -131,6 +131,11 @@ describe("viewer sessions", function () {
       const r = await get(a.http(path), { "Accept-Encoding": "gzip" });
       assert.equal(r.headers.get("vary"), "Accept-Encoding", path);
     }
+    // the HLS routes write their heads from precomputed objects: CORS is in each, errors included
+    for (const path of [`/live/show/s/${s.token}/360p/index.m3u8`, `/live/show/s/${s.token}/360p/${segment}`, "/live/show/360p/1.000000000000.ts", "/live/nope/index.m3u8"]) {
+      const r = await get(a.http(path));
+      assert.equal(r.headers.get("access-control-allow-origin"), "*", `${path}: ${r.status}`);
+    }
     // an earlier release's ?session= URI leads to the session's path, privately
     const legacy = await fetch(a.http(`/live/show/360p/index.m3u8?session=${s.token}`), { redirect: "manual" });
     assert.equal(legacy.status, 302);
