@@ -4,9 +4,12 @@
 // publisher (BATON_HLS_RECONNECTWINDOW=600). The media playlist and its segments are downloaded into a temp
 // dir laid out as /live/<stream>/<rendition>/..., which Debian's nginx (one process, one worker, no access
 // log, sendfile) serves on another loopback port. wrk (one thread, 32 keep-alive connections) measures
-// requests/s and bytes/s of (a) the media playlist and (b) one segment (the newest), against baton and
-// against nginx: one run each with --quick, otherwise two each in the order baton, nginx, nginx, baton (mean).
-// Figures: baton's, with nginx as the baseline (ratio = baton / nginx, higher is better).
+// requests/s and bytes/s of the media playlist and of one segment (the newest), each without a session and
+// as a viewer's player fetches them (a session from a master playlist request, in the path; the playlist also
+// with Accept-Encoding: gzip), against nginx serving the plain files: one run each with --quick, otherwise two
+// each in the order baton, nginx, nginx, baton (mean). Figures: baton's, with nginx as the baseline (ratio =
+// baton / nginx, higher is better); and the size of a delta-update reload against a full one at a 2-hour
+// window (a synthetic 3,600-segment timeline).
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
