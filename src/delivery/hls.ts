@@ -86,7 +86,7 @@ export class HlsDelivery {
 
   /** Starts the timers that keep its memory bounded. */
   start(): void {
-    this.pruneTimer ??= setInterval(() => this.timelines.prune(), 60000);
+    this.pruneTimer ??= setInterval(() => (this.timelines.prune(), this.rendered.prune()), 60000);
     this.viewerPruneTimer ??= setInterval(() => this.viewers.prune(), VIEWER_PRUNE_MS);
   }
 

@@ -35,6 +35,20 @@ export interface MediaOptions {
   startOffset?: number;
   /** A delta update (`_HLS_skip=YES`): the segments before the skip boundary become one EXT-X-SKIP tag. */
   skip?: boolean;
+  /**
+   * The rendition's entries as rendered before, by `{seq}.{claim}` (an entry never changes once written), so
+   * a window of thousands of segments costs one render per new segment, not per segment per render.
+   */
+  lines?: Map<string, string>;
+}
+
+/** One entry's tags and URI for a rendition (ends with a newline). */
+function entryLines(entry: TimelineEntry, rendition: string, suffix: UriSuffix): string {
+  return (
+    (entry.disc ? "#EXT-X-DISCONTINUITY\n" : "") +
+    `#EXT-X-PROGRAM-DATE-TIME:${new Date(entry.pdt).toISOString()}\n` +
+    `#EXTINF:${(entry.dur[rendition] ?? 0).toFixed(3)},\n${segmentUri(entry)}${suffix}\n`
+  );
 }
 
 /** Delta updates may skip what lies this many target durations before the end (RFC 8216bis 6.2.5.1: six at least). */
@@ -89,15 +103,18 @@ export function renderMedia(stream: StreamSnapshot, rendition: string, suffix: U
     lines.push(`#EXT-X-START:TIME-OFFSET=${options.startOffset.toFixed(3)},PRECISE=YES`);
   }
   if (skipped > 0) lines.push(`#EXT-X-SKIP:SKIPPED-SEGMENTS=${skipped}`);
+  const cache = suffix === "" ? options.lines : undefined;
+  let body = "";
   for (let i = skipped; i < entries.length; i++) {
     const entry = entries[i]!;
-    if (entry.disc) lines.push("#EXT-X-DISCONTINUITY");
-    lines.push(
-      `#EXT-X-PROGRAM-DATE-TIME:${new Date(entry.pdt).toISOString()}`,
-      `#EXTINF:${(entry.dur[rendition] ?? 0).toFixed(3)},`,
-      segmentUri(entry) + suffix,
-    );
+    if (!cache) {
+      body += entryLines(entry, rendition, suffix);
+      continue;
+    }
+    const key = `${entry.seq}.${entry.claim}`;
+    let text = cache.get(key);
+    if (text === undefined) cache.set(key, (text = entryLines(entry, rendition, "")));
+    body += text;
   }
-  if (stream.state === "ended") lines.push("#EXT-X-ENDLIST");
-  return lines.join("\n") + "\n";
+  return lines.join("\n") + "\n" + body + (stream.state === "ended" ? "#EXT-X-ENDLIST\n" : "");
 }

@@ -65,9 +65,23 @@ interface RenditionBodies {
   delta?: PlaylistBody;
 }
 
-/** Each rendition's media playlist bodies per timeline snapshot: a new snapshot (a change), a new render. */
+/** Rendered entries per stream and rendition (playlist.ts `lines`), and when a render last used them. */
+interface EntryLines {
+  lines: Map<string, string>;
+  usedAt: number;
+}
+
+/** Streams whose rendered entries are kept; past this the least recently used go (prune() drops idle ones too). */
+const MAX_STREAMS = 1000;
+const IDLE_MS = 120000;
+
+/**
+ * Each rendition's media playlist bodies per timeline snapshot: a new snapshot (a change), a new render; a
+ * render reuses the entries rendered for the snapshot before, so it costs the new segments and a join.
+ */
 export class RenderedPlaylists {
   private readonly rendered = new WeakMap<StreamSnapshot, Map<string, RenditionBodies>>();
+  private readonly entries = new Map<string, EntryLines>();
 
   media(stream: StreamSnapshot, rendition: string, delta: boolean): PlaylistBody {
     let renditions = this.rendered.get(stream);
@@ -75,7 +89,40 @@ export class RenderedPlaylists {
     let bodies = renditions.get(rendition);
     if (!bodies) renditions.set(rendition, (bodies = {}));
     const ended = stream.state === "ended";
-    if (delta) return (bodies.delta ??= PlaylistBody.of(renderMedia(stream, rendition, "", { skip: true }), ended));
-    return (bodies.full ??= PlaylistBody.of(renderMedia(stream, rendition), ended));
+    const lines = this.linesOf(stream, rendition);
+    if (delta) return (bodies.delta ??= PlaylistBody.of(renderMedia(stream, rendition, "", { skip: true, lines }), ended));
+    return (bodies.full ??= PlaylistBody.of(renderMedia(stream, rendition, "", { lines }), ended));
+  }
+
+  /** The rendition's rendered entries, holding no more than about its current window. */
+  private linesOf(stream: StreamSnapshot, rendition: string): Map<string, string> {
+    const key = `${stream.id}/${rendition}`;
+    let held = this.entries.get(key);
+    if (held) this.entries.delete(key);
+    else if (this.entries.size >= MAX_STREAMS) this.entries.delete(this.entries.keys().next().value!);
+    held ??= { lines: new Map(), usedAt: 0 };
+    // entries that left the window go: keep what the snapshot lists
+    if (held.lines.size > stream.entries.length * 1.5 + 16) {
+      const current = new Map<string, string>();
+      for (const e of stream.entries) {
+        const id = `${e.seq}.${e.claim}`;
+        const text = held.lines.get(id);
+        if (text !== undefined) current.set(id, text);
+      }
+      held.lines = current;
+    }
+    held.usedAt = Date.now();
+    this.entries.set(key, held);
+    return held.lines;
+  }
+
+  /** Entry caches held (tests). */
+  get streams(): number {
+    return this.entries.size;
+  }
+
+  /** Drops the rendered entries of renditions nobody asked for in a while. */
+  prune(now = Date.now()): void {
+    for (const [key, held] of this.entries) if (now - held.usedAt > IDLE_MS) this.entries.delete(key);
   }
 }

@@ -118,6 +118,37 @@ describe("delta updates and render-once playlists", () => {
     assert.equal(head.out.body, undefined);
   });
 
+  it("renders a slid 2-hour window by rendering only its new segment, to the same text as a render from scratch", () => {
+    const cache = new RenderedPlaylists();
+    // a discontinuity that enters as the window slides
+    const all = window(TWO_HOURS + 3, 1000, (seq) => seq === 1000 + TWO_HOURS + 1);
+    // each rendered entry formats one date: counting the calls counts the entries rendered
+    const original = Date.prototype.toISOString;
+    let calls = 0;
+    const counting = function (this: Date): string {
+      calls += 1;
+      return original.call(this);
+    };
+    try {
+      for (let step = 0; step <= 3; step++) {
+        const stream = snapshot(all.slice(step, step + TWO_HOURS));
+        Date.prototype.toISOString = counting;
+        calls = 0;
+        const full = cache.media(stream, "720p", false).text.toString();
+        const delta = cache.media(stream, "720p", true).text.toString();
+        Date.prototype.toISOString = original;
+        assert.equal(calls, step === 0 ? TWO_HOURS : 1, `step ${step}: entries rendered`);
+        assert.equal(full, renderMedia(stream, "720p"), `step ${step}`);
+        assert.equal(delta, renderMedia(stream, "720p", "", { skip: true }), `step ${step}`);
+      }
+    } finally {
+      Date.prototype.toISOString = original;
+    }
+    assert.equal(cache.streams, 1);
+    cache.prune(Date.now() + 10 * 60000);
+    assert.equal(cache.streams, 0, "an idle rendition's entries are dropped");
+  });
+
   it("reads Accept-Encoding: gzip unless refused with q=0", () => {
     for (const yes of ["gzip", "gzip, deflate, br", "br;q=1.0, gzip;q=0.8", "GZIP".toLowerCase()]) assert.equal(acceptsGzip(yes), true, yes);
     for (const no of [undefined, "", "br", "identity", "gzip;q=0", "br, gzip; q=0.0", "x-gzipped;q=0.5"]) assert.equal(acceptsGzip(no), false, String(no));
