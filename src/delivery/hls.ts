@@ -136,7 +136,8 @@ export class HlsDelivery {
     if (!stream.ladder) throw new HttpError(503, "STARTING", "the stream is starting", { "Retry-After": "1" });
     if (session) this.o.sessions.touch(session, null);
     if (this.o.cdn) {
-      this.viewers.seen(stream.id, req, session?.token ?? null);
+      // counted as its media playlist requests are, which name no session: by address and user agent
+      this.viewers.seen(stream.id, req, null);
       PlaylistBody.of(renderMaster(stream.ladder), stream.state === "ended").send(res, method, req.headers, query.has("session"));
       return;
     }
