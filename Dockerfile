@@ -19,10 +19,15 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY src/ src/
 COPY tools/ tools/
 COPY config/ config/
+COPY assets/ assets/
 COPY scripts/ scripts/
 
 # var/ holds the spool (transcode.spoolDir); the node runs as the image's unprivileged "node" user (uid 1000)
 RUN mkdir -p var/spool && chown -R node:node var
+# the commit nodes register as their release (there is no .git in the image): docker build --build-arg
+# BATON_COMMIT=$(git rev-parse HEAD) .
+ARG BATON_COMMIT=unknown
+ENV BATON_COMMIT=$BATON_COMMIT
 USER node
 
 # RTMP ingest, HTTP (HLS, APIs, /healthz, /readyz, /metrics), HAProxy agent-check

@@ -8,6 +8,7 @@ import { errorMessage } from "../src/core/errors.ts";
 import { delivery } from "./delivery.ts";
 import { drain } from "./drain.ts";
 import { firstPlaylist } from "./first-playlist.ts";
+import { capacity } from "./capacity.ts";
 import { hostile } from "./hostile.ts";
 import { redisFootprint } from "./redis-footprint.ts";
 import { cleanup, cpuTotals } from "./procs.ts";
@@ -19,7 +20,7 @@ import { startCluster, stopCluster, type Cluster } from "./stack.ts";
 import { transcodeCpu } from "./transcode-cpu.ts";
 import { viewersPerNode } from "./viewers-per-node.ts";
 
-const USAGE = "usage: npm run bench -- [--quick] [--out FILE] [--only transcode-cpu,first-playlist,propagation,reconnect,sessions,delivery,viewers,drain,hostile,redis-footprint]";
+const USAGE = "usage: npm run bench -- [--quick] [--out FILE] [--only transcode-cpu,first-playlist,propagation,reconnect,sessions,delivery,viewers,drain,hostile,redis-footprint,capacity]";
 
 interface Context {
   quick: boolean;
@@ -58,6 +59,7 @@ const BENCHES: Bench[] = [
   { name: "viewers", run: (ctx) => viewersPerNode(ctx) },
   { name: "drain", run: (ctx) => drain(ctx) },
   { name: "hostile", run: (ctx) => hostile(ctx) },
+  { name: "capacity", run: (ctx) => capacity(ctx) },
   { name: "redis-footprint", run: (ctx) => redisFootprint(ctx) },
 ];
 

@@ -23,10 +23,12 @@ const PROGRAMS = {
   chromium: "chromium",
   nginx: "nginx",
   wrk: "wrk",
+  prometheus: "prometheus",
+  promtool: "prometheus",
 };
 const NEEDS = {
   start: ["ffmpeg", "redis-server", "haproxy"],
-  test: ["ffmpeg", "ffprobe", "redis-server", "haproxy", "chromium", "nginx"],
+  test: ["ffmpeg", "ffprobe", "redis-server", "haproxy", "chromium", "prometheus", "promtool", "nginx"],
   bench: ["ffmpeg", "redis-server", "nginx", "wrk"],
   chaos: ["ffmpeg", "redis-server", "haproxy", "chromium"],
   npm: [],

@@ -3,10 +3,11 @@
 import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { AgentServer, agentAnswer } from "./cluster/agent.ts";
+import { Capacity, ladderCost, roomElsewhere } from "./cluster/capacity.ts";
 import { addAdminApi, runAdminCommand, type AdminCommand } from "./cluster/admin-api.ts";
 import { addClusterApi } from "./cluster/api.ts";
 import { Drainer, readiness, type DrainReport } from "./cluster/drain.ts";
-import { HEARTBEAT_MS, Registry } from "./cluster/registry.ts";
+import { HEARTBEAT_MS, NODE_TTL_MS, Registry } from "./cluster/registry.ts";
 import { Sweeper } from "./cluster/sweeper.ts";
 import type { Config } from "./config/defaults.ts";
 import { adminToken, playbackSecret, publishSecret, sessionSecret } from "./config/state-dir.ts";
@@ -14,12 +15,14 @@ import { errorMessage } from "./core/errors.ts";
 import type { Logger } from "./core/log.ts";
 import { Metrics } from "./core/metrics.ts";
 import type { NodeState } from "./core/model.ts";
+import { currentRelease, type Release } from "./core/release.ts";
 import { VERSION } from "./core/version.ts";
 import { HlsDelivery } from "./delivery/hls.ts";
 import { addPlaybackTokenApi } from "./delivery/playback-api.ts";
 import { addPlayer } from "./delivery/player.ts";
 import { ViewerSessions } from "./delivery/sessions.ts";
 import { addSessionsApi } from "./delivery/sessions-api.ts";
+import { VodDelivery } from "./delivery/vod.ts";
 import { ViewerChannel } from "./delivery/ws.ts";
 import { ClientAddresses } from "./http/client-address.ts";
 import { HttpServer } from "./http/server.ts";
@@ -30,6 +33,7 @@ import { NodeRecords } from "./state/nodes.ts";
 import { SessionStore } from "./state/sessions.ts";
 import { StreamStore } from "./state/store.ts";
 import { createSegmentStore } from "./storage/create.ts";
+import { countStoreErrors } from "./storage/counted.ts";
 import type { SegmentStore } from "./storage/store.ts";
 import { StreamOwners } from "./stream/owners.ts";
 import { warmUp } from "./transcode/ffmpeg.ts";
@@ -48,11 +52,17 @@ export class BatonNode {
   readonly owners: StreamOwners;
   readonly drainer: Drainer;
   readonly agent: AgentServer;
+  readonly capacity: Capacity;
+  private capacityTimer: NodeJS.Timeout | null = null;
+  /** Another ready node had room for a stream at the last look (a second ago at most). */
+  private roomElsewhere = false;
   private readonly nodes: NodeRecords;
   private readonly feed: Feed;
   private readonly sweeper: Sweeper;
   private readonly registry: Registry;
   private readonly startedAt = Date.now();
+  /** What this node runs, as it registers it. */
+  readonly release: Release;
   private closing: Promise<void> | null = null;
   /** What the node does when a drain asked it to exit (the CLI exits the process). */
   onExit: () => void = () => undefined;
@@ -60,14 +70,19 @@ export class BatonNode {
 
   constructor(readonly config: Config, private readonly log: Logger) {
     this.id = config.node.id || `node-${randomBytes(4).toString("hex")}`;
+    this.release = currentRelease(config);
     this.metrics = new Metrics({ node: this.id });
-    this.media = createSegmentStore(config.storage);
+    this.media = countStoreErrors(createSegmentStore(config.storage), (op, code) => this.metrics.storeErrors.inc({ op, code }));
     this.store = new StreamStore({
       url: config.redis.url,
       sentinels: config.redis.sentinels,
       sentinelName: config.redis.sentinelName,
+      cluster: config.redis.cluster,
       prefix: config.redis.prefix,
       window: config.hls.playlistWindow,
+      dvrWindowMs: config.hls.dvrWindow * 1000,
+      pageSize: config.hls.dvrPageSize,
+      ...(config.recording.enabled ? { recordingRetentionSec: config.recording.retention } : {}),
       reconnectWindowMs: config.hls.reconnectWindow * 1000,
       retentionSec: config.hls.retention,
       commandTimeoutMs: config.redis.commandTimeout,
@@ -87,6 +102,7 @@ export class BatonNode {
         return record !== undefined && Date.now() - record.heartbeatAt < 2 * HEARTBEAT_MS;
       },
     });
+    this.capacity = new Capacity({ limit: config.transcode.capacity, cpuTarget: config.transcode.cpuTarget, prior: ladderCost(config.transcode) });
     const secret = config.auth.requirePublishToken ? publishSecret(config) : "";
     this.ingest = new RtmpIngest({
       bind: config.node.bind,
@@ -102,6 +118,10 @@ export class BatonNode {
             secret,
             isLive: (id) => this.owners.isLive(id),
             refusing: () => this.closing !== null || this.drainer.state !== "ready",
+            full: () => {
+              const room = this.capacity.room(this.owners.transcoders());
+              return room.slots > 0 ? null : { why: room.why, elsewhere: this.roomElsewhere };
+            },
           }),
         publisher: (connection) => this.owners.publisher(connection),
         refused: (reason, message, request) => recordRefusal({ metrics: this.metrics, log }, reason, message, { remote: request.remote, stream: request.name }),
@@ -128,9 +148,15 @@ export class BatonNode {
       addresses,
       log: log.child("http"),
       metrics: this.metrics,
-      readiness: { ready: () => readiness({ closing: this.closing !== null, state: this.drainer.state, redisReachable: this.store.ready }) },
+      readiness: { ready: () => this.readiness() },
       opsToken: config.admin.openOps ? null : adminToken(config),
-      beforeScrape: () => this.metrics.segmentCacheBytes.set(this.hls.segments.bytes),
+      beforeScrape: () => {
+        this.metrics.segmentCacheBytes.set(this.hls.segments.bytes);
+        this.metrics.capacitySlots.set(this.slots);
+        this.metrics.ready.set(this.readiness().ok ? 1 : 0);
+        this.metrics.viewers.reset();
+        for (const [stream, count] of Object.entries(this.hls.viewers.counts())) this.metrics.viewers.set({ stream }, count);
+      },
     });
     this.hls = new HlsDelivery(this.http, { store: this.store, segmentCacheBytes: config.hls.segmentCacheBytes, metrics: this.metrics, sessions, addresses, cdn: config.delivery.cdn });
     this.channel = new ViewerChannel(sessions, this.hls.timelines, config.sessions.maxReportsPerSecond, this.metrics, log.child("ws"));
@@ -139,6 +165,7 @@ export class BatonNode {
     addPlaybackTokenApi(this.http, { adminToken: adminToken(config), secret: playbackSecret(config), defaultTtl: config.auth.playbackTokenTtl });
     addPlayer(this.http);
     addClusterApi(this.http, this.store, this.nodes);
+    new VodDelivery(this.http, { store: this.store, timelines: this.hls.timelines, sessions });
     this.sweeper = new Sweeper(this.store, this.id, log.child("sweeper"));
     const host = config.node.publicHost;
     this.registry = new Registry(
@@ -149,13 +176,16 @@ export class BatonNode {
         httpUrl: `http://${host}:${this.http.port}`,
         rtmpUrl: `rtmp://${host}:${this.ingest.port}/live`,
         version: VERSION,
+        release: this.release,
         startedAt: this.startedAt,
-        load: { publishers: this.owners.size, viewers: this.hls.viewers.counts(), readyChecks: this.http.readyChecks, transcoders: this.owners.speeds() },
+        load: { publishers: this.owners.size, viewers: this.hls.viewers.counts(), readyChecks: this.http.readyChecks, transcoders: this.owners.speeds(), slots: this.slots },
       }),
       log.child("registry"),
     );
     this.drainer = new Drainer({ publishState: () => this.registry.beat(), http: this.http, viewers: this.channel, publishers: this.owners, log: log.child("drain") });
-    this.agent = new AgentServer(config.agent.port, config.node.bind, () => agentAnswer(this.drainer.state, this.owners.size, config.transcode.capacity));
+    this.agent = new AgentServer(config.agent.port, config.node.bind, (backend) =>
+      agentAnswer(this.drainer.state, { publishers: this.owners.size, capacity: config.transcode.capacity, slots: this.slots }, backend),
+    );
     addAdminApi(this.http, { nodeId: this.id, token: adminToken(config), local: this, nodes: this.nodes, feed: this.feed });
   }
 
@@ -180,6 +210,24 @@ export class BatonNode {
     return at;
   }
 
+  private get slots(): number {
+    return this.capacity.room(this.owners.transcoders()).slots;
+  }
+
+  /** What /readyz answers (and baton_ready says). */
+  private readiness(): ReturnType<typeof readiness> {
+    return readiness({ closing: this.closing !== null, state: this.drainer.state, redisReachable: this.store.ready });
+  }
+
+  /** Once a second: what the machine and the transcoders use, and whether any other node has room. */
+  private measure(): void {
+    this.capacity.tick(this.owners.transcoders());
+    this.nodes
+      .list()
+      .then((records) => (this.roomElsewhere = roomElsewhere(records, this.id, Date.now(), NODE_TTL_MS)))
+      .catch(() => undefined);
+  }
+
   get state(): NodeState {
     return this.drainer.state;
   }
@@ -189,6 +237,7 @@ export class BatonNode {
       node: this.id,
       state: this.drainer.state,
       version: VERSION,
+      release: this.release,
       startedAt: this.startedAt,
       publishers: this.owners.list(),
       websockets: this.channel.size,
@@ -243,6 +292,8 @@ export class BatonNode {
       },
     });
     this.sweeper.start();
+    this.capacityTimer ??= setInterval(() => this.measure(), HEARTBEAT_MS);
+    this.measure();
     this.registry.start();
     this.sessionStore.start();
     void warmUp(this.config.transcode.ffmpegPath);
@@ -257,6 +308,7 @@ export class BatonNode {
 
   private async shutdown(): Promise<void> {
     this.sweeper.stop();
+    if (this.capacityTimer) clearInterval(this.capacityTimer);
     void this.registry.beat();
     await this.owners.closeAll("node shutting down");
     await this.ingest.close();

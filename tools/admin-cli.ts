@@ -2,6 +2,7 @@
 // (by default through the balancer, `http://<node.publicHost>:<http.port>`; `--url` for another), with the
 // admin token from the config, BATON_ADMIN_TOKEN or the local cluster's var/admin-token.
 import { execFile } from "node:child_process";
+import { describeRelease } from "../src/core/release.ts";
 import type { NodeRecord } from "../src/core/model.ts";
 import type { StreamInfo } from "../src/cluster/api.ts";
 import { errorMessage } from "../src/core/errors.ts";
@@ -48,11 +49,12 @@ function table(rows: string[][]): string {
 export async function status(c: AdminClient): Promise<string> {
   const [nodes, streams] = [await nodesOf(c), await streamsOf(c)];
   const now = Date.now();
-  const nodeRows = [["NODE", "STATE", "PUBLISHERS", "VIEWERS", "CPU", "VERSION", "UP", "HEARTBEAT", "HTTP"]];
+  const nodeRows = [["NODE", "STATE", "PUBLISHERS", "ROOM", "VIEWERS", "CPU", "RELEASE", "UP", "HEARTBEAT", "HTTP"]];
   for (const n of nodes) {
     const viewers = Object.values(n.load.viewers).reduce((a, b) => a + b, 0);
     nodeRows.push([
-      n.id, n.state, String(n.load.publishers), String(viewers), `${Math.round(n.load.cpu * 100)}%`, n.version,
+      n.id, n.state, String(n.load.publishers), n.load.slots === undefined ? "-" : String(n.load.slots), String(viewers), `${Math.round(n.load.cpu * 100)}%`,
+      n.release ? describeRelease(n.release) : n.version,
       `${Math.round((now - n.startedAt) / 1000)}s`, `${((now - n.heartbeatAt) / 1000).toFixed(1)}s ago`, n.httpUrl,
     ]);
   }
@@ -69,7 +71,13 @@ export async function status(c: AdminClient): Promise<string> {
     ? `\n\ntranscoders below real time: ${slow.join(", ")}. The ladder costs more than this machine has: a lighter ` +
       "transcode.ladder or a faster transcode.preset (ultrafast), or fewer streams per node"
     : "";
-  return `${table(nodeRows)}\n\n${streams.length ? table(streamRows) : "no live streams"}${warning}`;
+  // ROOM is what each node may still take by its measured capacity: none anywhere, and publishers are refused
+  const ready = nodes.filter((n) => n.state === "ready");
+  const full = ready.length > 0 && ready.every((n) => n.load.slots === 0)
+    ? "\n\ncluster full: no ready node has room for another stream (publishers are refused with cluster_full). " +
+      "Add nodes, raise transcode.capacity or transcode.cpuTarget, or a lighter transcode.ladder"
+    : "";
+  return `${table(nodeRows)}\n\n${streams.length ? table(streamRows) : "no live streams"}${warning}${full}`;
 }
 
 export async function drain(c: AdminClient, node: string, exit = false): Promise<string> {

@@ -40,7 +40,8 @@ export const CONNECTIONS_PER_ADDRESS = 500;
  * A TCP frontend and its backend for RTMP or RTMPS. The checks go to the HTTP port (`check port`), so HAProxy
  * sends them no PROXY header: only relayed connections carry one.
  */
-function rtmpSection(o: HaproxyOptions, name: "rtmp" | "rtmps", port: number, nodePort: (n: BalancedNode) => number, server: (n: BalancedNode, port: number) => string): string[] {
+function rtmpSection(o: HaproxyOptions, name: "rtmp" | "rtmps", port: number, nodePort: (n: BalancedNode) => number, server: Server): string[] {
+  const proxy = o.proxyProtocol ? " send-proxy-v2" : "";
   return [
     `frontend ${name}_in`,
     "    mode tcp",
@@ -55,14 +56,20 @@ function rtmpSection(o: HaproxyOptions, name: "rtmp" | "rtmps", port: number, no
     "    option httpchk GET /readyz",
     "    http-check expect status 200",
     "    option redispatch",
-    ...o.nodes.map((n) => `${server(n, nodePort(n))}${o.proxyProtocol ? " send-proxy-v2" : ""}`),
+    ...o.nodes.map((n) => `${server(n, nodePort(n), "rtmp")}${proxy}`),
+    // a node with no room for another stream answers the agent `drain`; when every node does, a publisher
+    // still reaches one (these backups, used only then), which tells the encoder the cluster is full
+    ...o.nodes.map((n) => `    server ${n.id}_full ${n.host}:${nodePort(n)} check port ${n.httpPort} ${CHECK} backup${proxy}`),
     "",
   ];
 }
 
+/** A balanced node's server line; the agent is told which backend asks (its answers differ: cluster/agent.ts). */
+type Server = (n: BalancedNode, port: number, backend: "rtmp" | "http") => string;
+
 export function haproxyConfig(o: HaproxyOptions): string {
-  const server = (n: BalancedNode, port: number): string =>
-    `    server ${n.id} ${n.host}:${port} check port ${n.httpPort} ${CHECK} agent-check agent-port ${n.agentPort} agent-inter 500ms weight 100 slowstart 10s`;
+  const server: Server = (n, port, backend) =>
+    `    server ${n.id} ${n.host}:${port} check port ${n.httpPort} ${CHECK} agent-check agent-port ${n.agentPort} agent-inter 500ms agent-send "${backend}\\n" weight 100 slowstart 10s`;
   const missing = o.rtmpsPort ? o.nodes.filter((n) => !n.rtmpsPort).map((n) => n.id) : [];
   if (missing.length > 0) throw new Error(`HAProxy RTMPS port ${o.rtmpsPort ?? 0} is set, but nodes ${missing.join(", ")} have no RTMPS port`);
   const rtmps = o.rtmpsPort ? rtmpSection(o, "rtmps", o.rtmpsPort, (n) => n.rtmpsPort ?? 0, server) : [];
@@ -107,7 +114,7 @@ export function haproxyConfig(o: HaproxyOptions): string {
     "    http-check expect status 200",
     "    retry-on conn-failure empty-response response-timeout 502 503 504",
     "    option redispatch 1",
-    ...o.nodes.map((n) => server(n, n.httpPort)),
+    ...o.nodes.map((n) => server(n, n.httpPort, "http")),
     "",
     "backend http_fallback",
     "    mode http",

@@ -1,4 +1,4 @@
-// Moves streams along their life when their owner cannot (state/scripts/sweep-3.lua): a stream whose owner
+// Moves streams along their life when their owner cannot (state/scripts/sweep-4.lua): a stream whose owner
 // died enters its reconnect window, one whose window passed ends with EXT-X-ENDLIST, one whose retention
 // passed is forgotten. One node sweeps at a time, the holder of a short lease (lead-1.lua) that every node
 // tries to take each second, so the cost is one small script per node and one sweep per stream each second,

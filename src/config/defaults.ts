@@ -95,6 +95,13 @@ export interface Config {
     sentinels: string[];
     /** The Sentinel master group name (`sentinel monitor NAME ...`); used only with redis.sentinels. Used by: state. */
     sentinelName: string;
+    /**
+     * Seed nodes of a Redis Cluster (`host:port`, IPv6 as `[addr]:port`; a few are enough, the rest are
+     * discovered); empty: not a cluster. Set: every connection is an ioredis Cluster client that follows the
+     * slot map and failovers; redis.url then gives only the user, password and scheme (rediss: TLS to every
+     * shard). Not with redis.sentinels. Used by: state (every connection).
+     */
+    cluster: string[];
     /** Prefix of every key baton writes. Used by: state/keys.ts. */
     prefix: string;
     /**
@@ -112,8 +119,21 @@ export interface Config {
   hls: {
     /** Segment length in seconds; also the keyframe interval. Used by: transcode, playlists. */
     segmentDuration: number;
-    /** Segments listed in a live media playlist. Used by: state (timeline trim), playlists. */
+    /**
+     * Segments listed in a live media playlist when hls.dvrWindow is 0, and at least as many with it. Used
+     * by: state (timeline trim), playlists.
+     */
     playlistWindow: number;
+    /**
+     * Seconds of media every live stream keeps and its media playlists list (a sliding window viewers seek
+     * and resume in); 0: playlistWindow segments only. Used by: state (timeline pages, deletion), playlists.
+     */
+    dvrWindow: number;
+    /**
+     * Timeline entries per page archived from Redis into the segment store with a DVR window (Redis keeps
+     * under two pages, plus a small ref per page). Used by: state (timeline pages); tests shorten it.
+     */
+    dvrPageSize: number;
     /** Seconds a stream stays live (no EXT-X-ENDLIST) after its publisher leaves, waiting for it to return. */
     reconnectWindow: number;
     /** Seconds an ended stream's playlists (in Redis) and segments (in the segment store) stay. Used by: state, sweeper. */
@@ -164,8 +184,18 @@ export interface Config {
     spoolDir: string;
     /** Restarts of a crashed ffmpeg allowed per publish before the publisher is dropped. Used by: transcode. */
     maxRestarts: number;
-    /** Live streams a node transcodes at full weight; its agent-check weight falls as it fills. Used by: cluster agent. */
+    /**
+     * Live streams a node transcodes at most: the operator's bound. Its agent-check weight falls as it fills, and
+     * a full node refuses publishers (`at_capacity`, or `cluster_full` when no node has room). Used by: ingest
+     * admission, cluster agent.
+     */
     capacity: number;
+    /**
+     * Share of the machine's CPU (0 to 1) the node fills with streams: one more is admitted only while the CPU
+     * its transcoders are measured to take fits under it, and none while a transcoder runs below real time.
+     * 0: count streams only (transcode.capacity). Used by: ingest admission, cluster agent (cluster/capacity.ts).
+     */
+    cpuTarget: number;
   };
   auth: {
     /** Require a signed token on every publish. Used by: ingest admission. */
@@ -197,6 +227,15 @@ export interface Config {
      * for a node whose HTTP port only an internal network reaches. Used by: cluster API, metrics.
      */
     openOps: boolean;
+  };
+  recording: {
+    /**
+     * Keep every segment of every broadcast, not only the DVR window (the live playlist still lists the
+     * window), and play each ended broadcast as VOD for `retention`. Used by: state (pages, expiry), delivery/vod.
+     */
+    enabled: boolean;
+    /** Seconds an ended broadcast's recording stays in the segment store, with `enabled`. Used by: state (expiry). */
+    retention: number;
   };
   drain: {
     /** Seconds a drain may take; then it finishes anyway. Used by: cluster drain. */
@@ -266,6 +305,7 @@ export const DEFAULTS: Config = {
     url: "redis://127.0.0.1:6379",
     sentinels: [],
     sentinelName: "mymaster",
+    cluster: [],
     prefix: "baton:",
     commandTimeout: 1000,
     waitReplicas: 0,
@@ -273,6 +313,8 @@ export const DEFAULTS: Config = {
   hls: {
     segmentDuration: 2,
     playlistWindow: 6,
+    dvrWindow: 7200,
+    dvrPageSize: 60,
     reconnectWindow: 30,
     retention: 3600,
     segmentCacheBytes: 67108864,
@@ -300,6 +342,7 @@ export const DEFAULTS: Config = {
     spoolDir: "var/spool",
     maxRestarts: 5,
     capacity: 4,
+    cpuTarget: 0.85,
   },
   auth: {
     requirePublishToken: true,
@@ -313,6 +356,10 @@ export const DEFAULTS: Config = {
     token: "",
     restartCommand: [],
     openOps: false,
+  },
+  recording: {
+    enabled: false,
+    retention: 604800,
   },
   drain: {
     deadline: 30,

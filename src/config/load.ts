@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { ConfigError, errorMessage } from "../core/errors.ts";
 import { DEFAULTS, type Config } from "./defaults.ts";
 import { SCHEMA, checkValue, parseEnvValue, type Rule } from "./schema.ts";
+import { checkRedis } from "./redis.ts";
 import { checkStorage } from "./storage.ts";
 import { rtmpsContext } from "./tls.ts";
 
@@ -101,6 +102,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
   const originOf = (key: string): string => origins.get(key) ?? "defaults";
   rtmpsContext(config.rtmps, originOf);
   checkStorage(config.storage, originOf);
+  checkRedis(config.redis, originOf);
   return config;
 }
 

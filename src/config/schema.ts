@@ -54,6 +54,7 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
     url: { kind: "string", pattern: /^rediss?:\/\/\S+$/, expected: "a redis:// or rediss:// URL" },
     sentinels: { kind: "list", pattern: HOST_PORT, expected: "a list of host:port addresses (IPv6 as [address]:port)" },
     sentinelName: { kind: "string", pattern: /^[A-Za-z0-9._-]{1,64}$/, expected: "1 to 64 of A-Z, a-z, 0-9, '.', '_', '-'" },
+    cluster: { kind: "list", pattern: HOST_PORT, expected: "a list of host:port addresses of Redis Cluster nodes (IPv6 as [address]:port)" },
     prefix: { kind: "string", pattern: /^[A-Za-z0-9_:.-]{1,32}$/, expected: "1 to 32 of A-Z, a-z, 0-9, '_', ':', '.', '-'" },
     commandTimeout: { kind: "int", min: 100, max: 60000 },
     waitReplicas: { kind: "int", min: 0, max: 16 },
@@ -61,6 +62,8 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
   hls: {
     segmentDuration: { kind: "int", min: 1, max: 10 },
     playlistWindow: { kind: "int", min: 3, max: 100 },
+    dvrWindow: { kind: "int", min: 0, max: 14 * 86400 },
+    dvrPageSize: { kind: "int", min: 2, max: 1000 },
     reconnectWindow: { kind: "number", min: 0, max: 3600 },
     retention: { kind: "int", min: 10, max: 7 * 86400 },
     segmentCacheBytes: { kind: "int", min: 1048576, max: 17179869184 },
@@ -85,11 +88,16 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
     spoolDir: { kind: "string", pattern: /^[^\0]+$/, expected: "a directory path" },
     maxRestarts: { kind: "int", min: 0, max: 100 },
     capacity: { kind: "int", min: 1, max: 1000 },
+    cpuTarget: { kind: "number", min: 0, max: 1 },
   },
   admin: {
     token: { kind: "string", pattern: /^([\x21-\x7e]{16,256})?$/, expected: "empty, or 16 to 256 printable characters without spaces" },
     restartCommand: { kind: "argv" },
     openOps: { kind: "bool" },
+  },
+  recording: {
+    enabled: { kind: "bool" },
+    retention: { kind: "int", min: 60, max: 366 * 86400 },
   },
   drain: {
     deadline: { kind: "number", min: 1, max: 3600 },

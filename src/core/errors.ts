@@ -32,7 +32,9 @@ export type RefusalReason =
   | "draining"
   | "state_unavailable"
   | "revoked"
-  | "play_not_supported";
+  | "play_not_supported"
+  | "at_capacity"
+  | "cluster_full";
 
 export class AdmissionError extends BatonError {
   readonly reason: RefusalReason;
@@ -69,8 +71,11 @@ export class HandoffPendingError extends BatonError {
  * STORAGE_RANGE: the range starts past the object's end; STORAGE_UNAVAILABLE: the store did not answer in time
  * or at all; STORAGE_FAILED: the store answered with another error (no such bucket, a full disk).
  */
+export type StorageCode = "STORAGE_REFUSED" | "STORAGE_DENIED" | "STORAGE_RANGE" | "STORAGE_UNAVAILABLE" | "STORAGE_FAILED";
+
 export class StorageError extends BatonError {
-  constructor(code: "STORAGE_REFUSED" | "STORAGE_DENIED" | "STORAGE_RANGE" | "STORAGE_UNAVAILABLE" | "STORAGE_FAILED", message: string) {
+  declare readonly code: StorageCode;
+  constructor(code: StorageCode, message: string) {
     super(code, message);
   }
 }

@@ -1,5 +1,5 @@
 // Prometheus metrics of one node (prom-client). Labels stay bounded: route names, status codes, refusal
-// reasons, rendition and stream ids of streams live on this node; never a session id or an address.
+// reasons, store operations, stream ids of streams live on or watched from this node; never a session id or an address.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 export class Metrics {
@@ -28,6 +28,14 @@ export class Metrics {
   readonly segmentsDropped = new Counter({
     name: "baton_segments_dropped_total", help: "Segment groups dropped because the queue for Redis was full", registers: [this.registry],
   });
+  readonly presetChanges = new Counter({
+    name: "baton_transcoder_preset_changes_total",
+    help: "Streams moved to a faster x264 preset (degrade: behind real time) or back (restore), by direction",
+    labelNames: ["direction"] as const, registers: [this.registry],
+  });
+  readonly capacitySlots = new Gauge({
+    name: "baton_capacity_slots", help: "Streams this node may still take now, by its measured capacity (0: it refuses publishers)", registers: [this.registry],
+  });
   readonly transcoderSpeed = new Gauge({
     name: "baton_transcoder_speed", help: "Media seconds transcoded per wall-clock second (below 1: falling behind)",
     labelNames: ["stream"] as const, registers: [this.registry],
@@ -47,6 +55,13 @@ export class Metrics {
   readonly httpRequests = new Counter({
     name: "baton_http_requests_total", help: "HTTP requests by route and status", labelNames: ["route", "status"] as const, registers: [this.registry],
   });
+  readonly httpDuration = new Histogram({
+    name: "baton_http_request_duration_seconds",
+    help: "Time to answer a viewer's HLS request (routes master, media, segment), from its arrival to the last byte handed to the socket",
+    labelNames: ["route"] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
   readonly httpConnectionsRefused = new Counter({
     name: "baton_http_connections_refused_total", help: "HTTP connections closed by a limit, by reason (per_address, no_request)",
     labelNames: ["reason"] as const, registers: [this.registry],
@@ -63,6 +78,17 @@ export class Metrics {
   readonly sessionStartsRefused = new Counter({
     name: "baton_session_starts_refused_total", help: "Session starts refused, by reason (rate_limited, playback_token)",
     labelNames: ["reason"] as const, registers: [this.registry],
+  });
+  readonly ready = new Gauge({
+    name: "baton_ready", help: "1 while /readyz answers ready (0: draining, closing or Redis unreachable), read at scrape time", registers: [this.registry],
+  });
+  readonly viewers = new Gauge({
+    name: "baton_viewers", help: "Viewers this node served a playlist to in the last 30 s, by stream", labelNames: ["stream"] as const, registers: [this.registry],
+  });
+  readonly storeErrors = new Counter({
+    name: "baton_segment_store_errors_total",
+    help: "Segment store calls that failed, by operation and StorageError code (STORAGE_UNAVAILABLE, STORAGE_FAILED, STORAGE_DENIED, ...)",
+    labelNames: ["op", "code"] as const, registers: [this.registry],
   });
   readonly redisUp = new Gauge({ name: "baton_redis_up", help: "1 while this node reaches Redis", registers: [this.registry] });
   readonly streamFailures = new Counter({

@@ -77,6 +77,8 @@ export interface NodeRecord {
   httpUrl: string;
   rtmpUrl: string;
   version: string;
+  /** What the node runs: version, commit, config digest (core/release.ts). */
+  release?: { version: string; commit: string; config: string };
   startedAt: number;
   heartbeatAt: number;
   load: {
@@ -89,5 +91,7 @@ export interface NodeRecord {
     readyChecks: number;
     /** Transcoder speed of each stream this node owns (media seconds per second), once measured. */
     transcoders?: Record<string, number>;
+    /** Streams the node may still take now, by its measured capacity (cluster/capacity.ts). */
+    slots?: number;
   };
 }

@@ -84,6 +84,9 @@ const FIRST_REQUEST_MS = 10000;
 /** A socket with no traffic either way for this long is closed (keep-alive sockets close first, at 30 s). */
 const SOCKET_IDLE_MS = 60000;
 
+/** The viewers' HLS routes, whose answer times are a histogram (the other routes are operators' or rare). */
+const TIMED_ROUTES = new Set(["master", "media", "segment"]);
+
 export class HttpServer {
   private readonly routes: Route[] = [];
   private server: Server | null = null;
@@ -250,8 +253,18 @@ export class HttpServer {
 
   private readonly counters = new Map<string, { inc(): void }>();
 
+  /** The answer-time histogram of an HLS route (its child kept, as the counters'). */
+  private timer(route: string): { observe(seconds: number): void } {
+    let timer = this.timers.get(route);
+    if (!timer) this.timers.set(route, (timer = this.o.metrics.httpDuration.labels({ route })));
+    return timer;
+  }
+
+  private readonly timers = new Map<string, { observe(seconds: number): void }>();
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let route: Route | undefined;
+    const arrived = process.hrtime.bigint();
     // the balancer's checks, scrapes and an operator's status polls must not hold a drain open
     const counted = !/^\/(readyz|healthz|metrics|admin\/)/.test(req.url ?? "");
     if (counted) {
@@ -296,6 +309,7 @@ export class HttpServer {
       }
     } finally {
       this.counted(route?.name ?? "unmatched", res.statusCode).inc();
+      if (route && TIMED_ROUTES.has(route.name)) this.timer(route.name).observe(Number(process.hrtime.bigint() - arrived) / 1e9);
     }
   }
 

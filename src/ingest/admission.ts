@@ -1,7 +1,7 @@
 // The synchronous part of publish admission: the app, the stream id, the token's signature, a local duplicate.
 // What needs the cluster's state is decided by the stream's owner before it claims: a revocation, and whether
 // an expired token is the one its live broadcast started with (src/stream/owner.ts); the cluster-wide
-// duplicate check is the ownership claim in Redis (state/scripts/claim-3.lua).
+// duplicate check is the ownership claim in Redis (state/scripts/claim-4.lua).
 import { AdmissionError, type RefusalReason } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
@@ -22,6 +22,8 @@ export interface AdmissionPolicy {
   isLive(streamId: string): boolean;
   /** True while the node takes no new publishers (draining). */
   refusing(): boolean;
+  /** Null while the node has room for another stream; otherwise why not, and whether another node has room. */
+  full(): { why: string; elsewhere: boolean } | null;
 }
 
 export const APP = "live";
@@ -39,6 +41,9 @@ export function admitPublish(request: PublishRequest, policy: AdmissionPolicy): 
   }
   if (policy.refusing()) throw new AdmissionError("draining", "this node is draining; reconnect to another");
   if (policy.isLive(streamId)) throw new AdmissionError("already_live", `stream ${streamId} already has a publisher`);
+  const full = policy.full();
+  if (full?.elsewhere) throw new AdmissionError("at_capacity", `this node is full (${full.why}); reconnect to be sent to another`);
+  if (full) throw new AdmissionError("cluster_full", `every node is full (here: ${full.why}); retry later`);
   return { streamId, credential };
 }
 

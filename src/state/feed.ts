@@ -2,9 +2,9 @@
 // each change of its timeline or state (so nodes re-read it once), and admin commands for a node or for all
 // (relayed by whichever node took the operator's request). The subscription is retried until it connects;
 // ioredis resubscribes after reconnects, and each reconnect is announced (changes may have been missed).
-import type { Redis } from "ioredis";
 import type { Keys } from "./keys.ts";
-import { closeRedis, type StreamStore } from "./store.ts";
+import { closeRedis, type RedisClient } from "./client.ts";
+import type { StreamStore } from "./store.ts";
 
 export interface FeedHandlers {
   /** A stream's timeline or state changed. */
@@ -20,7 +20,7 @@ export interface FeedHandlers {
 const RETRY_MS = 1000;
 
 export class Feed {
-  private subscriber: Redis | null = null;
+  private subscriber: RedisClient | null = null;
   private closed = false;
 
   constructor(private readonly store: Pick<StreamStore, "subscribe" | "redis" | "keys">) {}

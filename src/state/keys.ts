@@ -16,9 +16,25 @@ export class Keys {
     return this.stream(streamId, "meta");
   }
 
-  /** List of JSON timeline entries, oldest first, at most the playlist window long. */
+  /**
+   * List of JSON timeline entries, oldest first: the playlist window (hls.dvrWindow 0), or with a DVR window
+   * the tail not yet archived into pages (under two pages).
+   */
   timeline(streamId: string): string {
     return this.stream(streamId, "timeline");
+  }
+
+  /**
+   * Hash, no TTL: the stream's ended broadcasts still kept, broadcast id -> JSON record (state/broadcasts.ts);
+   * a field leaves with its broadcast's media at expiry.
+   */
+  broadcasts(streamId: string): string {
+    return this.stream(streamId, "broadcasts");
+  }
+
+  /** List of JSON page refs (state/timeline-pages.ts), oldest first: the DVR window's older entries. */
+  pages(streamId: string): string {
+    return this.stream(streamId, "pages");
   }
 
   /**

@@ -2,18 +2,19 @@
 // ioredis client under a name that carries baton's version, so two releases sharing one Redis during a
 // rolling update each run their own scripts. Maps script errors to baton's errors in one place.
 import { readFileSync, readdirSync } from "node:fs";
-import type { ChainableCommander, Redis } from "ioredis";
+import type { ChainableCommander } from "ioredis";
+import type { RedisClient } from "./client.ts";
 import { AlreadyLiveError, FencedError, HandoffPendingError } from "../core/errors.ts";
 import { VERSION } from "../core/version.ts";
 
 const DIR = new URL("./scripts/", import.meta.url);
 const SUFFIX = `_v${VERSION.replace(/\W/g, "_")}`;
 
-export type ScriptName = "claim" | "renew" | "ladder" | "append" | "release" | "sweep" | "session" | "handoff" | "lead";
-type Arg = string | number | Buffer;
-type ScriptFn = (...args: Arg[]) => Promise<unknown>;
+export type ScriptName = "claim" | "renew" | "ladder" | "append" | "archive" | "release" | "sweep" | "session" | "handoff" | "lead";
+export type ScriptArg = string | number | Buffer;
+type ScriptFn = (...args: ScriptArg[]) => Promise<unknown>;
 
-export function defineScripts(redis: Redis): void {
+export function defineScripts(redis: RedisClient): void {
   for (const file of readdirSync(DIR)) {
     const match = /^([a-z]+)-(\d+|n)\.lua$/.exec(file);
     if (!match) continue;
@@ -24,7 +25,7 @@ export function defineScripts(redis: Redis): void {
 }
 
 /** Runs a script; for a script with a variable number of keys, the first argument is that number. */
-export async function runScript(redis: Redis, name: ScriptName, args: Arg[], buffers = false): Promise<unknown> {
+export async function runScript(redis: RedisClient, name: ScriptName, args: ScriptArg[], buffers = false): Promise<unknown> {
   const fn = (redis as unknown as Record<string, ScriptFn | undefined>)[name + SUFFIX + (buffers ? "Buffer" : "")];
   if (!fn) throw new Error(`script ${name} is not loaded`);
   try {
@@ -35,8 +36,8 @@ export async function runScript(redis: Redis, name: ScriptName, args: Arg[], buf
 }
 
 /** Adds a script call to a pipeline (its result comes with the pipeline's exec()). */
-export function queueScript(pipeline: ChainableCommander, name: ScriptName, args: Arg[]): void {
-  const fn = (pipeline as unknown as Record<string, ((...a: Arg[]) => unknown) | undefined>)[name + SUFFIX];
+export function queueScript(pipeline: ChainableCommander, name: ScriptName, args: ScriptArg[]): void {
+  const fn = (pipeline as unknown as Record<string, ((...a: ScriptArg[]) => unknown) | undefined>)[name + SUFFIX];
   if (!fn) throw new Error(`script ${name} is not loaded`);
   fn.apply(pipeline, args);
 }

@@ -1,11 +1,11 @@
 // Viewer sessions in Redis: one hash per session with a TTL that outlives a pause. A session starts as a signed
 // token only; its record is made by its first use (a position report, or an inferred position from a segment
 // fetched), so a session never used costs Redis nothing. Writes from playlist and segment requests and from
-// position reports are gathered for `flushInterval` ms and sent as one pipeline, so thousands of viewers
-// reporting every few seconds cost a few round trips a second. A write is retried with the next batch while
-// Redis is away (bounded, one entry and one promise per session however many writes it gathers), and never
-// recreates an expired session.
-import type { Redis } from "ioredis";
+// position reports are gathered for `flushInterval` ms and sent as one pipeline (one per shard of a Redis
+// Cluster), so thousands of viewers reporting every few seconds cost a few round trips a second. A write is
+// retried with the next batch while Redis is away (bounded, one entry and one promise per session however many
+// writes it gathers), and never recreates an expired session.
+import { byShard, type RedisClient } from "./client.ts";
 import type { Keys } from "./keys.ts";
 import { queueScript } from "./scripts.ts";
 
@@ -100,7 +100,7 @@ export class SessionStore {
   created = 0;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly o: { ttlSec: number; flushIntervalMs: number },
   ) {}
@@ -157,16 +157,24 @@ export class SessionStore {
     return entry.done;
   }
 
-  /** Sends every queued update in one pipeline. */
+  /** Sends every queued update: one pipeline, or one per shard of a Redis Cluster (a pipeline goes to one shard). */
   async flush(): Promise<void> {
     if (this.flushing || this.pending.size === 0 || this.redis.status !== "ready") return;
     this.flushing = true;
     const batch = this.pending;
     this.pending = new Map();
-    const now = Date.now();
+    try {
+      const groups = byShard(this.redis, [...batch], ([id]) => this.keys.session(id));
+      await Promise.all(groups.map((group) => this.send(group, Date.now())));
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private async send(group: [string, Pending][], now: number): Promise<void> {
     const pipeline = this.redis.pipeline();
     const window = startWindowMs(this.o.ttlSec);
-    for (const [id, p] of batch) {
+    for (const [id, p] of group) {
       const create = p.origin && p.usedAt !== undefined ? p.origin : null;
       const args = [
         this.keys.session(id), this.o.ttlSec * 1000, now, p.rendition ?? "", p.node ?? "",
@@ -179,12 +187,12 @@ export class SessionStore {
     try {
       const results = await pipeline.exec();
       if (!results) throw new Error("pipeline aborted");
-      this.written += batch.size;
+      this.written += group.length;
       this.created += results.filter(([error, result]) => !error && result === 2).length;
-      for (const p of batch.values()) p.settle();
+      for (const [, p] of group) p.settle();
     } catch {
-      // Redis went away mid-batch: put the updates back, with what was queued since applied over them
-      for (const [id, p] of batch) {
+      // Redis (or this shard) went away mid-batch: put the updates back, with what was queued since applied over them
+      for (const [id, p] of group) {
         const newer = this.pending.get(id);
         if (newer) {
           apply(p, newer, newer.origin, newer.usedAt ?? now);
@@ -195,8 +203,6 @@ export class SessionStore {
         }
         this.pending.set(id, p);
       }
-    } finally {
-      this.flushing = false;
     }
   }
 

@@ -1,28 +1,26 @@
 // Everything baton keeps in Redis about streams, behind typed methods. Multi-step changes are Lua scripts
 // (./scripts/); keys come from keys.ts only.
-import { Redis, type RedisOptions } from "ioredis";
+import { Cluster } from "ioredis";
 import { StorageError } from "../core/errors.ts";
 import { storageKeys } from "../storage/keys.ts";
 import type { SegmentStore } from "../storage/store.ts";
 import type { Claim, LadderEntry, SegmentGroup, StreamSnapshot, StreamState, TimelineEntry } from "../core/model.ts";
 import { BatonError } from "../core/errors.ts";
 import { newClaimId } from "./claim-id.ts";
+import { redisClient, closeRedis, type RedisClient, type RedisTarget } from "./client.ts";
 import { Keys } from "./keys.ts";
-import { defineScripts, mapScriptError, queueScript, runScript } from "./scripts.ts";
-
-/** Where the Redis connections go: redis.url alone, or the primary the sentinels name. */
-export interface RedisTarget {
-  url: string;
-  /** `host:port` of Redis Sentinels (`redis.sentinels`); empty or absent: redis.url's host. */
-  sentinels?: string[];
-  /** The Sentinel master group name (`redis.sentinelName`). */
-  sentinelName?: string;
-}
+import { defineScripts, mapScriptError, queueScript, runScript, type ScriptArg, type ScriptName } from "./scripts.ts";
+import { Broadcasts, type EndedReply } from "./broadcasts.ts";
+import { TimelinePages } from "./timeline-pages.ts";
 
 export interface StoreOptions extends RedisTarget {
   prefix: string;
-  /** Segments listed in a media playlist. */
+  /** Segments listed in a media playlist (without a DVR window), and at least that many with one. */
   window: number;
+  /** The DVR window in ms (`hls.dvrWindow`): media kept and listed; 0: `window` segments, no pages. */
+  dvrWindowMs?: number;
+  /** Entries in a timeline page (`hls.dvrPageSize`); default DEFAULT_PAGE_SIZE. */
+  pageSize?: number;
   reconnectWindowMs: number;
   retentionSec: number;
   /** Milliseconds a Redis call may take before it fails (`redis.commandTimeout`). */
@@ -31,105 +29,31 @@ export interface StoreOptions extends RedisTarget {
   waitReplicas: number;
   /** Where segment bytes go (src/storage): Redis keeps the timeline, never the media. */
   media: SegmentStore;
+  /** recording.retention (s) with recording.enabled: every page and segment is kept, an ended broadcast that long. */
+  recordingRetentionSec?: number;
   /** How long a segment that left the playlist stays in the store; default trimmedSegmentMs (tests shorten it). */
   trimmedGraceMs?: number;
 }
 
-/**
- * How long a segment that left the playlist stays readable: its duration plus the playlist's (RFC 8216bis
- * 6.2.2), doubled for slow players.
- */
-export function trimmedSegmentMs(window: number, targetDuration: number): number {
-  return 2 * (window * targetDuration * 1000 + targetDuration * 1000) + 5000;
-}
-
-/** `host:port` (IPv6 as `[address]:port`, as redis.sentinels' rule accepts) as ioredis takes it. */
-function sentinelAddress(text: string): { host: string; port: number } {
-  const colon = text.lastIndexOf(":");
-  return { host: text.slice(0, colon).replace(/^\[|\]$/g, ""), port: Number(text.slice(colon + 1)) };
-}
-
-/** ioredis options that make a client find the primary through Sentinel and follow its failovers. */
-function sentinelOptions(target: RedisTarget): RedisOptions {
-  if (!target.sentinels?.length) return {};
-  return {
-    sentinels: target.sentinels.map(sentinelAddress),
-    name: target.sentinelName ?? "mymaster",
-    role: "master",
-    // a rediss:// URL means TLS to the primary; the sentinels themselves are asked in plain TCP
-    enableTLSForSentinelMode: target.url.startsWith("rediss://"),
-    // the primary's address is asked again on each reconnect; while every sentinel is away, asked again as
-    // often as a plain connection retries
-    sentinelRetryStrategy: (times) => Math.min(100 * times, 1000),
-    // no failoverDetector (a subscription to +switch-master on every sentinel, per client): a dead primary
-    // closes the connection, and sentinels end the clients of an old primary they turn into a replica (CLIENT
-    // KILL), so every client asks the sentinels again anyway; and its disconnect, if it lands while a
-    // reconnect is under way, is the kind that ends the client (see redisClient's "end")
-    //
-    // an old primary that came back as a replica answers writes with READONLY: reconnect (through the
-    // sentinels, to the new primary) without sending the command again (see autoResendUnfulfilledCommands)
-    reconnectOnError: (error) => error.message.startsWith("READONLY"),
-  };
-}
-
-/** Milliseconds before a client ioredis gave up on is connected again (see redisClient). */
-export const RESTART_ENDED_MS = 1000;
-
-/** Clients baton closed itself: any other end of a client is ioredis giving up (see redisClient). */
-const closedByBaton = new WeakSet<Redis>();
-
-/** Closes a client of redisClient() for good. */
-export function closeRedis(client: Redis): void {
-  closedByBaton.add(client);
-  client.disconnect();
-}
-
-export function redisClient(target: RedisTarget, name: string, commandTimeoutMs: number): Redis {
-  const client = new Redis(target.url, {
-    connectionName: name,
-    // fail fast while Redis is away: callers queue or answer from cache rather than hang a request
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    // a Redis that takes a command and does not answer (frozen, stalled, half a partition) must not hang the
-    // caller: each command fails after commandTimeout, and a socket that brought no reply for as long is
-    // closed, so the client leaves "ready" (/readyz says so) and later calls fail at once, not one by one
-    commandTimeout: commandTimeoutMs,
-    socketTimeout: commandTimeoutMs,
-    // a command that timed out may still run when Redis wakes up; it must not be sent again after a
-    // reconnect behind its caller's back (the caller retries what is safe to retry: see append-n.lua)
-    autoResendUnfulfilledCommands: false,
-    connectTimeout: 2000,
-    retryStrategy: (times) => Math.min(100 * times, 1000),
-    lazyConnect: true,
-    ...sentinelOptions(target),
-  });
-  // ioredis 6 ends a client for good when a reconnect is asked for (disconnect(true): a role check,
-  // reconnectOnError) while a connect is under way: that connect fails with "Connection is closed." and
-  // nothing retries it. A client ended so once in the Sentinel failover test, before the promotion (which
-  // path, not found). A client that ended without closeRedis() starts over, as a retry would have.
-  client.on("end", () => {
-    if (closedByBaton.has(client)) return;
-    setTimeout(() => {
-      if (!closedByBaton.has(client) && client.status === "end") client.connect().catch(() => undefined);
-    }, RESTART_ENDED_MS).unref();
-  });
-  return client;
-}
-
 export class StreamStore {
   readonly keys: Keys;
-  /** Deletions of segments that left a playlist, waiting for their grace (dropped on close: expiry catches them). */
-  private readonly pendingDeletes = new Set<NodeJS.Timeout>();
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   /**
    * With `waitReplicas`, claims and releases go through their own connection: WAIT blocks the connection it
    * runs on (up to its timeout when a replica lags), which must not hold up the playlist reads on `redis`.
    */
-  private readonly acked: Redis | null;
+  private readonly acked: RedisClient | null;
+  /** The DVR window's timeline pages, and the deletion of media that left the window. */
+  readonly pages: TimelinePages;
+  /** Ended broadcasts kept as VOD. */
+  readonly broadcasts: Broadcasts;
 
   constructor(readonly options: StoreOptions, name = "baton") {
     this.keys = new Keys(options.prefix);
     this.redis = redisClient(options, name, options.commandTimeoutMs);
+    const [media, recording] = [options.media, options.recordingRetentionSec !== undefined];
+    this.pages = new TimelinePages({ ...options, redis: this.redis, keys: this.keys, dvrWindowMs: options.dvrWindowMs ?? 0, keep: recording });
+    this.broadcasts = new Broadcasts({ redis: this.redis, keys: this.keys, media, pages: this.pages.cache, recording });
     this.acked = options.waitReplicas > 0 ? redisClient(options, `${name}-acked`, options.commandTimeoutMs) : null;
     for (const client of this.clients) {
       defineScripts(client);
@@ -138,7 +62,7 @@ export class StreamStore {
     }
   }
 
-  private get clients(): Redis[] {
+  private get clients(): RedisClient[] {
     return this.acked ? [this.redis, this.acked] : [this.redis];
   }
 
@@ -157,8 +81,7 @@ export class StreamStore {
   }
 
   async close(): Promise<void> {
-    for (const timer of this.pendingDeletes) clearTimeout(timer);
-    this.pendingDeletes.clear();
+    this.pages.close();
     for (const client of this.clients) closeRedis(client);
   }
 
@@ -166,22 +89,18 @@ export class StreamStore {
     const k = this.keys;
     const id = newClaimId();
     const client = this.acked ?? this.redis;
-    // The stream joins the set before its state exists, in one round trip: Redis runs a connection's
-    // commands in order, so a claimed stream is always listed for the sweep (a listed id without state is
-    // harmless: the sweep drops it). The claim script cannot add it itself: the set's key has no hash tag,
-    // and Redis Cluster runs a script only on keys of one slot. The sweep's removal of a stream it found
-    // gone can race a new claim; each renewal adds the stream again (see renew()).
-    const pipeline = client.pipeline().sadd(k.streams(), streamId);
-    queueScript(pipeline, "claim", [
-      k.meta(streamId), k.lease(streamId), k.timeline(streamId),
+    // The stream joins the set before its state exists, so a claimed stream is always listed for the sweep
+    // (a listed id without state is harmless: the sweep drops it). The claim script cannot add it itself,
+    // nor can one pipeline carry both: the set's key has no hash tag, and in a Redis Cluster a script runs
+    // only on keys of one slot and a pipeline goes to one shard; so the claim waits for the add (a round trip
+    // more per publish start). The sweep's removal of a stream it found gone can race a new claim; each
+    // renewal adds the stream again (see renew()).
+    await client.sadd(k.streams(), streamId);
+    const { result, notReplicated } = await this.runAcked(client, "claim", [
+      k.meta(streamId), k.lease(streamId), k.timeline(streamId), k.pages(streamId),
       nodeId, publishId, leaseTtlMs, targetDuration, k.timelineChannel(), streamId, id,
     ]);
-    const replies = await pipeline.exec();
-    const [error, result] = replies?.[1] ?? [new Error("redis pipeline aborted"), null];
-    if (error) throw mapScriptError(error);
     const [epoch, nextSeq, target, ladder, broadcast] = result as [number, number, string, string, string];
-    // a stream that ended and is taken again within its retention continues its broadcast: keep its media
-    if (Number(nextSeq) > 0) await client.zrem(k.expiring(), `${streamId}/${broadcast}`).catch(() => 0);
     const claim: Claim = {
       id,
       epoch: Number(epoch),
@@ -191,14 +110,10 @@ export class StreamStore {
       holder: `${nodeId}/${publishId}/${epoch}`,
       broadcast,
     };
-    if (this.acked) {
-      try {
-        await this.replicated(this.acked, "claim");
-      } catch (notReplicated) {
-        // the publisher is refused (it retries): leave the stream as a refused claim would have
-        await this.releaseOn(this.acked, streamId, claim).catch(() => false);
-        throw notReplicated;
-      }
+    if (notReplicated) {
+      // the publisher is refused (it retries): leave the stream as a refused claim would have
+      await this.releaseOn(client, streamId, claim).catch(() => false);
+      throw notReplicated;
     }
     return claim;
   }
@@ -209,12 +124,11 @@ export class StreamStore {
    */
   async renew(streamId: string, claim: Claim, leaseTtlMs: number, handingOver = false): Promise<boolean> {
     const k = this.keys;
-    const pipeline = this.redis.pipeline();
-    queueScript(pipeline, "renew", [k.lease(streamId), k.meta(streamId), claim.holder, leaseTtlMs, claim.epoch, claim.id, handingOver ? "1" : "0"]);
-    pipeline.sadd(k.streams(), streamId);
-    const replies = await pipeline.exec();
-    const [error, result] = replies?.[0] ?? [new Error("redis pipeline aborted"), null];
-    if (error) throw mapScriptError(error);
+    // two commands, not one pipeline: the set and the stream's keys may be on different Cluster shards
+    const [result] = await Promise.all([
+      runScript(this.redis, "renew", [k.lease(streamId), k.meta(streamId), claim.holder, leaseTtlMs, claim.epoch, claim.id, handingOver ? "1" : "0"]),
+      this.redis.sadd(k.streams(), streamId).catch(() => 0),
+    ]);
     return result === 1;
   }
 
@@ -262,32 +176,13 @@ export class StreamStore {
     await Promise.all(group.renditions.map((r) => media.put(storageKeys.segment(streamId, claim.broadcast, r.name, group.seq, claim.id), r.bytes)));
     const durations: Record<string, number> = {};
     for (const r of group.renditions) durations[r.name] = Math.round(r.duration * 1000) / 1000;
-    const [entry, ...left] = (await runScript(this.redis, "append", [
+    const [entry, length, ...left] = (await runScript(this.redis, "append", [
       k.meta(streamId), k.timeline(streamId),
-      claim.epoch, claim.id, group.seq, Math.round(group.pdt), group.disc ? "1" : "0", this.options.window, "",
+      claim.epoch, claim.id, group.seq, Math.round(group.pdt), group.disc ? "1" : "0", this.pages.on ? 0 : this.options.window, "",
       k.timelineChannel(), streamId, JSON.stringify(durations),
-    ])) as [string, ...string[]];
-    if (left.length > 0) this.deleteLeft(streamId, claim, left);
+    ])) as [string, number, ...string[]];
+    await this.pages.appended(streamId, claim, length, left);
     return JSON.parse(entry) as TimelineEntry;
-  }
-
-  /**
-   * Segments that left the playlist are deleted from the segment store once no player can still want them
-   * (trimmedSegmentMs). Their keys name the claim that wrote them, known only from their entries. A node that
-   * stops before then leaves them to the broadcast's expiry (deleteExpired), which deletes all its media.
-   */
-  private deleteLeft(streamId: string, claim: Claim, left: string[]): void {
-    const keys: string[] = [];
-    for (const line of left) {
-      const entry = JSON.parse(line) as TimelineEntry;
-      for (const rendition of Object.keys(entry.dur)) keys.push(storageKeys.segment(streamId, claim.broadcast, rendition, entry.seq, entry.claim));
-    }
-    const timer = setTimeout(() => {
-      this.pendingDeletes.delete(timer);
-      this.options.media.delete(keys).catch(() => undefined);
-    }, this.options.trimmedGraceMs ?? trimmedSegmentMs(this.options.window, claim.targetDuration));
-    timer.unref();
-    this.pendingDeletes.add(timer);
   }
 
   /** Marks the caller's lease as being handed over (a drain); claims elsewhere wait for the release. */
@@ -296,46 +191,61 @@ export class StreamStore {
   }
 
   async release(streamId: string, claim: Claim): Promise<boolean> {
-    const client = this.acked ?? this.redis;
-    const released = await this.releaseOn(client, streamId, claim);
-    if (this.acked) await this.replicated(this.acked, "release");
-    return released;
-  }
-
-  private async releaseOn(client: Redis, streamId: string, claim: Claim): Promise<boolean> {
-    const k = this.keys;
-    const result = await runScript(client, "release", [
-      k.meta(streamId), k.lease(streamId), claim.holder, claim.epoch, k.timelineChannel(), streamId, claim.id,
-    ]);
+    const { result, notReplicated } = await this.runAcked(this.acked ?? this.redis, "release", this.releaseArgs(streamId, claim));
+    if (notReplicated) throw notReplicated;
     return result === 1;
   }
 
+  private async releaseOn(client: RedisClient, streamId: string, claim: Claim): Promise<boolean> {
+    return (await runScript(client, "release", this.releaseArgs(streamId, claim))) === 1;
+  }
+
+  private releaseArgs(streamId: string, claim: Claim): ScriptArg[] {
+    const k = this.keys;
+    return [k.meta(streamId), k.lease(streamId), claim.holder, claim.epoch, k.timelineChannel(), streamId, claim.id];
+  }
+
   /**
-   * Waits until `waitReplicas` replicas have the connection's writes so far (Redis WAIT), so a failover to
-   * one of them keeps them. WAIT's own timeout is half the command timeout, so its answer comes first.
+   * Runs a script; on the WAIT connection (with `waitReplicas`), Redis WAIT follows it in the same pipeline,
+   * so a failover to a replica that acknowledged keeps the script's writes. In one pipeline, WAIT goes to the
+   * shard that ran the script, on the same connection, and counts that shard's replicas (in a Cluster, a WAIT
+   * on its own would go to any shard). WAIT's own timeout is half the command timeout, so its answer comes
+   * first. Throws the script's error; a WAIT that fell short is returned, the script's result beside it.
    */
-  private async replicated(client: Redis, what: string): Promise<void> {
-    const wanted = this.options.waitReplicas;
+  private async runAcked(client: RedisClient, name: ScriptName, args: ScriptArg[]): Promise<{ result: unknown; notReplicated: BatonError | null }> {
+    const wanted = client === this.acked ? this.options.waitReplicas : 0;
     const timeoutMs = Math.max(1, Math.floor(this.options.commandTimeoutMs / 2));
-    const acknowledged = await client.wait(wanted, timeoutMs);
-    if (acknowledged < wanted) {
-      throw new BatonError("NOT_REPLICATED", `${what} acknowledged by ${acknowledged} of ${wanted} replicas within ${timeoutMs} ms`);
-    }
+    const pipeline = client.pipeline();
+    queueScript(pipeline, name, args);
+    if (wanted > 0) pipeline.wait(wanted, timeoutMs);
+    const replies = await pipeline.exec();
+    const aborted: [Error, null] = [new Error("redis pipeline aborted"), null];
+    const [error, result] = replies?.[0] ?? aborted;
+    if (error) throw mapScriptError(error);
+    if (wanted === 0) return { result, notReplicated: null };
+    const [waitError, acknowledged] = replies?.[1] ?? aborted;
+    if (!waitError && Number(acknowledged) >= wanted) return { result, notReplicated: null };
+    const detail = waitError ? `not acknowledged: ${waitError.message}` : `acknowledged by ${Number(acknowledged)} of ${wanted} replicas within ${timeoutMs} ms`;
+    return { result, notReplicated: new BatonError("NOT_REPLICATED", `${name} ${detail}`) };
   }
 
   /**
    * Advances a stream whose owner is gone; its state ("gone" when none is left), and whether this call changed
-   * it. A broadcast this call ended is scheduled for deletion from the segment store after the retention.
+   * it. A broadcast this call ended is sealed for VOD (state/broadcasts.ts) and scheduled for deletion from the
+   * segment store after its retention (recording.retention when recording, else hls.retention).
    */
   async sweep(streamId: string): Promise<{ state: StreamState | "gone"; changed: boolean }> {
     const k = this.keys;
-    const [state, changed, broadcast] = (await runScript(this.redis, "sweep", [
-      k.meta(streamId), k.lease(streamId), k.timeline(streamId),
+    const [state, changed, ...ended] = (await runScript(this.redis, "sweep", [
+      k.meta(streamId), k.lease(streamId), k.timeline(streamId), k.pages(streamId),
       this.options.reconnectWindowMs, this.options.retentionSec, k.timelineChannel(), streamId,
-    ])) as [StreamState | "gone", string, string | undefined];
+    ])) as [StreamState | "gone", string, ...Partial<EndedReply>];
     if (state === "gone") await this.redis.srem(k.streams(), streamId);
+    const broadcast = ended[0];
     if (state === "ended" && changed === "1" && broadcast) {
-      await this.redis.zadd(k.expiring(), Date.now() + this.options.retentionSec * 1000, `${streamId}/${broadcast}`);
+      const expiresAt = Date.now() + (this.options.recordingRetentionSec ?? this.options.retentionSec) * 1000;
+      // a broadcast that could not be sealed (the store failed) is no VOD, but its media still expires
+      await this.broadcasts.seal(streamId, ended as EndedReply, expiresAt).catch(() => this.redis.zadd(k.expiring(), expiresAt, `${streamId}/${broadcast}`));
     }
     return { state, changed: changed === "1" };
   }
@@ -350,6 +260,7 @@ export class StreamStore {
       await this.options.media.deletePrefix(storageKeys.broadcast(streamId, broadcast)).catch((error: unknown) => {
         if (!(error instanceof StorageError && error.code === "STORAGE_REFUSED")) throw error;
       });
+      await this.broadcasts.expired(streamId, broadcast).catch(() => undefined);
       await this.redis.zrem(k.expiring(), member);
     }
     return due.length;
@@ -364,14 +275,18 @@ export class StreamStore {
     return (await this.redis.smembers(this.keys.streams())).sort();
   }
 
-  /** One atomic read of a stream's state and timeline; null when the stream has no state. */
+  /**
+   * One atomic read of a stream's state and timeline (its pages from the page cache or the segment store,
+   * then the tail), cut to the DVR window; null when the stream has no state.
+   */
   async read(streamId: string): Promise<StreamSnapshot | null> {
     const k = this.keys;
-    const replies = await this.redis.multi().hgetall(k.meta(streamId)).lrange(k.timeline(streamId), 0, -1).exec();
+    const replies = await this.redis.multi().hgetall(k.meta(streamId)).lrange(k.pages(streamId), 0, -1).lrange(k.timeline(streamId), 0, -1).exec();
     if (!replies) throw new Error("redis transaction aborted");
-    const [[metaError, meta], [listError, list]] = replies as [[Error | null, Record<string, string>], [Error | null, string[]]];
-    if (metaError || listError) throw metaError ?? listError;
+    const [[metaError, meta], [pagesError, refs], [listError, list]] = replies as [[Error | null, Record<string, string>], [Error | null, string[]], [Error | null, string[]]];
+    if (metaError || pagesError || listError) throw metaError ?? pagesError ?? listError;
     if (!meta.state || !meta.epoch) return null;
+    const entries = await this.pages.entries(refs, list);
     return {
       id: streamId,
       epoch: Number(meta.epoch),
@@ -385,7 +300,7 @@ export class StreamStore {
       createdAt: Number(meta.createdAt ?? 0),
       claimedAt: Number(meta.claimedAt ?? 0),
       releasedAt: meta.releasedAt ? Number(meta.releasedAt) : null,
-      entries: list.map((line) => JSON.parse(line) as TimelineEntry),
+      entries,
     };
   }
 
@@ -395,13 +310,17 @@ export class StreamStore {
   }
 
   /** A second connection in subscriber mode; calls the handler of each channel with each message. */
-  async subscribe(handlers: Record<string, (message: string) => void>, onReconnect: () => void): Promise<Redis> {
+  async subscribe(handlers: Record<string, (message: string) => void>, onReconnect: () => void): Promise<RedisClient> {
     // the command timeout bounds SUBSCRIBE (at start and after reconnects); once subscribed, no command is
     // outstanding, so a frozen Redis leaves the subscription quiet rather than closed
     const sub = redisClient(this.options, "baton-sub", this.options.commandTimeoutMs);
     sub.on("error", () => undefined);
     sub.on("message", (channel: string, message: string) => handlers[channel]?.(message));
     sub.on("ready", onReconnect);
+    // a Cluster's subscription is one connection to any shard (PUBLISH reaches every shard's subscribers),
+    // which ioredis moves to another shard when that one fails, resubscribing, with no event of its own: a
+    // shard that failed, left or joined may have cost messages, so it counts as a reconnect
+    if (sub instanceof Cluster) for (const event of ["+node", "-node", "node error"]) sub.on(event, () => onReconnect());
     // enableOfflineQueue is off, so subscribe once connected; ioredis resubscribes after reconnects
     try {
       await sub.connect();

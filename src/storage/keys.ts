@@ -10,7 +10,12 @@ import {
 /** A segment's sequence number: what the timeline numbers it by (at most 2^53 - 1, no leading zero). */
 const SEQ_PATTERN = "0|[1-9][0-9]{0,15}";
 
-const KEY = new RegExp(`^streams/(?:${STREAM_ID_PATTERN})/(?:${BROADCAST_ID_PATTERN})/(?:${RENDITION_PATTERN})/(?:${SEQ_PATTERN})\\.(?:${CLAIM_ID_PATTERN})\\.ts$`);
+// a segment (`{rendition}/{seq}.{claim}.ts`), a timeline page (`pages/{firstSeq}.{claim}.json`) or an ended
+// broadcast's manifest (`manifest.json`): the extensions differ, so a rendition named "pages" cannot collide
+const KEY = new RegExp(
+  `^streams/(?:${STREAM_ID_PATTERN})/(?:${BROADCAST_ID_PATTERN})/` +
+    `(?:(?:${RENDITION_PATTERN})/(?:${SEQ_PATTERN})\\.(?:${CLAIM_ID_PATTERN})\\.ts|pages/(?:${SEQ_PATTERN})\\.(?:${CLAIM_ID_PATTERN})\\.json|manifest\\.json)$`,
+);
 // a prefix names a whole subtree (one stream, one broadcast, one rendition) and ends in "/", so
 // `streams/abc/` never takes `streams/abcd/` with it; "streams/" (everything) is for list only
 const PREFIX = new RegExp(`^streams/(?:(?:${STREAM_ID_PATTERN})/(?:(?:${BROADCAST_ID_PATTERN})/(?:(?:${RENDITION_PATTERN})/)?)?)?$`);
@@ -59,4 +64,17 @@ export const storageKeys = {
     need(isClaimId(claimId), "claim id", claimId);
     return `${storageKeys.rendition(streamId, broadcastId, rendition)}${seq}.${claimId}.ts`;
   },
+  /**
+   * One timeline page (an immutable JSON array of entries that left Redis), named by its first entry's
+   * sequence number and claim, so every writer that archives the same entries writes the same object.
+   */
+  page(streamId: string, broadcastId: string, firstSeq: number, claimId: string): string {
+    need(Number.isSafeInteger(firstSeq) && firstSeq >= 0, "sequence number", firstSeq);
+    need(isClaimId(claimId), "claim id", claimId);
+    return `${storageKeys.pages(streamId, broadcastId)}${firstSeq}.${claimId}.json`;
+  },
+  /** Every timeline page of one broadcast (what its manifest lists when it ends). */
+  pages: (streamId: string, broadcastId: string): string => `${storageKeys.broadcast(streamId, broadcastId)}pages/`,
+  /** An ended broadcast's manifest: its ladder and its pages, written once (state/broadcasts.ts). */
+  manifest: (streamId: string, broadcastId: string): string => `${storageKeys.broadcast(streamId, broadcastId)}manifest.json`,
 };

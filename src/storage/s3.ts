@@ -78,7 +78,7 @@ export class S3SegmentStore implements SegmentStore {
   async put(key: string, bytes: Uint8Array): Promise<void> {
     const name = this.objectKey(checkKey(key));
     await this.call(`writing ${key}`, (abortSignal) =>
-      this.client.send(new PutObjectCommand({ Bucket: this.config.s3Bucket, Key: name, Body: bytes, ContentType: "video/mp2t" }), { abortSignal }));
+      this.client.send(new PutObjectCommand({ Bucket: this.config.s3Bucket, Key: name, Body: bytes, ContentType: name.endsWith(".json") ? "application/json" : "video/mp2t" }), { abortSignal }));
   }
 
   async get(key: string, range?: ByteRange): Promise<Buffer | null> {

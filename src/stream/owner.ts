@@ -12,6 +12,7 @@ import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { StreamStore } from "../state/store.ts";
 import type { Claim } from "../core/model.ts";
+import { PresetGovernor } from "../transcode/degrade.ts";
 import { TranscodeJob, type SegmentGroupOut } from "../transcode/job.ts";
 import { ladderEntries, planLadder, replanLadder } from "../transcode/ladder.ts";
 
@@ -57,6 +58,11 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
   /** The transcoder's last measured speed (media seconds per second; below 1 it falls behind), or null. */
   speed: number | null = null;
   private job: TranscodeJob | null = null;
+
+  /** The running ffmpeg's pid, or null (capacity reads its CPU time). */
+  get transcoderPid(): number | null {
+    return this.job?.pid ?? null;
+  }
   private readonly early: AVPacket[] = [];
   private queue: SegmentGroupOut[] = [];
   private nextSeq = 0;
@@ -213,11 +219,19 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     });
     job.reportListenerErrors((event, error) => this.log.error("job listener failed", { event, error: errorMessage(error) }));
     job.on("group", (group) => this.enqueue(group));
+    const governor = new PresetGovernor(config.transcode.preset);
     job.on("progress", ({ speed, fps }) => {
       this.speed = speed;
       metrics.transcoderSpeed.set({ stream: this.streamId }, speed);
       metrics.transcoderFps.set({ stream: this.streamId }, fps);
-      if (speed < 0.9) this.log.warn("transcoder slower than real time", { stream: this.streamId, speed: speed.toFixed(2) });
+      if (speed < 0.9) this.log.warn("transcoder slower than real time", { stream: this.streamId, speed: speed.toFixed(2), preset: governor.current });
+      // behind real time: a faster preset for new segments rather than every rendition falling behind
+      const step = governor.observe(speed);
+      if (!step) return;
+      job.switchPreset(step.to);
+      metrics.presetChanges.inc({ direction: step.direction });
+      const message = step.direction === "degrade" ? "transcoder behind real time: faster preset" : "transcoder has room again: slower preset restored";
+      this.log.warn(message, { stream: this.streamId, from: step.from, to: step.to, speed: step.speed.toFixed(2) });
     });
     job.on("restart", () => metrics.transcoderRestarts.inc());
     job.on("dropped", (bytes) => metrics.transcoderInputDropped.inc(bytes));

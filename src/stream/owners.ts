@@ -6,6 +6,7 @@ import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { Config } from "../config/defaults.ts";
 import type { PublisherConnection } from "../ingest/rtmp-server.ts";
+import type { TranscoderSample } from "../cluster/capacity.ts";
 import { StreamOwner, type PublishGrants, type TimelineWriter } from "./owner.ts";
 
 export interface OwnersOptions {
@@ -79,6 +80,11 @@ export class StreamOwners {
   /** What /admin/status lists. */
   list(): { stream: string; epoch: number | null }[] {
     return [...this.owners.values()].map((o) => ({ stream: o.streamId, epoch: o.claim?.epoch ?? null }));
+  }
+
+  /** What capacity measures of each stream this node holds (one per owner, measured or not yet). */
+  transcoders(): TranscoderSample[] {
+    return [...this.owners.values()].map((o) => ({ pid: o.transcoderPid, speed: o.speed }));
   }
 
   /** Each owned stream's transcoder speed, once measured (the registry record shows it). */

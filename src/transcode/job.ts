@@ -120,9 +120,16 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
   private videoHeader: AVPacket | null = null;
   private readonly jobDir: string;
   private readonly maxBacklog: number;
+  /** The x264 preset of the next run (degrade.ts moves it); a change starts a new run at the next keyframe. */
+  private preset: string;
+  private switchAtKeyframe = false;
+  /** The run a preset switch is finishing, and the new run's groups held until it exited (kept in order). */
+  private finishing: Run | null = null;
+  private held: { run: Run; group: Grouped }[] = [];
 
   constructor(private readonly o: TranscodeOptions) {
     super();
+    this.preset = o.preset;
     this.jobDir = join(o.spoolDir, `${o.streamId}-${o.publishId}`);
     this.maxBacklog = o.maxInputBacklog ?? 32 << 20;
   }
@@ -132,12 +139,31 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     return this.run?.ffmpeg.pid ?? null;
   }
 
+  /**
+   * Moves the stream to another x264 preset from the next keyframe: the running ffmpeg finishes its segment in
+   * progress (its last groups are emitted as usual) while a new run starts at that keyframe, so no media is
+   * lost and the next group is a discontinuity with the sequence continuing.
+   */
+  switchPreset(preset: string): void {
+    if (preset === this.preset) return;
+    this.preset = preset;
+    this.switchAtKeyframe = this.run !== null;
+  }
+
   /** Feeds one packet from the publisher. ffmpeg starts (or restarts) at the next video keyframe. */
   push(packet: AVPacket): void {
     if (this.closed) return;
     if (isAudioHeader(packet)) this.audioHeader = packet;
     if (isVideoHeader(packet)) this.videoHeader = packet;
     const keyframe = isKeyframe(packet);
+    if (this.run && this.switchAtKeyframe && keyframe) {
+      this.switchAtKeyframe = false;
+      // the old run's exit is a requested one: exited() emits what it finished and forgets it
+      this.finishing = this.run;
+      void this.run.ffmpeg.stop(5000);
+      this.run = null;
+      this.dropping = false;
+    }
     if (!this.run) {
       if (keyframe && this.videoHeader && !this.restartTimer) this.startRun(packet);
       return;
@@ -169,7 +195,7 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
       this.emit("failed", `the spool directory is unusable: ${errorMessage(error)}`);
       return;
     }
-    const ffmpeg = new FfmpegProcess(ffmpegSpec(this.o, dir));
+    const ffmpeg = new FfmpegProcess(ffmpegSpec({ ...this.o, preset: this.preset }, dir));
     const run: Run = {
       index, dir, ffmpeg, startedAt: Date.now(), csvOffsets: new Map(), grouper: new SegmentGrouper(this.o.renditions.map((r) => r.name)), watcher: null,
       poll: setInterval(() => this.scan(run), 250), lastProgress: null,
@@ -243,7 +269,12 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     }
   }
 
-  private emitGroup(run: Run, { segments, afterGap }: Grouped): void {
+  private emitGroup(run: Run, grouped: Grouped): void {
+    if (this.finishing && run !== this.finishing) {
+      this.held.push({ run, group: grouped });
+      return;
+    }
+    const { segments, afterGap } = grouped;
     const first = segments[0]!;
     this.emit("group", {
       run: run.index,
@@ -258,6 +289,10 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     this.scan(run);
     this.teardown(run);
     if (this.run === run) this.run = null;
+    if (this.finishing === run) {
+      this.finishing = null;
+      for (const { run: next, group } of this.held.splice(0)) this.emitGroup(next, group);
+    }
     if (requested || this.closed) return;
     this.o.log.warn("ffmpeg exited while the publisher is live", { stream: this.o.streamId, run: run.index, message, stderr });
     if (this.restarts >= this.o.maxRestarts) {
@@ -299,6 +334,7 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     this.restartTimer = null;
     const run = this.run;
     if (run) await run.ffmpeg.stop(graceMs);
+    if (this.finishing) await this.finishing.ffmpeg.stop(graceMs);
     this.remove(this.jobDir);
     this.removeAllListeners();
   }
@@ -312,6 +348,7 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     const run = this.run;
     this.removeAllListeners();
     if (run) await run.ffmpeg.kill();
+    if (this.finishing) await this.finishing.ffmpeg.kill();
     this.remove(this.jobDir);
   }
 }

@@ -111,6 +111,10 @@ export function segmentDir(prefix: string): string {
   return dir;
 }
 
+/**
+ * A test node. Its admission counts streams only (transcode.cpuTarget 0): tests share a busy 2-core machine,
+ * whose CPU use would otherwise decide whether a test's second stream is admitted (capacity.test.ts sets it).
+ */
 export async function startTestNode(o: NodeOptions): Promise<TestNode> {
   const [rtmpPort, httpPort, agentPort] = [await freePort(), await freePort(), await freePort()];
   const rtmpsPort = o.rtmps ? await freePort() : 0;
@@ -122,7 +126,7 @@ export async function startTestNode(o: NodeOptions): Promise<TestNode> {
         id, host: HOST, rtmpPort, httpPort, agentPort, redisUrl: o.redisUrl, spoolDir: join(dir, "spool"),
         publishSecret: SECRET, sessionSecret: SESSION_SECRET, adminToken: ADMIN_TOKEN, storagePath: segmentDir(o.prefix),
       },
-      { redis: { prefix: o.prefix }, transcode: { preset: "ultrafast", ladder: TEST_LADDER }, hls: { segmentDuration: 1 }, log: { level: "debug" } },
+      { redis: { prefix: o.prefix }, transcode: { preset: "ultrafast", ladder: TEST_LADDER, cpuTarget: 0 }, hls: { segmentDuration: 1 }, log: { level: "debug" } },
     ),
     BATON_STATE_DIR: join(dir, "state"),
     ...(o.rtmps ? { BATON_RTMPS_PORT: String(rtmpsPort), BATON_RTMPS_CERT: o.rtmps.cert, BATON_RTMPS_KEY: o.rtmps.key } : {}),

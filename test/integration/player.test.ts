@@ -9,6 +9,7 @@ import { makePlaybackToken } from "../../src/delivery/playback-token.ts";
 import {
   get, publish, startTestHaproxy, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestHaproxy, type TestNode,
 } from "../helpers/stack.ts";
+import { parseM3u8 } from "../helpers/hls.ts";
 import { PLAYBACK_SECRET } from "../helpers/viewer-api.ts";
 
 function launchBrowser(): Promise<Browser> {
@@ -42,7 +43,8 @@ describe("player page in a real browser", function () {
   before(async () => {
     const redis = await startTestRedis();
     const prefix = testPrefix();
-    // a 20-segment window, so a paused position stays in it through the reload
+    // a 20-segment playlist window, so a paused position stays in it through the reload even without the
+    // DVR window (on by default)
     const env = { BATON_HLS_PLAYLISTWINDOW: "20" };
     const nodes = [await startTestNode({ redisUrl: redis.url, prefix, env }), await startTestNode({ redisUrl: redis.url, prefix, env })];
     lb = await startTestHaproxy(nodes);
@@ -111,6 +113,25 @@ describe("player page in a real browser", function () {
     const drift = (resumed.playingDate! - Date.parse(stored.programDateTime!)) / 1000;
     assert.ok(Math.abs(drift) <= 1, `resumed ${drift.toFixed(2)} s from the paused position (one segment is 1 s)`);
     assert.deepEqual(resumed.errors.filter((e) => e.fatal), []);
+    await page.close();
+  });
+
+  it("starts a fresh viewer at the live edge of a playlist that lists the whole DVR window", async () => {
+    const listed = await waitFor("a DVR playlist far longer than the live edge", async () => {
+      const p = parseM3u8((await get(lb.http("/live/tv/360p/index.m3u8"))).text);
+      return p.segments.length >= 30 ? p : undefined;
+    }, 60000, 500);
+    // the player's playlist is this one or a newer one: its live edge is at least this one's
+    const edge = Date.parse(listed.segments[listed.segments.length - 4]!.dateTimeString!);
+    const page = await browser!.newPage();
+    await page.goto(lb.http("/watch/tv"));
+    await page.waitForFunction(() => {
+      const s = (window as unknown as { batonPlayer: { hls?: { playingDate: Date | null } } }).batonPlayer;
+      return document.querySelector("video")!.currentTime > 0 && !!s.hls?.playingDate;
+    }, null, { timeout: 30000 });
+    const started = (await playerState(page)).playingDate!;
+    const first = Date.parse(listed.segments[0]!.dateTimeString!);
+    assert.ok(started >= edge, `started ${((edge - started) / 1000).toFixed(1)} s before the live edge's last segments, ${((started - first) / 1000).toFixed(0)} s into the window`);
     await page.close();
   });
 

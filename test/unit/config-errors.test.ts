@@ -97,6 +97,21 @@ describe("config", () => {
         message: (f) => `config: hls.playlistWindow = 2 (from ${f}): expected an integer from 3 to 100`,
       },
       {
+        what: "a negative DVR window",
+        file: { hls: { dvrWindow: -1 } },
+        message: (f) => `config: hls.dvrWindow = -1 (from ${f}): expected an integer from 0 to 1209600`,
+      },
+      {
+        what: "a recording retention under a minute",
+        file: { recording: { retention: 10 } },
+        message: (f) => `config: recording.retention = 10 (from ${f}): expected an integer from 60 to 31622400`,
+      },
+      {
+        what: "a DVR page of one entry",
+        file: { hls: { dvrPageSize: 1 } },
+        message: (f) => `config: hls.dvrPageSize = 1 (from ${f}): expected an integer from 2 to 1000`,
+      },
+      {
         what: "bad enum transcode.preset",
         env: { BATON_TRANSCODE_PRESET: "placebo" },
         message: () =>
@@ -158,6 +173,21 @@ describe("config", () => {
         what: "redis.waitReplicas not an integer",
         file: { redis: { waitReplicas: 1.5 } },
         message: (f) => `config: redis.waitReplicas = 1.5 (from ${f}): expected an integer from 0 to 16`,
+      },
+      {
+        what: "redis.cluster: a seed without a port",
+        env: { BATON_REDIS_CLUSTER: '["10.0.0.1:7000","10.0.0.2"]' },
+        message: () => 'config: redis.cluster = ["10.0.0.1:7000","10.0.0.2"] (from BATON_REDIS_CLUSTER): expected a list of host:port addresses of Redis Cluster nodes (IPv6 as [address]:port)',
+      },
+      {
+        what: "redis.cluster beside redis.sentinels",
+        file: { redis: { cluster: ["10.0.0.1:7000"], sentinels: ["10.0.0.1:26379"] } },
+        message: (f) => `config: redis.sentinels = ["10.0.0.1:26379"] (from ${f}): expected [] since redis.cluster is set (a Redis Cluster fails over by itself)`,
+      },
+      {
+        what: "redis.cluster with a database in redis.url",
+        env: { BATON_REDIS_CLUSTER: '["10.0.0.1:7000"]', BATON_REDIS_URL: "redis://:pw@ignored:6379/2" },
+        message: () => 'config: redis.url = "redis://***@ignored:6379/2" (from BATON_REDIS_URL): expected a URL without a database (or /0) since redis.cluster is set (a Redis Cluster has database 0 only)',
       },
       {
         what: "ladder: empty list",

@@ -106,6 +106,13 @@ describe("config", () => {
       assert.deepEqual(loadConfig({ env: {} }).redis.sentinels, []);
     });
 
+    it("takes redis.cluster as a JSON list of seed nodes, with redis.url's password", () => {
+      const seeds = ["redis-1.example.org:7000", "10.0.0.2:7001", "[fd00::3]:7002"];
+      const config = loadConfig({ env: { BATON_REDIS_CLUSTER: JSON.stringify(seeds), BATON_REDIS_URL: "rediss://:secret@unused:6379" } });
+      assert.deepEqual(config.redis.cluster, seeds);
+      assert.deepEqual(loadConfig({ env: {} }).redis.cluster, []);
+    });
+
     it("overrides win over BATON_REDIS_URL and REDIS_URL", () => {
       const config = loadConfig({
         env: { REDIS_URL: "redis://plain:2", BATON_REDIS_URL: "redis://baton:3" },

@@ -16,6 +16,8 @@ function streamKeys(keys: Keys, streamId: string): Record<string, string> {
   return {
     meta: keys.meta(streamId),
     timeline: keys.timeline(streamId),
+    pages: keys.pages(streamId),
+    broadcasts: keys.broadcasts(streamId),
     lease: keys.lease(streamId),
     revoked: keys.revoked(streamId),
   };

@@ -177,7 +177,7 @@ describe("stream store and scripts (real redis-server)", function () {
     assert.deepEqual(keys.filter((k) => k.includes(":seg:")), [], "no segment bytes in Redis");
   });
 
-  it("deletes an ended broadcast's media once its retention passed, and not while a claim continues it", async () => {
+  it("deletes an ended broadcast's media once its retention passed, and a reused stream id starts a new broadcast beside it", async () => {
     const s = await store({ reconnectWindowMs: 0 });
     const c = await claim(s, "gone");
     await s.append("gone", c, group(0));
@@ -189,15 +189,17 @@ describe("stream store and scripts (real redis-server)", function () {
     assert.equal(await s.deleteExpired(Date.now() + 61_000), 1);
     assert.equal(await read(), null, "the broadcast's media left the store");
 
-    // an ended stream taken again within its retention continues its broadcast: its media stays
+    // an ended stream taken again starts a new broadcast; the ended one's media stays until its own retention
     const d = await claim(s, "again");
     await s.append("again", d, group(0));
     await s.release("again", d);
     await s.sweep("again");
     const back = await claim(s, "again", "node-b");
-    assert.equal(back.broadcast, d.broadcast);
-    assert.equal(await s.deleteExpired(Date.now() + 61_000), 0);
+    assert.notEqual(back.broadcast, d.broadcast);
+    assert.equal(back.nextSeq, 0, "the new broadcast's timeline starts over");
     assert.notEqual(await s.readSegment("again", d.broadcast, "240p", 0, d.id), null);
+    assert.equal(await s.deleteExpired(Date.now() + 61_000), 1);
+    assert.equal(await s.readSegment("again", d.broadcast, "240p", 0, d.id), null);
   });
 
   it("keeps a handoff lease while its owner renews it, so claims wait; frees it at the release", async () => {

@@ -160,6 +160,7 @@ describe("admitPublish", () => {
         return false;
       },
       refusing: () => false,
+      full: () => null,
       ...overrides,
     };
   }
@@ -251,6 +252,15 @@ describe("admitPublish", () => {
     assert.equal(refusal(() => admitPublish(request("cam1", token), live)), "already_live");
     assert.equal(admitPublish(request("cam2", makePublishToken(SECRET, "cam2", 600)), live).streamId, "cam2");
     assert.equal(refusal(() => admitPublish(request("cam1"), { ...live, requireToken: false })), "already_live");
+  });
+
+  it("refuses a publish to a full node: at_capacity while another node has room, cluster_full when none has", () => {
+    const token = makePublishToken(SECRET, "cam1", 600);
+    const full = (elsewhere: boolean): Partial<AdmissionPolicy> => ({ full: () => ({ why: "1 streams, transcode.capacity is 1", elsewhere }) });
+    assert.equal(refusal(() => admitPublish(request("cam1", token), policy(full(true)))), "at_capacity");
+    assert.equal(refusal(() => admitPublish(request("cam1", token), policy(full(false)))), "cluster_full");
+    // a bad token is refused as such first: capacity is no reason to tell a stranger anything
+    assert.equal(refusal(() => admitPublish(request("cam1", "x.y.z"), policy(full(false)))), "bad_token");
   });
 
   it("refuses every publish as draining while the node is refusing", () => {

@@ -19,13 +19,13 @@
   ARGV[3] sequence number
   ARGV[4] program date-time, ms since the epoch
   ARGV[5] "1" when the writer starts a discontinuity (ffmpeg restarted)
-  ARGV[6] playlist window, in segments
+  ARGV[6] playlist window, in segments; 0: no trim (the DVR window: pages take old entries, see archive-3.lua)
   ARGV[7] (unused; kept so the argument positions stay)
   ARGV[8] pub/sub channel
   ARGV[9] stream id
   ARGV[10] durations JSON, {"rendition": seconds}
 
-  Returns {entry JSON, then the JSON of each entry that left the window}: the caller deletes the media those
+  Returns {entry JSON, the list's length after it, then the JSON of each entry that left the window}: the caller deletes the media those
   name from the segment store once no player can still want them (their keys carry their own claim id, which
   only the entries know).
   Errors: STALE_EPOCH <current epoch> (claim <current claim>), STREAM_ENDED at <ms>, SEQ_MISMATCH <expected>.
@@ -45,7 +45,7 @@ if seq ~= nextSeq then
   if last and seq == nextSeq - 1 then
     local entry = cjson.decode(last)
     if entry.seq == seq and entry.claim == ARGV[2] then
-      return {last}
+      return {last, redis.call('LLEN', KEYS[2])}
     end
   end
   return redis.error_reply('SEQ_MISMATCH ' .. nextSeq)
@@ -58,9 +58,10 @@ end
 local entry = '{"seq":' .. seq .. ',"claim":"' .. ARGV[2] .. '","pdt":' .. ARGV[4] .. ',"disc":' ..
   (disc and 'true' or 'false') .. ',"cc":' .. cc .. ',"dur":' .. ARGV[10] .. '}'
 redis.call('RPUSH', KEYS[2], entry)
-local result = {entry}
-local excess = redis.call('LLEN', KEYS[2]) - tonumber(ARGV[6])
-if excess > 0 then
+local length = redis.call('LLEN', KEYS[2])
+local excess = length - tonumber(ARGV[6])
+local result = {entry, tonumber(ARGV[6]) > 0 and math.min(length, tonumber(ARGV[6])) or length}
+if tonumber(ARGV[6]) > 0 and excess > 0 then
   for _, left in ipairs(redis.call('LRANGE', KEYS[2], 0, excess - 1)) do
     table.insert(result, left)
   end

@@ -5,7 +5,8 @@
 
   KEYS[1] meta hash
   KEYS[2] lease string
-  KEYS[3] timeline list
+  KEYS[3] timeline list (the tail of the timeline)
+  KEYS[4] list of timeline page refs (older entries, archived in the segment store)
   ARGV[1] node id
   ARGV[2] publish id (unique per publish connection)
   ARGV[3] lease TTL in milliseconds
@@ -15,7 +16,10 @@
   ARGV[7] claim id (random, drawn by the claiming node)
 
   A claim that starts a timeline (nothing appended yet) starts a broadcast: its id, the claim id, names the
-  media of everything appended until the stream ends, in the segment store.
+  media of everything appended until the stream ends, in the segment store. So does a claim of a stream that
+  ended: its timeline starts over (sequence 0, a new ladder, a new start time); the ended broadcast was sealed
+  when it ended (its pages and manifest are in the store, its record in the broadcasts hash) and stays
+  playable as VOD until its retention.
 
   Returns {epoch, nextSeq, targetDuration, ladder JSON or "", broadcast id}.
   Errors: ALREADY_LIVE <holder>; HANDOFF_PENDING <holder> while a draining owner finishes its last segment.
@@ -31,6 +35,11 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 local nextSeq = tonumber(redis.call('HGET', KEYS[1], 'nextSeq') or '0')
+if redis.call('HGET', KEYS[1], 'state') == 'ended' then
+  redis.call('DEL', KEYS[3], KEYS[4])
+  redis.call('HDEL', KEYS[1], 'ladder', 'discNext')
+  nextSeq = 0
+end
 if nextSeq > 0 then
   -- a new owner or a returning publisher: the first new segment starts a discontinuity
   redis.call('HSET', KEYS[1], 'discNext', '1')
@@ -44,6 +53,7 @@ redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'claim', ARGV[7], 'state', 'live',
 redis.call('HDEL', KEYS[1], 'endedAt')
 redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', KEYS[3])
+redis.call('PERSIST', KEYS[4])
 redis.call('SET', KEYS[2], ARGV[1] .. '/' .. ARGV[2] .. '/' .. epoch, 'PX', ARGV[3])
 redis.call('PUBLISH', ARGV[5], ARGV[6])
 return {epoch, nextSeq, redis.call('HGET', KEYS[1], 'targetDuration'), redis.call('HGET', KEYS[1], 'ladder') or '',
