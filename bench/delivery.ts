@@ -4,12 +4,18 @@
 // publisher (BATON_HLS_RECONNECTWINDOW=600). The media playlist and its segments are downloaded into a temp
 // dir laid out as /live/<stream>/<rendition>/..., which Debian's nginx (one process, one worker, no access
 // log, sendfile) serves on another loopback port. wrk (one thread, 32 keep-alive connections) measures
-// requests/s and bytes/s of (a) the media playlist and (b) one segment (the newest), against baton and
-// against nginx: one run each with --quick, otherwise two each in the order baton, nginx, nginx, baton (mean).
-// Figures: baton's, with nginx as the baseline (ratio = baton / nginx, higher is better).
+// requests/s and bytes/s of the media playlist and of one segment (the newest), each without a session and
+// as a viewer's player fetches them (a session from a master playlist request, in the path; the playlist also
+// with Accept-Encoding: gzip), against nginx serving the plain files: one run each with --quick, otherwise two
+// each in the order baton, nginx, nginx, baton (mean). Figures: baton's, with nginx as the baseline (ratio =
+// baton / nginx, higher is better); and the size of a delta-update reload against a full one at a 2-hour
+// window (a synthetic 3,600-segment timeline).
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { gzipSync } from "node:zlib";
 import { errorMessage } from "../src/core/errors.ts";
+import type { StreamSnapshot } from "../src/core/model.ts";
+import { renderMedia } from "../src/delivery/playlist.ts";
 import type { Managed } from "../tools/processes.ts";
 import { freePort, waitForPort } from "../tools/processes.ts";
 import { parseMedia } from "../tools/chaos/m3u8.ts";
@@ -53,9 +59,10 @@ export function parseWrk(text: string): WrkResult {
   };
 }
 
-async function wrk(url: string, seconds: number): Promise<WrkResult> {
+async function wrk(url: string, seconds: number, headers: string[] = []): Promise<WrkResult> {
   const lines: string[] = [];
-  const p = spawnTracked("wrk", "wrk", ["-t1", `-c${CONNECTIONS}`, `-d${seconds}s`, "--latency", url], { onLine: (line) => lines.push(line) });
+  const args = ["-t1", `-c${CONNECTIONS}`, `-d${seconds}s`, "--latency", ...headers.flatMap((h) => ["-H", h]), url];
+  const p = spawnTracked("wrk", "wrk", args, { onLine: (line) => lines.push(line) });
   try {
     const exit = await p.exited;
     if (exit.code !== 0) throw new Error(`wrk exited with ${exit.code ?? exit.signal}: ${lines.slice(-4).join(" | ")}`);
@@ -142,6 +149,24 @@ async function download(url: string): Promise<Buffer> {
 }
 
 const MIB = 1024 * 1024;
+/** A 2-hour DVR window of 2 s segments. */
+const DVR_SEGMENTS = 3600;
+
+/** A reload's size with a delta update (_HLS_skip=YES) against a full one, at a 2-hour window (synthetic). */
+function deltaFigure(): Figure {
+  const t0 = Date.UTC(2026, 0, 1);
+  const entries = Array.from({ length: DVR_SEGMENTS }, (_, i) => ({ seq: i, claim: "0123456789ab", pdt: t0 + i * 2000, disc: false, cc: 0, dur: { "720p": 2 } }));
+  const stream: StreamSnapshot = {
+    id: "dvr", epoch: 1, claim: "0123456789ab", broadcast: "0123456789ab", owner: "n", state: "live", targetDuration: 2, ladder: null,
+    nextSeq: DVR_SEGMENTS, createdAt: t0, claimedAt: t0, releasedAt: null, entries,
+  };
+  const full = Buffer.from(renderMedia(stream, "720p"));
+  const delta = Buffer.from(renderMedia(stream, "720p", "", { skip: true }));
+  const [fullGz, deltaGz] = [gzipSync(full).length, gzipSync(delta).length];
+  return compared("playlist reload at a 2-hour window, delta update", "bytes", delta.length, "full reload", full.length, {
+    note: `${DVR_SEGMENTS} segments of 2 s; gzip: ${deltaGz} vs ${fullGz} bytes (full gzip is ${(fullGz / full.length * 100).toFixed(1)}% of full)`,
+  });
+}
 
 function mean(values: number[]): number {
   return values.reduce((a, b) => a + b, 0) / values.length;
@@ -177,26 +202,41 @@ export async function delivery(o: { quick: boolean; log: (line: string) => void 
     const segment = files.segments[files.segments.length - 1]!;
     const playlistPath = `/live/${id}/${rendition}/index.m3u8`;
     const segmentPath = `/live/${id}/${rendition}/${segment.uri}`;
+    // a viewer's session, as its player uses it: in the path of its media playlist and segments
+    const master = await httpGet(n.http(`/live/${id}/index.m3u8`), n.agent);
+    const token = /^s\/([^/\s]+)\//m.exec(master.text)?.[1];
+    if (!token) throw new Error("the master playlist lists no session");
+    const sessionPlaylistPath = `/live/${id}/s/${token}/${rendition}/index.m3u8`;
+    const sessionSegmentPath = `/live/${id}/s/${token}/${rendition}/${segment.uri}`;
     o.log(`${files.segments.length} segments downloaded; starting nginx on the copy`);
     const started = await startNginx(work, root);
     nginx = started.proc;
     const nginxUrl = (path: string): string => `http://${HOST}:${started.port}${path}`;
-    for (const path of [playlistPath, segmentPath]) {
-      const [a, b] = await Promise.all([download(n.http(path)), download(nginxUrl(path))]);
-      if (!a.equals(b)) throw new Error(`baton and nginx answer ${path} with different bytes`);
+    for (const [path, same] of [[playlistPath, playlistPath], [segmentPath, segmentPath], [sessionPlaylistPath, playlistPath], [sessionSegmentPath, segmentPath]]) {
+      const [a, b] = await Promise.all([download(n.http(path!)), download(nginxUrl(same!))]);
+      if (!a.equals(b)) throw new Error(`baton's ${path} and nginx's ${same} are different bytes`);
     }
 
     // full run: two rounds, baton then nginx, then nginx then baton, so neither side always runs second
     const rounds = o.quick ? 1 : 2;
-    const targets = [["media playlist", playlistPath, Buffer.byteLength(files.playlist)], ["segment", segmentPath, segment.bytes]] as const;
-    const figures: Figure[] = [];
-    for (const [label, path, size] of targets) {
+    const playlistBytes = Buffer.byteLength(files.playlist);
+    const GZIP = ["Accept-Encoding: gzip"];
+    // [label, baton's path, nginx's path, size, request headers to baton]: nginx serves the plain file
+    const targets: [string, string, string, number, string[]][] = [
+      ["media playlist", playlistPath, playlistPath, playlistBytes, []],
+      ["media playlist, session in path", sessionPlaylistPath, playlistPath, playlistBytes, []],
+      ["media playlist, session in path, gzip", sessionPlaylistPath, playlistPath, playlistBytes, GZIP],
+      ["segment", segmentPath, segmentPath, segment.bytes, []],
+      ["segment, session in path", sessionSegmentPath, segmentPath, segment.bytes, []],
+    ];
+    const figures: Figure[] = [deltaFigure()];
+    for (const [label, path, nginxPath, size, headers] of targets) {
       const runs: Record<"baton" | "nginx", WrkResult[]> = { baton: [], nginx: [] };
       for (let round = 0; round < rounds; round++) {
         const order = round % 2 === 0 ? (["baton", "nginx"] as const) : (["nginx", "baton"] as const);
         for (const side of order) {
           o.log(`wrk -t1 -c${CONNECTIONS} -d${seconds}s: ${label} from ${side}${rounds > 1 ? `, round ${round + 1}/${rounds}` : ""}`);
-          runs[side].push(await wrk(side === "baton" ? n.http(path) : nginxUrl(path), seconds));
+          runs[side].push(side === "baton" ? await wrk(n.http(path), seconds, headers) : await wrk(nginxUrl(nginxPath), seconds));
           await sleep(500);
         }
       }

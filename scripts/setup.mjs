@@ -28,7 +28,7 @@ const PROGRAMS = {
 };
 const NEEDS = {
   start: ["ffmpeg", "redis-server", "haproxy"],
-  test: ["ffmpeg", "ffprobe", "redis-server", "haproxy", "chromium", "prometheus", "promtool"],
+  test: ["ffmpeg", "ffprobe", "redis-server", "haproxy", "chromium", "prometheus", "promtool", "nginx"],
   bench: ["ffmpeg", "redis-server", "nginx", "wrk"],
   chaos: ["ffmpeg", "redis-server", "haproxy", "chromium"],
   npm: [],

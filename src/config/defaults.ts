@@ -258,6 +258,14 @@ export interface Config {
      */
     startsPerMinute: number;
   };
+  delivery: {
+    /**
+     * CDN mode: no playlist URI carries a viewer's session, so a CDN caches every playlist and segment for all
+     * viewers (`public`); players that report over the WebSocket or the API keep their position, cookie-less
+     * ones are counted by address. Used by: delivery/hls.
+     */
+    cdn: boolean;
+  };
   log: {
     /** Least severe level printed. */
     level: "debug" | "info" | "warn" | "error";
@@ -363,6 +371,9 @@ export const DEFAULTS: Config = {
     maxReportsPerSecond: 4,
     flushInterval: 200,
     startsPerMinute: 60,
+  },
+  delivery: {
+    cdn: false,
   },
   log: {
     level: "info",

@@ -118,6 +118,7 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
     flushInterval: { kind: "int", min: 10, max: 5000 },
     startsPerMinute: { kind: "int", min: 1, max: 1000000 },
   },
+  delivery: { cdn: { kind: "bool" } },
   log: { level: { kind: "enum", values: ["debug", "info", "warn", "error"] } },
 };
 

@@ -1,17 +1,24 @@
 // HLS delivery: master and media playlists and segments, rendered from the shared timeline, on the node's
 // HTTP server. It keeps what viewers ask for in memory: the timelines of watched streams (re-read once per
-// change), the newest segments of the renditions they watch (fetched ahead), a media playlist's text per
-// timeline snapshot, and the viewer counts.
-import type { ServerResponse } from "node:http";
-import { CLAIM_ID_PATTERN, RENDITION_PATTERN, STREAM_ID_PATTERN, isStreamId } from "../core/ids.ts";
+// change), the newest segments of the renditions they watch (fetched ahead), each rendition's media playlist
+// rendered (and gzip-compressed) once per timeline snapshot, and the viewer counts.
+//
+// URLs: the master playlist /live/{id}/index.m3u8 starts a viewer's session and lists its renditions under
+// s/{token}/ (relative), so the session rides in the path of the media playlists and, relative to them, of
+// the segments: the media playlist's text is the same for every viewer, while every request still names its
+// session (position inference for players that never report). Session-free URLs (/live/{id}/{rendition}/...)
+// are public; anything with a session in its URL is private. In CDN mode (delivery.cdn) no URI carries a
+// session at all.
+import { CLAIM_ID_PATTERN, RENDITION_PATTERN, SESSION_ID_PATTERN, STREAM_ID_PATTERN, isStreamId } from "../core/ids.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { ClientAddresses } from "../http/client-address.ts";
-import { HttpError, type HttpServer, type Request } from "../http/server.ts";
+import { CORS_HEADERS, HttpError, type HttpServer, type Request } from "../http/server.ts";
 import type { StreamStore } from "../state/store.ts";
 import type { StreamSnapshot } from "../core/model.ts";
 import { renderMaster, renderMedia } from "./playlist.ts";
+import { PlaylistBody, RenderedPlaylists } from "./rendered.ts";
 import { SegmentCache } from "./segment-cache.ts";
-import type { ViewerSessions } from "./sessions.ts";
+import type { NamedSession, ViewerSessions } from "./sessions.ts";
 import { TimelineCache } from "./timeline-cache.ts";
 import { ViewerTracker } from "./viewers.ts";
 
@@ -21,14 +28,26 @@ export interface HlsOptions {
   metrics: Metrics;
   sessions: ViewerSessions;
   addresses: ClientAddresses;
+  /** delivery.cdn: no URI carries a session. */
+  cdn?: boolean;
 }
 
-const PLAYLIST = "application/vnd.apple.mpegurl";
 /** How often the viewer counts forget viewers gone quiet (its own timer: it must not wait on Redis). */
 const VIEWER_PRUNE_MS = 5000;
+/** A session token in a path: `<session id>.<stream id>.<signature>` (session-token.ts checks it). */
+const TOKEN_PATTERN = `${SESSION_ID_PATTERN}\\.${STREAM_ID_PATTERN}\\.[A-Za-z0-9_-]{43}`;
 
 /** The segment cache's key: one segment of one rendition, as written by one claim. */
 const segmentKey = (streamId: string, rendition: string, seq: number, claim: string): string => `${streamId}/${rendition}/${seq}.${claim}`;
+
+/** Segment headers, made once per segment's bytes (a Content-Length each) and kind of URL. */
+const SEGMENT_CACHE_CONTROL = { public: "public, max-age=31536000, immutable", private: "private, max-age=31536000, immutable" };
+
+/** A delta update asked for (RFC 8216bis 6.2.5.1; "v2" also skips date ranges, of which baton writes none). */
+const wantsDelta = (query: URLSearchParams): boolean => {
+  const skip = query.get("_HLS_skip");
+  return skip === "YES" || skip === "v2";
+};
 
 export class HlsDelivery {
   readonly timelines: TimelineCache;
@@ -36,8 +55,8 @@ export class HlsDelivery {
   readonly viewers: ViewerTracker;
   private pruneTimer: NodeJS.Timeout | null = null;
   private viewerPruneTimer: NodeJS.Timeout | null = null;
-  /** Session-less media playlists rendered per timeline snapshot (a new snapshot, a new render). */
-  private readonly rendered = new WeakMap<StreamSnapshot, Map<string, string>>();
+  private readonly rendered = new RenderedPlaylists();
+  private readonly segmentHeaders = new WeakMap<Buffer, { public?: Record<string, string | number>; private?: Record<string, string | number> }>();
   /** Renditions viewers asked this node for lately, per stream: what is worth fetching ahead. */
   private readonly watched = new Map<string, Map<string, number>>();
 
@@ -52,15 +71,22 @@ export class HlsDelivery {
     });
     // a segment in memory is re-read after two minutes: far longer than any viewer needs it
     this.segments = new SegmentCache(o.segmentCacheBytes, 120000);
-    const [STREAM, RENDITION] = [STREAM_ID_PATTERN, RENDITION_PATTERN];
-    http.addRoute(["GET", "HEAD"], "master", new RegExp(`^/live/(${STREAM})/index\\.m3u8$`), (r) => this.master(r));
-    http.addRoute(["GET", "HEAD"], "media", new RegExp(`^/live/(${STREAM})/(${RENDITION})/index\\.m3u8$`), (r) => this.media(r));
-    http.addRoute(["GET", "HEAD"], "segment", new RegExp(`^/live/(${STREAM})/(${RENDITION})/(\\d{1,15})\\.(${CLAIM_ID_PATTERN})\\.ts$`), (r) => this.segment(r));
+    const [STREAM, RENDITION, TOKEN] = [STREAM_ID_PATTERN, RENDITION_PATTERN, TOKEN_PATTERN];
+    // every answer's head is one precomputed object, CORS included
+    const OWN = { ownHeaders: true };
+    const SEGMENT = `(\\d{1,15})\\.(${CLAIM_ID_PATTERN})\\.ts`;
+    http.addRoute(["GET", "HEAD"], "master", new RegExp(`^/live/(${STREAM})/index\\.m3u8$`), (r) => this.master(r), OWN);
+    http.addRoute(["GET", "HEAD"], "media", new RegExp(`^/live/(${STREAM})/(${RENDITION})/index\\.m3u8$`), (r) => this.media(r, null), OWN);
+    http.addRoute(["GET", "HEAD"], "segment", new RegExp(`^/live/(${STREAM})/(${RENDITION})/${SEGMENT}$`), (r) => this.segment(r, null), OWN);
+    // the same, with a session in the path: params shift by one, the token first
+    const withSession = (r: Request): [Request, string] => [{ ...r, params: [r.params[0]!, ...r.params.slice(2)] }, r.params[1]!];
+    http.addRoute(["GET", "HEAD"], "media", new RegExp(`^/live/(${STREAM})/s/(${TOKEN})/(${RENDITION})/index\\.m3u8$`), (r) => this.media(...withSession(r)), OWN);
+    http.addRoute(["GET", "HEAD"], "segment", new RegExp(`^/live/(${STREAM})/s/(${TOKEN})/(${RENDITION})/${SEGMENT}$`), (r) => this.segment(...withSession(r)), OWN);
   }
 
   /** Starts the timers that keep its memory bounded. */
   start(): void {
-    this.pruneTimer ??= setInterval(() => this.timelines.prune(), 60000);
+    this.pruneTimer ??= setInterval(() => (this.timelines.prune(), this.rendered.prune()), 60000);
     this.viewerPruneTimer ??= setInterval(() => this.viewers.prune(), VIEWER_PRUNE_MS);
   }
 
@@ -97,8 +123,9 @@ export class HlsDelivery {
 
   /**
    * A master playlist request without a session starts one (a playback token first, when required; at the
-   * client address's rate): every URI it lists carries the token. A session that is over (expired, or never
-   * used in time) is one no more, and the request starts another.
+   * client address's rate) and lists its renditions under s/{token}/. A session that is over (expired, or
+   * never used in time) is one no more, and the request starts another. In CDN mode no session is started
+   * or written: the text is the same for everyone.
    */
   private async master({ params, res, method, req, query }: Request): Promise<void> {
     const streamId = params[0]!;
@@ -108,61 +135,75 @@ export class HlsDelivery {
     const stream = await this.snapshot(streamId);
     if (!stream.ladder) throw new HttpError(503, "STARTING", "the stream is starting", { "Retry-After": "1" });
     if (session) this.o.sessions.touch(session, null);
+    if (this.o.cdn) {
+      // counted as its media playlist requests are, which name no session: by address and user agent
+      this.viewers.seen(stream.id, req, null);
+      PlaylistBody.of(renderMaster(stream.ladder), stream.state === "ended").send(res, method, req.headers, query.has("session"));
+      return;
+    }
     const token = session?.token ?? this.o.sessions.start(req, stream.id).token;
     this.viewers.seen(stream.id, req, token);
     // a paused session's resume point rides in its media playlist URIs (read afresh here, on the player's load)
     const resume = session ? await this.o.sessions.resumeAt(session.sessionId) : null;
-    const uriQuery = `?session=${token}${resume === null ? "" : `&resume=${resume}`}`;
-    this.sendPlaylist(res, method, renderMaster(stream.ladder, uriQuery), { ended: stream.state === "ended", personal: true });
+    const text = renderMaster(stream.ladder, resume === null ? "" : `?resume=${resume}`, `s/${token}/`);
+    PlaylistBody.of(text, stream.state === "ended").send(res, method, req.headers, true);
   }
 
-  /** A paused session's media playlist points EXT-X-START at its position while it is in the window. */
-  private async media({ params, res, method, req, query }: Request): Promise<void> {
-    const session = this.o.sessions.check(query.get("session"), params[0]);
+  /**
+   * A media playlist: the rendition's shared text (rendered once per timeline change), or a delta update of
+   * it. A paused session's playlist points EXT-X-START at its position while it is in the window (rendered
+   * for it; a delta update is a reload, where a player no longer uses EXT-X-START, so it gets the shared one).
+   */
+  private async media({ params, res, method, req, query }: Request, token: string | null): Promise<void> {
+    const legacy = token === null ? query.get("session") : null;
+    const session = this.o.sessions.check(token ?? legacy, params[0]);
     const stream = await this.snapshot(params[0]!);
     const rendition = params[1]!;
     if (!stream.ladder) throw new HttpError(503, "STARTING", "the stream is starting", { "Retry-After": "1" });
     if (!stream.ladder.some((r) => r.name === rendition)) throw new HttpError(404, "UNKNOWN_RENDITION", `no rendition ${rendition}`);
+    if (session && legacy !== null && !this.o.cdn) {
+      // a URI of an earlier release (?session=): to the session's path, where its segments carry the session
+      const resume = query.get("resume");
+      const location = `/live/${stream.id}/s/${session.token}/${rendition}/index.m3u8${resume && /^\d{13}$/.test(resume) ? `?resume=${resume}` : ""}`;
+      res.writeHead(302, { ...CORS_HEADERS, Location: location, "Cache-Control": "private, no-store", "Content-Length": 0 });
+      res.end();
+      return;
+    }
     this.viewers.seen(stream.id, req, session?.token ?? null);
     const watched = this.watched.get(stream.id) ?? new Map<string, number>();
     this.watched.set(stream.id, watched.set(rendition, Date.now()));
-    let text: string;
+    const delta = wantsDelta(query);
+    const personal = session !== null;
     if (session) {
       this.o.sessions.touch(session, rendition);
-      const resume = /^\d{13}$/.test(query.get("resume") ?? "") ? Number(query.get("resume")) : null;
-      const startOffset = await this.o.sessions.startOffset(session.sessionId, stream, rendition, resume);
-      text = renderMedia(stream, rendition, `?session=${session.token}`, startOffset === undefined ? {} : { startOffset });
-    } else {
-      // without a session every answer for this timeline is the same text: render it once
-      const rendered = this.rendered.get(stream) ?? new Map<string, string>();
-      this.rendered.set(stream, rendered);
-      text = rendered.get(rendition) ?? renderMedia(stream, rendition);
-      rendered.set(rendition, text);
+      const known = delta ? undefined : this.startOffset(session, stream, rendition, query.get("resume"));
+      const startOffset = known === undefined ? undefined : await known;
+      if (startOffset !== undefined) {
+        PlaylistBody.of(renderMedia(stream, rendition, "", { startOffset }), stream.state === "ended").send(res, method, req.headers, personal);
+        return;
+      }
     }
-    this.sendPlaylist(res, method, text, { ended: stream.state === "ended", personal: session !== null });
+    this.rendered.media(stream, rendition, delta).send(res, method, req.headers, personal);
   }
 
-  /** A playlist whose URIs carry a viewer's session is `private`: a shared cache must not hand it to others. */
-  private sendPlaylist(res: ServerResponse, method: string, text: string, o: { ended: boolean; personal: boolean }): void {
-    res.writeHead(200, {
-      "Content-Type": PLAYLIST,
-      "Content-Length": Buffer.byteLength(text),
-      // live playlists change every segment; an ended one never again
-      "Cache-Control": `${o.personal ? "private" : "public"}, max-age=${o.ended ? 3600 : 1}`,
-    });
-    res.end(method === "HEAD" ? undefined : text);
+  /** A paused session's EXT-X-START offset: undefined at once when it is known to be playing, else read. */
+  private startOffset(session: NamedSession, stream: StreamSnapshot, rendition: string, resumeText: string | null): Promise<number | undefined> | undefined {
+    const resume = resumeText !== null && /^\d{13}$/.test(resumeText) ? Number(resumeText) : null;
+    // a playing viewer's reloads (the common case) need no promise: its copy says it is not paused
+    if (resume === null && this.o.sessions.knownResumeAt(session.sessionId) === null) return undefined;
+    return this.o.sessions.startOffset(session.sessionId, stream, rendition, resume);
   }
 
-  private async segment({ params, req, res, method, query }: Request): Promise<void> {
+  private async segment({ params, req, res, method, query }: Request, token: string | null): Promise<void> {
     const [streamId, rendition, seqText, claim] = params as [string, string, string, string];
     const seq = Number(seqText);
     if (!isStreamId(streamId) || !Number.isSafeInteger(seq)) throw new HttpError(400, "BAD_PATH", "invalid segment path");
-    const session = this.o.sessions.check(query.get("session"), streamId);
+    const session = this.o.sessions.check(token ?? query.get("session"), streamId);
     // the timeline (in memory for a watched stream) names the broadcast whose media holds the segment
     const stream = await this.snapshot(streamId);
     if (session) {
       // players that never report (Safari's native player, VLC) still leave a resume point
-      const entry = stream.entries.find((e) => e.seq === seq && e.claim === claim);
+      const entry = entryOf(stream, seq, claim);
       if (entry && stream.ladder?.some((r) => r.name === rendition)) this.o.sessions.inferred(session, stream, entry.pdt, rendition);
     }
     const bytes = await this.segments.get(
@@ -172,23 +213,40 @@ export class HlsDelivery {
       () => this.o.metrics.segmentCacheMisses.inc(),
     );
     if (!bytes) throw new HttpError(404, "UNKNOWN_SEGMENT", `segment ${rendition}/${seq}.${claim} of ${streamId} is not available`);
-    const headers: Record<string, string | number> = {
-      "Content-Type": "video/mp2t",
-      "Cache-Control": "public, max-age=31536000, immutable",
-      "Accept-Ranges": "bytes",
-    };
-    const range = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? "");
+    const kind = session ? "private" : "public";
+    const range = req.headers.range === undefined ? null : /^bytes=(\d*)-(\d*)$/.exec(req.headers.range);
     if (range && (range[1] || range[2])) {
       const start = range[1] ? Number(range[1]) : Math.max(0, bytes.length - Number(range[2]));
       const end = range[1] && range[2] ? Math.min(Number(range[2]), bytes.length - 1) : bytes.length - 1;
       if (start > end || start >= bytes.length) {
         throw new HttpError(416, "RANGE", "range not satisfiable", { "Content-Range": `bytes */${bytes.length}` });
       }
-      res.writeHead(206, { ...headers, "Content-Length": end - start + 1, "Content-Range": `bytes ${start}-${end}/${bytes.length}` });
+      const headers = { ...this.segmentHeadersOf(bytes, kind), "Content-Length": end - start + 1, "Content-Range": `bytes ${start}-${end}/${bytes.length}` };
+      res.writeHead(206, headers);
       res.end(method === "HEAD" ? undefined : bytes.subarray(start, end + 1));
       return;
     }
-    res.writeHead(200, { ...headers, "Content-Length": bytes.length });
+    res.writeHead(200, this.segmentHeadersOf(bytes, kind));
     res.end(method === "HEAD" ? undefined : bytes);
   }
+
+  private segmentHeadersOf(bytes: Buffer, kind: "public" | "private"): Record<string, string | number> {
+    let made = this.segmentHeaders.get(bytes);
+    if (!made) this.segmentHeaders.set(bytes, (made = {}));
+    return (made[kind] ??= {
+      ...CORS_HEADERS,
+      "Content-Type": "video/mp2t",
+      "Cache-Control": SEGMENT_CACHE_CONTROL[kind],
+      "Accept-Ranges": "bytes",
+      "Content-Length": bytes.length,
+    });
+  }
+}
+
+/** The timeline entry of a segment: sequence numbers are consecutive, so its place is known; else a search. */
+function entryOf(stream: StreamSnapshot, seq: number, claim: string): StreamSnapshot["entries"][number] | undefined {
+  const entries = stream.entries;
+  const guess = entries[seq - (entries[0]?.seq ?? 0)];
+  if (guess && guess.seq === seq && guess.claim === claim) return guess;
+  return entries.find((e) => e.seq === seq && e.claim === claim);
 }

@@ -21,6 +21,8 @@ const CACHE_MS = 2000;
  */
 const START_CACHE_MS = 30000;
 const MAX_CACHED = 100000;
+/** Tokens a node remembers as checked (about 200 bytes each); past this the memory starts again. */
+const MAX_VERIFIED = 50000;
 /** The largest position taken, seconds (about 31 years): what a report can be without being nonsense. */
 export const MAX_POSITION = 1e9;
 
@@ -87,6 +89,8 @@ export const pdtOf = (stream: Pick<StreamSnapshot, "createdAt">, position: numbe
 
 export class ViewerSessions {
   private readonly cache = new Map<string, { session: Session; at: number }>();
+  /** Tokens whose signature was good (only ours get in: a forged token is checked every time). */
+  private readonly verified = new Map<string, Readonly<NamedSession>>();
   private readonly starts: AddressLimiter;
   private readonly store: SessionStore;
   private readonly windowMs: number;
@@ -108,12 +112,19 @@ export class ViewerSessions {
    */
   check(token: string | null | undefined, streamId?: string): NamedSession | null {
     if (token === null || token === undefined || token === "") return null;
-    const named = readSessionToken(this.o.secret, token);
-    if (!named) throw new HttpError(403, "BAD_SESSION", "this session token is not valid");
+    let named = this.verified.get(token);
+    if (!named) {
+      const read = readSessionToken(this.o.secret, token);
+      if (!read) throw new HttpError(403, "BAD_SESSION", "this session token is not valid");
+      // a player sends its token with every playlist and segment request: its signature is checked once
+      if (this.verified.size >= MAX_VERIFIED) this.verified.clear();
+      named = Object.freeze({ ...read, token, issuedAt: issuedAt(read.sessionId) });
+      this.verified.set(token, named);
+    }
     if (streamId !== undefined && named.streamId !== streamId) {
       throw new HttpError(403, "WRONG_STREAM", "this session belongs to another stream");
     }
-    return { ...named, token, issuedAt: issuedAt(named.sessionId) };
+    return named;
   }
 
   /** Whether a token without a record may still become a session (its first use would create it). */
@@ -201,6 +212,16 @@ export class ViewerSessions {
     const cached = this.cache.get(named.sessionId);
     if (cached) Object.assign(cached.session, { position, pdt, paused, source: "reported", updatedAt: Date.now() });
     return this.store.update(named.sessionId, { node: this.o.nodeId, report: { position, pdt, paused } }, origin(named));
+  }
+
+  /**
+   * The resume point as this node's copy of the session knows it without a read: null when the copy says
+   * not paused, undefined when there is no fresh copy (resumeAt() reads it).
+   */
+  knownResumeAt(sessionId: string): number | null | undefined {
+    const cached = this.cache.get(sessionId);
+    if (!cached || Date.now() - cached.at >= START_CACHE_MS) return undefined;
+    return cached.session.paused && cached.session.pdt !== null ? cached.session.pdt : null;
   }
 
   /** Where a paused session resumes (program date-time, ms), as this node last read it; null when not paused. */

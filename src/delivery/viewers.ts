@@ -12,6 +12,8 @@ const WINDOW_MS = 30000;
 const MAX_TRACKED = 100000;
 /** Distinct user agents counted per address and stream (a household, a NAT), so unique agents cannot inflate it. */
 const AGENTS_PER_ADDRESS = 8;
+/** Distinct user agents whose key is remembered; user agents are client text, so this is bounded too. */
+const MAX_AGENT_KEYS = 1000;
 
 export class ViewerTracker {
   private readonly streams = new Map<string, Map<string, number>>();
@@ -19,6 +21,7 @@ export class ViewerTracker {
   private readonly agents = new Map<string, Map<string, number>>();
   private tracked = 0;
   private readonly overflow = new Map<string, number>();
+  private readonly agentKeys = new Map<string, string>();
 
   constructor(private readonly addresses: Pick<ClientAddresses, "of">) {}
 
@@ -38,7 +41,7 @@ export class ViewerTracker {
   }
 
   private anonymous(streamId: string, address: string, userAgent: string): string {
-    const agent = createHash("sha1").update(userAgent).digest("base64").slice(0, 12);
+    const agent = this.agentKey(userAgent);
     const at = `${streamId}|${address}`;
     let agents = this.agents.get(at);
     if (!agents) {
@@ -49,6 +52,17 @@ export class ViewerTracker {
     if (agents.size >= AGENTS_PER_ADDRESS && !agents.has(agent)) return `a:${address}|*`;
     agents.set(agent, Date.now());
     return `a:${address}|${agent}`;
+  }
+
+  /** A user agent's short key: hashed once per distinct agent (a player sends the same one on every request). */
+  private agentKey(userAgent: string): string {
+    let key = this.agentKeys.get(userAgent);
+    if (key === undefined) {
+      key = createHash("sha1").update(userAgent).digest("base64").slice(0, 12);
+      if (this.agentKeys.size >= MAX_AGENT_KEYS) this.agentKeys.clear();
+      if (userAgent.length <= 512) this.agentKeys.set(userAgent, key);
+    }
+    return key;
   }
 
   /** Forgets viewers quiet for the window. */

@@ -38,7 +38,22 @@ interface Route {
   pattern: RegExp;
   name: string;
   handler: Handler;
+  ownHeaders: boolean;
 }
+
+export interface RouteOptions {
+  /**
+   * The handler writes CORS_HEADERS in its own writeHead (precomputed header objects, the HLS routes): with
+   * no header set before it, Node writes the head straight from that object rather than header by header.
+   */
+  ownHeaders?: boolean;
+}
+
+/** What every answer carries: any page may fetch playlists, segments and the APIs (tokens, not cookies, guard them). */
+export const CORS_HEADERS = {
+  "Access-Control-Allow-Origin": "*",
+  "Access-Control-Expose-Headers": "Content-Length, Content-Range",
+} as const;
 
 export interface HttpServerOptions {
   port: number;
@@ -116,8 +131,8 @@ export class HttpServer {
     this.upgradeHandler = handler;
   }
 
-  addRoute(methods: string[], name: string, pattern: RegExp, handler: Handler): void {
-    this.routes.push({ methods, pattern, name, handler });
+  addRoute(methods: string[], name: string, pattern: RegExp, handler: Handler, options: RouteOptions = {}): void {
+    this.routes.push({ methods, pattern, name, handler, ownHeaders: options.ownHeaders === true });
   }
 
   get port(): number {
@@ -231,6 +246,25 @@ export class HttpServer {
     for (const socket of this.sockets) socket.destroy();
   }
 
+  /** The request counter of a route and status (both bounded: route names, the statuses baton sends). */
+  private counted(route: string, status: number): { inc(): void } {
+    const key = `${route} ${status}`;
+    let counter = this.counters.get(key);
+    if (!counter) this.counters.set(key, (counter = this.o.metrics.httpRequests.labels({ route, status: String(status) })));
+    return counter;
+  }
+
+  private readonly counters = new Map<string, { inc(): void }>();
+
+  /** The answer-time histogram of an HLS route (its child kept, as the counters'). */
+  private timer(route: string): { observe(seconds: number): void } {
+    let timer = this.timers.get(route);
+    if (!timer) this.timers.set(route, (timer = this.o.metrics.httpDuration.labels({ route })));
+    return timer;
+  }
+
+  private readonly timers = new Map<string, { observe(seconds: number): void }>();
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let route: Route | undefined;
     const arrived = process.hrtime.bigint();
@@ -241,10 +275,8 @@ export class HttpServer {
       res.once("close", () => (this.inFlight -= 1));
     }
     if (this.draining) res.setHeader("Connection", "close");
-    res.setHeader("Access-Control-Allow-Origin", "*");
-    res.setHeader("Access-Control-Expose-Headers", "Content-Length, Content-Range");
     try {
-      const url = requestUrl(req.url);
+      const url = requestTarget(req.url);
       const method = req.method ?? "GET";
       let params: string[] = [];
       route = this.routes.find((r) => {
@@ -252,6 +284,7 @@ export class HttpServer {
         if (match) params = match.slice(1);
         return match !== null;
       });
+      if (!route?.ownHeaders || method === "OPTIONS") setCors(res);
       if (method === "OPTIONS") {
         res.writeHead(204, {
           "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, OPTIONS",
@@ -270,17 +303,51 @@ export class HttpServer {
       if (res.headersSent) {
         res.destroy();
       } else if (error instanceof HttpError) {
+        if (route?.ownHeaders) setCors(res);
         sendJson(res, error.status, { error: error.code, message: error.message }, error.headers);
       } else {
-        this.o.log.warn("request failed", { path: req.url?.slice(0, 200), error: errorMessage(error) });
+        if (route?.ownHeaders) setCors(res);
+        this.o.log.warn("request failed", { route: route?.name ?? "unmatched", path: loggedPath(req.url), error: errorMessage(error) });
         sendJson(res, 503, { error: "UNAVAILABLE", message: "state unavailable, retry shortly" }, { "Retry-After": "1" });
       }
     } finally {
-      this.o.metrics.httpRequests.inc({ route: route?.name ?? "unmatched", status: String(res.statusCode) });
-      if (route && TIMED_ROUTES.has(route.name)) this.o.metrics.httpDuration.observe({ route: route.name }, Number(process.hrtime.bigint() - arrived) / 1e9);
+      this.counted(route?.name ?? "unmatched", res.statusCode).inc();
+      if (route && TIMED_ROUTES.has(route.name)) this.timer(route.name).observe(Number(process.hrtime.bigint() - arrived) / 1e9);
     }
   }
 
+}
+
+function setCors(res: ServerResponse): void {
+  for (const [name, value] of Object.entries(CORS_HEADERS)) res.setHeader(name, value);
+}
+
+/**
+ * A request target as a log line may show it: the path without its query (where `?session=` and `?token=`
+ * ride) and with a session token in the path (`/s/<token>/`) blanked, so no log line carries a token.
+ */
+export function loggedPath(target: string | undefined): string {
+  const path = (target ?? "").split("?", 1)[0]!.slice(0, 200);
+  return path.replace(/\/s\/[^/]*/g, "/s/-");
+}
+
+/** A plain origin-form path (no dot segments, nothing escaped): what players send, taken as it is. */
+const PLAIN_PATH = /^(?:\/(?!\.\.?(?:\/|$))[A-Za-z0-9._~-]+)+$/;
+const NO_QUERY = new URLSearchParams();
+
+/**
+ * The request target's path and query. A plain path is split without a URL parse (every playlist and segment
+ * request is one); anything else goes through the URL parser, as a browser would read it.
+ */
+export function requestTarget(target: string | undefined): { pathname: string; searchParams: URLSearchParams } {
+  if (target !== undefined) {
+    const mark = target.indexOf("?");
+    const pathname = mark === -1 ? target : target.slice(0, mark);
+    if (PLAIN_PATH.test(pathname) && !target.includes("#")) {
+      return { pathname, searchParams: mark === -1 ? NO_QUERY : new URLSearchParams(target.slice(mark + 1)) };
+    }
+  }
+  return requestUrl(target);
 }
 
 /** The request target as a URL; a target that is none (`//%`, `http://a:99999/`) is the client's error: 400. */

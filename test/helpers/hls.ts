@@ -64,7 +64,14 @@ export function holes(p: ParsedPlaylist): string[] {
   return out;
 }
 
-/** A playlist's text without the per-viewer session query strings (the only allowed difference between nodes). */
+/** A playlist's text without the per-viewer sessions (the only allowed difference between nodes' master playlists). */
 export function withoutSession(text: string): string {
-  return text.replace(/\?session=[A-Za-z0-9._-]+/g, "");
+  return text.replace(/\?session=[A-Za-z0-9._-]+/g, "").replace(/^s\/[A-Za-z0-9._-]+\//gm, "");
+}
+
+/** The session token a master playlist's renditions carry in their path (`s/<token>/<rendition>/index.m3u8`). */
+export function sessionOf(masterText: string): string {
+  const token = /^s\/([^/\s]+)\//m.exec(masterText)?.[1];
+  if (!token) throw new Error(`no session in the master playlist:\n${masterText}`);
+  return token;
 }

@@ -84,12 +84,13 @@ async function pauseAndResume(c: Cluster, id: string): Promise<string> {
 
   // the viewer watches on node a, at the live edge, and pauses in the segment before the newest
   const master = parseM3u8((await playlist(a.http(`/live/${id}/index.m3u8`))).text);
-  const mediaUri = master.playlists!.find((p) => p.uri.startsWith("240p/"))!.uri;
-  const token = new URLSearchParams(mediaUri.split("?")[1]).get("session")!;
+  const mediaUri = master.playlists!.find((p) => p.uri.includes("/240p/"))!.uri;
+  // the session rides in the path: s/<token>/240p/index.m3u8, and the segments relative to it
+  const token = /^s\/([^/]+)\//.exec(mediaUri)![1]!;
   const watching = (await playlist(a.http(`/live/${id}/${mediaUri}`))).parsed;
   const paused = watching.segments[watching.segments.length - 2]!;
-  const pausedUri = paused.uri.split("?")[0]!;
-  assert.equal((await get(a.http(`/live/${id}/240p/${paused.uri}`))).status, 200);
+  const pausedUri = paused.uri;
+  assert.equal((await get(a.http(`/live/${id}/s/${token}/240p/${paused.uri}`))).status, 200);
   const session = { id: token.split(".")[0]!, token };
   const startedAt = (await getSession(a, session)).streamStartedAt!;
   const position = (Date.parse(paused.dateTimeString!) - startedAt) / 1000 + paused.duration / 2;
@@ -115,8 +116,8 @@ async function pauseAndResume(c: Cluster, id: string): Promise<string> {
 
   // the viewer comes back: master and media playlists through HAProxy, and the media playlist on node b
   const back = parseM3u8((await playlist(c.lb.http(`/live/${id}/index.m3u8?session=${token}`))).text);
-  const resumeUri = back.playlists!.find((p) => p.uri.startsWith("240p/"))!.uri;
-  assert.match(resumeUri, /&resume=\d{13}$/);
+  const resumeUri = back.playlists!.find((p) => p.uri.includes("/240p/"))!.uri;
+  assert.match(resumeUri, /\?resume=\d{13}$/);
   for (const url of [c.lb.http(`/live/${id}/${resumeUri}`), b.http(`/live/${id}/${resumeUri}`), b.http(`/live/${id}/240p/index.m3u8?session=${token}`)]) {
     const { text, parsed } = await playlist(url);
     assert.equal(startSegment(text), pausedUri, `${url} starts the viewer in the segment it paused in`);
@@ -128,7 +129,7 @@ async function pauseAndResume(c: Cluster, id: string): Promise<string> {
 
   // a fresh viewer gets the live playlist, no start point: players begin it at the live edge
   const fresh = parseM3u8((await playlist(c.lb.http(`/live/${id}/index.m3u8`))).text);
-  const live = await playlist(c.lb.http(`/live/${id}/${fresh.playlists!.find((p) => p.uri.startsWith("240p/"))!.uri}`));
+  const live = await playlist(c.lb.http(`/live/${id}/${fresh.playlists!.find((p) => p.uri.includes("/240p/"))!.uri}`));
   assert.doesNotMatch(live.text, /EXT-X-START|EXT-X-ENDLIST/);
 
   const largest = await largestKey(c.redisUrl);

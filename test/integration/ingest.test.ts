@@ -39,8 +39,8 @@ async function refusals(node: TestNode, reason: string): Promise<number> {
 async function segments(node: TestNode, id: string): Promise<number[] | undefined> {
   const master = await get(node.http(`/live/${id}/index.m3u8`));
   if (master.status !== 200) return undefined;
-  // URIs carry the viewer's session (?session=...)
-  const rendition = master.text.split("\n").find((l) => /^[a-z0-9_-]+\/index\.m3u8(\?|$)/.test(l));
+  // URIs carry the viewer's session in their path (s/<token>/<rendition>/index.m3u8)
+  const rendition = master.text.split("\n").find((l) => /^(s\/[^/]+\/)?[a-z0-9_-]+\/index\.m3u8(\?|$)/.test(l));
   if (!rendition) return undefined;
   const media = await get(node.http(`/live/${id}/${rendition}`));
   if (media.status !== 200) return undefined;

@@ -1,6 +1,7 @@
 // The player page in a real browser (Debian's chromium driven by playwright-core) through HAProxy in front of
-// two nodes: the video plays, pausing stores the position, a reload resumes within one segment of it. On a
-// node that requires playback tokens, the page passes on the one in its URL, and says so when there is none.
+// two nodes: the video plays (reloading its playlists with gzip-compressed delta updates), pausing stores the
+// position, a reload resumes within one segment of it. On a node that requires playback tokens, the page
+// passes on the one in its URL, and says so when there is none.
 import assert from "node:assert/strict";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { CHROMIUM, CHROMIUM_ARGS } from "../../tools/chaos/browsers.ts";
@@ -62,12 +63,28 @@ describe("player page in a real browser", function () {
 
   it("plays, stores the paused position, and resumes there after a reload", async () => {
     const page = await browser!.newPage();
+    // what hls.js fetched: its media playlist reloads (delta updates, gzip) and its segments' paths
+    const playlists: { url: string; status: number; encoding: string }[] = [];
+    const segments: string[] = [];
+    page.on("response", (r) => {
+      const path = new URL(r.url()).pathname;
+      if (/\/360p\/index\.m3u8$|\/240p\/index\.m3u8$/.test(path)) playlists.push({ url: r.url(), status: r.status(), encoding: r.headers()["content-encoding"] ?? "" });
+      if (path.endsWith(".ts")) segments.push(path);
+    });
     await page.goto(lb.http("/watch/tv"));
     await page.waitForFunction(() => document.querySelector("video")!.currentTime > 2, null, { timeout: 30000 });
     const t1 = await currentTime(page);
     await page.waitForFunction((t) => document.querySelector("video")!.currentTime > t + 1, t1, { timeout: 15000 });
     const playing = await playerState(page);
     assert.ok(playing.sessionId && playing.wsConnects >= 1);
+    // hls.js reloads with delta updates (the 20-segment window is past CAN-SKIP-UNTIL, six 1 s segments), gzip
+    // compressed, and plays on through them; every segment it fetched named its session in the path
+    const deltas = (): number => playlists.filter((p) => new URL(p.url).searchParams.get("_HLS_skip") === "YES" && p.status === 200).length;
+    await waitFor("delta-update reloads", () => (deltas() >= 2 ? true : undefined), 20000);
+    const t2 = await currentTime(page);
+    await page.waitForFunction((t) => document.querySelector("video")!.currentTime > t + 2, t2, { timeout: 15000 });
+    assert.ok(playlists.every((p) => p.status === 200 && p.encoding === "gzip"), JSON.stringify(playlists.slice(0, 3)));
+    assert.ok(segments.length > 0 && segments.every((path) => path.startsWith(`/live/tv/s/${playing.token!}/`)), segments[0]);
 
     await page.evaluate(() => document.querySelector("video")!.pause());
     const paused = await playerState(page);

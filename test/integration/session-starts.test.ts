@@ -3,7 +3,7 @@
 // a session that is used gets its record; new sessions start while Redis is away and are recorded after.
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
-import { parseM3u8 } from "../helpers/hls.ts";
+import { parseM3u8, sessionOf } from "../helpers/hls.ts";
 import { ADMIN, get, pool, publish, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestNode, type TestRedis } from "../helpers/stack.ts";
 import { auth, call, getSession, json, putPosition } from "../helpers/viewer-api.ts";
 
@@ -25,7 +25,7 @@ describe("session starts", function () {
     const r = i % 2
       ? await call(node.http("/api/sessions"), json({ streamId: "show" }, headers))
       : await call(node.http("/live/show/index.m3u8"), { headers });
-    const token = r.status === 200 ? (/\?session=([^\s&]+)/.exec(r.text)?.[1] ?? null) : ((r.body as { token?: string } | null)?.token ?? null);
+    const token = r.status === 200 ? (/^s\/([^/\s]+)\//m.exec(r.text)?.[1] ?? null) : ((r.body as { token?: string } | null)?.token ?? null);
     return { status: r.status, token, retryAfter: r.headers.get("retry-after") };
   };
 
@@ -56,8 +56,8 @@ describe("session starts", function () {
 
     // used: a segment fetched with one, a position reported with another
     const [fetched, reported] = [tokens[0]!, tokens[1]!];
-    const media = parseM3u8((await get(node.http(`/live/show/360p/index.m3u8?session=${fetched}`))).text);
-    assert.equal((await get(node.http(`/live/show/360p/${media.segments[0]!.uri}`))).status, 200);
+    const media = parseM3u8((await get(node.http(`/live/show/s/${fetched}/360p/index.m3u8`))).text);
+    assert.equal((await get(node.http(`/live/show/s/${fetched}/360p/${media.segments[0]!.uri}`))).status, 200);
     await putPosition(node, { id: reported.split(".")[0]!, token: reported }, 3, true);
     const keys = await waitFor("two records", async () => ((await sessionKeys()).length === 2 ? sessionKeys() : undefined));
     assert.deepEqual(keys.sort(), [fetched, reported].map((t) => `${prefix}session:${t.split(".")[0]}`).sort());
@@ -88,7 +88,7 @@ describe("session starts", function () {
     await redis.stop();
     const master = await get(node.http("/live/show/index.m3u8"));
     assert.equal(master.status, 200, "the timeline this node knows serves, and the session is its token");
-    const token = /\?session=([^\s&]+)/.exec(master.text)![1]!;
+    const token = sessionOf(master.text);
     const s = { id: token.split(".")[0]!, token };
     const queued = await call(node.http(`/api/sessions/${s.id}/position`), {
       method: "PUT", headers: { ...auth(token), "Content-Type": "application/json" }, body: JSON.stringify({ position: 9, paused: true }),

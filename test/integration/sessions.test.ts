@@ -5,12 +5,14 @@ import assert from "node:assert/strict";
 import WebSocket from "ws";
 import { makeSessionToken } from "../../src/delivery/session-token.ts";
 import { MAX_SOCKETS_PER_SESSION } from "../../src/delivery/ws.ts";
-import { parseM3u8, type ParsedPlaylist } from "../helpers/hls.ts";
+import { parseM3u8, sessionOf, type ParsedPlaylist } from "../helpers/hls.ts";
 import { get, publish, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestNode, type TestRedis, ADMIN } from "../helpers/stack.ts";
 import { auth, call, createSession, getSession, json, putPosition, type View } from "../helpers/viewer-api.ts";
 
 const wsUrl = (node: TestNode, token: string): string => node.http(`/ws?session=${token}`).replace("http", "ws");
 const opened = (ws: WebSocket): Promise<void> => new Promise((resolve, reject) => (ws.once("open", () => resolve()), ws.once("error", reject)));
+/** A media playlist's text but for a paused viewer's own EXT-X-START (and the moment: both read now). */
+const withoutStart = (text: string): string => text.replace(/^#EXT-X-START:.*\n/m, "");
 const closedWith = (ws: WebSocket): Promise<number> => new Promise((resolve) => ws.once("close", (code) => resolve(code)));
 
 describe("viewer sessions", function () {
@@ -81,24 +83,35 @@ describe("viewer sessions", function () {
     const forged = makeSessionToken("not-the-secret", theirs.id, "show");
     assert.equal((await call(a.http(`/api/sessions/${theirs.id}`), { headers: auth(forged) })).status, 403);
     assert.equal((await call(a.http(`/api/sessions/${theirs.id}?session=${forged}`))).status, 403);
-    // a session of one stream opens no other stream's playlists or segments
-    for (const path of ["/live/other/index.m3u8", "/live/other/360p/index.m3u8", `/live/other/360p/${live.segments[0]!.uri.split("?")[0]}`]) {
+    // a session of one stream opens no other stream's playlists or segments, in the path or the query
+    const segment = live.segments[0]!.uri;
+    for (const path of ["/live/other/index.m3u8", "/live/other/360p/index.m3u8", `/live/other/360p/${segment}`]) {
       assert.equal((await get(a.http(`${path}?session=${mine.token}`))).status, 403, path);
+    }
+    for (const path of [`/live/other/s/${mine.token}/360p/index.m3u8`, `/live/other/s/${mine.token}/360p/${segment}`, `/live/show/s/${forged}/360p/index.m3u8`]) {
+      assert.equal((await get(a.http(path))).status, 403, path);
     }
   });
 
-  it("starts a session on a master playlist request without one, and carries it in every URI", async () => {
+  it("starts a session on a master playlist request without one, and carries it in the path of every URI", async () => {
     const master = await get(b.http("/live/show/index.m3u8"));
-    const token = /\?session=([^\s&]+)/.exec(master.text)![1]!;
+    const token = sessionOf(master.text);
     const id = token.split(".")[0]!;
-    const media = await get(a.http(`/live/show/240p/index.m3u8?session=${token}`));
+    assert.deepEqual(parseM3u8(master.text).playlists!.map((p) => p.uri), ["360p", "240p"].map((r) => `s/${token}/${r}/index.m3u8`));
+    const media = await get(a.http(`/live/show/s/${token}/240p/index.m3u8`));
     assert.equal(media.status, 200);
     const parsed = parseM3u8(media.text);
-    assert.ok(parsed.segments.length > 0 && parsed.segments.every((s) => s.uri.endsWith(`?session=${token}`)));
+    // relative segment URIs: fetched under the session's path; the text is every viewer's
+    assert.ok(parsed.segments.length > 0 && parsed.segments.every((s) => /^\d+\.[0-9a-f]{12}\.ts$/.test(s.uri)));
+    // (both read in one moment: a new segment between the two reads tries again)
+    await waitFor("the session's text to be the session-free one", async () => {
+      const [mine, everyone] = await Promise.all([get(a.http(`/live/show/s/${token}/240p/index.m3u8`)), get(a.http("/live/show/240p/index.m3u8"))]);
+      return withoutStart(mine.text) === withoutStart(everyone.text) ? true : undefined;
+    }, 10000);
     // the session is its token until first used: the API answers from the token, with nothing recorded yet
     const unused = await getSession(b, { id, token });
     assert.deepEqual([unused.streamId, unused.position, unused.rendition], ["show", null, null]);
-    assert.equal((await get(a.http(`/live/show/240p/${parsed.segments[0]!.uri}`))).status, 200);
+    assert.equal((await get(a.http(`/live/show/s/${token}/240p/${parsed.segments[0]!.uri}`))).status, 200);
     const view = await waitFor("the rendition recorded by the first segment", async () => {
       const v = await getSession(b, { id, token });
       return v.rendition === "240p" ? v : undefined;
@@ -106,14 +119,30 @@ describe("viewer sessions", function () {
     assert.deepEqual([view.streamId, view.source], ["show", "inferred"]);
   });
 
-  it("sends a playlist that carries a session private, one without public; API answers private", async () => {
+  it("sends whatever has a session in its URL private, what has none public; API answers private", async () => {
     const s = await createSession(a, "show");
     const cacheControl = async (url: string, init?: RequestInit): Promise<string> => (await call(url, init)).headers.get("cache-control") ?? "";
+    const segment = live.segments[live.segments.length - 1]!.uri;
     assert.match(await cacheControl(a.http("/live/show/index.m3u8")), /^private, max-age=1$/, "a new session's master playlist");
-    assert.match(await cacheControl(a.http(`/live/show/index.m3u8?session=${s.token}`)), /^private/);
-    assert.match(await cacheControl(a.http(`/live/show/360p/index.m3u8?session=${s.token}`)), /^private/);
+    assert.match(await cacheControl(a.http(`/live/show/index.m3u8?session=${s.token}`)), /^private, max-age=1$/);
+    assert.match(await cacheControl(a.http(`/live/show/s/${s.token}/360p/index.m3u8`)), /^private, max-age=1$/);
+    assert.match(await cacheControl(a.http(`/live/show/s/${s.token}/360p/${segment}`)), /^private, max-age=31536000, immutable$/);
     assert.match(await cacheControl(a.http("/live/show/360p/index.m3u8")), /^public, max-age=1$/, "no session: one text for everyone");
-    assert.match(await cacheControl(a.http(`/live/show/360p/${live.segments[live.segments.length - 1]!.uri}`)), /^public, .*immutable/);
+    assert.match(await cacheControl(a.http(`/live/show/360p/${segment}`)), /^public, max-age=31536000, immutable$/);
+    for (const path of ["/live/show/360p/index.m3u8", `/live/show/s/${s.token}/360p/index.m3u8`, "/live/show/index.m3u8"]) {
+      const r = await get(a.http(path), { "Accept-Encoding": "gzip" });
+      assert.equal(r.headers.get("vary"), "Accept-Encoding", path);
+    }
+    // the HLS routes write their heads from precomputed objects: CORS is in each, errors included
+    for (const path of [`/live/show/s/${s.token}/360p/index.m3u8`, `/live/show/s/${s.token}/360p/${segment}`, "/live/show/360p/1.000000000000.ts", "/live/nope/index.m3u8"]) {
+      const r = await get(a.http(path));
+      assert.equal(r.headers.get("access-control-allow-origin"), "*", `${path}: ${r.status}`);
+    }
+    // an earlier release's ?session= URI leads to the session's path, privately
+    const legacy = await fetch(a.http(`/live/show/360p/index.m3u8?session=${s.token}`), { redirect: "manual" });
+    assert.equal(legacy.status, 302);
+    assert.equal(legacy.headers.get("location"), `/live/show/s/${s.token}/360p/index.m3u8`);
+    assert.match(legacy.headers.get("cache-control") ?? "", /^private/);
     assert.match(await cacheControl(a.http("/api/sessions"), json({ streamId: "show" })), /^private, no-store$/);
     assert.match(await cacheControl(a.http(`/api/sessions/${s.id}`), { headers: auth(s.token) }), /^private, no-store$/);
     const put = { method: "PUT", headers: { ...auth(s.token), "Content-Type": "application/json" }, body: JSON.stringify({ position: 1, paused: false }) };
@@ -122,9 +151,9 @@ describe("viewer sessions", function () {
 
   it("infers the position from fetched segments, and lets an explicit report win", async () => {
     const s = await createSession(a, "show");
-    const media = parseM3u8((await get(a.http(`/live/show/360p/index.m3u8?session=${s.token}`))).text);
+    const media = parseM3u8((await get(a.http(`/live/show/s/${s.token}/360p/index.m3u8`))).text);
     const segment = media.segments[media.segments.length - 2]!;
-    assert.equal((await get(a.http(`/live/show/360p/${segment.uri}`))).status, 200);
+    assert.equal((await get(a.http(`/live/show/s/${s.token}/360p/${segment.uri}`))).status, 200);
     const inferred = await waitFor("an inferred position", async () => {
       const v = await getSession(b, s);
       return v.source === "inferred" ? v : undefined;
@@ -132,7 +161,7 @@ describe("viewer sessions", function () {
     assert.equal(inferred.programDateTime, new Date(segment.dateTimeString!).toISOString());
     await putPosition(a, s, inferred.position! - 1, false);
     const last = media.segments[media.segments.length - 1]!;
-    await get(a.http(`/live/show/360p/${last.uri}`));
+    await get(a.http(`/live/show/s/${s.token}/360p/${last.uri}`));
     const after = await getSession(b, s);
     assert.equal(after.source, "reported");
     assert.equal(after.position, inferred.position! - 1);
@@ -141,14 +170,15 @@ describe("viewer sessions", function () {
   it("points a paused viewer's playlists at the paused position, and says when it left the window", async () => {
     const s = await createSession(a, "show");
     const view = await getSession(a, s);
-    const media = parseM3u8((await get(b.http(`/live/show/360p/index.m3u8?session=${s.token}`))).text);
+    const media = parseM3u8((await get(b.http(`/live/show/s/${s.token}/360p/index.m3u8`))).text);
     const target = media.segments[1]!;
     const position = (Date.parse(target.dateTimeString!) - view.streamStartedAt!) / 1000 + 0.5;
     await putPosition(a, s, position, true);
     // a player coming back loads the master playlist, then the media playlist (on another node here)
     const load = async (node: TestNode): Promise<string> => {
-      assert.equal((await get(node.http(`/live/show/index.m3u8?session=${s.token}`))).status, 200);
-      return (await get(node.http(`/live/show/360p/index.m3u8?session=${s.token}`))).text;
+      const master = await get(node.http(`/live/show/index.m3u8?session=${s.token}`));
+      assert.equal(master.status, 200);
+      return (await get(node.http(`/live/show/${parseM3u8(master.text).playlists!.find((p) => p.uri.includes("/360p/"))!.uri}`))).text;
     };
     const text = await load(b);
     assert.match(text, /#EXT-X-START/);
@@ -168,7 +198,7 @@ describe("viewer sessions", function () {
     assert.match(gone.resume?.reason ?? "", /oldest available/);
     assert.match(await load(b), /#EXT-X-START:TIME-OFFSET=0\.000/);
     await putPosition(a, s, position, false);
-    assert.doesNotMatch((await get(a.http(`/live/show/360p/index.m3u8?session=${s.token}`))).text, /EXT-X-START/);
+    assert.doesNotMatch((await get(a.http(`/live/show/s/${s.token}/360p/index.m3u8`))).text, /EXT-X-START/);
   });
 
   it("a paused viewer's media playlist starts at its position on a node whose copy of the session is from before the pause", async () => {
@@ -178,12 +208,12 @@ describe("viewer sessions", function () {
     const position = (Date.parse(media.segments[1]!.dateTimeString!) - view.streamStartedAt!) / 1000 + 0.5;
     await putPosition(a, s, position, false);
     // b serves the playing viewer, and keeps its copy of the session (not paused) for its playlists
-    assert.doesNotMatch((await get(b.http(`/live/show/360p/index.m3u8?session=${s.token}`))).text, /EXT-X-START/);
+    assert.doesNotMatch((await get(b.http(`/live/show/s/${s.token}/360p/index.m3u8`))).text, /EXT-X-START/);
     await putPosition(a, s, position, true);
     // the reload: the master playlist on a (which reads the session afresh), the media playlist on b
     const master = parseM3u8((await get(a.http(`/live/show/index.m3u8?session=${s.token}`))).text);
-    const uri = master.playlists!.find((p) => p.uri.startsWith("360p/"))!.uri;
-    assert.match(uri, /&resume=\d{13}$/, "the master playlist carries the resume point");
+    const uri = master.playlists!.find((p) => p.uri.includes("/360p/"))!.uri;
+    assert.match(uri, /^s\/[^/]+\/360p\/index\.m3u8\?resume=\d{13}$/, "the master playlist carries the resume point");
     assert.match((await get(b.http(`/live/show/${uri}`))).text, /#EXT-X-START:TIME-OFFSET=[\d.]+,PRECISE=YES/);
     await putPosition(a, s, position, false);
   });

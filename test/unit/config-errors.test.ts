@@ -267,6 +267,11 @@ describe("config", () => {
         message: () => 'config: auth.requirePlaybackToken = "1" (from BATON_AUTH_REQUIREPLAYBACKTOKEN): expected true or false',
       },
       {
+        what: "bad bool BATON_DELIVERY_CDN=on",
+        env: { BATON_DELIVERY_CDN: "on" },
+        message: () => 'config: delivery.cdn = "on" (from BATON_DELIVERY_CDN): expected true or false',
+      },
+      {
         what: "a playback token lifetime under a minute",
         file: { auth: { playbackTokenTtl: 30 } },
         message: (f) => `config: auth.playbackTokenTtl = 30 (from ${f}): expected an integer from 60 to 31536000`,

@@ -1,12 +1,13 @@
 // The node's HTTP transport on its own (no Redis, no stream): the first-request deadline closes a socket that
-// sends nothing, but neither a keep-alive socket that brought a request nor an upgraded WebSocket.
+// sends nothing, but neither a keep-alive socket that brought a request nor an upgraded WebSocket; a request
+// target is read as the URL parser reads it.
 import assert from "node:assert/strict";
 import { connect } from "node:net";
 import { WebSocket, WebSocketServer } from "ws";
 import { createLogger } from "../../src/core/log.ts";
 import { Metrics } from "../../src/core/metrics.ts";
 import { ClientAddresses } from "../../src/http/client-address.ts";
-import { HttpServer } from "../../src/http/server.ts";
+import { HttpServer, requestTarget } from "../../src/http/server.ts";
 import { freePort } from "../../tools/processes.ts";
 import { waitFor } from "../helpers/stack.ts";
 
@@ -55,5 +56,21 @@ describe("HTTP server: the first-request deadline", function () {
     assert.equal(socketClosed, false, "the keep-alive socket outlived it");
     ws.close();
     socket.destroy();
+  });
+});
+
+describe("HTTP server: reading a request target", () => {
+  it("splits a plain path without the URL parser, and reads every other target as the URL parser does", () => {
+    const token = `${"a".repeat(32)}.show.${"b".repeat(43)}`;
+    const targets = [
+      "/live/show/index.m3u8", `/live/show/s/${token}/360p/index.m3u8?resume=1700000000000`, "/live/show/360p/12.abcdefabcdef.ts?session=x&_HLS_skip=YES",
+      "/live/a/../b", "/live/./a", "//evil/x", "/a%2e%2e/b", "/", "/live/x/", "/a?b=1#frag", "/a\\b", "/caf\u00e9", "/a?",
+    ];
+    for (const target of targets) {
+      const fast = requestTarget(target);
+      const url = new URL(target, "http://baton");
+      assert.equal(fast.pathname, url.pathname, target);
+      assert.deepEqual([...fast.searchParams], [...url.searchParams], target);
+    }
   });
 });

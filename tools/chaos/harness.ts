@@ -41,7 +41,7 @@ async function lastSeq(baseUrl: string, streamId: string, rendition: string): Pr
 async function firstRendition(baseUrl: string, streamId: string): Promise<string | null> {
   const r = await fetch(`${baseUrl}/live/${streamId}/index.m3u8`, { signal: AbortSignal.timeout(5000) }).catch(() => null);
   if (!r || r.status !== 200) return null;
-  const names = [...(await r.text()).matchAll(/^([a-z0-9_-]+)\/index\.m3u8/gm)].map((m) => m[1]!);
+  const names = [...(await r.text()).matchAll(/^(?:s\/[^/\s]+\/)?([a-z0-9_-]+)\/index\.m3u8/gm)].map((m) => m[1]!);
   return names[names.length - 1] ?? null;
 }
 

@@ -99,7 +99,8 @@ export class SimulatedViewer {
     const variants = [...masterText.matchAll(/#EXT-X-STREAM-INF:.*BANDWIDTH=(\d+).*\n(\S+)/g)].map((m) => ({ bandwidth: Number(m[1]), uri: m[2]! }));
     variants.sort((a, b) => (this.o.lowest === false ? b.bandwidth - a.bandwidth : a.bandwidth - b.bandwidth));
     const variant = variants[0]!;
-    this.token = /session=([^\s&]+)/.exec(variant.uri)?.[1] ?? null;
+    // the session rides in the variant's path (s/<token>/...), or an earlier release's ?session= query
+    this.token = /(?:^s\/|session=)([^\s&/?]+)/.exec(variant.uri)?.[1] ?? null;
     this.report.sessionId = this.token?.split(".")[0] ?? null;
     const mediaUrl = `${baseUrl}/live/${streamId}/${variant.uri}`;
     await this.learnClock();
@@ -164,7 +165,7 @@ export class SimulatedViewer {
       // download what is new, in order; a failed segment is tried again on the next round
       while (pending.length > 0 && !signal.aborted) {
         const s = pending[0]!;
-        const got = await this.get(`${baseUrl}/live/${streamId}/${variant.uri.split("/")[0]}/${s.uri}`);
+        const got = await this.get(new URL(s.uri, mediaUrl).href);
         tick();
         if (got.status !== 200) break;
         pending.shift();
