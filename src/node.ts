@@ -21,6 +21,7 @@ import { HlsDelivery } from "./delivery/hls.ts";
 import { addPlaybackTokenApi } from "./delivery/playback-api.ts";
 import { addPlayer } from "./delivery/player.ts";
 import { ViewerSessions } from "./delivery/sessions.ts";
+import { ViewerLimits, viewersElsewhere } from "./delivery/viewer-limits.ts";
 import { addSessionsApi } from "./delivery/sessions-api.ts";
 import { VodDelivery } from "./delivery/vod.ts";
 import { ViewerChannel } from "./delivery/ws.ts";
@@ -56,6 +57,8 @@ export class BatonNode {
   private capacityTimer: NodeJS.Timeout | null = null;
   /** Another ready node had room for a stream at the last look (a second ago at most). */
   private roomElsewhere = false;
+  /** Viewers per stream on the other nodes, by their last registry records (delivery.maxViewersPerStream). */
+  private viewersElsewhere = new Map<string, number>();
   private readonly nodes: NodeRecords;
   private readonly feed: Feed;
   private readonly sweeper: Sweeper;
@@ -129,6 +132,14 @@ export class BatonNode {
     });
     this.sessionStore = new SessionStore(this.store.redis, this.store.keys, { ttlSec: config.sessions.ttl, flushIntervalMs: config.sessions.flushInterval });
     const addresses = new ClientAddresses(config.http.trustedProxies);
+    const limits = new ViewerLimits({
+      perStream: config.delivery.maxViewersPerStream,
+      perNode: config.delivery.maxViewersPerNode,
+      local: () => this.hls.viewers.counts(),
+      elsewhere: (id) => this.viewersElsewhere.get(id) ?? 0,
+      refused: (reason) => this.metrics.viewersRefused.inc({ reason }),
+    });
+    const admitViewer = (id: string): void => limits.admit(id);
     const sessions = new ViewerSessions({
       store: this.sessionStore,
       secret: sessionSecret(config),
@@ -139,6 +150,7 @@ export class BatonNode {
       addresses,
       onStart: () => this.metrics.sessionsCreated.inc(),
       onRefused: (reason) => this.metrics.sessionStartsRefused.inc({ reason }),
+      admitViewer,
     });
     this.http = new HttpServer({
       port: config.http.port,
@@ -158,7 +170,7 @@ export class BatonNode {
         for (const [stream, count] of Object.entries(this.hls.viewers.counts())) this.metrics.viewers.set({ stream }, count);
       },
     });
-    this.hls = new HlsDelivery(this.http, { store: this.store, segmentCacheBytes: config.hls.segmentCacheBytes, metrics: this.metrics, sessions, addresses, cdn: config.delivery.cdn });
+    this.hls = new HlsDelivery(this.http, { store: this.store, segmentCacheBytes: config.hls.segmentCacheBytes, metrics: this.metrics, sessions, addresses, cdn: config.delivery.cdn, admitViewer });
     this.channel = new ViewerChannel(sessions, this.hls.timelines, config.sessions.maxReportsPerSecond, this.metrics, log.child("ws"));
     this.http.onUpgrade((req, socket, head) => this.channel.upgrade(req, socket, head));
     addSessionsApi(this.http, this.hls.timelines, sessions);
@@ -229,7 +241,10 @@ export class BatonNode {
     this.capacity.tick(this.owners.transcoders());
     this.nodes
       .list()
-      .then((records) => (this.roomElsewhere = roomElsewhere(records, this.id, Date.now(), NODE_TTL_MS)))
+      .then((records) => {
+        this.roomElsewhere = roomElsewhere(records, this.id, Date.now(), NODE_TTL_MS);
+        this.viewersElsewhere = viewersElsewhere(records, this.id, Date.now(), NODE_TTL_MS);
+      })
       .catch(() => undefined);
   }
 

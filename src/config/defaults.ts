@@ -265,6 +265,14 @@ export interface Config {
      * ones are counted by address. Used by: delivery/hls.
      */
     cdn: boolean;
+    /**
+     * Viewers one stream may have across the cluster (this node's count plus what the other nodes' registry
+     * records say); beyond it a new viewer's session start is answered 503 with Retry-After, never an existing
+     * viewer's request. 0: no limit. Used by: delivery.
+     */
+    maxViewersPerStream: number;
+    /** Viewers this node serves at most, all streams together, the same way; 0: no limit. Used by: delivery. */
+    maxViewersPerNode: number;
   };
   log: {
     /** Least severe level printed. */
@@ -374,6 +382,8 @@ export const DEFAULTS: Config = {
   },
   delivery: {
     cdn: false,
+    maxViewersPerStream: 0,
+    maxViewersPerNode: 0,
   },
   log: {
     level: "info",

@@ -118,7 +118,11 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
     flushInterval: { kind: "int", min: 10, max: 5000 },
     startsPerMinute: { kind: "int", min: 1, max: 1000000 },
   },
-  delivery: { cdn: { kind: "bool" } },
+  delivery: {
+    cdn: { kind: "bool" },
+    maxViewersPerStream: { kind: "int", min: 0, max: 100000000 },
+    maxViewersPerNode: { kind: "int", min: 0, max: 100000000 },
+  },
   log: { level: { kind: "enum", values: ["debug", "info", "warn", "error"] } },
 };
 

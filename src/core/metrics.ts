@@ -75,6 +75,10 @@ export class Metrics {
     name: "baton_ws_reports_dropped_total", help: "Position reports over the rate limit, dropped", registers: [this.registry],
   });
   readonly sessionsCreated = new Counter({ name: "baton_sessions_created_total", help: "Viewer sessions started (tokens issued)", registers: [this.registry] });
+  readonly viewersRefused = new Counter({
+    name: "baton_viewers_refused_total", help: "New viewers answered 503 at a viewer cap, by cap (stream, node)",
+    labelNames: ["reason"] as const, registers: [this.registry],
+  });
   readonly sessionStartsRefused = new Counter({
     name: "baton_session_starts_refused_total", help: "Session starts refused, by reason (rate_limited, playback_token)",
     labelNames: ["reason"] as const, registers: [this.registry],

@@ -30,6 +30,8 @@ export interface HlsOptions {
   addresses: ClientAddresses;
   /** delivery.cdn: no URI carries a session. */
   cdn?: boolean;
+  /** Throws when a new viewer of the stream is over a cap (viewer-limits.ts); sessions check it on start. */
+  admitViewer?: (streamId: string) => void;
 }
 
 /** How often the viewer counts forget viewers gone quiet (its own timer: it must not wait on Redis). */
@@ -136,7 +138,9 @@ export class HlsDelivery {
     if (!stream.ladder) throw new HttpError(503, "STARTING", "the stream is starting", { "Retry-After": "1" });
     if (session) this.o.sessions.touch(session, null);
     if (this.o.cdn) {
-      // counted as its media playlist requests are, which name no session: by address and user agent
+      // counted as its media playlist requests are, which name no session: by address and user agent; a
+      // client not counted yet is a new viewer, and the viewer caps apply to it
+      if (!this.viewers.counted(stream.id, req)) this.o.admitViewer?.(stream.id);
       this.viewers.seen(stream.id, req, null);
       PlaylistBody.of(renderMaster(stream.ladder), stream.state === "ended").send(res, method, req.headers, query.has("session"));
       return;

@@ -55,6 +55,8 @@ export interface ViewerSessionsOptions {
   addresses: ClientAddresses;
   /** A session started (metrics). */
   onStart?: () => void;
+  /** Throws when the stream or the node has all the viewers it may (delivery.maxViewers*): see viewer-limits.ts. */
+  admitViewer?: (streamId: string) => void;
   /** A start refused (metrics), by a bounded reason. */
   onRefused?: (reason: "rate_limited" | "playback_token") => void;
 }
@@ -143,8 +145,12 @@ export class ViewerSessions {
     }
   }
 
-  /** Starts a session (after `authorize`, for a stream that exists): 429 past the client address's rate. */
+  /**
+   * Starts a session (after `authorize`, for a stream that exists): 429 past the client address's rate, 503
+   * when the stream or the node has all the viewers it may.
+   */
   start(req: IncomingMessage, streamId: string): { session: Session; token: string } {
+    this.o.admitViewer?.(streamId);
     const wait = this.starts.take(this.o.addresses.of(req));
     if (wait > 0) {
       this.o.onRefused?.("rate_limited");

@@ -40,6 +40,14 @@ export class ViewerTracker {
     viewers.set(key, Date.now());
   }
 
+  /** Whether a client without a session is counted as a viewer of the stream now (CDN mode's viewer caps). */
+  counted(streamId: string, req: IncomingMessage): boolean {
+    const viewers = this.streams.get(streamId);
+    if (!viewers) return false;
+    const address = this.addresses.of(req);
+    return viewers.has(`a:${address}|${this.agentKey(req.headers["user-agent"] ?? "")}`) || viewers.has(`a:${address}|*`);
+  }
+
   private anonymous(streamId: string, address: string, userAgent: string): string {
     const agent = this.agentKey(userAgent);
     const at = `${streamId}|${address}`;
