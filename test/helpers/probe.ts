@@ -87,7 +87,8 @@ export async function inParallel<T>(items: T[], width: number, task: (item: T) =
 export async function playing(node: TestNode, id: string, timeoutMs = 40000): Promise<void> {
   await waitFor(`a segment of ${id}`, async () => {
     const master = await get(node.http(`/live/${id}/index.m3u8`));
-    const rendition = master.status === 200 ? master.text.split("\n").find((l) => /^[a-z0-9_-]+\/index\.m3u8/.test(l)) : undefined;
+    // the first media playlist URI the master lists (with the viewer's session in its path: s/{token}/...)
+    const rendition = master.status === 200 ? master.text.split("\n").find((l) => /^(s\/[^/]+\/)?[a-z0-9_-]+\/index\.m3u8/.test(l)) : undefined;
     return rendition && (await get(node.http(`/live/${id}/${rendition}`))).text.includes("#EXTINF") ? true : undefined;
   }, timeoutMs, 200);
 }
