@@ -177,7 +177,8 @@ export class BatonNode {
     addPlaybackTokenApi(this.http, { adminToken: adminToken(config), secret: playbackSecret(config), defaultTtl: config.auth.playbackTokenTtl });
     addPlayer(this.http);
     addClusterApi(this.http, this.store, this.nodes);
-    new VodDelivery(this.http, { store: this.store, timelines: this.hls.timelines, sessions });
+    const keptMs = (config.recording.enabled ? config.recording.retention : config.hls.retention) * 1000;
+    new VodDelivery(this.http, { store: this.store, timelines: this.hls.timelines, sessions, retentionMs: keptMs });
     this.sweeper = new Sweeper(this.store, this.id, log.child("sweeper"));
     const host = config.node.publicHost;
     this.registry = new Registry(

@@ -33,6 +33,10 @@ export function agentAnswer(state: NodeState, load: AgentLoad, backend: AgentBac
 
 /** How long the agent waits for HAProxy's line before it answers as for viewers (an agent without agent-send). */
 const LINE_WAIT_MS = 200;
+/** The longest line HAProxy's agent-send gives here (`rtmp\n`, `http\n`), with room to spare. */
+const MAX_LINE = 16;
+/** A socket's whole life: HAProxy reads one line and closes within its check timeout. */
+const AGENT_SOCKET_MS = 2000;
 
 export class AgentServer {
   private server: Server | null = null;
@@ -55,23 +59,34 @@ export class AgentServer {
 
   private serve(socket: Socket): void {
     socket.on("error", () => undefined);
+    // a peer that is not HAProxy (the port is on node.bind) gets one answer, then nothing: it cannot hold the
+    // socket, nor grow what is read from it
+    socket.setTimeout(AGENT_SOCKET_MS, () => socket.destroy());
     let received = "";
     let answered = false;
-    const timer = setTimeout(() => reply("http"), LINE_WAIT_MS);
-    const reply = (backend: AgentBackend): void => {
+    const timer = setTimeout(() => reply(null), LINE_WAIT_MS);
+    /** `line`: what HAProxy sent (`rtmp`, `http`), or null when nothing came; answered as for viewers. */
+    const reply = (line: string | null): void => {
       if (answered) return;
       answered = true;
       clearTimeout(timer);
+      const backend: AgentBackend = line === "rtmp" ? "rtmp" : "http";
       const answer = this.answer(backend);
-      if (backend === "http") this.httpOutOfRotation = answer.startsWith("up ") ? 0 : this.httpOutOfRotation + 1;
+      // only HAProxy's own checks of the viewers' backend say the balancer saw the node out of rotation
+      if (line === "http") this.httpOutOfRotation = answer.startsWith("up ") ? 0 : this.httpOutOfRotation + 1;
       socket.end(answer);
     };
     socket.on("data", (chunk: Buffer) => {
+      if (answered) return;
       // one short line is all HAProxy sends; anything longer is not HAProxy
       received += chunk.toString("latin1");
-      if (received.includes("\n") || received.length > 16) reply(received.trim() === "rtmp" ? "rtmp" : "http");
+      if (received.length > MAX_LINE) {
+        socket.destroy();
+        return;
+      }
+      if (received.includes("\n")) reply(received.trim());
     });
-    socket.on("end", () => reply(received.trim() === "rtmp" ? "rtmp" : "http"));
+    socket.on("end", () => reply(received.trim() || null));
     socket.on("close", () => clearTimeout(timer));
   }
 

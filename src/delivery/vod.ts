@@ -18,6 +18,8 @@ export interface VodOptions {
   store: Pick<StreamStore, "broadcasts" | "readSegment">;
   timelines: Pick<TimelineCache, "get">;
   sessions: Pick<ViewerSessions, "authorize">;
+  /** How long an ended broadcast is kept (recording.retention, else hls.retention), ms: caches keep it no longer. */
+  retentionMs: number;
 }
 
 /**
@@ -30,6 +32,8 @@ const ENTRY_BYTES = 250;
 const RECORDING_MS = 60000;
 
 interface Held {
+  /** `{streamId}/{broadcast}`, its key in the map. */
+  key: string;
   recording: Recording;
   at: number;
   /** Media playlist text per rendition, rendered once. */
@@ -54,6 +58,7 @@ const PLAYLIST = "application/vnd.apple.mpegurl";
 
 export class VodDelivery {
   private readonly held = new Map<string, Held>();
+  private readonly loading = new Map<string, Promise<Held>>();
   private heldBytes = 0;
 
   constructor(http: Pick<HttpServer, "addRoute">, private readonly o: VodOptions) {
@@ -62,29 +67,54 @@ export class VodDelivery {
       this.o.sessions.authorize(params[0]!, query.get("token"));
       sendJson(res, 200, { broadcasts: await this.list(params[0]!) });
     });
+    // a playback token, when one is required, opens the master and rides in every URI it leads to (a recording
+    // has no session to carry it), so the media playlists and segments check it as well
     http.addRoute(["GET", "HEAD"], "vod_master", new RegExp(`^/vod/(${STREAM})/(${BROADCAST})/index\\.m3u8$`), async ({ params, res, method, query }) => {
-      this.o.sessions.authorize(params[0]!, query.get("token"));
-      send(res, method, renderMaster((await this.hold(params[0]!, params[1]!)).recording.ladder));
+      const token = this.authorize(params[0]!, query);
+      const held = await this.hold(params[0]!, params[1]!);
+      send(res, method, renderMaster(held.recording.ladder, token), this.cacheControl(held, token));
     });
-    http.addRoute(["GET", "HEAD"], "vod_media", new RegExp(`^/vod/(${STREAM})/(${BROADCAST})/(${RENDITION})/index\\.m3u8$`), async ({ params, res, method }) => {
+    http.addRoute(["GET", "HEAD"], "vod_media", new RegExp(`^/vod/(${STREAM})/(${BROADCAST})/(${RENDITION})/index\\.m3u8$`), async ({ params, res, method, query }) => {
       const [streamId, broadcast, rendition] = params as [string, string, string];
+      const token = this.authorize(streamId, query);
       const held = await this.hold(streamId, broadcast);
       if (!held.recording.ladder.some((r) => r.name === rendition)) throw new HttpError(404, "UNKNOWN_RENDITION", `no rendition ${rendition}`);
-      let text = held.rendered.get(rendition);
+      let text = token ? undefined : held.rendered.get(rendition);
       if (text === undefined) {
-        text = renderMedia(asSnapshot(streamId, held.recording), rendition);
-        held.rendered.set(rendition, text);
-        this.grow(held, text.length);
+        text = renderMedia(asSnapshot(streamId, held.recording), rendition, token);
+        // the token-free text is the same for everyone: kept; a token's is rendered for it
+        if (!token) {
+          held.rendered.set(rendition, text);
+          this.grow(held, text.length);
+        }
       }
-      send(res, method, text);
+      send(res, method, text, this.cacheControl(held, token));
     });
-    http.addRoute(["GET", "HEAD"], "vod_segment", new RegExp(`^/vod/(${STREAM})/(${BROADCAST})/(${RENDITION})/(\\d{1,15})\\.(${CLAIM_ID_PATTERN})\\.ts$`), async ({ params, res, method }) => {
+    http.addRoute(["GET", "HEAD"], "vod_segment", new RegExp(`^/vod/(${STREAM})/(${BROADCAST})/(${RENDITION})/(\\d{1,15})\\.(${CLAIM_ID_PATTERN})\\.ts$`), async ({ params, res, method, query }) => {
       const [streamId, broadcast, rendition, seq, claim] = params as [string, string, string, string, string];
+      const token = this.authorize(streamId, query);
+      const held = await this.hold(streamId, broadcast);
       const bytes = await this.o.store.readSegment(streamId, broadcast, rendition, Number(seq), claim);
       if (!bytes) throw new HttpError(404, "UNKNOWN_SEGMENT", `segment ${rendition}/${seq}.${claim} of broadcast ${broadcast} is not kept`);
-      res.writeHead(200, { "Content-Type": "video/mp2t", "Content-Length": bytes.length, "Cache-Control": "public, max-age=31536000, immutable" });
+      res.writeHead(200, { "Content-Type": "video/mp2t", "Content-Length": bytes.length, "Cache-Control": `${this.cacheControl(held, token)}, immutable` });
       res.end(method === "HEAD" ? undefined : bytes);
     });
+  }
+
+  /** Checks the playback token when one is required; the query suffix that carries it on ("" without one). */
+  private authorize(streamId: string, query: URLSearchParams): string {
+    const token = query.get("token");
+    this.o.sessions.authorize(streamId, token);
+    return token && /^[A-Za-z0-9._-]{1,200}$/.test(token) ? `?token=${token}` : "";
+  }
+
+  /**
+   * A recording never changes until it expires: any cache may keep it until then, and no longer (a CDN must
+   * not serve it past its retention); a URI that carries a token is one viewer's, `private`.
+   */
+  private cacheControl(held: Held, token: string): string {
+    const left = Math.max(0, Math.floor((held.recording.record.ended + this.o.retentionMs - Date.now()) / 1000));
+    return `${token ? "private" : "public"}, max-age=${Math.min(left, 31536000)}`;
   }
 
   /** The stream's broadcasts, oldest first: the ended ones still kept, then the live one. */
@@ -103,34 +133,49 @@ export class VodDelivery {
     return ended;
   }
 
-  /** The recording, from memory while fresh (most recently used last in the map), else read again. */
+  /** The recording, from memory while fresh (most recently used last in the map), else read again (once). */
   private async hold(streamId: string, broadcast: string): Promise<Held> {
     const key = `${streamId}/${broadcast}`;
     const old = this.held.get(key);
-    if (old) {
-      this.held.delete(key);
-      this.heldBytes -= old.bytes;
-    }
     if (old && Date.now() - old.at < RECORDING_MS) {
+      this.held.delete(key);
       this.held.set(key, old);
-      this.heldBytes += old.bytes;
       return old;
     }
+    let loading = this.loading.get(key);
+    if (!loading) {
+      // many viewers opening one recording at once read it once
+      loading = this.load(streamId, broadcast, key).finally(() => this.loading.delete(key));
+      this.loading.set(key, loading);
+    }
+    return loading;
+  }
+
+  private async load(streamId: string, broadcast: string, key: string): Promise<Held> {
     const recording = await this.o.store.broadcasts.recording(streamId, broadcast);
     if (!recording) throw new HttpError(404, "UNKNOWN_BROADCAST", `broadcast ${broadcast} of ${streamId} is not kept`);
-    const held: Held = { recording, at: Date.now(), rendered: new Map(), bytes: 0 };
+    const stale = this.held.get(key);
+    if (stale) {
+      this.held.delete(key);
+      this.heldBytes -= stale.bytes;
+    }
+    const held: Held = { key, recording, at: Date.now(), rendered: new Map(), bytes: 0 };
     this.held.set(key, held);
     this.grow(held, recording.entries.length * ENTRY_BYTES);
     return held;
   }
 
-  /** Counts more bytes for a held recording, and drops the least recently used past the bound (never the one in use). */
+  /**
+   * Counts more bytes for a held recording, and drops the least recently used past the bound (never the one in
+   * use). A recording no longer held (dropped or replaced meanwhile) counts nothing.
+   */
   private grow(held: Held, bytes: number): void {
+    if (this.held.get(held.key) !== held) return;
     held.bytes += bytes;
     this.heldBytes += bytes;
-    for (const [key, oldest] of this.held) {
+    for (const [k, oldest] of this.held) {
       if (this.heldBytes <= MAX_HELD_BYTES || oldest === held) break;
-      this.held.delete(key);
+      this.held.delete(k);
       this.heldBytes -= oldest.bytes;
     }
   }
@@ -145,8 +190,7 @@ function asSnapshot(streamId: string, r: Recording): StreamSnapshot {
   };
 }
 
-/** An ended broadcast's playlists never change: any cache may keep them. */
-function send(res: ServerResponse, method: string, text: string): void {
-  res.writeHead(200, { "Content-Type": PLAYLIST, "Content-Length": Buffer.byteLength(text), "Cache-Control": "public, max-age=3600" });
+function send(res: ServerResponse, method: string, text: string, cacheControl: string): void {
+  res.writeHead(200, { "Content-Type": PLAYLIST, "Content-Length": Buffer.byteLength(text), "Cache-Control": cacheControl });
   res.end(method === "HEAD" ? undefined : text);
 }

@@ -47,6 +47,8 @@ export interface BroadcastsOptions {
   pages: PageCache;
   /** Every page is kept (recording.enabled): the manifest lists them all, not only the window's. */
   recording: boolean;
+  /** Entries in a timeline page (hls.dvrPageSize). */
+  pageSize: number;
 }
 
 /** A page key's first sequence number (its name is `{firstSeq}.{claim}.json`). */
@@ -62,16 +64,18 @@ function joined(pages: TimelineEntry[][]): TimelineEntry[] {
 export class Broadcasts {
   constructor(private readonly o: BroadcastsOptions) {}
 
-  /** Seals a broadcast the sweep ended; `expiresAt` is when its media leaves the store (ms). */
-  async seal(streamId: string, ended: EndedReply, expiresAt: number): Promise<void> {
+  /** Seals a broadcast the sweep ended (already in the expiry set: see StreamStore.sweep). */
+  async seal(streamId: string, ended: EndedReply): Promise<void> {
     const [id, createdAt, endedAt, targetDuration, ladderJson, refs, tail] = ended;
     const ladder = ladderJson ? (JSON.parse(ladderJson) as LadderEntry[]) : [];
     const keys = this.o.recording ? await this.listPages(streamId, id) : refs.map((line) => (JSON.parse(line) as PageRef).key);
-    if (tail.length > 0) {
-      const last = makePage(streamId, id, tail);
-      await this.o.media.put(last.ref.key, Buffer.from(last.text));
-      this.o.pages.add(last.ref.key, last.entries, last.text.length);
-      if (!keys.includes(last.ref.key)) keys.push(last.ref.key);
+    // the tail in pages of the page size, from its head, as the owner archives them: a stalled owner that
+    // wakes and writes its next page writes the very bytes sealed here (its trim is refused once ended)
+    for (let at = 0; at < tail.length; at += this.o.pageSize) {
+      const page = makePage(streamId, id, tail.slice(at, at + this.o.pageSize));
+      await this.o.media.put(page.ref.key, Buffer.from(page.text));
+      this.o.pages.add(page.ref.key, page.entries, page.text.length);
+      if (!keys.includes(page.ref.key)) keys.push(page.ref.key);
     }
     const entries = joined(await Promise.all(keys.map(async (key) => (await this.o.pages.get(key)) ?? [])));
     const first = ladder[0]?.name ?? "";
@@ -82,11 +86,9 @@ export class Broadcasts {
     };
     const manifest: Manifest = { ...record, targetDuration: Number(targetDuration), ladder, pages: keys };
     await this.o.media.put(storageKeys.manifest(streamId, id), Buffer.from(JSON.stringify(manifest)));
-    const k = this.o.keys;
-    // two commands, not one MULTI: the expiry set has no hash tag (another Redis Cluster slot); expiry first,
-    // so media that is listed always expires
-    await this.o.redis.zadd(k.expiring(), expiresAt, `${streamId}/${id}`);
-    await this.o.redis.hset(k.broadcasts(streamId), id, JSON.stringify(record));
+    // the caller put the broadcast in the expiry set before the seal began, so its media expires whatever
+    // happens here; the record lists it as VOD
+    await this.o.redis.hset(this.o.keys.broadcasts(streamId), id, JSON.stringify(record));
   }
 
   /** The stream's ended broadcasts still kept, oldest first. */

@@ -53,7 +53,7 @@ export class StreamStore {
     this.redis = redisClient(options, name, options.commandTimeoutMs);
     const [media, recording] = [options.media, options.recordingRetentionSec !== undefined];
     this.pages = new TimelinePages({ ...options, redis: this.redis, keys: this.keys, dvrWindowMs: options.dvrWindowMs ?? 0, keep: recording });
-    this.broadcasts = new Broadcasts({ redis: this.redis, keys: this.keys, media, pages: this.pages.cache, recording });
+    this.broadcasts = new Broadcasts({ redis: this.redis, keys: this.keys, media, pages: this.pages.cache, recording, pageSize: this.pages.pageSize });
     this.acked = options.waitReplicas > 0 ? redisClient(options, `${name}-acked`, options.commandTimeoutMs) : null;
     for (const client of this.clients) {
       defineScripts(client);
@@ -244,8 +244,10 @@ export class StreamStore {
     const broadcast = ended[0];
     if (state === "ended" && changed === "1" && broadcast) {
       const expiresAt = Date.now() + (this.options.recordingRetentionSec ?? this.options.retentionSec) * 1000;
-      // a broadcast that could not be sealed (the store failed) is no VOD, but its media still expires
-      await this.broadcasts.seal(streamId, ended as EndedReply, expiresAt).catch(() => this.redis.zadd(k.expiring(), expiresAt, `${streamId}/${broadcast}`));
+      // into the expiry set first (idempotent), so its media expires even when the seal fails or this node
+      // stops halfway through it; a broadcast that could not be sealed is no VOD
+      await this.redis.zadd(k.expiring(), expiresAt, `${streamId}/${broadcast}`);
+      await this.broadcasts.seal(streamId, ended as EndedReply).catch(() => undefined);
     }
     return { state, changed: changed === "1" };
   }

@@ -140,7 +140,7 @@ export class TimelinePages {
   readonly cache: PageCache;
   /** Deletions waiting for their grace (dropped on close: the broadcast's expiry catches them). */
   private readonly pendingDeletes = new Set<NodeJS.Timeout>();
-  private readonly pageSize: number;
+  readonly pageSize: number;
 
   constructor(private readonly o: TimelinePagesOptions) {
     this.cache = new PageCache((key) => o.media.get(key));

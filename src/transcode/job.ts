@@ -156,7 +156,8 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     if (isAudioHeader(packet)) this.audioHeader = packet;
     if (isVideoHeader(packet)) this.videoHeader = packet;
     const keyframe = isKeyframe(packet);
-    if (this.run && this.switchAtKeyframe && keyframe) {
+    // one switch at a time: the run a switch is finishing must exit before the next one starts finishing
+    if (this.run && this.switchAtKeyframe && keyframe && !this.finishing) {
       this.switchAtKeyframe = false;
       // the old run's exit is a requested one: exited() emits what it finished and forgets it
       this.finishing = this.run;

@@ -73,10 +73,8 @@ export async function encodeSlate(ladder: LadderEntry[], o: SlateOptions): Promi
 /** 90 kHz ticks per second, MPEG-TS's clock. */
 const TICKS = 90000;
 
-/** The slate segments of one ladder: the k-th segment of a gap is the encoding moved k durations on. */
+/** The slate segments of one ladder, shared by every stream with that ladder. */
 export class Slate {
-  private readonly retimers = new Map<string, TsRetimer>();
-
   constructor(private readonly segments: Map<string, Buffer>, readonly segmentDuration: number) {}
 
   /** Rendition names the slate has. */
@@ -84,12 +82,24 @@ export class Slate {
     return [...this.segments.keys()];
   }
 
-  /** The `index`-th slate segment (0 first) of a gap, for one rendition. */
+  /** One gap of one stream: its own continuity counters, so streams in a gap at once never mix theirs. */
+  gap(): SlateGap {
+    return new SlateGap(this.segments, this.segmentDuration);
+  }
+}
+
+/** The slate segments of one gap of one stream: the k-th is the encoding moved k durations on. */
+export class SlateGap {
+  private readonly retimers = new Map<string, TsRetimer>();
+
+  constructor(private readonly segments: Map<string, Buffer>, private readonly segmentDuration: number) {}
+
+  /** The `index`-th slate segment (0 first) of the gap, for one rendition. */
   segment(rendition: string, index: number): Buffer {
     const template = this.segments.get(rendition);
     if (!template) throw new BatonError("NO_SLATE", `the slate has no rendition ${rendition}`);
     let retimer = this.retimers.get(rendition);
-    if (!retimer || index === 0) this.retimers.set(rendition, (retimer = new TsRetimer()));
+    if (!retimer) this.retimers.set(rendition, (retimer = new TsRetimer()));
     return retimer.shift(template, Math.round(index * this.segmentDuration * TICKS));
   }
 }

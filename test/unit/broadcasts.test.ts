@@ -4,6 +4,7 @@
 // window, and expiry deletes the media and the record.
 import assert from "node:assert/strict";
 import type { LadderEntry, SegmentGroup } from "../../src/core/model.ts";
+import { runScript } from "../../src/state/scripts.ts";
 import { StreamStore, type StoreOptions } from "../../src/state/store.ts";
 import { FsSegmentStore } from "../../src/storage/fs.ts";
 import { startTestRedis, stopAll, tempDir, testPrefix, type TestRedis } from "../helpers/stack.ts";
@@ -55,6 +56,31 @@ describe("broadcasts: ended streams kept as recordings (real redis-server)", fun
   after(async () => {
     for (const s of stores.splice(0)) await s.close();
     await stopAll();
+  });
+
+  it("an owner that wakes after its stream ended cannot trim the sealed tail, and its late page is the sealed one", async () => {
+    const s = await store();
+    const c = await s.claim("late", "node-a", "pub-a", 4000, 1);
+    await s.setLadder("late", c, LADDER);
+    // nine entries: one page short of the two a trim needs, so the tail holds them all
+    for (let seq = 0; seq < 9; seq++) await s.append("late", c, group(seq));
+    // the owner froze; its lease lapsed, the window passed, the sweep ended and sealed the stream
+    await s.redis.del(s.keys.lease("late"));
+    await s.sweep("late");
+    assert.equal((await s.sweep("late")).state, "ended");
+    const tail = await s.redis.lrange(s.keys.timeline("late"), 0, -1);
+    // the owner wakes with one more entry it had appended just before (the tail now holds two pages) and archives
+    const extra = JSON.stringify({ ...JSON.parse(tail[tail.length - 1]!), seq: 9 });
+    await s.redis.rpush(s.keys.timeline("late"), extra);
+    const first = JSON.parse(tail[0]!) as { seq: number; claim: string };
+    const reply = (await runScript(s.redis, "archive", [
+      s.keys.meta("late"), s.keys.timeline("late"), s.keys.pages("late"), c.epoch, c.id, 5, first.seq, first.claim, JSON.stringify({ first: 0, last: 4, pdt: T0, end: T0 + 5000, key: "x" }), 10_000,
+    ])) as string[];
+    assert.deepEqual(reply, ["0"], "an archive after the end trimmed the tail");
+    assert.equal(await s.redis.llen(s.keys.timeline("late")), 10);
+    // the recording lists all nine sealed entries, in pages of the page size
+    const recording = await s.broadcasts.recording("late", c.broadcast);
+    assert.deepEqual(recording?.entries.map((e) => e.seq), [0, 1, 2, 3, 4, 5, 6, 7, 8]);
   });
 
   it("seals an ended broadcast: the DVR window it kept plays as a recording; a reused stream id starts a new broadcast beside it", async () => {

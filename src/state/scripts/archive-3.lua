@@ -2,7 +2,7 @@
   Moves the oldest page of a stream's timeline tail out of Redis: the page's entries are in the segment store
   already (one immutable JSON object, written before this call, as segments are before their append), so the
   tail drops them and the list of page refs gets a small reference to the object instead. Fenced like
-  append-2.lua: only the current claim archives. The entries must still head the tail (a retry, or a call
+  append-2.lua: only the current claim archives, and nothing once the stream ended. The entries must still head the tail (a retry, or a call
   that raced another, finds them gone and changes nothing). Refs whose page ended before the DVR window (the
   newest entry's program date-time less the window) are dropped and returned: the caller deletes their media.
   A reader's MULTI of the refs and the tail sees the timeline before or after, never half of it; the entries a
@@ -26,6 +26,11 @@ local epoch = redis.call('HGET', KEYS[1], 'epoch')
 local claim = redis.call('HGET', KEYS[1], 'claim')
 if epoch ~= ARGV[1] or claim ~= ARGV[2] then
   return redis.error_reply('STALE_EPOCH ' .. tostring(epoch) .. ' (claim ' .. tostring(claim) .. ')')
+end
+-- an ended stream's tail was sealed (broadcasts.ts) into pages of its own: a stalled owner that wakes after
+-- the end must not trim what the recording lists
+if redis.call('HGET', KEYS[1], 'state') == 'ended' then
+  return {'0'}
 end
 local size = tonumber(ARGV[3])
 local head = redis.call('LINDEX', KEYS[2], 0)
