@@ -39,7 +39,9 @@ export function track(p: Managed): Managed {
 /** Stops every process the helpers started (by pid) and removes their temp dirs. For `after` hooks. */
 export async function stopAll(): Promise<void> {
   await Promise.all(started.splice(0).map((p) => stopProcess(p, "SIGKILL", 1000)));
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  // a SIGKILLed node's ffmpeg sees its input end and writes its last segment a moment later: retry while a
+  // directory is still being written to
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 });
   segmentDirs.clear();
 }
 
