@@ -14,6 +14,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { errorMessage } from "../src/core/errors.ts";
+import { nginxArgs, nginxConf } from "../tools/nginx.ts";
 import type { StreamSnapshot } from "../src/core/model.ts";
 import { renderMedia } from "../src/delivery/playlist.ts";
 import type { Managed } from "../tools/processes.ts";
@@ -75,45 +76,29 @@ async function wrk(url: string, seconds: number, headers: string[] = []): Promis
 }
 
 function nginxConfig(dir: string, root: string, port: number): string {
-  const temp = (name: string): string => join(dir, "temp", name);
-  return [
-    // `daemon off;` comes from the command line (-g)
-    "master_process off;",
-    "worker_processes 1;",
-    `pid ${join(dir, "nginx.pid")};`,
-    `error_log ${join(dir, "error.log")} warn;`,
-    "events { worker_connections 1024; }",
-    "http {",
-    "  access_log off;",
-    "  sendfile on;",
-    "  tcp_nopush on;",
-    "  tcp_nodelay on;",
-    "  keepalive_timeout 65;",
-    // baton's server keeps a connection for any number of requests: so does nginx here
-    "  keepalive_requests 10000000;",
-    `  client_body_temp_path ${temp("body")};`,
-    `  proxy_temp_path ${temp("proxy")};`,
-    `  fastcgi_temp_path ${temp("fastcgi")};`,
-    `  uwsgi_temp_path ${temp("uwsgi")};`,
-    `  scgi_temp_path ${temp("scgi")};`,
-    "  types { application/vnd.apple.mpegurl m3u8; video/mp2t ts; }",
-    "  default_type application/octet-stream;",
-    "  server {",
-    `    listen ${HOST}:${port};`,
-    `    root ${root};`,
-    "  }",
-    "}",
-    "",
-  ].join("\n");
+  return nginxConf(dir, {
+    connections: 1024,
+    http: [
+      "sendfile on;",
+      "tcp_nopush on;",
+      "tcp_nodelay on;",
+      "keepalive_timeout 65;",
+      // baton's server keeps a connection for any number of requests: so does nginx here
+      "keepalive_requests 10000000;",
+      "types { application/vnd.apple.mpegurl m3u8; video/mp2t ts; }",
+      "default_type application/octet-stream;",
+      "server {",
+      `  listen ${HOST}:${port};`,
+      `  root ${root};`,
+      "}",
+    ],
+  });
 }
 
 async function startNginx(dir: string, root: string): Promise<{ proc: Managed; port: number }> {
   const port = await freePort();
-  const conf = join(dir, "nginx.conf");
-  mkdirSync(join(dir, "temp"), { recursive: true });
-  writeFileSync(conf, nginxConfig(dir, root, port));
   const t = tail(8);
-  const proc = spawnTracked("nginx", "nginx", ["-p", `${dir}/`, "-e", join(dir, "error.log"), "-c", conf, "-g", "daemon off;"], { onLine: t.onLine });
+  const proc = spawnTracked("nginx", "nginx", nginxArgs(dir, nginxConfig(dir, root, port)), { onLine: t.onLine });
   try {
     await waitForPort(HOST, port, 10000, proc);
   } catch (error) {

@@ -14,12 +14,15 @@ export type ScriptName = "claim" | "renew" | "ladder" | "append" | "archive" | "
 export type ScriptArg = string | number | Buffer;
 type ScriptFn = (...args: ScriptArg[]) => Promise<unknown>;
 
+/** What every script shares (`*.lib.lua`), put before each script's own text. */
+const LIBRARY = readdirSync(DIR).filter((f) => f.endsWith(".lib.lua")).sort().map((f) => readFileSync(new URL(f, DIR), "utf8")).join("");
+
 export function defineScripts(redis: RedisClient): void {
   for (const file of readdirSync(DIR)) {
     const match = /^([a-z]+)-(\d+|n)\.lua$/.exec(file);
     if (!match) continue;
     const [, name, keys] = match as unknown as [string, string, string];
-    const lua = readFileSync(new URL(file, DIR), "utf8");
+    const lua = LIBRARY + readFileSync(new URL(file, DIR), "utf8");
     redis.defineCommand(name + SUFFIX, keys === "n" ? { lua } : { lua, numberOfKeys: Number(keys) });
   }
 }

@@ -30,10 +30,9 @@
   only the entries know).
   Errors: STALE_EPOCH <current epoch> (claim <current claim>), STREAM_ENDED at <ms>, SEQ_MISMATCH <expected>.
 ]]
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-local claim = redis.call('HGET', KEYS[1], 'claim')
-if epoch ~= ARGV[1] or claim ~= ARGV[2] then
-  return redis.error_reply('STALE_EPOCH ' .. tostring(epoch) .. ' (claim ' .. tostring(claim) .. ')')
+local refused = fenced(KEYS[1], ARGV[1], ARGV[2])
+if refused then
+  return refused
 end
 if redis.call('HGET', KEYS[1], 'state') == 'ended' then
   return redis.error_reply('STREAM_ENDED at ' .. tostring(redis.call('HGET', KEYS[1], 'endedAt')))

@@ -22,10 +22,9 @@
   Returns {"1" when the page was archived else "0", then the JSON of each ref dropped}.
   Errors: STALE_EPOCH <current epoch> (claim <current claim>).
 ]]
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-local claim = redis.call('HGET', KEYS[1], 'claim')
-if epoch ~= ARGV[1] or claim ~= ARGV[2] then
-  return redis.error_reply('STALE_EPOCH ' .. tostring(epoch) .. ' (claim ' .. tostring(claim) .. ')')
+local refused = fenced(KEYS[1], ARGV[1], ARGV[2])
+if refused then
+  return refused
 end
 -- an ended stream's tail was sealed (broadcasts.ts) into pages of its own: a stalled owner that wakes after
 -- the end must not trim what the recording lists

@@ -9,11 +9,11 @@
   ARGV[4] stream id
   ARGV[5] claim id of the writer
 
-  Returns the ladder JSON in force. Errors: STALE_EPOCH.
+  Returns the ladder JSON in force. Errors: STALE_EPOCH <current epoch> (claim <current claim>).
 ]]
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if epoch ~= ARGV[1] or redis.call('HGET', KEYS[1], 'claim') ~= ARGV[5] then
-  return redis.error_reply('STALE_EPOCH ' .. tostring(epoch))
+local refused = fenced(KEYS[1], ARGV[1], ARGV[5])
+if refused then
+  return refused
 end
 local ladder = redis.call('HGET', KEYS[1], 'ladder')
 if ladder then
