@@ -196,6 +196,13 @@ export interface Config {
      * 0: count streams only (transcode.capacity). Used by: ingest admission, cluster agent (cluster/capacity.ts).
      */
     cpuTarget: number;
+    /**
+     * Scheduling niceness (0 to 19) of the transcoders' ffmpeg processes, above the node's own: on a machine
+     * whose CPU the transcoders fill, the node still runs the moment it has work (a finished segment to
+     * publish, a lease to renew, a playlist to answer), and ffmpeg takes the rest. 0: the node's own priority.
+     * Used by: transcode.
+     */
+    niceness: number;
   };
   auth: {
     /** Require a signed token on every publish. Used by: ingest admission. */
@@ -351,6 +358,7 @@ export const DEFAULTS: Config = {
     maxRestarts: 5,
     capacity: 4,
     cpuTarget: 0.85,
+    niceness: 10,
   },
   auth: {
     requirePublishToken: true,

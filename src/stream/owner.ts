@@ -213,6 +213,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       segmentDuration: config.hls.segmentDuration,
       spoolDir: config.transcode.spoolDir,
       maxRestarts: config.transcode.maxRestarts,
+      niceness: config.transcode.niceness,
       renditions,
       hasAudio: source.hasAudio,
       log: this.log,

@@ -7,8 +7,10 @@
 // - a signal stop surfaces as an `error` event: exits are reported as one `exit` event whatever the cause;
 // - an ffmpeg blocked on an idle input needs a second SIGINT: baton feeds ffmpeg through stdin, so ending
 //   stdin ends the input, and the second SIGINT is sent anyway before SIGKILL.
+import { getPriority, setPriority } from "node:os";
 import { PassThrough } from "node:stream";
 import ffmpeg from "fluent-ffmpeg";
+import { errorMessage } from "../core/errors.ts";
 import { TypedEmitter } from "../core/events.ts";
 
 export interface FfmpegSpec {
@@ -17,6 +19,8 @@ export interface FfmpegSpec {
   inputOptions: string[];
   filterComplex: string;
   outputs: { path: string; options: string[] }[];
+  /** Added to the node's own scheduling niceness for this process (capped at 19); 0 or absent: none. */
+  niceness?: number;
 }
 
 export interface FfmpegProgress {
@@ -47,6 +51,17 @@ function seconds(timemark: string): number {
   return match[1] ? -value : value;
 }
 
+/** Gives `pid` `by` more niceness than this process has (the most is 19); never throws. */
+export function lowerPriority(pid: number, by: number): { niceness: number } | { error: string } {
+  try {
+    const niceness = Math.min(19, getPriority() + by);
+    setPriority(pid, niceness);
+    return { niceness };
+  } catch (error) {
+    return { error: errorMessage(error) };
+  }
+}
+
 /** One ffmpeg process reading FLV from `input` (write to it, end it to finish). */
 export class FfmpegProcess extends TypedEmitter<FfmpegEvents> {
   readonly input = new PassThrough({ highWaterMark: 1 << 20 });
@@ -55,6 +70,8 @@ export class FfmpegProcess extends TypedEmitter<FfmpegEvents> {
   private stopRequested = false;
   private readonly timers = new Set<NodeJS.Timeout>();
   private exitWaiters: (() => void)[] = [];
+  /** The niceness the process was given, or why it could not be: set once it started. */
+  priority: { niceness: number } | { error: string } | null = null;
 
   constructor(spec: FfmpegSpec) {
     super();
@@ -71,6 +88,7 @@ export class FfmpegProcess extends TypedEmitter<FfmpegEvents> {
     }
     command.on("start", (commandLine: string) => {
       const pid = (command as unknown as { ffmpegProc?: { pid?: number } }).ffmpegProc?.pid ?? 0;
+      if (pid > 0 && spec.niceness) this.priority = lowerPriority(pid, spec.niceness);
       this.emit("start", pid, commandLine);
     });
     command.on("progress", (progress: { frames?: number; currentFps?: number; timemark?: string }) => {

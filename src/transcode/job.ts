@@ -53,6 +53,8 @@ export interface TranscodeOptions {
   segmentDuration: number;
   spoolDir: string;
   maxRestarts: number;
+  /** transcode.niceness: added to the node's own for each ffmpeg run. */
+  niceness?: number;
   renditions: PlannedRendition[];
   hasAudio: boolean;
   log: Logger;
@@ -70,6 +72,7 @@ export function ffmpegSpec(o: TranscodeOptions, dir: string): FfmpegSpec {
   const d = o.segmentDuration;
   return {
     ffmpegPath: o.ffmpegPath,
+    niceness: o.niceness ?? 0,
     inputFormat: "flv",
     inputOptions: ["-loglevel", "info", "-analyzeduration", "1000000", "-fflags", "+genpts"],
     filterComplex: [split, ...scales].join(";"),
@@ -209,7 +212,11 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
       // the 250 ms poll still finds segments
     }
     ffmpeg.reportListenerErrors((event, error) => this.o.log.error("ffmpeg listener failed", { event, error: errorMessage(error) }));
-    ffmpeg.on("start", (pid) => this.o.log.info("ffmpeg started", { stream: this.o.streamId, run: index, pid }));
+    ffmpeg.on("start", (pid) => {
+      const priority = ffmpeg.priority;
+      if (priority && "error" in priority) this.o.log.warn("ffmpeg runs at the node's priority", { stream: this.o.streamId, pid, error: priority.error });
+      this.o.log.info("ffmpeg started", { stream: this.o.streamId, run: index, pid, ...(priority && "niceness" in priority ? { niceness: priority.niceness } : {}) });
+    });
     ffmpeg.on("progress", (p) => this.progress(run, p.mediaSeconds, p.fps));
     ffmpeg.on("exit", (exit) => this.exited(run, exit.requested, exit.message, exit.stderr));
     ffmpeg.start();

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
+import { getPriority } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../../src/config/load.ts";
 import { createLogger } from "../../src/core/log.ts";
@@ -10,6 +11,7 @@ import { BatonNode } from "../../src/node.ts";
 import { freePort, nodeEnv } from "../../tools/processes.ts";
 import { HOST, SECRET, TEST_LADDER, get, publish, startTestRedis, stopAll, tempDir, testPrefix, waitFor } from "../helpers/stack.ts";
 import { makePublishToken } from "../../src/ingest/token.ts";
+import { niceOf } from "../helpers/procfs.ts";
 
 function resources(): Record<string, number> {
   const counts: Record<string, number> = {};
@@ -48,7 +50,10 @@ describe("lifecycle: close leaves nothing running", function () {
       const r = await get(`http://${HOST}:${httpPort}/live/life/240p/index.m3u8`);
       return r.status === 200 && r.text.includes("#EXTINF") ? true : undefined;
     });
-    assert.equal(childrenNamed("ffmpeg").length, 2, "the publisher and the transcoder");
+    const ffmpegs = childrenNamed("ffmpeg");
+    assert.equal(ffmpegs.length, 2, "the publisher and the transcoder");
+    // the test's publisher keeps this process's priority; the node's transcoder gets transcode.niceness more
+    assert.deepEqual(ffmpegs.map(niceOf).sort((a, b) => a - b), [getPriority(), Math.min(19, getPriority() + config.transcode.niceness)]);
     assert.ok(readdirSync(spool).length > 0, "the transcoder spools into its own directory");
 
     publisher.child.kill("SIGKILL");
