@@ -28,6 +28,8 @@ import { ViewerChannel } from "./delivery/ws.ts";
 import { ClientAddresses } from "./http/client-address.ts";
 import { HttpServer } from "./http/server.ts";
 import { admitPublish, recordRefusal } from "./ingest/admission.ts";
+import { steeredAway } from "./cluster/steering.ts";
+import { RolloutStore } from "./state/rollouts.ts";
 import { RtmpIngest } from "./ingest/rtmp-server.ts";
 import { Feed } from "./state/feed.ts";
 import { NodeRecords } from "./state/nodes.ts";
@@ -59,6 +61,9 @@ export class BatonNode {
   private roomElsewhere = false;
   /** Viewers per stream on the other nodes, by their last registry records (delivery.maxViewersPerStream). */
   private viewersElsewhere = new Map<string, number>();
+  /** Why a rolling update sends new publishers elsewhere now (cluster/steering.ts), or null. */
+  private steered: string | null = null;
+  private readonly rollouts: RolloutStore;
   private readonly nodes: NodeRecords;
   private readonly feed: Feed;
   private readonly sweeper: Sweeper;
@@ -94,6 +99,7 @@ export class BatonNode {
     });
     this.nodes = new NodeRecords(this.store.redis, this.store.keys);
     this.feed = new Feed(this.store);
+    this.rollouts = new RolloutStore(this.store.redis, this.store.keys);
     this.owners = new StreamOwners({
       store: this.store,
       nodeId: this.id,
@@ -125,6 +131,7 @@ export class BatonNode {
               const room = this.capacity.room(this.owners.transcoders());
               return room.slots > 0 ? null : { why: room.why, elsewhere: this.roomElsewhere };
             },
+            steered: () => this.steered,
           }),
         publisher: (connection) => this.owners.publisher(connection),
         refused: (reason, message, request) => recordRefusal({ metrics: this.metrics, log }, reason, message, { remote: request.remote, stream: request.name }),
@@ -202,7 +209,7 @@ export class BatonNode {
       balancerSaw: () => this.agent.httpOutOfRotation >= 2 && this.http.notReadyChecks >= 2,
     });
     this.agent = new AgentServer(config.agent.port, config.node.bind, (backend) =>
-      agentAnswer(this.drainer.state, { publishers: this.owners.size, capacity: config.transcode.capacity, slots: this.slots }, backend),
+      agentAnswer(this.drainer.state, { publishers: this.owners.size, capacity: config.transcode.capacity, slots: this.slots, steered: this.steered !== null }, backend),
     );
     addAdminApi(this.http, { nodeId: this.id, token: adminToken(config), local: this, nodes: this.nodes, feed: this.feed });
   }
@@ -240,11 +247,11 @@ export class BatonNode {
   /** Once a second: what the machine and the transcoders use, and whether any other node has room. */
   private measure(): void {
     this.capacity.tick(this.owners.transcoders());
-    this.nodes
-      .list()
-      .then((records) => {
+    Promise.all([this.nodes.list(), this.rollouts.active()])
+      .then(([records, active]) => {
         this.roomElsewhere = roomElsewhere(records, this.id, Date.now(), NODE_TTL_MS);
         this.viewersElsewhere = viewersElsewhere(records, this.id, Date.now(), NODE_TTL_MS);
+        this.steered = steeredAway(active, records, this.id, Date.now(), NODE_TTL_MS);
       })
       .catch(() => undefined);
   }

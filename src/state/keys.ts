@@ -94,4 +94,21 @@ export class Keys {
   timelineChannel(): string {
     return `${this.prefix}timeline`;
   }
+
+  // rollouts (state/rollouts.ts): what the cluster runs, and the history of its updates
+
+  /** String with a TTL the running update refreshes: the update in progress (JSON), so nodes steer publishers. */
+  rolloutActive(): string {
+    return `${this.prefix}rollout:active`;
+  }
+
+  /** String: the last release every node ran with no failed gate (JSON), what a rollback goes back to. */
+  rolloutLastGood(): string {
+    return `${this.prefix}rollout:last-good`;
+  }
+
+  /** List, newest first, trimmed: past updates and rollbacks (JSON: when, from, to, outcome, why). */
+  rolloutHistory(): string {
+    return `${this.prefix}rollout:history`;
+  }
 }

@@ -1,6 +1,7 @@
 // The chaos scenarios. Each acts on the cluster while the harness's publishers and viewers run, and marks
 // what it did on the timeline.
-import { nodesOf, rollingUpdate, type AdminClient } from "../admin-cli.ts";
+import { nodesOf, type AdminClient } from "../admin-cli.ts";
+import { rollingUpdate } from "../rollout/run.ts";
 import type { LocalCluster } from "../local-cluster.ts";
 import type { ReconnectingPublisher } from "./publisher.ts";
 import type { TimelineEventKind } from "./timeline-chart.ts";
