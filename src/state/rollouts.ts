@@ -81,6 +81,12 @@ export class RolloutStore {
     await this.redis.multi().lpush(this.keys.rolloutHistory(), JSON.stringify(event)).ltrim(this.keys.rolloutHistory(), 0, HISTORY_LENGTH - 1).exec();
   }
 
+  /** Each stream's EXT-X-TARGETDURATION as its first claim fixed it (the meta hash), for the streams that have one. */
+  async targetDurations(streamIds: string[]): Promise<Map<string, number>> {
+    const values = await Promise.all(streamIds.map((id) => this.redis.hget(this.keys.meta(id), "targetDuration")));
+    return new Map(streamIds.flatMap((id, i) => (values[i] === null ? [] : [[id, Number(values[i])] as [string, number]])));
+  }
+
   /** Newest first. */
   async history(limit = HISTORY_LENGTH): Promise<RolloutEvent[]> {
     const items = await this.redis.lrange(this.keys.rolloutHistory(), 0, Math.max(0, Math.min(limit, HISTORY_LENGTH) - 1));
