@@ -2,14 +2,13 @@
 // rollouts. It reads and writes the rollout keys in the cluster's Redis (redis.* of its config, as the nodes'),
 // prepares the release before any node is touched, and exits non-zero naming a failed gate.
 import type { Config } from "../../src/config/defaults.ts";
-import { loadConfig } from "../../src/config/load.ts";
 import { stateDir } from "../../src/config/state-dir.ts";
 import { errorMessage } from "../../src/core/errors.ts";
 import { closeRedis, redisClient } from "../../src/state/client.ts";
 import { Keys } from "../../src/state/keys.ts";
 import { RolloutStore } from "../../src/state/rollouts.ts";
 import { streamsOf, type AdminClient } from "../admin-cli.ts";
-import { prepareRelease, startingRelease } from "./release.ts";
+import { loadReleaseConfig, prepareRelease, startingRelease } from "./release.ts";
 import { historyTable, rollback, rollingUpdate, type RollingOptions } from "./run.ts";
 
 /**
@@ -58,7 +57,7 @@ export async function rolloutCommand(
       return;
     }
     const to = await prepareRelease({ ...release, base: lastGood, stateDir: dir, say: client.say });
-    if (to.config) await checkLiveStreams(client, store, loadConfig({ file: to.config }));
+    if (to.config) await checkLiveStreams(client, store, loadReleaseConfig(to.config));
     await rollingUpdate(client, options, { from: lastGood, to });
   } finally {
     closeRedis(redis);

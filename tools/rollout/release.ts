@@ -5,6 +5,7 @@ import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, realpathSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import type { Config } from "../../src/config/defaults.ts";
 import { envName, loadConfig } from "../../src/config/load.ts";
 import { errorMessage } from "../../src/core/errors.ts";
 import { isNodeId } from "../../src/core/ids.ts";
@@ -90,7 +91,7 @@ export async function prepareRelease(r: ReleaseRequest): Promise<ReleaseTarget> 
   if (r.config !== undefined) {
     const file = resolve(r.config);
     // what a node would refuse at start is refused here, before any node drains
-    loadConfig({ file });
+    loadReleaseConfig(file);
     const text = readFileSync(file);
     const digest = createHash("sha256").update(text).digest("hex").slice(0, 12);
     mkdirSync(join(r.stateDir, "releases", "configs"), { recursive: true });
@@ -144,4 +145,11 @@ export function configKeysEnv(file: string): string[] {
   } catch {
     return [];
   }
+}
+
+/** The config a node of the release runs: the file, over this environment less the variables the file overrides. */
+export function loadReleaseConfig(file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const own = { ...env };
+  for (const key of configKeysEnv(file)) delete own[key];
+  return loadConfig({ file, env: own });
 }

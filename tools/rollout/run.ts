@@ -142,7 +142,7 @@ class Update {
         await undrain(c, node.id).catch(() => undefined);
         throw new Error(`${step}: restart command failed: ${errorMessage(error)}`);
       });
-    } else {
+    } else if (running) {
       c.say(`${step}: drained; restarting`);
     }
     const readyBy = Date.now() + (o.rollout?.readyTimeout ?? o.timeout) * 1000;
@@ -266,7 +266,7 @@ export async function rollingUpdate(c: AdminClient, o: RollingOptions, change: R
         const seconds = canary ? o.rollout.canarySoak : o.rollout.stepSoak;
         c.say(`${canary ? `canary ${back.id}` : `step of ${i + 1} nodes`}: watching for ${seconds} s against the nodes not updated`);
         const failures = await update.soak(seconds, beforeSpeeds);
-        if (failures.length > 0) throw new RolloutFailed(failures, failures.map(describeFailure).join("; "));
+        if (failures.length > 0) throw new RolloutFailed(failures, `${canary ? "canary" : "step"} failed its gates`);
         c.say(`${canary ? "canary" : "step"} passed its gates`);
       }
       const ready = (await nodesOf(c)).filter((n) => n.state === "ready").length;
@@ -277,7 +277,7 @@ export async function rollingUpdate(c: AdminClient, o: RollingOptions, change: R
       await update.end();
       throw error;
     }
-    const why = error.message;
+    const why = error.failures.map(describeFailure).join("; ");
     c.say(`rolling back: ${why}`);
     const restarted = update.updated.map((n) => n.id);
     await update.steer(nodes.filter((n) => !restarted.includes(n.id)).map((n) => n.id));
