@@ -247,11 +247,14 @@ export class BatonNode {
   /** Once a second: what the machine and the transcoders use, and whether any other node has room. */
   private measure(): void {
     this.capacity.tick(this.owners.transcoders());
-    Promise.all([this.nodes.list(), this.rollouts.active()])
-      .then(([records, active]) => {
+    Promise.all([this.nodes.list(), this.rollouts.active(), this.rollouts.counts()])
+      .then(([records, active, counts]) => {
         this.roomElsewhere = roomElsewhere(records, this.id, Date.now(), NODE_TTL_MS);
         this.viewersElsewhere = viewersElsewhere(records, this.id, Date.now(), NODE_TTL_MS);
         this.steered = steeredAway(active, records, this.id, Date.now(), NODE_TTL_MS);
+        this.metrics.rolloutInProgress.set(active ? 1 : 0);
+        this.metrics.rolloutSteered.set(this.steered ? 1 : 0);
+        for (const [outcome, count] of Object.entries(counts)) this.metrics.rollouts.set({ outcome }, count);
       })
       .catch(() => undefined);
   }

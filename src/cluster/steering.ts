@@ -9,7 +9,10 @@ import type { ActiveRollout } from "../state/rollouts.ts";
 /** Why this node takes no new publisher now (the updated nodes to go to), or null when it takes them. */
 export function steeredAway(active: ActiveRollout | null, records: NodeRecord[], selfId: string, now: number, ttlMs: number): string | null {
   if (!active || active.steerTo.length === 0 || active.steerTo.includes(selfId)) return null;
-  const ready = records.filter((r) => active.steerTo.includes(r.id) && r.state === "ready" && now - r.heartbeatAt < ttlMs).map((r) => r.id);
-  // with no updated node ready, refusing would leave the encoder nowhere to go
+  // an updated node with no room for another stream would refuse the encoder too (slots: cluster/capacity.ts)
+  const ready = records
+    .filter((r) => active.steerTo.includes(r.id) && r.state === "ready" && now - r.heartbeatAt < ttlMs && (r.load.slots ?? 1) > 0)
+    .map((r) => r.id);
+  // with no updated node ready to take it, refusing would leave the encoder nowhere to go
   return ready.length > 0 ? `a rolling update to ${active.to} is under way: new publishers go to ${ready.join(", ")}` : null;
 }

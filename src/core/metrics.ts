@@ -105,6 +105,20 @@ export class Metrics {
     labelNames: ["kind"] as const, registers: [this.registry],
   });
 
+  // rollouts (tools/rollout/): the cluster's, read from Redis each second, so every node shows them
+  readonly rollouts = new Gauge({
+    name: "baton_rollouts_total",
+    help: "Rolling updates to a release the cluster ran, by outcome (done, rolled_back, failed): a count kept in Redis",
+    labelNames: ["outcome"] as const, registers: [this.registry],
+  });
+  readonly rolloutInProgress = new Gauge({
+    name: "baton_rollout_in_progress", help: "1 while a rolling update runs in the cluster", registers: [this.registry],
+  });
+  readonly rolloutSteered = new Gauge({
+    name: "baton_rollout_steered",
+    help: "1 while this node sends new publishers to the nodes a rolling update already updated", registers: [this.registry],
+  });
+
   constructor(labels: { node: string }) {
     this.registry.setDefaultLabels({ node: labels.node });
     collectDefaultMetrics({ register: this.registry });

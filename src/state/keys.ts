@@ -95,20 +95,26 @@ export class Keys {
     return `${this.prefix}timeline`;
   }
 
-  // rollouts (state/rollouts.ts): what the cluster runs, and the history of its updates
+  // rollouts (state/rollouts.ts): what the cluster runs, and the history of its updates; one hash tag, so the
+  // history and its counts change in one MULTI in a Redis Cluster too
 
   /** String with a TTL the running update refreshes: the update in progress (JSON), so nodes steer publishers. */
   rolloutActive(): string {
-    return `${this.prefix}rollout:active`;
+    return `${this.prefix}{rollout}:active`;
   }
 
   /** String: the last release every node ran with no failed gate (JSON), what a rollback goes back to. */
   rolloutLastGood(): string {
-    return `${this.prefix}rollout:last-good`;
+    return `${this.prefix}{rollout}:last-good`;
   }
 
   /** List, newest first, trimmed: past updates and rollbacks (JSON: when, from, to, outcome, why). */
   rolloutHistory(): string {
-    return `${this.prefix}rollout:history`;
+    return `${this.prefix}{rollout}:history`;
+  }
+
+  /** Hash: outcome -> how many updates ended so (done, rolled_back, failed); never trimmed. */
+  rolloutCounts(): string {
+    return `${this.prefix}{rollout}:counts`;
   }
 }

@@ -78,7 +78,18 @@ export class RolloutStore {
   }
 
   async record(event: RolloutEvent): Promise<void> {
-    await this.redis.multi().lpush(this.keys.rolloutHistory(), JSON.stringify(event)).ltrim(this.keys.rolloutHistory(), 0, HISTORY_LENGTH - 1).exec();
+    await this.redis
+      .multi()
+      .lpush(this.keys.rolloutHistory(), JSON.stringify(event))
+      .ltrim(this.keys.rolloutHistory(), 0, HISTORY_LENGTH - 1)
+      .hincrby(this.keys.rolloutCounts(), event.outcome, 1)
+      .exec();
+  }
+
+  /** How many updates ended with each outcome (0 for none yet). */
+  async counts(): Promise<Record<RolloutEvent["outcome"], number>> {
+    const raw = await this.redis.hgetall(this.keys.rolloutCounts());
+    return { done: Number(raw.done ?? 0), rolled_back: Number(raw.rolled_back ?? 0), failed: Number(raw.failed ?? 0) };
   }
 
   /** Each stream's EXT-X-TARGETDURATION as its first claim fixed it (the meta hash), for the streams that have one. */
