@@ -30,6 +30,7 @@ import { HttpServer } from "./http/server.ts";
 import { admitPublish, recordRefusal } from "./ingest/admission.ts";
 import { steeredAway } from "./cluster/steering.ts";
 import { RolloutStore } from "./state/rollouts.ts";
+import { SCHEMA_VERSION, checkSchema } from "./state/schema.ts";
 import { RtmpIngest } from "./ingest/rtmp-server.ts";
 import { Feed } from "./state/feed.ts";
 import { NodeRecords } from "./state/nodes.ts";
@@ -64,6 +65,8 @@ export class BatonNode {
   /** Why a rolling update sends new publishers elsewhere now (cluster/steering.ts), or null. */
   private steered: string | null = null;
   private readonly rollouts: RolloutStore;
+  /** Why this node may not use the cluster's data (state/schema.ts); until first read, it does not. */
+  private schemaRefused: string | null = "the cluster's schema version is not read yet";
   private readonly nodes: NodeRecords;
   private readonly feed: Feed;
   private readonly sweeper: Sweeper;
@@ -132,6 +135,7 @@ export class BatonNode {
               return room.slots > 0 ? null : { why: room.why, elsewhere: this.roomElsewhere };
             },
             steered: () => this.steered,
+            unusable: () => this.schemaRefused,
           }),
         publisher: (connection) => this.owners.publisher(connection),
         refused: (reason, message, request) => recordRefusal({ metrics: this.metrics, log }, reason, message, { remote: request.remote, stream: request.name }),
@@ -197,10 +201,12 @@ export class BatonNode {
         rtmpUrl: `rtmp://${host}:${this.ingest.port}/live`,
         version: VERSION,
         release: this.release,
+        schema: SCHEMA_VERSION,
         startedAt: this.startedAt,
         load: { publishers: this.owners.size, viewers: this.hls.viewers.counts(), readyChecks: this.http.readyChecks, transcoders: this.owners.speeds(), slots: this.slots },
       }),
       log.child("registry"),
+      () => this.schemaRefused !== null,
     );
     this.drainer = new Drainer({
       publishState: () => this.registry.beat(), http: this.http, viewers: this.channel, publishers: this.owners, log: log.child("drain"),
@@ -241,12 +247,13 @@ export class BatonNode {
 
   /** What /readyz answers (and baton_ready says). */
   private readiness(): ReturnType<typeof readiness> {
-    return readiness({ closing: this.closing !== null, state: this.drainer.state, redisReachable: this.store.ready });
+    return readiness({ closing: this.closing !== null, state: this.drainer.state, redisReachable: this.store.ready, schema: this.schemaRefused });
   }
 
   /** Once a second: what the machine and the transcoders use, and whether any other node has room. */
   private measure(): void {
     this.capacity.tick(this.owners.transcoders());
+    this.readSchema().catch(() => undefined);
     Promise.all([this.nodes.list(), this.rollouts.active(), this.rollouts.counts()])
       .then(([records, active, counts]) => {
         this.roomElsewhere = roomElsewhere(records, this.id, Date.now(), NODE_TTL_MS);
@@ -257,6 +264,13 @@ export class BatonNode {
         for (const [outcome, count] of Object.entries(counts)) this.metrics.rollouts.set({ outcome }, count);
       })
       .catch(() => undefined);
+  }
+
+  /** Whether this release can read the cluster's data (state/schema.ts); said once in the log when it cannot. */
+  private async readSchema(): Promise<void> {
+    const refused = await checkSchema(this.store.redis, this.store.keys);
+    if (refused && refused !== this.schemaRefused) this.log.error("refusing work: this release cannot read the cluster's data", { reason: refused });
+    this.schemaRefused = refused;
   }
 
   get state(): NodeState {
@@ -308,6 +322,8 @@ export class BatonNode {
     try {
       await this.store.connect();
       this.metrics.redisUp.set(1);
+      // before the first heartbeat: a node that cannot read the cluster's data never registers
+      await this.readSchema();
     } catch (error) {
       this.log.warn("Redis unreachable at start; retrying in the background", { url: this.config.redis.url.replace(/\/\/[^@/]*@/, "//***@"), error: errorMessage(error) });
     }

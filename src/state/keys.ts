@@ -117,4 +117,9 @@ export class Keys {
   rolloutCounts(): string {
     return `${this.prefix}{rollout}:counts`;
   }
+
+  /** String, no TTL: the schema version of the cluster's data (state/schema.ts), set by the first node. */
+  schema(): string {
+    return `${this.prefix}schema`;
+  }
 }

@@ -11,6 +11,7 @@ import { steeredAway } from "../../src/cluster/steering.ts";
 import { addNode, emptyWindow, judge, p99, parseSample, type Window } from "../../tools/rollout/gates.ts";
 import { assignRelease, assignedRelease, configKeysEnv, loadReleaseConfig, prepareRelease, startingRelease } from "../../tools/rollout/release.ts";
 import { orderNodes, stageEnds } from "../../tools/rollout/run.ts";
+import { schemaRefusal } from "../../src/state/schema.ts";
 import { ROOT } from "../../tools/processes.ts";
 import { stopAll, tempDir } from "../helpers/stack.ts";
 
@@ -183,5 +184,15 @@ describe("rollout releases", function () {
     assert.deepEqual(assignedRelease(dir, "node-1"), target);
     assert.throws(() => assignRelease(dir, "../evil", target), /invalid node id/);
     assert.deepEqual(assignedRelease(dir, "../evil"), startingRelease());
+  });
+});
+
+describe("schema version", () => {
+  it("a node may use the cluster's data of its own schema or an older one, not a newer or unreadable one", () => {
+    assert.equal(schemaRefusal(null, 2), null);
+    assert.equal(schemaRefusal("1", 2), null);
+    assert.equal(schemaRefusal("2", 2), null);
+    assert.match(schemaRefusal("3", 2) ?? "", /schema 3; this release reads schema 2 at most/);
+    assert.match(schemaRefusal("x", 2) ?? "", /unreadable/);
   });
 });
