@@ -7,9 +7,8 @@ import type { Config } from "../../src/config/defaults.ts";
 /** Cumulative histogram buckets: upper bound in seconds -> observations at or below it (+Inf included). */
 type Buckets = Map<number, number>;
 
-/** What one node's /metrics said at one moment (counters since the process started). */
-export interface Sample {
-  startedAt: number;
+/** The counters the gates read, of one node at one moment (since its process started) or of a side over a window. */
+interface Readings {
   /** Viewer HLS requests (master, media playlists, segments) and those answered 5xx. */
   requests: number;
   errors: number;
@@ -23,6 +22,13 @@ export interface Sample {
   watchedSeconds: number;
 }
 
+const noReadings = (): Readings => ({ requests: 0, errors: 0, playlist: new Map(), segment: new Map(), publish: new Map(), degraded: 0, stalls: 0, watchedSeconds: 0 });
+
+/** What one node's /metrics said at one moment. */
+export interface Sample extends Readings {
+  startedAt: number;
+}
+
 const VIEWER_ROUTES = new Set(["master", "media", "segment"]);
 
 function labelsOf(text: string): Record<string, string> {
@@ -33,7 +39,7 @@ function labelsOf(text: string): Record<string, string> {
 
 /** Reads what the gates need from a node's Prometheus text. */
 export function parseSample(text: string, startedAt: number): Sample {
-  const s: Sample = { startedAt, requests: 0, errors: 0, playlist: new Map(), segment: new Map(), publish: new Map(), degraded: 0, stalls: 0, watchedSeconds: 0 };
+  const s: Sample = { ...noReadings(), startedAt };
   const add = (b: Buckets, le: string | undefined, value: number): void => {
     const bound = le === "+Inf" ? Infinity : Number(le);
     if (!Number.isNaN(bound)) b.set(bound, (b.get(bound) ?? 0) + value);
@@ -59,22 +65,14 @@ export function parseSample(text: string, startedAt: number): Sample {
 }
 
 /** What one side (updated, or not) did in the window: the nodes' deltas summed. */
-export interface Window {
+export interface Window extends Readings {
   nodes: string[];
-  requests: number;
-  errors: number;
-  playlist: Buckets;
-  segment: Buckets;
-  publish: Buckets;
-  degraded: number;
-  stalls: number;
-  watchedSeconds: number;
   /** Transcoder speeds seen on the side's nodes during the window (registry records, one per stream a poll). */
   speeds: number[];
 }
 
 export function emptyWindow(): Window {
-  return { nodes: [], requests: 0, errors: 0, playlist: new Map(), segment: new Map(), publish: new Map(), degraded: 0, stalls: 0, watchedSeconds: 0, speeds: [] };
+  return { ...noReadings(), nodes: [], speeds: [] };
 }
 
 function addBuckets(into: Buckets, after: Buckets, before: Buckets | null): void {
