@@ -183,13 +183,26 @@ class Update {
     this.c.say(`canary ${canary.id}: stream ${stream.id} did not land on it within 30 s; the canary is watched without it`);
   }
 
-  /** Watches the updated nodes against the others for `seconds`; the gates that failed. */
+  /**
+   * Watches the updated nodes against the others for `seconds`; the gates that failed. A release that breaks
+   * requests (gate errors) or a node that falls over is stopped at the poll that sees it; the other gates
+   * judge the whole window.
+   */
   async soak(seconds: number, beforeSpeeds: number[]): Promise<GateFailure[]> {
     const { c } = this;
     const gates = this.o.rollout!;
     const updatedIds = new Set(this.updated.map((n) => n.id));
     const before = await sampleAll(c, await nodesOf(c));
     const speeds = { updated: [] as number[], others: [] as number[] };
+    const sides = async (records: NodeRecord[]): Promise<{ updated: Window; others: Window }> => {
+      const after = await sampleAll(c, records);
+      const out = { updated: { ...emptyWindow(), speeds: speeds.updated }, others: { ...emptyWindow(), speeds: speeds.others } };
+      for (const r of records) {
+        const sample = after.get(r.id);
+        if (sample) addNode(updatedIds.has(r.id) ? out.updated : out.others, r.id, before.get(r.id), sample);
+      }
+      return out;
+    };
     const started = Date.now();
     const end = started + seconds * 1000;
     while (Date.now() < end) {
@@ -201,18 +214,14 @@ class Update {
           return [{ gate: "node_back", updated: `${n.id} ${now ? (now.startedAt !== n.startedAt ? "restarted" : now.state) : "left the cluster"} during its soak (a crash loop?)`, baseline: "-" }];
         }
       }
+      const sofar = await sides(records);
+      const broken = judge(gates, sofar.updated, sofar.others.nodes.length > 0 ? sofar.others : null).filter((f) => f.gate === "errors");
+      if (broken.length > 0) return broken;
       // the first seconds of a moved stream's transcoder say little (ffmpeg's speed starts low)
       if (Date.now() - started < 4000) continue;
       for (const r of records) for (const speed of Object.values(r.load.transcoders ?? {})) (updatedIds.has(r.id) ? speeds.updated : speeds.others).push(speed);
     }
-    const records = await nodesOf(c);
-    const after = await sampleAll(c, records);
-    const updated: Window = { ...emptyWindow(), speeds: speeds.updated };
-    const others: Window = { ...emptyWindow(), speeds: speeds.others };
-    for (const r of records) {
-      const sample = after.get(r.id);
-      if (sample) addNode(updatedIds.has(r.id) ? updated : others, r.id, before.get(r.id), sample);
-    }
+    const { updated, others } = await sides(await nodesOf(c));
     c.say(
       `  watched ${seconds} s: updated ${[...updatedIds].join(",")} ${updated.errors}/${updated.requests} errors; ` +
         `not updated ${others.nodes.join(",") || "-"} ${others.errors}/${others.requests} errors`,
