@@ -62,14 +62,11 @@ export async function rollout(ctx: { quick: boolean; log: (line: string) => void
     BATON_ROLLOUT_STEPSOAK: String(Math.round(soak / 2)),
     BATON_ROLLOUT_GATEMINREQUESTS: "10",
   };
-  // LocalCluster reads its config from this process's environment: set it for the cluster, then put it back
+  // LocalCluster reads its config from this process's environment and its nodes inherit it: set it for the
+  // benchmark, then put it back
   const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
   Object.assign(process.env, env);
   const cluster = new LocalCluster({ nodes: 2, onNotice: ctx.log });
-  for (const [k, v] of Object.entries(saved)) {
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
   const stop = new AbortController();
   const viewers: Promise<ViewerReport>[] = [];
   let publisher: ReconnectingPublisher | null = null;
@@ -116,5 +113,9 @@ export async function rollout(ctx: { quick: boolean; log: (line: string) => void
     await Promise.all(viewers);
     await publisher?.stop();
     await cluster.stop();
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
   }
 }
