@@ -6,13 +6,13 @@
 // - a bad release (a checkout whose segment requests answer 500): from the moment the canary is back and
 //   serving (its first bad answer can come from then on) to the failed gate, and from there to the end of its
 //   rollback. Baseline, same run: one node's drain and restart in the good update.
-import { execFileSync } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ReconnectingPublisher } from "../tools/chaos/publisher.ts";
 import { SimulatedViewer, type ViewerReport } from "../tools/chaos/viewer.ts";
 import { LocalCluster } from "../tools/local-cluster.ts";
-import { ROOT, freePort, isPortFree, nodeCommand, startProcess } from "../tools/processes.ts";
+import { freePort, isPortFree, nodeCommand, startProcess } from "../tools/processes.ts";
+import { makeBadRelease } from "../tools/rollout/bad-releases.ts";
 import { compared, type Figure } from "./report.ts";
 import { httpGet, tempDir, track, waitFor } from "./procs.ts";
 
@@ -94,11 +94,7 @@ export async function rollout(ctx: { quick: boolean; log: (line: string) => void
     const restart = Math.min(...perNode);
 
     ctx.log("a bad release (segment requests fail)");
-    const dir = join(tempDir("rollout-release"), "baton");
-    execFileSync("git", ["clone", "--quiet", "--shared", ROOT, dir]);
-    const hls = join(dir, "src", "delivery", "hls.ts");
-    writeFileSync(hls, readFileSync(hls, "utf8").replace("    const seq = Number(seqText);\n", '    throw new HttpError(500, "BAD_RELEASE", "bad release");\n    const seq = Number(seqText);\n'));
-    const bad = await cli(["rolling-update", "--to", dir, "--url", cluster.httpUrl], cliEnv);
+    const bad = await cli(["rolling-update", ...makeBadRelease("segments-fail", tempDir("rollout-release")), "--url", cluster.httpUrl], cliEnv);
     if (bad.code === 0) throw new Error(`the bad release went through:\n${bad.lines.map((l) => l.text).join("\n")}`);
     const serving = at(bad.lines, /\[1\/2\] node-\d: back and ready/);
     const caught = at(bad.lines, /^rolling back: gate errors failed/);

@@ -2,13 +2,14 @@
 // stream and simulated viewers: bad releases are refused or caught at the canary and rolled back with the
 // other node untouched; a good release rolls through with no viewer error, moving the stream once.
 import assert from "node:assert/strict";
-import { execFile, execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ReconnectingPublisher } from "../../tools/chaos/publisher.ts";
 import { SimulatedViewer, type ViewerReport } from "../../tools/chaos/viewer.ts";
 import { makePublishToken } from "../../src/ingest/token.ts";
-import { nodeCommand, ROOT, startProcess, type Managed } from "../../tools/processes.ts";
+import { nodeCommand, startProcess, type Managed } from "../../tools/processes.ts";
+import { makeBadRelease } from "../../tools/rollout/bad-releases.ts";
 import { parseM3u8 } from "../helpers/hls.ts";
 import { ADMIN, HOST, get, localClusterEnv, stopAll, tempDir, waitFor } from "../helpers/stack.ts";
 
@@ -18,18 +19,6 @@ interface NodeInfo {
   state: string;
   httpUrl: string;
   release?: { commit: string; config: string };
-}
-
-/** A copy of this checkout (its committed HEAD) with one file changed by `edit`: a release made for a test. */
-function badCheckout(name: string, file: string, edit: (text: string) => string): string {
-  const dir = join(tempDir(`release-${name}`), "baton");
-  execFileSync("git", ["clone", "--quiet", "--shared", ROOT, dir]);
-  const path = join(dir, file);
-  const before = readFileSync(path, "utf8");
-  const after = edit(before);
-  assert.notEqual(after, before, `the ${name} release changes ${file}`);
-  writeFileSync(path, after);
-  return dir;
 }
 
 describe("rolling updates to a release: canary, gates, rollback", function () {
@@ -126,9 +115,7 @@ describe("rolling updates to a release: canary, gates, rollback", function () {
   it("refuses a config that changes the segment duration of a live stream before touching any node", async () => {
     await settled();
     const before = await nodes();
-    const file = join(tempDir("config"), "two-second-segments.json");
-    writeFileSync(file, JSON.stringify({ hls: { segmentDuration: 2 } }));
-    const result = await baton(["rolling-update", "--config", file]);
+    const result = await baton(["rolling-update", ...makeBadRelease("segment-duration", tempDir("release"))]);
     assert.equal(result.code, 1, result.out);
     assert.match(result.out, /segmentDuration 2 differs from the target duration of live stream\(s\) roll \(1 s\)/);
     assert.deepEqual((await nodes()).map((n) => n.startedAt), before.map((n) => n.startedAt));
@@ -143,24 +130,16 @@ describe("rolling updates to a release: canary, gates, rollback", function () {
   });
 
   it("catches a release whose segment requests fail at the canary, and rolls it back", async () => {
-    const dir = badCheckout("segments", "src/delivery/hls.ts", (text) =>
-      text.replace("    const seq = Number(seqText);\n", '    throw new HttpError(500, "BAD_RELEASE", "this release cannot serve segments");\n    const seq = Number(seqText);\n'),
-    );
-    const out = await caughtAtCanary(["--to", dir], /gate errors failed: updated nodes \d+\.\d% \(\d+ of \d+\), not-updated nodes/);
+    const out = await caughtAtCanary(makeBadRelease("segments-fail", tempDir("release")), /gate errors failed: updated nodes \d+\.\d% \(\d+ of \d+\), not-updated nodes/);
     assert.match(out, /moving stream roll onto it|canary node-\d: watching/);
   });
 
   it("catches a release that crash-loops on start (it never comes back) and rolls it back", async () => {
-    const dir = badCheckout("crash", "src/bin/baton.ts", (text) =>
-      text.replace("async function runNode(args: string[]): Promise<void> {\n", 'async function runNode(args: string[]): Promise<void> {\n  if (args) throw new Error("bad release: crashes on start");\n'),
-    );
-    await caughtAtCanary(["--to", dir], /gate node_back failed: updated nodes node-\d not ready 30 s after its restart/);
+    await caughtAtCanary(makeBadRelease("crash-loop", tempDir("release")), /gate node_back failed: updated nodes node-\d not ready 30 s after its restart/);
   });
 
   it("catches a config whose transcoder cannot keep up (the slow preset) at the canary, and rolls it back", async () => {
-    const file = join(tempDir("config"), "slow.json");
-    writeFileSync(file, JSON.stringify({ transcode: { preset: "slow" } }));
-    await caughtAtCanary(["--config", file], /gate transcoder_speed failed/);
+    await caughtAtCanary(makeBadRelease("slow-transcoder", tempDir("release")), /gate transcoder_speed failed/);
   });
 
   it("rolls a good release through every node with no viewer error, moving the stream once; history lists every update", async () => {

@@ -26,40 +26,59 @@ async function checkLiveStreams(client: AdminClient, store: RolloutStore, next: 
   );
 }
 
+/** What a rollout needs: the CLI's admin client, the cluster's config and Redis, the local cluster's state dir. */
+export interface RolloutContext {
+  client: AdminClient;
+  config: Config;
+  store: RolloutStore;
+  stateDir: string;
+}
+
+function rollingOptions(r: RolloutContext): RollingOptions {
+  const { config } = r;
+  return {
+    restartCommand: config.admin.restartCommand, timeout: config.drain.deadline + 60, maxErrorRate: 0.01, readyChecks: 3,
+    store: r.store, stateDir: r.stateDir, rollout: config.rollout,
+  };
+}
+
+/** `rolling-update --to/--config`: prepares and checks the release, then the staged, gated update to it. */
+export async function updateToRelease(r: RolloutContext, release: { to?: string; config?: string }): Promise<void> {
+  const lastGood = (await r.store.lastGood()) ?? startingRelease();
+  const to = await prepareRelease({ ...release, base: lastGood, stateDir: r.stateDir, say: r.client.say });
+  if (to.config) await checkLiveStreams(r.client, r.store, loadReleaseConfig(to.config));
+  await rollingUpdate(r.client, rollingOptions(r), { from: lastGood, to });
+}
+
+/** A Redis client for the rollout's keys, connected, and closed after `use`. */
+export async function withRolloutStore<T>(redisConfig: Config["redis"], use: (store: RolloutStore) => Promise<T>): Promise<T> {
+  const redis = redisClient(redisConfig, "baton-cli", redisConfig.commandTimeout);
+  try {
+    await redis.connect().catch((error: unknown) => {
+      throw new Error(`cannot reach Redis at ${redisConfig.url} (${errorMessage(error)}): the rollout's state is kept there`);
+    });
+    return await use(new RolloutStore(redis, new Keys(redisConfig.prefix)));
+  } finally {
+    closeRedis(redis);
+  }
+}
+
 export async function rolloutCommand(
   command: "rolling-update" | "rollback" | "history",
   client: AdminClient,
   config: Config,
   release: { to?: string; config?: string },
 ): Promise<void> {
-  const redis = redisClient(config.redis, "baton-cli", config.redis.commandTimeout);
-  try {
-    await redis.connect().catch((error: unknown) => {
-      throw new Error(`cannot reach Redis at ${config.redis.url} (${errorMessage(error)}): the rollout's state is kept there`);
-    });
-    const store = new RolloutStore(redis, new Keys(config.redis.prefix));
+  await withRolloutStore(config.redis, async (store) => {
+    const r: RolloutContext = { client, config, store, stateDir: stateDir() };
     if (command === "history") {
       client.say(historyTable(await store.history()));
-      return;
+    } else if (command === "rollback") {
+      await rollback(client, { ...rollingOptions(r), stateDir: r.stateDir, store }, (await store.lastGood()) ?? startingRelease());
+    } else if (release.to === undefined && release.config === undefined) {
+      await rollingUpdate(client, { ...rollingOptions(r), rollout: undefined });
+    } else {
+      await updateToRelease(r, release);
     }
-    const dir = stateDir();
-    const options: RollingOptions = {
-      restartCommand: config.admin.restartCommand, timeout: config.drain.deadline + 60, maxErrorRate: 0.01, readyChecks: 3,
-      store, stateDir: dir, rollout: config.rollout,
-    };
-    const lastGood = (await store.lastGood()) ?? startingRelease();
-    if (command === "rollback") {
-      await rollback(client, { ...options, stateDir: dir, store }, lastGood);
-      return;
-    }
-    if (release.to === undefined && release.config === undefined) {
-      await rollingUpdate(client, { ...options, rollout: undefined });
-      return;
-    }
-    const to = await prepareRelease({ ...release, base: lastGood, stateDir: dir, say: client.say });
-    if (to.config) await checkLiveStreams(client, store, loadReleaseConfig(to.config));
-    await rollingUpdate(client, options, { from: lastGood, to });
-  } finally {
-    closeRedis(redis);
-  }
+  });
 }
