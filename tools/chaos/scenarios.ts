@@ -8,6 +8,7 @@ import { errorMessage } from "../../src/core/errors.ts";
 import { rollingUpdate } from "../rollout/run.ts";
 import { BAD_RELEASES, makeBadRelease } from "../rollout/bad-releases.ts";
 import { updateToRelease, withRolloutStore } from "../rollout/cli.ts";
+import type { RolloutStore } from "../../src/state/rollouts.ts";
 import type { LocalCluster } from "../local-cluster.ts";
 import type { ReconnectingPublisher } from "./publisher.ts";
 import type { TimelineEventKind } from "./timeline-chart.ts";
@@ -55,17 +56,22 @@ async function streamOwners(ctx: ScenarioContext): Promise<Map<string, { owner: 
 
 async function rolling(ctx: ScenarioContext): Promise<void> {
   const started = new Map<string, number>();
-  await rollingUpdate(ctx.admin, {
-    restartCommand: ctx.local ? [] : ctx.restartCommand,
-    timeout: ctx.drainDeadline + 60,
-    maxErrorRate: 0.01,
-    readyChecks: 3,
-    onStep: (step, node) => {
-      if (step === "drain") started.set(node, Date.now());
-      if (step === "drained") ctx.drains.push({ node, ms: Date.now() - (started.get(node) ?? Date.now()) });
-      ctx.mark(step === "back" ? "restart" : step, `${step} ${node}`);
-    },
-  });
+  const update = (store: RolloutStore | null): Promise<void> =>
+    rollingUpdate(ctx.admin, {
+      restartCommand: ctx.local ? [] : ctx.restartCommand,
+      timeout: ctx.drainDeadline + 60,
+      maxErrorRate: 0.01,
+      readyChecks: 3,
+      // the local cluster's Redis: its nodes steer publishers to the updated nodes (a stream moves once)
+      store,
+      onStep: (step, node) => {
+        if (step === "drain") started.set(node, Date.now());
+        if (step === "drained") ctx.drains.push({ node, ms: Date.now() - (started.get(node) ?? Date.now()) });
+        ctx.mark(step === "back" ? "restart" : step, `${step} ${node}`);
+      },
+    });
+  const local = ctx.local;
+  await (local ? withRolloutStore({ ...local.config.redis, url: local.redisUrl }, update) : update(null));
   await ctx.settle(2);
 }
 
@@ -123,11 +129,13 @@ async function publisherFlap(ctx: ScenarioContext): Promise<void> {
 async function badRelease(ctx: ScenarioContext): Promise<void> {
   const local = needLocal(ctx, "bad-release");
   const dir = mkdtempSync(join(tmpdir(), "baton-bad-release-"));
-  const config = { ...local.config, rollout: { ...local.config.rollout, canarySoak: ctx.quick ? 10 : local.config.rollout.canarySoak, readyTimeout: 30 } };
+  const soak = (quick: number, full: number): number => (ctx.quick ? quick : full);
+  const { rollout } = local.config;
+  const config = { ...local.config, rollout: { ...rollout, canarySoak: soak(10, rollout.canarySoak), stepSoak: soak(5, rollout.stepSoak), readyTimeout: 30 } };
   try {
     await withRolloutStore({ ...local.config.redis, url: local.redisUrl }, async (store) => {
       for (const kind of BAD_RELEASES) {
-        const [flag, path] = makeBadRelease(kind, join(dir, kind));
+        const [flag, path] = makeBadRelease(kind, join(dir, kind), local.config.hls.segmentDuration);
         ctx.progress(`bad release ${kind} (${flag} ${path})`);
         ctx.mark("phase", `bad release ${kind}`);
         const caught = await updateToRelease({ client: ctx.admin, config, store, stateDir: local.dir }, flag === "--to" ? { to: path } : { config: path }).then(

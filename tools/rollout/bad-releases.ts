@@ -21,21 +21,24 @@ const CODE = {
   },
 } as const;
 
-/** Config changes: a slower x264 preset (gate `transcoder_speed`), another segment duration (refused). */
+/** Config changes: a slower x264 preset (gate `transcoder_speed`), another segment duration than the cluster's (refused). */
 const CONFIG = {
-  "slow-transcoder": { transcode: { preset: "slow" } },
-  "segment-duration": { hls: { segmentDuration: 2 } },
+  "slow-transcoder": () => ({ transcode: { preset: "slow" } }),
+  "segment-duration": (current: number) => ({ hls: { segmentDuration: current + 1 } }),
 } as const;
 
 export type BadRelease = keyof typeof CODE | keyof typeof CONFIG;
 export const BAD_RELEASES: BadRelease[] = ["segment-duration", "segments-fail", "crash-loop", "slow-transcoder"];
 
-/** The `rolling-update` arguments of a bad release made under `dir`: `--to` a checkout, or `--config` a file. */
-export function makeBadRelease(kind: BadRelease, dir: string): ["--to" | "--config", string] {
+/**
+ * The `rolling-update` arguments of a bad release made under `dir`: `--to` a checkout, or `--config` a file.
+ * `segmentDuration` is the running cluster's (hls.segmentDuration), which the segment-duration release changes.
+ */
+export function makeBadRelease(kind: BadRelease, dir: string, segmentDuration = 1): ["--to" | "--config", string] {
   mkdirSync(dir, { recursive: true });
   if (kind in CONFIG) {
     const file = join(dir, `${kind}.json`);
-    writeFileSync(file, JSON.stringify(CONFIG[kind as keyof typeof CONFIG]));
+    writeFileSync(file, JSON.stringify(CONFIG[kind as keyof typeof CONFIG](segmentDuration)));
     return ["--config", file];
   }
   const change = CODE[kind as keyof typeof CODE];
