@@ -34,10 +34,10 @@ describe("rolling updates to a release: canary, gates, rollback", function () {
   const owner = async (): Promise<string | undefined> =>
     (JSON.parse((await get(`${http}/api/streams`, ADMIN)).text) as { streams: { id: string; owner: string; state: string }[] }).streams.find((s) => s.id === "roll" && s.state === "live")?.owner;
 
-  const baton = (args: string[]): Promise<{ code: number; out: string }> => {
+  const baton = (args: string[], more: Record<string, string> = {}): Promise<{ code: number; out: string }> => {
     const [command, argv] = nodeCommand([...args, "--url", http]);
     return new Promise((resolve) =>
-      execFile(command, argv, { env: { ...process.env, ...env }, encoding: "utf8", timeout: 300000 }, (error, stdout, stderr) =>
+      execFile(command, argv, { env: { ...process.env, ...env, ...more }, encoding: "utf8", timeout: 300000 }, (error, stdout, stderr) =>
         resolve({ code: error ? Number(error.code ?? 1) : 0, out: `${stdout}\n${stderr}` }),
       ),
     );
@@ -91,10 +91,10 @@ describe("rolling updates to a release: canary, gates, rollback", function () {
   });
 
   /** A bad release: the command fails naming `gate`, the canary is back on the old release, the other node never restarted. */
-  async function caughtAtCanary(args: string[], gate: RegExp): Promise<string> {
+  async function caughtAtCanary(args: string[], gate: RegExp, more: Record<string, string> = {}): Promise<string> {
     await settled();
     const before = await nodes();
-    const result = await baton(["rolling-update", ...args]);
+    const result = await baton(["rolling-update", ...args], more);
     assert.notEqual(result.code, 0, result.out);
     assert.match(result.out, gate);
     assert.match(result.out, /rolled back node-\d to /, result.out);
@@ -139,7 +139,8 @@ describe("rolling updates to a release: canary, gates, rollback", function () {
   });
 
   it("catches a config whose transcoder cannot keep up (the slow preset) at the canary, and rolls it back", async () => {
-    await caughtAtCanary(makeBadRelease("slow-transcoder", tempDir("release")), /gate transcoder_speed failed/);
+    // long enough for the moved stream's transcoder to be measured and, behind real time, step its preset down
+    await caughtAtCanary(makeBadRelease("slow-transcoder", tempDir("release")), /gate transcoder_speed failed/, { BATON_ROLLOUT_CANARYSOAK: "24" });
   });
 
   it("rolls a good release through every node with no viewer error, moving the stream once; history lists every update", async () => {

@@ -224,7 +224,8 @@ class Update {
     const { updated, others } = await sides(await nodesOf(c));
     c.say(
       `  watched ${seconds} s: updated ${[...updatedIds].join(",")} ${updated.errors}/${updated.requests} errors; ` +
-        `not updated ${others.nodes.join(",") || "-"} ${others.errors}/${others.requests} errors`,
+        `not updated ${others.nodes.join(",") || "-"} ${others.errors}/${others.requests} errors; ` +
+        `transcoder speeds ${speeds.updated.map((v) => v.toFixed(2)).join(",") || "-"} against ${speeds.others.map((v) => v.toFixed(2)).join(",") || "-"}`,
     );
     return judge(gates, updated, others.nodes.length > 0 ? others : null, beforeSpeeds);
   }
