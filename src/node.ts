@@ -28,6 +28,9 @@ import { ViewerChannel } from "./delivery/ws.ts";
 import { ClientAddresses } from "./http/client-address.ts";
 import { HttpServer } from "./http/server.ts";
 import { admitPublish, recordRefusal } from "./ingest/admission.ts";
+import { steeredAway } from "./cluster/steering.ts";
+import { RolloutStore } from "./state/rollouts.ts";
+import { SCHEMA_VERSION, checkSchema } from "./state/schema.ts";
 import { RtmpIngest } from "./ingest/rtmp-server.ts";
 import { Feed } from "./state/feed.ts";
 import { NodeRecords } from "./state/nodes.ts";
@@ -59,6 +62,11 @@ export class BatonNode {
   private roomElsewhere = false;
   /** Viewers per stream on the other nodes, by their last registry records (delivery.maxViewersPerStream). */
   private viewersElsewhere = new Map<string, number>();
+  /** Why a rolling update sends new publishers elsewhere now (cluster/steering.ts), or null. */
+  private steered: string | null = null;
+  private readonly rollouts: RolloutStore;
+  /** Why this node may not use the cluster's data (state/schema.ts); until first read, it does not. */
+  private schemaRefused: string | null = "the cluster's schema version is not read yet";
   private readonly nodes: NodeRecords;
   private readonly feed: Feed;
   private readonly sweeper: Sweeper;
@@ -94,6 +102,7 @@ export class BatonNode {
     });
     this.nodes = new NodeRecords(this.store.redis, this.store.keys);
     this.feed = new Feed(this.store);
+    this.rollouts = new RolloutStore(this.store.redis, this.store.keys);
     this.owners = new StreamOwners({
       store: this.store,
       nodeId: this.id,
@@ -125,6 +134,8 @@ export class BatonNode {
               const room = this.capacity.room(this.owners.transcoders());
               return room.slots > 0 ? null : { why: room.why, elsewhere: this.roomElsewhere };
             },
+            steered: () => this.steered,
+            unusable: () => this.schemaRefused,
           }),
         publisher: (connection) => this.owners.publisher(connection),
         refused: (reason, message, request) => recordRefusal({ metrics: this.metrics, log }, reason, message, { remote: request.remote, stream: request.name }),
@@ -190,10 +201,12 @@ export class BatonNode {
         rtmpUrl: `rtmp://${host}:${this.ingest.port}/live`,
         version: VERSION,
         release: this.release,
+        schema: SCHEMA_VERSION,
         startedAt: this.startedAt,
         load: { publishers: this.owners.size, viewers: this.hls.viewers.counts(), readyChecks: this.http.readyChecks, transcoders: this.owners.speeds(), slots: this.slots },
       }),
       log.child("registry"),
+      () => this.schemaRefused !== null,
     );
     this.drainer = new Drainer({
       publishState: () => this.registry.beat(), http: this.http, viewers: this.channel, publishers: this.owners, log: log.child("drain"),
@@ -202,7 +215,7 @@ export class BatonNode {
       balancerSaw: () => this.agent.httpOutOfRotation >= 2 && this.http.notReadyChecks >= 2,
     });
     this.agent = new AgentServer(config.agent.port, config.node.bind, (backend) =>
-      agentAnswer(this.drainer.state, { publishers: this.owners.size, capacity: config.transcode.capacity, slots: this.slots }, backend),
+      agentAnswer(this.drainer.state, { publishers: this.owners.size, capacity: config.transcode.capacity, slots: this.slots, steered: this.steered !== null }, backend),
     );
     addAdminApi(this.http, { nodeId: this.id, token: adminToken(config), local: this, nodes: this.nodes, feed: this.feed });
   }
@@ -234,19 +247,30 @@ export class BatonNode {
 
   /** What /readyz answers (and baton_ready says). */
   private readiness(): ReturnType<typeof readiness> {
-    return readiness({ closing: this.closing !== null, state: this.drainer.state, redisReachable: this.store.ready });
+    return readiness({ closing: this.closing !== null, state: this.drainer.state, redisReachable: this.store.ready, schema: this.schemaRefused });
   }
 
   /** Once a second: what the machine and the transcoders use, and whether any other node has room. */
   private measure(): void {
     this.capacity.tick(this.owners.transcoders());
-    this.nodes
-      .list()
-      .then((records) => {
+    this.readSchema().catch(() => undefined);
+    Promise.all([this.nodes.list(), this.rollouts.active(), this.rollouts.counts()])
+      .then(([records, active, counts]) => {
         this.roomElsewhere = roomElsewhere(records, this.id, Date.now(), NODE_TTL_MS);
         this.viewersElsewhere = viewersElsewhere(records, this.id, Date.now(), NODE_TTL_MS);
+        this.steered = steeredAway(active, records, this.id, Date.now(), NODE_TTL_MS);
+        this.metrics.rolloutInProgress.set(active ? 1 : 0);
+        this.metrics.rolloutSteered.set(this.steered ? 1 : 0);
+        for (const [outcome, count] of Object.entries(counts)) this.metrics.rollouts.set({ outcome }, count);
       })
       .catch(() => undefined);
+  }
+
+  /** Whether this release can read the cluster's data (state/schema.ts); said once in the log when it cannot. */
+  private async readSchema(): Promise<void> {
+    const refused = await checkSchema(this.store.redis, this.store.keys);
+    if (refused && refused !== this.schemaRefused) this.log.error("refusing work: this release cannot read the cluster's data", { reason: refused });
+    this.schemaRefused = refused;
   }
 
   get state(): NodeState {
@@ -298,6 +322,8 @@ export class BatonNode {
     try {
       await this.store.connect();
       this.metrics.redisUp.set(1);
+      // before the first heartbeat: a node that cannot read the cluster's data never registers
+      await this.readSchema();
     } catch (error) {
       this.log.warn("Redis unreachable at start; retrying in the background", { url: this.config.redis.url.replace(/\/\/[^@/]*@/, "//***@"), error: errorMessage(error) });
     }

@@ -1,7 +1,6 @@
-// The operator's commands: status, drain, undrain, rolling-update. They talk to the cluster's HTTP API
+// The operator's commands: status, drain, undrain, revoke (rolling updates: tools/rollout/run.ts). They talk to the cluster's HTTP API
 // (by default through the balancer, `http://<node.publicHost>:<http.port>`; `--url` for another), with the
 // admin token from the config, BATON_ADMIN_TOKEN or the local cluster's var/admin-token.
-import { execFile } from "node:child_process";
 import { describeRelease } from "../src/core/release.ts";
 import type { NodeRecord } from "../src/core/model.ts";
 import type { StreamInfo } from "../src/cluster/api.ts";
@@ -14,7 +13,7 @@ export interface AdminClient {
   say: (line: string) => void;
 }
 
-async function call<T>(c: AdminClient, path: string, init: RequestInit = {}, base = c.url): Promise<T> {
+export async function call<T>(c: AdminClient, path: string, init: RequestInit = {}, base = c.url): Promise<T> {
   let response: Response;
   try {
     response = await fetch(base + path, {
@@ -39,7 +38,7 @@ async function call<T>(c: AdminClient, path: string, init: RequestInit = {}, bas
 }
 
 export const nodesOf = async (c: AdminClient): Promise<NodeRecord[]> => (await call<{ nodes: NodeRecord[] }>(c, "/api/nodes")).nodes;
-const streamsOf = async (c: AdminClient): Promise<StreamInfo[]> => (await call<{ streams: StreamInfo[] }>(c, "/api/streams")).streams;
+export const streamsOf = async (c: AdminClient): Promise<StreamInfo[]> => (await call<{ streams: StreamInfo[] }>(c, "/api/streams")).streams;
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
@@ -94,111 +93,4 @@ export async function revoke(c: AdminClient, stream: string): Promise<string> {
 export async function undrain(c: AdminClient, node: string): Promise<string> {
   const r = await call<{ state: string }>(c, `/admin/nodes/${encodeURIComponent(node)}/undrain`, { method: "POST", body: "{}" });
   return `${node}: ${r.state}`;
-}
-
-/** Requests and 5xx answers per node, from each node's /metrics (counters restart with the process). */
-async function errorCounts(c: AdminClient, nodes: NodeRecord[]): Promise<Map<string, { startedAt: number; requests: number; errors: number }>> {
-  const out = new Map<string, { startedAt: number; requests: number; errors: number }>();
-  for (const n of nodes) {
-    const text = await fetch(`${n.httpUrl}/metrics`, { headers: { Authorization: `Bearer ${c.token}` }, signal: AbortSignal.timeout(5000) })
-      .then((r) => r.text())
-      .catch(() => "");
-    const counts = { startedAt: n.startedAt, requests: 0, errors: 0 };
-    for (const line of text.split("\n")) {
-      const m = /^baton_http_requests_total\{([^}]*)\} (\d+(?:\.\d+)?)/.exec(line);
-      if (!m || /route="(readyz|healthz|metrics)"/.test(m[1]!)) continue;
-      counts.requests += Number(m[2]);
-      if (/status="5\d\d"/.test(m[1]!)) counts.errors += Number(m[2]);
-    }
-    out.set(n.id, counts);
-  }
-  return out;
-}
-
-/** What the cluster answered between two readings; a restarted node's counters count from zero. */
-function delta(
-  before: Map<string, { startedAt: number; requests: number; errors: number }>,
-  after: Map<string, { startedAt: number; requests: number; errors: number }>,
-): { requests: number; errors: number } {
-  let requests = 0;
-  let errors = 0;
-  for (const [id, now] of after) {
-    const then = before.get(id);
-    const same = then && then.startedAt === now.startedAt;
-    requests += now.requests - (same ? then.requests : 0);
-    errors += now.errors - (same ? then.errors : 0);
-  }
-  return { requests, errors };
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-export interface RollingOptions {
-  /** argv run to restart a drained node (`{node}` replaced); empty: the node exits and its supervisor restarts it. */
-  restartCommand: string[];
-  /** Seconds to wait for a node to drain and come back before giving up. */
-  timeout: number;
-  /** Stop when this share of requests failed (5xx) during one node's update. */
-  maxErrorRate: number;
-  /** Readiness checks in a row a returning node must have answered before the next node drains. */
-  readyChecks: number;
-  /** Told of each step (the chaos harness marks them on its timeline). */
-  onStep?: (step: "drain" | "drained" | "back", node: string) => void;
-}
-
-/**
- * Drains each node in turn, restarts it, waits until it is ready and healthy, and moves on. Stops (and
- * undrains the node) when one does not come back or the cluster's error rate rises, saying why.
- */
-export async function rollingUpdate(c: AdminClient, o: RollingOptions): Promise<void> {
-  const nodes = await nodesOf(c);
-  if (nodes.length < 2) throw new Error(`a rolling update needs at least two nodes; the cluster has ${nodes.length}`);
-  c.say(`rolling update of ${nodes.length} nodes: ${nodes.map((n) => n.id).join(", ")}`);
-  for (const [i, node] of nodes.entries()) {
-    const step = `[${i + 1}/${nodes.length}] ${node.id}`;
-    const before = await errorCounts(c, await nodesOf(c));
-    const started = Date.now();
-    const deadline = started + o.timeout * 1000;
-    const fail = async (why: string): Promise<never> => {
-      await undrain(c, node.id).catch(() => undefined);
-      throw new Error(`${step}: ${why}; stopped the rolling update (the node was asked to undrain)`);
-    };
-    c.say(`${step}: draining`);
-    o.onStep?.("drain", node.id);
-    await drain(c, node.id, o.restartCommand.length === 0);
-    // drained: it says so, or (asked to exit once drained) it is gone or already back
-    for (;;) {
-      const record = (await nodesOf(c).catch(() => [])).find((n) => n.id === node.id);
-      if (!record || record.state === "drained" || record.startedAt > node.startedAt) break;
-      if (Date.now() > deadline) await fail("did not drain in time");
-      await sleep(100);
-    }
-    o.onStep?.("drained", node.id);
-    if (o.restartCommand.length > 0) {
-      c.say(`${step}: drained; restarting (${o.restartCommand.join(" ")})`);
-      const [command, ...args] = o.restartCommand.map((part) => part.replaceAll("{node}", node.id));
-      await new Promise<void>((resolve, reject) => execFile(command!, args, (error) => (error ? reject(error) : resolve()))).catch((error: unknown) =>
-        fail(`restart command failed: ${errorMessage(error)}`),
-      );
-    } else {
-      c.say(`${step}: drained; restarting`);
-    }
-    for (;;) {
-      const record = (await nodesOf(c).catch(() => [])).find((n) => n.id === node.id);
-      // ready, and the balancer has checked it ready a few times (HAProxy's rise is 2), so it sends it traffic
-      if (record && record.startedAt > node.startedAt && record.state === "ready" && record.load.readyChecks >= o.readyChecks) {
-        const ready = await fetch(`${record.httpUrl}/readyz`, { signal: AbortSignal.timeout(5000) }).then((r) => r.ok).catch(() => false);
-        if (ready) break;
-      }
-      if (Date.now() > deadline) await fail(`did not come back ready within ${o.timeout} s`);
-      await sleep(250);
-    }
-    o.onStep?.("back", node.id);
-    const { requests, errors } = delta(before, await errorCounts(c, await nodesOf(c)));
-    c.say(`${step}: back and ready in ${((Date.now() - started) / 1000).toFixed(1)} s (${errors} errors in ${requests} requests)`);
-    if (errors > 5 && errors / Math.max(1, requests) > o.maxErrorRate) {
-      throw new Error(`${step}: error rate rose to ${((100 * errors) / requests).toFixed(1)}%; stopped the rolling update`);
-    }
-  }
-  c.say("rolling update done");
 }

@@ -12,6 +12,7 @@ import { haproxyConfig, type BalancedNode } from "../src/cluster/haproxy.ts";
 import { makePublishToken } from "../src/ingest/token.ts";
 import { showStat } from "./haproxy-stats.ts";
 import { PidFile } from "./pid-file.ts";
+import { assignedRelease, configKeysEnv } from "./rollout/release.ts";
 import { isPortFree, nodeCommand, nodeEnv, startHaproxy, startProcess, startRedis, stopProcess, waitForPort, type Managed } from "./processes.ts";
 
 export interface LocalClusterOptions {
@@ -110,7 +111,7 @@ export class LocalCluster {
   }
 
   private launch(node: BalancedNode, delay: number): void {
-    const env = nodeEnv(
+    const own = nodeEnv(
       {
         ...node, redisUrl: this.redisUrl, spoolDir: join(this.dir, "spool", node.id),
         publishSecret: this.secret, sessionSecret: this.sessionsSecret, adminToken: this.adminToken,
@@ -119,10 +120,14 @@ export class LocalCluster {
       // HAProxy names each publisher in a PROXY header, so the nodes' connection caps count publishers, not it
       { rtmp: { proxyProtocol: true }, rtmps: { port: node.rtmpsPort ?? 0 } },
     );
-    Object.assign(env, this.o.nodeEnv);
-    const [command, args] = nodeCommand(["node"]);
+    const env = { ...own, ...this.o.nodeEnv };
+    // the release a rolling update assigned it (tools/rollout/release.ts), else the checkout the cluster runs
+    const release = assignedRelease(this.dir, node.id);
+    const [command, args] = nodeCommand(release.config ? ["node", "--config", release.config] : ["node"], release.root);
     const p = startProcess(node.id, command, args, {
       env,
+      // the node's identity, ports and shared secrets stay the supervisor's whatever the file says
+      unset: release.config ? configKeysEnv(release.config).filter((key) => !Object.hasOwn(own, key)) : [],
       logFile: join(this.dir, "logs", `${node.id}.log`),
       ownGroup: true,
       ...(this.o.echoLogs ? { onLine: (line: string) => process.stderr.write(`${line}\n`) } : {}),

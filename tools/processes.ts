@@ -28,12 +28,19 @@ export interface SpawnOptions {
    * stops its children in order (nodes before the Redis they flush into).
    */
   ownGroup?: boolean;
+  /** Variables of this process's environment the child does not inherit (a release's config file wins over them). */
+  unset?: string[];
+}
+
+function withoutKeys(env: NodeJS.ProcessEnv, keys: string[]): NodeJS.ProcessEnv {
+  for (const key of keys) delete env[key];
+  return env;
 }
 
 export function startProcess(name: string, command: string, args: string[], options: SpawnOptions = {}): Managed {
   const child = spawn(command, args, {
     cwd: ROOT,
-    env: { ...process.env, ...options.env },
+    env: withoutKeys({ ...process.env, ...options.env }, options.unset ?? []),
     stdio: ["ignore", "pipe", "pipe"],
     detached: options.ownGroup === true,
   });
@@ -140,9 +147,9 @@ export function startRedis(o: RedisServerOptions): Managed {
   return startProcess(`redis-server:${o.port}`, "redis-server", args, { logFile: o.logFile, ownGroup: o.ownGroup });
 }
 
-/** The command that runs a baton node process: tsx loads the TypeScript sources directly. */
-export function nodeCommand(args: string[]): [string, string[]] {
-  return [process.execPath, ["--import", "tsx", join(ROOT, "src", "bin", "baton.ts"), ...args]];
+/** The command that runs a baton node process: tsx loads the TypeScript sources (of the checkout at `root`) directly. */
+export function nodeCommand(args: string[], root = ROOT): [string, string[]] {
+  return [process.execPath, ["--import", "tsx", join(root, "src", "bin", "baton.ts"), ...args]];
 }
 
 export function startHaproxy(configFile: string, options: SpawnOptions = {}): Managed {

@@ -4,11 +4,12 @@
 //   baton node [--config FILE]   one node, configured by file and BATON_* variables
 //   baton token <streamId>       a ready publish URL, signed with the local cluster's secret
 //   baton token --play <streamId>  a ready watch URL and master playlist URL with a playback token
-//   baton status | drain <id> | undrain <id> | rolling-update [--url URL]   the operator's commands
+//   baton status | drain <id> | undrain <id> | rolling-update [--to R] [--config F] | rollback | history
+//                                the operator's commands (--url URL for another address than the balancer)
 import { loadConfig } from "../config/load.ts";
 import { adminToken, playbackSecret, publishSecret } from "../config/state-dir.ts";
 import { makePlaybackToken, playbackUrls } from "../delivery/playback-token.ts";
-import { drain, revoke, rollingUpdate, status, undrain, type AdminClient } from "../../tools/admin-cli.ts";
+import { drain, revoke, status, undrain, type AdminClient } from "../../tools/admin-cli.ts";
 import { errorMessage } from "../core/errors.ts";
 import { makePublishToken } from "../ingest/token.ts";
 import { isStreamId } from "../core/ids.ts";
@@ -24,8 +25,14 @@ const USAGE = `usage: baton <command>
   drain <nodeId>          drain a node (it keeps running, drained, until undrain)
   undrain <nodeId>        take a drained node back
   revoke <streamId>       refuse every publish token of the stream made until now, and end its live publish
-  rolling-update          drain, restart and bring back every node in turn
-  (status, drain, undrain, revoke, rolling-update take --url URL, default the balancer http://<publicHost>:<http.port>)`;
+  rolling-update [--to RELEASE] [--config FILE]
+                          drain, restart and bring back every node in turn; with --to (a git ref or a directory
+                          holding a baton checkout) and/or --config (a node config file), a staged update to that
+                          release: a canary, then rollout.steps, each gated; a failed gate rolls back by itself
+  rollback                restart every node not on the last good release on it
+  history                 past rolling updates and rollbacks (when, from, to, outcome, why)
+  (status, drain, undrain, revoke, rolling-update, rollback, history take --url URL, default the balancer
+   http://<publicHost>:<http.port>)`;
 
 class UsageError extends Error {}
 
@@ -185,11 +192,16 @@ async function main(argv: string[]): Promise<void> {
       console.log(await undrain(client, nodeArg(args, "undrain")));
       return;
     }
-    case "rolling-update": {
+    case "rolling-update":
+    case "rollback":
+    case "history": {
+      // --config of rolling-update is the release's config file, not this command's
+      const releaseConfig = command === "rolling-update" ? option(args, "--config") : undefined;
+      const to = command === "rolling-update" ? option(args, "--to") : undefined;
       const client = adminClient(args);
       if (args.length > 0) throw new UsageError(`unexpected argument ${args[0]}`);
-      const config = loadConfig();
-      await rollingUpdate(client, { restartCommand: config.admin.restartCommand, timeout: config.drain.deadline + 60, maxErrorRate: 0.01, readyChecks: 3 });
+      const { rolloutCommand } = await import("../../tools/rollout/cli.ts");
+      await rolloutCommand(command, client, loadConfig(), { to, config: releaseConfig });
       return;
     }
     case undefined:

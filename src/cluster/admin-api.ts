@@ -1,6 +1,7 @@
 // The admin API (bearer token, compared in constant time):
 //   POST /admin/drain [{"exit": true}]   POST /admin/undrain   GET /admin/status
 //   POST /admin/nodes/{id}/drain   POST /admin/nodes/{id}/undrain   GET /admin/nodes/{id}/status
+//   POST /admin/streams/{id}/revoke   POST /admin/streams/{id}/move (its encoder reconnects: a rolling update)
 // A command for another node goes to it through Redis (the admin channel); the answer says what state the
 // cluster then sees that node in. runAdminCommand() is the receiving end, on every node.
 import { checkBearer } from "../http/bearer.ts";
@@ -18,9 +19,9 @@ import type { NodeRecords } from "../state/nodes.ts";
 export interface AdminCommand {
   /** The node it is for; "*" for every node (a revocation ends the stream's publish wherever it is). */
   node: string;
-  action: "drain" | "undrain" | "revoke";
+  action: "drain" | "undrain" | "revoke" | "move";
   exit?: boolean;
-  /** The stream a revocation is for. */
+  /** The stream a revocation or a move is for. */
   stream?: string;
   /** The node that relayed the command (for the log). */
   via: string;
@@ -66,6 +67,8 @@ export function runAdminCommand(message: unknown, target: CommandTarget, log: Lo
   else if (command.action === "undrain") target.undrain().catch(failed);
   // the encoder's reconnect then meets the revocation; a new token resumes the same timeline
   else if (command.action === "revoke" && isStreamId(command.stream)) target.endPublish(command.stream, "publish revoked");
+  // a rolling update moves a stream onto its canary: the encoder reconnects, and steering sends it there
+  else if (command.action === "move" && isStreamId(command.stream)) target.endPublish(command.stream, "moved by a rolling update: reconnect to another node");
   else log.warn("unknown admin command", { action: String(command.action).slice(0, 40) });
 }
 
@@ -113,6 +116,12 @@ export function addAdminApi(http: Routes, o: AdminOptions): void {
     sendJson(res, 200, { stream, revokedAt: new Date(revokedAt * 1000).toISOString(), refused: "every publish token of the stream issued until then" });
   }));
 
+  http.addRoute(["POST"], "admin_move", new RegExp(`^/admin/streams/(${STREAM_ID_PATTERN})/move$`), guard(async ({ params, res }) => {
+    const stream = params[0]!;
+    const command: AdminCommand = { node: "*", action: "move", stream, via: o.nodeId };
+    await o.feed.publishAdmin(command);
+    sendJson(res, 202, { stream, moved: "its publisher was told to reconnect; the balancer picks the node" });
+  }));
   http.addRoute(["POST"], "admin_node_drain", new RegExp(`^/admin/nodes/(${NODE_ID_PATTERN})/(drain|undrain)$`), guard(async (request) => {
     const [id, action] = request.params as [string, "drain" | "undrain"];
     const exit = action === "drain" && (await exitFlag(request));

@@ -18,6 +18,8 @@ export interface AgentLoad {
   capacity: number;
   /** Streams the node may still take now (cluster/capacity.ts). */
   slots: number;
+  /** A rolling update sends new publishers to the nodes already updated (cluster/steering.ts). */
+  steered?: boolean;
 }
 
 export function agentAnswer(state: NodeState, load: AgentLoad, backend: AgentBackend = "http"): string {
@@ -26,7 +28,7 @@ export function agentAnswer(state: NodeState, load: AgentLoad, backend: AgentBac
   // viewers are hashed by stream onto the nodes (haproxy.ts): a weight that moved with each publisher would
   // move streams between nodes, each move a cold cache; only the publishers' backend is weighted by load
   if (backend === "http") return "up ready 100%\n";
-  if (load.slots <= 0) return "drain\n";
+  if (load.slots <= 0 || load.steered) return "drain\n";
   const spare = Math.round(100 * (1 - load.publishers / load.capacity));
   return `up ready ${Math.max(1, Math.min(100, spare))}%\n`;
 }

@@ -112,8 +112,10 @@ export class Drainer {
 }
 
 /** Whether a node takes new work (what /readyz answers and the agent check follows), and why not. */
-export function readiness(o: { closing: boolean; state: NodeState; redisReachable: boolean }): { ok: true } | { ok: false; reason: string } {
+export function readiness(o: { closing: boolean; state: NodeState; redisReachable: boolean; schema?: string | null }): { ok: true } | { ok: false; reason: string } {
   if (o.closing) return { ok: false, reason: "shutting down" };
+  // a release that cannot read the cluster's data takes no work at all (state/schema.ts)
+  if (o.schema) return { ok: false, reason: o.schema };
   if (o.state !== "ready") return { ok: false, reason: o.state };
   if (!o.redisReachable) return { ok: false, reason: "redis unreachable" };
   return { ok: true };

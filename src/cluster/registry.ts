@@ -17,6 +17,8 @@ export class Registry {
     private readonly records: NodeRecords,
     private readonly record: () => Omit<NodeRecord, "heartbeatAt" | "load"> & { load: Omit<NodeRecord["load"], "cpu"> },
     private readonly log: Logger,
+    /** While true the node writes no record (it cannot read the cluster's schema: state/schema.ts). */
+    private readonly silent: () => boolean = () => false,
   ) {}
 
   start(): void {
@@ -25,7 +27,7 @@ export class Registry {
   }
 
   async beat(): Promise<void> {
-    if (!this.records.writable) return;
+    if (!this.records.writable || this.silent()) return;
     const now = Date.now();
     const cpu = process.cpuUsage(this.lastCpu);
     const load = (cpu.user + cpu.system) / 1000 / Math.max(1, now - this.lastAt);

@@ -287,6 +287,31 @@ export interface Config {
     /** Least severe level printed. */
     level: "debug" | "info" | "warn" | "error";
   };
+  // rollout: the staged rolling update (tools/rollout/), read by the CLI, not by nodes
+  rollout: {
+    /** Seconds the canary is watched against the not-updated nodes before the rest follow. */
+    canarySoak: number;
+    /** Seconds each later step is watched the same way. */
+    stepSoak: number;
+    /** How many nodes are updated by the end of each step after the canary: a count ("1") or a share ("50%"). */
+    steps: string[];
+    /** Seconds a restarted node has to come back ready; past it the `node_back` gate fails. */
+    readyTimeout: number;
+    /** `errors` gate: the updated nodes' 5xx share of viewer requests may exceed the others' by this much. */
+    gateErrorRatio: number;
+    /** Viewer requests a side must have answered in the window for the error and latency gates to judge it. */
+    gateMinRequests: number;
+    /** Latency gates: the updated nodes' p99 may be this many times the others'... */
+    gateLatencyFactor: number;
+    /** ...or up to this many seconds (a busy machine's playlists and segments), whichever is more. */
+    gateLatencyFloor: number;
+    /** `publish_latency` gate: segment publish latency p99 floor in seconds (with gateLatencyFactor). */
+    gatePublishLatencyFloor: number;
+    /** `transcoder_speed` gate: media seconds per second an updated node's transcoder must reach (1: real time). */
+    gateMinSpeed: number;
+    /** `viewer_stalls` gate: stalls per viewer-minute the updated nodes' viewers may report above the others'. */
+    gateStallsPerMinute: number;
+  };
 }
 
 export const DEFAULTS: Config = {
@@ -397,5 +422,18 @@ export const DEFAULTS: Config = {
   },
   log: {
     level: "info",
+  },
+  rollout: {
+    canarySoak: 120,
+    stepSoak: 30,
+    steps: ["1", "50%", "100%"],
+    readyTimeout: 90,
+    gateErrorRatio: 0.01,
+    gateMinRequests: 20,
+    gateLatencyFactor: 4,
+    gateLatencyFloor: 1,
+    gatePublishLatencyFloor: 2.5,
+    gateMinSpeed: 0.9,
+    gateStallsPerMinute: 0.5,
   },
 };

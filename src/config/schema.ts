@@ -125,6 +125,19 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
     maxViewersPerNode: { kind: "int", min: 0, max: 100000000 },
   },
   log: { level: { kind: "enum", values: ["debug", "info", "warn", "error"] } },
+  rollout: {
+    canarySoak: { kind: "number", min: 0, max: 86400 },
+    stepSoak: { kind: "number", min: 0, max: 86400 },
+    steps: { kind: "list", pattern: /^([1-9]\d{0,3}|([1-9]\d?|100)%)$/, expected: "a list of node counts (\"2\") or shares (\"50%\")" },
+    readyTimeout: { kind: "number", min: 5, max: 3600 },
+    gateErrorRatio: { kind: "number", min: 0, max: 1 },
+    gateMinRequests: { kind: "int", min: 0, max: 1000000 },
+    gateLatencyFactor: { kind: "number", min: 1, max: 1000 },
+    gateLatencyFloor: { kind: "number", min: 0, max: 60 },
+    gatePublishLatencyFloor: { kind: "number", min: 0, max: 60 },
+    gateMinSpeed: { kind: "number", min: 0, max: 10 },
+    gateStallsPerMinute: { kind: "number", min: 0, max: 1000 },
+  },
 };
 
 function show(value: unknown): string {

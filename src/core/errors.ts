@@ -34,7 +34,8 @@ export type RefusalReason =
   | "revoked"
   | "play_not_supported"
   | "at_capacity"
-  | "cluster_full";
+  | "cluster_full"
+  | "updating";
 
 export class AdmissionError extends BatonError {
   readonly reason: RefusalReason;

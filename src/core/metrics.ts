@@ -105,6 +105,44 @@ export class Metrics {
     labelNames: ["kind"] as const, registers: [this.registry],
   });
 
+  // rollouts (tools/rollout/): the cluster's, read from Redis each second, so every node shows them
+  readonly rollouts = new Gauge({
+    name: "baton_rollouts_total",
+    help: "Rolling updates to a release the cluster ran, by outcome (done, rolled_back, failed): a count kept in Redis",
+    labelNames: ["outcome"] as const, registers: [this.registry],
+  });
+  readonly rolloutInProgress = new Gauge({
+    name: "baton_rollout_in_progress", help: "1 while a rolling update runs in the cluster", registers: [this.registry],
+  });
+  readonly rolloutSteered = new Gauge({
+    name: "baton_rollout_steered",
+    help: "1 while this node sends new publishers to the nodes a rolling update already updated", registers: [this.registry],
+  });
+
+  // what viewers' players report (delivery/cmcd.ts: CMCD and the player page); labels bounded: source, kind
+  readonly viewerStalls = new Counter({
+    name: "baton_viewer_stalls_total",
+    help: "Playback stalls players reported (source cmcd: CMCD buffer starvation; player: the player page)",
+    labelNames: ["source"] as const, registers: [this.registry],
+  });
+  readonly viewerWatchedSeconds = new Counter({
+    name: "baton_viewer_watched_seconds_total",
+    help: "Viewer-seconds of playback reported (cmcd: segment durations; player: between position reports): stalls per viewer-minute",
+    labelNames: ["source"] as const, registers: [this.registry],
+  });
+  readonly viewerStartup = new Histogram({
+    name: "baton_viewer_startup_seconds", help: "From the player page's load to its first frame playing",
+    buckets: [0.5, 1, 2, 3, 5, 8, 13, 20], registers: [this.registry],
+  });
+  readonly viewerBuffer = new Histogram({
+    name: "baton_viewer_buffer_seconds", help: "Buffer length players reported with their requests (CMCD bl)",
+    buckets: [0.5, 1, 2, 4, 8, 16, 32], registers: [this.registry],
+  });
+  readonly viewerErrors = new Counter({
+    name: "baton_viewer_errors_total", help: "Errors the player page reported, by hls.js's kind (network, media, mux, key, other)",
+    labelNames: ["kind"] as const, registers: [this.registry],
+  });
+
   constructor(labels: { node: string }) {
     this.registry.setDefaultLabels({ node: labels.node });
     collectDefaultMetrics({ register: this.registry });

@@ -79,6 +79,8 @@ export interface NodeRecord {
   version: string;
   /** What the node runs: version, commit, config digest (core/release.ts). */
   release?: { version: string; commit: string; config: string };
+  /** The schema of the cluster's data this node reads and writes (state/schema.ts). */
+  schema?: number;
   startedAt: number;
   heartbeatAt: number;
   load: {

@@ -40,6 +40,8 @@ const NOT_RELEASE = [
   "node", "agent", "rtmp.port", "rtmps.port", "rtmps.cert", "rtmps.key", "http.port", "transcode.spoolDir",
   "auth.publishSecret", "auth.playbackSecret", "admin.token", "redis.url", "storage.s3AccessKeyId",
   "storage.s3SecretAccessKey", "sessions.secret",
+  // how an update is staged and gated (read by the CLI) is not what a node runs
+  "rollout",
 ];
 
 export function releaseConfig(config: Config): Record<string, unknown> {

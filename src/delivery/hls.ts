@@ -21,6 +21,7 @@ import { SegmentCache } from "./segment-cache.ts";
 import type { NamedSession, ViewerSessions } from "./sessions.ts";
 import { TimelineCache } from "./timeline-cache.ts";
 import { ViewerTracker } from "./viewers.ts";
+import { ViewerExperience, readCmcd } from "./cmcd.ts";
 
 export interface HlsOptions {
   store: Pick<StreamStore, "read" | "readSegment">;
@@ -55,6 +56,7 @@ export class HlsDelivery {
   readonly timelines: TimelineCache;
   readonly segments: SegmentCache;
   readonly viewers: ViewerTracker;
+  private readonly experience: ViewerExperience;
   private pruneTimer: NodeJS.Timeout | null = null;
   private viewerPruneTimer: NodeJS.Timeout | null = null;
   private readonly rendered = new RenderedPlaylists();
@@ -64,6 +66,7 @@ export class HlsDelivery {
 
   constructor(http: Pick<HttpServer, "addRoute">, private readonly o: HlsOptions) {
     this.viewers = new ViewerTracker(o.addresses);
+    this.experience = new ViewerExperience(o.metrics);
     // each change of a watched stream is read once; its newest segments are fetched into memory at once, so
     // viewers get them from memory, and a short Redis outage finds them there
     this.timelines = new TimelineCache(async (id) => {
@@ -158,7 +161,14 @@ export class HlsDelivery {
    * it. A paused session's playlist points EXT-X-START at its position while it is in the window (rendered
    * for it; a delta update is a reload, where a player no longer uses EXT-X-START, so it gets the shared one).
    */
+  /** What the player's CMCD says (stalls, buffer, watched time); a request without CMCD says nothing. */
+  private observe(req: Request["req"], query: URLSearchParams, route: "media" | "segment"): void {
+    const cmcd = readCmcd(query.get("CMCD") ?? undefined, req.headers);
+    if (cmcd) this.experience.request(cmcd, route);
+  }
+
   private async media({ params, res, method, req, query }: Request, token: string | null): Promise<void> {
+    this.observe(req, query, "media");
     const legacy = token === null ? query.get("session") : null;
     const session = this.o.sessions.check(token ?? legacy, params[0]);
     const stream = await this.snapshot(params[0]!);
@@ -199,6 +209,7 @@ export class HlsDelivery {
   }
 
   private async segment({ params, req, res, method, query }: Request, token: string | null): Promise<void> {
+    this.observe(req, query, "segment");
     const [streamId, rendition, seqText, claim] = params as [string, string, string, string];
     const seq = Number(seqText);
     if (!isStreamId(streamId) || !Number.isSafeInteger(seq)) throw new HttpError(400, "BAD_PATH", "invalid segment path");

@@ -1,6 +1,7 @@
 // The viewer's WebSocket channel: GET /ws?session=<token>. The player reports its position
-// ({"type": "position", "position": s, "paused": bool}), rate-limited per connection before the message is even
-// parsed; the server says hello, and before a drain sends {"type": "handoff"} and closes with 1012 so the
+// ({"type": "position", "position": s, "paused": bool}) and what it experiences ({"type": "stall"},
+// {"type": "startup", "ms": n}, {"type": "player_error", "kind": k}: delivery/cmcd.ts), rate-limited per
+// connection before the message is even parsed; the server says hello, and before a drain sends {"type": "handoff"} and closes with 1012 so the
 // player reconnects through the balancer to another node. Bad JSON, an unknown message or a position out of
 // range closes with 1008, an oversized one with 1009. A session holds a few sockets per node at most; one
 // more is refused at the upgrade with 429.
@@ -12,11 +13,14 @@ import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { TimelineCache } from "./timeline-cache.ts";
 import { readReport, MAX_POSITION, type NamedSession, type ViewerSessions } from "./sessions.ts";
+import { ViewerExperience, readPlayerReport } from "./cmcd.ts";
 
 export const MAX_MESSAGE_BYTES = 4096;
 /** Sockets one session may hold on one node: a player, the one it reconnects with, a second tab. */
 export const MAX_SOCKETS_PER_SESSION = 4;
 const PING_EVERY_MS = 30000;
+/** The player page reports its position every 2 s while playing; a longer gap counts as this much watched. */
+const MAX_WATCHED_GAP_MS = 4000;
 
 interface Client {
   socket: WebSocket;
@@ -24,6 +28,8 @@ interface Client {
   tokens: number;
   refilledAt: number;
   alive: boolean;
+  /** When the last position report said playing (watched time runs from it); null while paused. */
+  playingSince: number | null;
 }
 
 export type ServerMessage =
@@ -37,6 +43,7 @@ export class ViewerChannel {
   /** Sockets per session id, counted from the upgrade until the socket closes. */
   private readonly perSession = new Map<string, number>();
   private readonly pinger: NodeJS.Timeout;
+  private readonly experience: ViewerExperience;
 
   constructor(
     private readonly sessions: ViewerSessions,
@@ -46,6 +53,7 @@ export class ViewerChannel {
     private readonly log: Logger,
   ) {
     this.pinger = setInterval(() => this.ping(), PING_EVERY_MS);
+    this.experience = new ViewerExperience(metrics);
   }
 
   get size(): number {
@@ -94,7 +102,7 @@ export class ViewerChannel {
   }
 
   private accept(socket: WebSocket, session: NamedSession): void {
-    const client: Client = { socket, session, tokens: this.maxReportsPerSecond * 2, refilledAt: Date.now(), alive: true };
+    const client: Client = { socket, session, tokens: this.maxReportsPerSecond * 2, refilledAt: Date.now(), alive: true, playingSince: null };
     this.clients.add(client);
     this.metrics.wsClients.set(this.clients.size);
     socket.on("pong", () => (client.alive = true));
@@ -125,7 +133,12 @@ export class ViewerChannel {
       client.socket.close(1008, "messages are JSON text");
       return;
     }
-    const m = message as { type?: unknown; position?: unknown; paused?: unknown } | null;
+    const m = message as { type?: unknown; position?: unknown; paused?: unknown; ms?: unknown; kind?: unknown } | null;
+    const experienced = m === null || typeof m !== "object" ? null : readPlayerReport(m);
+    if (experienced) {
+      this.experience.report(experienced);
+      return;
+    }
     if (m?.type !== "position") {
       client.socket.close(1008, "unknown message type");
       return;
@@ -135,6 +148,9 @@ export class ViewerChannel {
       client.socket.close(1008, `position must be seconds (0 to ${MAX_POSITION}) and paused a boolean`);
       return;
     }
+    // watched time between two reports while playing, at most one report interval (a tab asleep is not watching)
+    if (client.playingSince !== null && !report.paused) this.experience.watched(Math.min(now - client.playingSince, MAX_WATCHED_GAP_MS) / 1000);
+    client.playingSince = report.paused ? null : now;
     // the report's promise is not chained: while Redis is away, nothing here waits on it per message
     void this.timelines
       .get(client.session.streamId)

@@ -24,6 +24,10 @@ export interface AdmissionPolicy {
   refusing(): boolean;
   /** Null while the node has room for another stream; otherwise why not, and whether another node has room. */
   full(): { why: string; elsewhere: boolean } | null;
+  /** Why this node may not use the cluster's state at all (state/schema.ts), or null. */
+  unusable?(): string | null;
+  /** Why new publishers go to other nodes now (a rolling update, cluster/steering.ts), or null. */
+  steered?(): string | null;
 }
 
 export const APP = "live";
@@ -41,6 +45,10 @@ export function admitPublish(request: PublishRequest, policy: AdmissionPolicy): 
   }
   if (policy.refusing()) throw new AdmissionError("draining", "this node is draining; reconnect to another");
   if (policy.isLive(streamId)) throw new AdmissionError("already_live", `stream ${streamId} already has a publisher`);
+  const unusable = policy.unusable?.() ?? null;
+  if (unusable !== null) throw new AdmissionError("state_unavailable", `${unusable}; reconnect to another node`);
+  const steered = policy.steered?.() ?? null;
+  if (steered !== null) throw new AdmissionError("updating", `${steered}; reconnect to be sent to one`);
   const full = policy.full();
   if (full?.elsewhere) throw new AdmissionError("at_capacity", `this node is full (${full.why}); reconnect to be sent to another`);
   if (full) throw new AdmissionError("cluster_full", `every node is full (here: ${full.why}); retry later`);

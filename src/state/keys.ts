@@ -94,4 +94,32 @@ export class Keys {
   timelineChannel(): string {
     return `${this.prefix}timeline`;
   }
+
+  // rollouts (state/rollouts.ts): what the cluster runs, and the history of its updates; one hash tag, so the
+  // history and its counts change in one MULTI in a Redis Cluster too
+
+  /** String with a TTL the running update refreshes: the update in progress (JSON), so nodes steer publishers. */
+  rolloutActive(): string {
+    return `${this.prefix}{rollout}:active`;
+  }
+
+  /** String: the last release every node ran with no failed gate (JSON), what a rollback goes back to. */
+  rolloutLastGood(): string {
+    return `${this.prefix}{rollout}:last-good`;
+  }
+
+  /** List, newest first, trimmed: past updates and rollbacks (JSON: when, from, to, outcome, why). */
+  rolloutHistory(): string {
+    return `${this.prefix}{rollout}:history`;
+  }
+
+  /** Hash: outcome -> how many updates ended so (done, rolled_back, failed); never trimmed. */
+  rolloutCounts(): string {
+    return `${this.prefix}{rollout}:counts`;
+  }
+
+  /** String, no TTL: the schema version of the cluster's data (state/schema.ts), set by the first node. */
+  schema(): string {
+    return `${this.prefix}schema`;
+  }
 }

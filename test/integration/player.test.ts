@@ -7,7 +7,7 @@ import { chromium, type Browser, type Page } from "playwright-core";
 import { CHROMIUM, CHROMIUM_ARGS } from "../../tools/chaos/browsers.ts";
 import { makePlaybackToken } from "../../src/delivery/playback-token.ts";
 import {
-  get, publish, startTestHaproxy, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestHaproxy, type TestNode,
+  get, nodeMetric, publish, startTestHaproxy, startTestNode, startTestRedis, stopAll, testPrefix, waitFor, type TestHaproxy, type TestNode,
 } from "../helpers/stack.ts";
 import { parseM3u8 } from "../helpers/hls.ts";
 import { PLAYBACK_SECRET } from "../helpers/viewer-api.ts";
@@ -38,6 +38,7 @@ describe("player page in a real browser", function () {
   this.timeout(120000);
   let lb: TestHaproxy;
   let guarded: TestNode;
+  let nodes: TestNode[] = [];
   let browser: Browser | null = null;
 
   before(async () => {
@@ -46,7 +47,7 @@ describe("player page in a real browser", function () {
     // a 20-segment playlist window, so a paused position stays in it through the reload even without the
     // DVR window (on by default)
     const env = { BATON_HLS_PLAYLISTWINDOW: "20" };
-    const nodes = [await startTestNode({ redisUrl: redis.url, prefix, env }), await startTestNode({ redisUrl: redis.url, prefix, env })];
+    nodes = [await startTestNode({ redisUrl: redis.url, prefix, env }), await startTestNode({ redisUrl: redis.url, prefix, env })];
     lb = await startTestHaproxy(nodes);
     guarded = await startTestNode({ redisUrl: redis.url, prefix, env: { ...env, BATON_AUTH_REQUIREPLAYBACKTOKEN: "true" } });
     publish(nodes[0]!.rtmp("tv"));
@@ -113,6 +114,22 @@ describe("player page in a real browser", function () {
     const drift = (resumed.playingDate! - Date.parse(stored.programDateTime!)) / 1000;
     assert.ok(Math.abs(drift) <= 1, `resumed ${drift.toFixed(2)} s from the paused position (one segment is 1 s)`);
     assert.deepEqual(resumed.errors.filter((e) => e.fatal), []);
+    await page.close();
+  });
+
+  it("reports what its viewer experiences: hls.js sends CMCD with each request, the page its startup time", async () => {
+    const page = await browser!.newPage();
+    const cmcd: string[] = [];
+    page.on("request", (r) => {
+      const url = new URL(r.url());
+      if (url.pathname.endsWith(".ts")) cmcd.push(url.searchParams.get("CMCD") ?? "");
+    });
+    await page.goto(lb.http("/watch/tv"));
+    await page.waitForFunction(() => document.querySelector("video")!.currentTime > 2, null, { timeout: 30000 });
+    assert.ok(cmcd.length > 0 && cmcd.every((q) => /(^|,)d=\d+/.test(q) && /(^|,)br=\d+/.test(q)), `segment requests' CMCD: ${cmcd.slice(0, 2).join(" | ")}`);
+    const sum = async (name: string, label = ""): Promise<number> => (await Promise.all(nodes.map((n) => nodeMetric(n, name, label)))).reduce((a, b) => a + b, 0);
+    await waitFor("watched seconds from CMCD", async () => ((await sum("baton_viewer_watched_seconds_total", 'source="cmcd"')) > 0 ? true : undefined));
+    await waitFor("the page's startup report", async () => ((await sum("baton_viewer_startup_seconds_count")) >= 1 ? true : undefined));
     await page.close();
   });
 

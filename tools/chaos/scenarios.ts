@@ -1,11 +1,19 @@
 // The chaos scenarios. Each acts on the cluster while the harness's publishers and viewers run, and marks
 // what it did on the timeline.
-import { nodesOf, rollingUpdate, type AdminClient } from "../admin-cli.ts";
+import { nodesOf, type AdminClient } from "../admin-cli.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { errorMessage } from "../../src/core/errors.ts";
+import { rollingUpdate } from "../rollout/run.ts";
+import { BAD_RELEASES, makeBadRelease } from "../rollout/bad-releases.ts";
+import { updateToRelease, withRolloutStore } from "../rollout/cli.ts";
+import type { RolloutStore } from "../../src/state/rollouts.ts";
 import type { LocalCluster } from "../local-cluster.ts";
 import type { ReconnectingPublisher } from "./publisher.ts";
 import type { TimelineEventKind } from "./timeline-chart.ts";
 
-export const SCENARIOS = ["rolling-update", "node-crash", "redis-restart", "publisher-flap"] as const;
+export const SCENARIOS = ["rolling-update", "node-crash", "redis-restart", "publisher-flap", "bad-release"] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 export interface ScenarioContext {
@@ -48,17 +56,22 @@ async function streamOwners(ctx: ScenarioContext): Promise<Map<string, { owner: 
 
 async function rolling(ctx: ScenarioContext): Promise<void> {
   const started = new Map<string, number>();
-  await rollingUpdate(ctx.admin, {
-    restartCommand: ctx.local ? [] : ctx.restartCommand,
-    timeout: ctx.drainDeadline + 60,
-    maxErrorRate: 0.01,
-    readyChecks: 3,
-    onStep: (step, node) => {
-      if (step === "drain") started.set(node, Date.now());
-      if (step === "drained") ctx.drains.push({ node, ms: Date.now() - (started.get(node) ?? Date.now()) });
-      ctx.mark(step === "back" ? "restart" : step, `${step} ${node}`);
-    },
-  });
+  const update = (store: RolloutStore | null): Promise<void> =>
+    rollingUpdate(ctx.admin, {
+      restartCommand: ctx.local ? [] : ctx.restartCommand,
+      timeout: ctx.drainDeadline + 60,
+      maxErrorRate: 0.01,
+      readyChecks: 3,
+      // the local cluster's Redis: its nodes steer publishers to the updated nodes (a stream moves once)
+      store,
+      onStep: (step, node) => {
+        if (step === "drain") started.set(node, Date.now());
+        if (step === "drained") ctx.drains.push({ node, ms: Date.now() - (started.get(node) ?? Date.now()) });
+        ctx.mark(step === "back" ? "restart" : step, `${step} ${node}`);
+      },
+    });
+  const local = ctx.local;
+  await (local ? withRolloutStore({ ...local.config.redis, url: local.redisUrl }, update) : update(null));
   await ctx.settle(2);
 }
 
@@ -108,7 +121,39 @@ async function publisherFlap(ctx: ScenarioContext): Promise<void> {
   }
 }
 
+/**
+ * Four bad releases, each refused or caught at the canary and rolled back with the other nodes untouched:
+ * another segment duration (refused before anything is touched), segment requests that fail, a crash loop, a
+ * transcoder too slow for real time. Throws if one gets through.
+ */
+async function badRelease(ctx: ScenarioContext): Promise<void> {
+  const local = needLocal(ctx, "bad-release");
+  const dir = mkdtempSync(join(tmpdir(), "baton-bad-release-"));
+  const soak = (quick: number, full: number): number => (ctx.quick ? quick : full);
+  const { rollout } = local.config;
+  const config = { ...local.config, rollout: { ...rollout, canarySoak: soak(10, rollout.canarySoak), stepSoak: soak(5, rollout.stepSoak), readyTimeout: 30 } };
+  try {
+    await withRolloutStore({ ...local.config.redis, url: local.redisUrl }, async (store) => {
+      for (const kind of BAD_RELEASES) {
+        const [flag, path] = makeBadRelease(kind, join(dir, kind), local.config.hls.segmentDuration);
+        ctx.progress(`bad release ${kind} (${flag} ${path})`);
+        ctx.mark("phase", `bad release ${kind}`);
+        const caught = await updateToRelease({ client: ctx.admin, config, store, stateDir: local.dir }, flag === "--to" ? { to: path } : { config: path }).then(
+          () => null,
+          (error: unknown) => errorMessage(error),
+        );
+        if (caught === null) throw new Error(`the bad release ${kind} went through every gate`);
+        ctx.progress(`bad release ${kind}: ${caught}`);
+        await ctx.settle(2);
+      }
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 export const RUN: Record<ScenarioName, (ctx: ScenarioContext) => Promise<void>> = {
+  "bad-release": badRelease,
   "rolling-update": rolling,
   "node-crash": nodeCrash,
   "redis-restart": redisRestart,

@@ -112,6 +112,13 @@
     };
   }
 
+  /** What the viewer experiences, for the node's metrics (stalls, startup, errors by kind): never blocks playback. */
+  function experience(message) {
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
+  }
+
+  const ERROR_KINDS = { networkError: "network", mediaError: "media", muxError: "mux", keySystemError: "key" };
+
   function report(hls) {
     const p = position(hls);
     if (p === null) return;
@@ -141,10 +148,13 @@
         ? "Resuming where you paused (" + clock(view.resume.position) + ")"
         : "Your pause point has left the live window; resuming at the oldest point available", "paused");
     }
-    const hls = new Hls({ liveSyncDurationCount: 3 });
+    // cmcd: hls.js sends CTA-5004 client data (buffer starvation, buffer length, bitrate) with each request
+    const hls = new Hls({ liveSyncDurationCount: 3, cmcd: {} });
     state.hls = hls;
     hls.on(Hls.Events.ERROR, function (_event, data) {
       state.errors.push({ type: data.type, details: data.details, fatal: data.fatal, at: Date.now() });
+      // a stall is reported once, from the video element below; other errors by hls.js's kind
+      if (data.details !== "bufferStalledError") experience({ type: "player_error", kind: ERROR_KINDS[data.type] || "other" });
       if (!data.fatal) return;
       if (data.type === Hls.ErrorTypes.NETWORK_ERROR) {
         show("Reconnecting…", "error");
@@ -181,9 +191,15 @@
       report(hls);
       show("Paused at " + clock(state.position || 0) + ". Come back any time: you resume here.", "paused");
     });
+    const pageStartedAt = Date.now();
+    let started = false;
     video.addEventListener("playing", function () {
       report(hls);
       show("Playing");
+      if (!started) {
+        started = true;
+        experience({ type: "startup", ms: Math.round(Date.now() - pageStartedAt) });
+      }
     });
     video.addEventListener("seeked", function () { report(hls); });
     // a stall: playback wanted to go on and had no data ("waiting") until it could ("playing")
@@ -192,6 +208,7 @@
       if (waitingSince === null && state.ready && video.currentTime > 0) {
         waitingSince = Date.now();
         state.stalls += 1;
+        experience({ type: "stall" });
       }
     });
     video.addEventListener("playing", function () {

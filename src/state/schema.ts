@@ -1,0 +1,25 @@
+// The schema of what baton keeps in Redis (timeline entries, session records, node records, stream meta): one
+// version for the cluster's data, in `baton:schema`, written by the first node that finds none. Two releases
+// share one Redis during a rolling update; a release whose SCHEMA_VERSION is older than the cluster's cannot
+// read what newer nodes write, so it stays unready and writes nothing rather than corrupt it. A release that
+// changes the layout incompatibly raises SCHEMA_VERSION (and migrates, or reads both, before it does).
+import type { RedisClient } from "./client.ts";
+import type { Keys } from "./keys.ts";
+
+/** The data layout this code reads and writes. */
+export const SCHEMA_VERSION = 1;
+
+/** Why this node may not use the cluster's data (null: it may), from the cluster's schema version. */
+export function schemaRefusal(cluster: string | null, own = SCHEMA_VERSION): string | null {
+  if (cluster === null) return null;
+  const version = /^\d{1,6}$/.test(cluster) ? Number(cluster) : NaN;
+  if (Number.isNaN(version)) return `the cluster's schema version ${JSON.stringify(cluster.slice(0, 20))} is unreadable`;
+  if (version > own) return `the cluster's data is schema ${version}; this release reads schema ${own} at most (roll back, or update this node)`;
+  return null;
+}
+
+/** Claims the schema for this release when the cluster has none, and says whether this node may use it. */
+export async function checkSchema(redis: RedisClient, keys: Keys, own = SCHEMA_VERSION): Promise<string | null> {
+  await redis.set(keys.schema(), String(own), "NX");
+  return schemaRefusal(await redis.get(keys.schema()), own);
+}
