@@ -105,6 +105,14 @@ export class Metrics {
     labelNames: ["kind"] as const, registers: [this.registry],
   });
 
+  // input loss (slate)
+  readonly streamsOnSlate = new Gauge({
+    name: "baton_streams_on_slate", help: "Streams this node keeps on the slate (their input is lost; viewers see the slate)", registers: [this.registry],
+  });
+  readonly slateSegments = new Counter({
+    name: "baton_slate_segments_total", help: "Slate segment groups (all renditions) this node appended while streams had no input", registers: [this.registry],
+  });
+
   constructor(labels: { node: string }) {
     this.registry.setDefaultLabels({ node: labels.node });
     collectDefaultMetrics({ register: this.registry });

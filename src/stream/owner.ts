@@ -11,7 +11,7 @@ import type { PublisherConnection } from "../ingest/rtmp-server.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { StreamStore } from "../state/store.ts";
-import type { Claim } from "../core/model.ts";
+import type { Claim, LadderEntry } from "../core/model.ts";
 import { PresetGovernor } from "../transcode/degrade.ts";
 import { TranscodeJob, type SegmentGroupOut } from "../transcode/job.ts";
 import { ladderEntries, planLadder, replanLadder } from "../transcode/ladder.ts";
@@ -23,7 +23,7 @@ export type PublishGrants = Pick<StreamStore, "publishGrant" | "setGrant">;
 
 /** Publish lease: how long a stream stays held after its node stops renewing it (crash, freeze, silence). */
 export const LEASE_TTL_MS = 4000;
-const RENEW_EVERY_MS = 1000;
+export const RENEW_EVERY_MS = 1000;
 /** How long a closing owner publishes what it queued (waiting for Redis), after ffmpeg's last segment. */
 const FLUSH_MS = 10000;
 /**
@@ -50,6 +50,15 @@ export interface OwnerOptions {
   metrics: Metrics;
   /** Whether a node is alive (its heartbeat is fresh): a dead holder's lease is waited out, not refused. */
   nodeAlive(nodeId: string): Promise<boolean>;
+  /** Input loss (hls.inputLoss "slate"): takes the stream's claim over for the slate when the publisher leaves. */
+  slate?: SlateHandover;
+}
+
+/** Where an owner whose publisher left hands its claim (stream/slate-keepers.ts); false: it releases instead. */
+export interface SlateHandover {
+  keep(streamId: string, claim: Claim): Promise<boolean>;
+  /** Encodes the ladder's slate ahead of need, so the slate follows the last segment at once. */
+  prepare(ladder: LadderEntry[]): void;
 }
 
 export class StreamOwner extends TypedEmitter<OwnerEvents> {
@@ -81,7 +90,8 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     this.streamId = o.connection.streamId;
     this.log = o.log;
     o.connection.on("packet", (packet) => this.packet(packet));
-    o.connection.on("close", (reason) => void this.close(reason));
+    // the publisher left (or its transcoder failed): its input is lost, and the stream shows the slate
+    o.connection.on("close", (reason) => void this.close(reason, FLUSH_MS, true));
   }
 
   /** Whether this owner's publisher is still connected. */
@@ -205,6 +215,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
         this.log.warn("could not record the ladder", { stream: this.streamId, error: errorMessage(error) });
       });
     }
+    this.o.slate?.prepare(claim.ladder ?? ladderEntries(renditions));
     const job = new TranscodeJob({
       streamId: this.streamId,
       publishId: connection.id,
@@ -330,10 +341,10 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
    * The publisher left (or is being let go): finish the last segment, publish what is queued (waiting up to
    * `flushMs` for Redis), then release the stream so a returning publisher can take it anywhere.
    */
-  close(reason: string, flushMs = FLUSH_MS): Promise<void> {
+  close(reason: string, flushMs = FLUSH_MS, inputLost = false): Promise<void> {
     // assigned before shutdown runs: closing the connection inside it calls close() again
     this.closing ??= Promise.resolve()
-      .then(() => this.shutdown(reason, flushMs))
+      .then(() => this.shutdown(reason, flushMs, inputLost))
       .catch((error: unknown) => {
         // a close must end the stream whatever failed on the way: the node forgets it and stays up
         this.log.error("stream close failed", { stream: this.streamId, error: errorMessage(error) });
@@ -343,7 +354,11 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     return this.closing;
   }
 
-  private async shutdown(reason: string, flushMs: number): Promise<void> {
+  /**
+   * `inputLost`: the publisher left on its own (not a drain, a revocation, a shutdown), so with a slate
+   * handover the stream keeps its timeline going on the slate instead of being released.
+   */
+  private async shutdown(reason: string, flushMs: number, inputLost: boolean): Promise<void> {
     // a returning publisher (here or on another node) waits for the release below instead of being refused;
     // the renewals go on (see renew()) until then
     if (this.claim && !this.lost) await this.o.store.markHandoff(this.streamId, this.claim).catch(() => false);
@@ -360,12 +375,14 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       this.o.metrics.segmentQueue.dec(this.queue.length);
       this.queue = [];
     }
+    const stillOurs = !this.lost;
     this.lost = true;
     if (this.renewTimer) clearInterval(this.renewTimer);
     this.renewTimer = null;
     await this.renewing;
     const claim = this.claim;
-    if (claim) {
+    const slate = inputLost && stillOurs && claim !== null && this.o.slate !== undefined && (await this.o.slate.keep(this.streamId, claim));
+    if (claim && !slate) {
       await this.o.store.release(this.streamId, claim).catch((error: unknown) => {
         this.log.warn("release failed; the lease will expire", { stream: this.streamId, error: errorMessage(error) });
       });

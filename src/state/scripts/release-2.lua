@@ -13,7 +13,7 @@
   Returns 1 when the stream entered its reconnect window, 0 when another owner already holds it.
 ]]
 local lease = redis.call('GET', KEYS[2])
-if lease == ARGV[1] or lease == ARGV[1] .. '#handoff' then
+if lease == ARGV[1] or lease == ARGV[1] .. '#handoff' or lease == ARGV[1] .. '#slate' then
   redis.call('DEL', KEYS[2])
 end
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[2] or redis.call('HGET', KEYS[1], 'claim') ~= ARGV[5] or
