@@ -65,6 +65,12 @@ export interface Claim {
   broadcast: string;
   /** A claim that keeps the slate (input loss): its lease is marked for it and a publish claim takes it. */
   slate?: boolean;
+  /** Where the timeline's media ends (ms since the epoch) at the claim; 0 without a segment. */
+  endsAt?: number;
+  /** When the timeline's last segment was appended (ms, Redis's clock); 0 without one. */
+  listedAt?: number;
+  /** The stream had no input when claimed (reconnect window, a slate's or a dead node's lease). */
+  inputLost?: boolean;
 }
 
 export interface SegmentGroup {

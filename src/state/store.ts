@@ -112,7 +112,7 @@ export class StreamStore {
       k.meta(streamId), k.lease(streamId), k.timeline(streamId), k.pages(streamId),
       nodeId, publishId, leaseTtlMs, targetDuration, k.timelineChannel(), streamId, id, o.slate ? "slate" : "publish", o.deadNode ?? "",
     ]);
-    const [epoch, nextSeq, target, ladder, broadcast] = result as [number, number, string, string, string];
+    const [epoch, nextSeq, target, ladder, broadcast, endsAt, listedAt, inputLost] = result as [number, number, string, string, string, string, string, string];
     const claim: Claim = {
       id,
       epoch: Number(epoch),
@@ -122,6 +122,9 @@ export class StreamStore {
       holder: `${nodeId}/${publishId}/${epoch}`,
       slate: o.slate === true,
       broadcast,
+      endsAt: Number(endsAt),
+      listedAt: Number(listedAt),
+      inputLost: inputLost === "1",
     };
     if (notReplicated) {
       // the publisher is refused (it retries): leave the stream as a refused claim would have
@@ -201,13 +204,15 @@ export class StreamStore {
 
   /**
    * The publisher left and the caller keeps the stream's slate under the same claim (slate-2.lua): returns the
-   * claim as a slate claim (its renewals keep the lease marked for the slate), or null when the stream is no
-   * longer the caller's.
+   * claim as a slate claim (its renewals keep the lease marked for the slate) with where the timeline stands
+   * now, or null when the stream is no longer the caller's.
    */
   async keepSlate(streamId: string, claim: Claim, leaseTtlMs: number): Promise<Claim | null> {
     const k = this.keys;
     const kept = await runScript(this.redis, "slate", [k.meta(streamId), k.lease(streamId), claim.holder, claim.epoch, claim.id, leaseTtlMs, k.timelineChannel(), streamId]);
-    return kept === 1 ? { ...claim, slate: true } : null;
+    if (!Array.isArray(kept)) return null;
+    const [nextSeq, endsAt, listedAt] = (kept as string[]).map(Number) as [number, number, number];
+    return { ...claim, slate: true, nextSeq, endsAt, listedAt, inputLost: true };
   }
 
   /**

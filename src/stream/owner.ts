@@ -12,6 +12,7 @@ import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { StreamStore } from "../state/store.ts";
 import type { Claim, LadderEntry } from "../core/model.ts";
+import type { SlateGroup } from "./slate-keeper.ts";
 import { PresetGovernor } from "../transcode/degrade.ts";
 import { TranscodeJob, type SegmentGroupOut } from "../transcode/job.ts";
 import { ladderEntries, planLadder, replanLadder } from "../transcode/ladder.ts";
@@ -57,9 +58,24 @@ export interface OwnerOptions {
 /** Where an owner whose publisher left hands its claim (stream/slate-keepers.ts); false: it releases instead. */
 export interface SlateHandover {
   keep(streamId: string, claim: Claim): Promise<boolean>;
+  /** Slate groups at the timeline's cadence, for a publisher that took over a stream without input, until stopped. */
+  bridge(streamId: string, claim: Claim, queue: (group: SlateGroup) => void): SlateFill;
   /** Encodes the ladder's slate ahead of need, so the slate follows the last segment at once. */
   prepare(ladder: LadderEntry[]): void;
 }
+
+/** The slate an owner lists until its transcoder's first segment (stream/slate-keepers.ts). */
+export interface SlateFill {
+  stop(): void;
+  /** Where its slate's media ends, or null before its first group. */
+  readonly endsAt: number | null;
+}
+
+/** What the owner queues for Redis: the transcoder's segment groups, and slate groups until its first. */
+type QueuedGroup = Pick<SegmentGroupOut, "pdt" | "disc" | "finishedAt"> & {
+  segments: Pick<SegmentGroupOut["segments"][number], "rendition" | "duration" | "bytes">[];
+  slate?: boolean;
+};
 
 export class StreamOwner extends TypedEmitter<OwnerEvents> {
   readonly streamId: string;
@@ -73,7 +89,14 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     return this.job?.pid ?? null;
   }
   private readonly early: AVPacket[] = [];
-  private queue: SegmentGroupOut[] = [];
+  private queue: QueuedGroup[] = [];
+  /** The slate until the first segment, when this publish took over a stream without input. */
+  private fill: SlateFill | null = null;
+  /**
+   * Added to every segment's date-time of this publish (ms): where the timeline stood (the last owner's media,
+   * or the slate) less the first segment's own date-time, when that is later, so date-times never go back.
+   */
+  private pdtShift: number | null = null;
   private nextSeq = 0;
   private pumping = false;
   private dropped = false;
@@ -129,6 +152,13 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     this.renewTimer = setInterval(() => {
       this.renewing ??= this.renew().finally(() => (this.renewing = null));
     }, RENEW_EVERY_MS);
+    // the stream had no input (the slate showed): it shows until this publish's first segment is ready
+    if (this.claim.inputLost && this.claim.nextSeq > 0 && this.o.slate) {
+      this.fill = this.o.slate.bridge(this.streamId, this.claim, (group) => this.enqueue({
+        pdt: group.pdt, disc: false, slate: true, finishedAt: Date.now(),
+        segments: group.renditions.map((r) => ({ rendition: r.name, duration: r.duration, bytes: r.bytes })),
+      }));
+    }
     for (const packet of this.early.splice(0)) this.packet(packet);
     return true;
   }
@@ -229,7 +259,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       log: this.log,
     });
     job.reportListenerErrors((event, error) => this.log.error("job listener failed", { event, error: errorMessage(error) }));
-    job.on("group", (group) => this.enqueue(group));
+    job.on("group", (group) => this.enqueue(this.media(group)));
     const governor = new PresetGovernor(config.transcode.preset);
     job.on("progress", ({ speed, fps }) => {
       this.speed = speed;
@@ -255,7 +285,16 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     return job;
   }
 
-  private enqueue(group: SegmentGroupOut): void {
+  /** A segment group of the transcoder: the slate (if any) stops, and date-times go on from the timeline's end. */
+  private media(group: SegmentGroupOut): QueuedGroup {
+    const endsAt = this.fill?.endsAt ?? this.claim?.endsAt ?? 0;
+    this.fill?.stop();
+    this.fill = null;
+    this.pdtShift ??= endsAt > 0 ? Math.max(0, endsAt - group.pdt) : 0;
+    return { ...group, pdt: group.pdt + this.pdtShift };
+  }
+
+  private enqueue(group: QueuedGroup): void {
     if (this.lost) return;
     if (this.queue.length >= MAX_QUEUE) {
       this.queue.shift();
@@ -281,6 +320,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
             seq: this.nextSeq,
             pdt: group.pdt,
             disc: group.disc,
+            slate: group.slate === true,
             renditions: group.segments.map((s) => ({ name: s.rendition, duration: s.duration, bytes: s.bytes })),
           });
         } catch (error) {
@@ -297,13 +337,17 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
         }
         this.queue.shift();
         this.o.metrics.segmentQueue.dec();
+        this.nextSeq += 1;
+        if (group.slate) {
+          this.o.metrics.slateSegments.inc();
+          continue;
+        }
         this.o.metrics.segmentsPublished.inc();
         this.o.metrics.segmentPublishLatency.observe((Date.now() - group.finishedAt) / 1000);
         // ffmpeg's own bitrate is N/A with the segment muxer: measure what was published
         const seconds = group.segments[0]?.duration ?? 0;
         const bits = group.segments.reduce((sum, s) => sum + s.bytes.length * 8, 0);
         if (seconds > 0.5) this.o.metrics.transcoderKbps.set({ stream: this.streamId }, Math.round(bits / seconds / 1000));
-        this.nextSeq += 1;
       }
     } finally {
       this.pumping = false;
@@ -330,6 +374,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
   private lostStream(why: string): void {
     if (this.lost) return;
     this.lost = true;
+    this.fill?.stop();
     this.log.warn("stream lost to another owner; stopping", { stream: this.streamId, why });
     this.o.metrics.segmentQueue.dec(this.queue.length);
     this.queue = [];
@@ -363,6 +408,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     // the renewals go on (see renew()) until then
     if (this.claim && !this.lost) await this.o.store.markHandoff(this.streamId, this.claim).catch(() => false);
     this.o.connection.close(reason);
+    this.fill?.stop();
     await this.job?.close();
     const deadline = Date.now() + flushMs;
     while ((this.queue.length > 0 || this.pumping) && !this.lost && Date.now() < deadline) {

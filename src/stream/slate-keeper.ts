@@ -15,11 +15,65 @@ import type { Slate, SlateGap } from "../transcode/slate.ts";
 /** What a keeper writes through (a test can hand it a fake). */
 export type SlateWriter = Pick<StreamStore, "append" | "renew" | "release">;
 
-/** Where the timeline stands when the slate starts: the next sequence number and the next segment's date-time. */
+/** Where the timeline stands when the slate starts (a claim's or slate-2's answer). */
 export interface TimelineEnd {
   nextSeq: number;
   /** Date-time (ms since the epoch) where the last listed segment's media ends. */
   endsAt: number;
+  /** When the last segment was listed (ms): the slate keeps the listing's cadence from there. */
+  listedAt: number;
+}
+
+/** One slate segment group, ready to append. */
+export interface SlateGroup {
+  seq: number;
+  pdt: number;
+  renditions: { name: string; duration: number; bytes: Buffer }[];
+}
+
+/**
+ * The slate segments of one gap, in order, and when each is due. Date-times go on from where the timeline's
+ * media ends, one segment duration each; listing keeps the timeline's cadence: the first one segment duration
+ * after the last listed segment (at once when that moment passed: an owner that died listed nothing since),
+ * then one each segment duration after the one before. So a player behind live gets a segment when it
+ * would have got the next live one, and the slate never runs ahead of real time by more than it found.
+ */
+export class SlateCadence {
+  /** Slate segments made so far. */
+  count = 0;
+  private readonly gap: SlateGap;
+  private dueAt: number;
+
+  constructor(private readonly slate: Slate, private readonly ladder: LadderEntry[], private readonly end: TimelineEnd, now: number) {
+    this.gap = slate.gap();
+    this.dueAt = Math.max(now, end.listedAt + slate.segmentDuration * 1000);
+  }
+
+  /** Ms from `now` until the next segment is due (0: now). */
+  wait(now: number): number {
+    return Math.max(0, this.dueAt - now);
+  }
+
+  /** Where the slate's media ends: the date-time the timeline's next segment starts at. */
+  get endsAt(): number {
+    return this.end.endsAt + this.count * this.slate.segmentDuration * 1000;
+  }
+
+  /** The next slate group (its sequence number, date-time and every rendition's bytes), not yet taken. */
+  peek(): SlateGroup {
+    const duration = this.slate.segmentDuration;
+    return {
+      seq: this.end.nextSeq + this.count,
+      pdt: this.endsAt,
+      renditions: this.ladder.map((r) => ({ name: r.name, duration, bytes: this.gap.segment(r.name, this.count) })),
+    };
+  }
+
+  /** The group peek() made was listed (or queued) at `now`: the next is due a segment duration later. */
+  taken(now: number): void {
+    this.count += 1;
+    this.dueAt = now + this.slate.segmentDuration * 1000;
+  }
 }
 
 export interface SlateKeeperOptions {
@@ -49,7 +103,7 @@ export class SlateKeeper extends TypedEmitter<KeeperEvents> {
   readonly streamId: string;
   /** Slate segment groups appended. */
   appended = 0;
-  private readonly gap: SlateGap;
+  private readonly cadence: SlateCadence;
   private timer: NodeJS.Timeout | null = null;
   private renewTimer: NodeJS.Timeout | null = null;
   private renewing: Promise<void> | null = null;
@@ -60,8 +114,8 @@ export class SlateKeeper extends TypedEmitter<KeeperEvents> {
   constructor(private readonly o: SlateKeeperOptions) {
     super();
     this.streamId = o.streamId;
-    this.gap = o.slate.gap();
     this.now = o.now ?? Date.now;
+    this.cadence = new SlateCadence(o.slate, o.ladder, o.end, this.now());
   }
 
   get claim(): Claim {
@@ -80,42 +134,29 @@ export class SlateKeeper extends TypedEmitter<KeeperEvents> {
     this.schedule();
   }
 
-  /** The k-th slate segment's date-time: where the timeline stood, plus k segment durations. */
-  private pdtOf(index: number): number {
-    return this.o.end.endsAt + index * this.o.slate.segmentDuration * 1000;
-  }
-
-  /** Waits until the next slate segment's media would have been recorded (its end), as a live segment is listed. */
   private schedule(delayMs?: number): void {
     if (this.stopped) return;
-    const due = this.pdtOf(this.appended + 1);
     this.timer = setTimeout(() => {
       this.timer = null;
       this.appending = this.appendNext().finally(() => (this.appending = null));
-    }, delayMs ?? Math.max(0, due - this.now()));
+    }, delayMs ?? this.cadence.wait(this.now()));
   }
 
   private async appendNext(): Promise<void> {
-    const index = this.appended;
-    const duration = this.o.slate.segmentDuration;
+    const group = this.cadence.peek();
     try {
-      await this.o.store.append(this.streamId, this.o.claim, {
-        seq: this.o.end.nextSeq + index,
-        pdt: this.pdtOf(index),
-        disc: false,
-        slate: true,
-        renditions: this.o.ladder.map((r) => ({ name: r.name, duration, bytes: this.gap.segment(r.name, index) })),
-      });
+      await this.o.store.append(this.streamId, this.o.claim, { ...group, disc: false, slate: true });
     } catch (error) {
       if (error instanceof FencedError) {
         // not awaited: finish() waits for this very append to return
         void this.finish(error.code === "STREAM_ENDED" ? "stream ended: no publisher within the input-loss window" : "stream taken over", false);
         return;
       }
-      this.o.log.warn("slate segment not appended yet; retrying", { stream: this.streamId, seq: this.o.end.nextSeq + index, error: errorMessage(error) });
+      this.o.log.warn("slate segment not appended yet; retrying", { stream: this.streamId, seq: group.seq, error: errorMessage(error) });
       this.schedule(RETRY_MS);
       return;
     }
+    this.cadence.taken(this.now());
     this.appended += 1;
     this.o.metrics.slateSegments.inc();
     this.schedule();

@@ -11,7 +11,7 @@ import type { Metrics } from "../core/metrics.ts";
 import type { Claim, LadderEntry } from "../core/model.ts";
 import type { StreamStore } from "../state/store.ts";
 import type { Slates } from "../transcode/slate.ts";
-import { SlateKeeper, type TimelineEnd } from "./slate-keeper.ts";
+import { SlateCadence, SlateKeeper, type SlateGroup, type TimelineEnd } from "./slate-keeper.ts";
 
 /** The publish lease's timing, shared with the owner (owner.ts) so a slate lease lapses as fast as an owner's. */
 export interface LeaseTiming {
@@ -118,18 +118,30 @@ export class SlateKeepers {
     this.o.slates.get(ladder).catch((error: unknown) => this.o.log.warn("could not encode the slate", { error: errorMessage(error) }));
   }
 
-  /** Where the timeline stands, then the keeper; releases the claim when the slate cannot start. */
+  /**
+   * Where the timeline stands at the claim (an older release's appends left no endsAt: then its last entry),
+   * with the stream's ladder; null when there is no timeline to continue.
+   */
+  private async timelineEnd(streamId: string, claim: Claim): Promise<{ end: TimelineEnd; ladder: LadderEntry[] } | null> {
+    if (claim.ladder && claim.nextSeq > 0 && claim.endsAt) {
+      return { end: { nextSeq: claim.nextSeq, endsAt: claim.endsAt, listedAt: claim.listedAt ?? 0 }, ladder: claim.ladder };
+    }
+    const snapshot = await this.o.store.read(streamId);
+    const last = snapshot?.entries.at(-1);
+    if (!snapshot?.ladder || !last) return null;
+    return { end: { nextSeq: snapshot.nextSeq, endsAt: last.pdt + Math.max(...Object.values(last.dur)) * 1000, listedAt: claim.listedAt ?? 0 }, ladder: snapshot.ladder };
+  }
+
+  /** The keeper of a claim; releases the claim when the slate cannot start. */
   private async start(streamId: string, claim: Claim): Promise<boolean> {
     const { store, log, metrics } = this.o;
     try {
-      const snapshot = await store.read(streamId);
-      const last = snapshot?.entries.at(-1);
-      if (!snapshot?.ladder || !last) throw new BatonError("NOT_LIVE", "no timeline to continue");
-      const end: TimelineEnd = { nextSeq: snapshot.nextSeq, endsAt: last.pdt + Math.max(...Object.values(last.dur)) * 1000 };
-      const slate = await this.o.slates.get(snapshot.ladder);
+      const where = await this.timelineEnd(streamId, claim);
+      if (!where) throw new BatonError("NOT_LIVE", "no timeline to continue");
+      const slate = await this.o.slates.get(where.ladder);
       if (this.closed) throw new BatonError("CLOSED", "node closing");
       const keeper = new SlateKeeper({
-        streamId, claim, store, slate, ladder: snapshot.ladder, end, leaseTtlMs: this.o.lease.ttlMs, renewEveryMs: this.o.lease.renewEveryMs,
+        streamId, claim, store, slate, ladder: where.ladder, end: where.end, leaseTtlMs: this.o.lease.ttlMs, renewEveryMs: this.o.lease.renewEveryMs,
         log, metrics,
       });
       keeper.reportListenerErrors((event, error) => log.error("slate listener failed", { event, error: errorMessage(error) }));
@@ -148,6 +160,18 @@ export class SlateKeepers {
     }
   }
 
+  /**
+   * A publisher took over a stream without input: its transcoder's first segment is a segment duration or
+   * more away, and the slate the stream showed stopped at the claim. The bridge hands the owner slate groups
+   * at the timeline's cadence (to queue and append under its own claim) until it is stopped, at the owner's
+   * first segment.
+   */
+  bridge(streamId: string, claim: Claim, queue: (group: SlateGroup) => void): SlateBridge {
+    return new SlateBridge(this.timelineEnd(streamId, claim).then(async (where) => (where ? new SlateCadence(await this.o.slates.get(where.ladder), where.ladder, where.end, Date.now()) : null)), queue, (error) =>
+      this.o.log.warn("no slate until the publisher's first segment", { stream: streamId, error: errorMessage(error) }),
+    );
+  }
+
   /** The slate of a stream this node keeps stops (its publisher returned here, or it was revoked). */
   async end(streamId: string, reason: string): Promise<void> {
     await this.keepers.get(streamId)?.close(reason);
@@ -157,5 +181,42 @@ export class SlateKeepers {
   async closeAll(reason: string, final = false): Promise<void> {
     if (final) this.closed = true;
     await Promise.all([...this.keepers.values()].map((k) => k.close(reason)));
+  }
+}
+
+/** Slate groups for an owner until its first segment (SlateKeepers.bridge). */
+export class SlateBridge {
+  private timer: NodeJS.Timeout | null = null;
+  private cadence: SlateCadence | null = null;
+  private stopped = false;
+
+  constructor(cadence: Promise<SlateCadence | null>, private readonly queue: (group: SlateGroup) => void, failed: (error: unknown) => void) {
+    cadence.then((c) => {
+      this.cadence = c;
+      this.schedule();
+    }, failed);
+  }
+
+  /** Where the slate's media ends (what the owner's date-times go on from), or null before any slate group. */
+  get endsAt(): number | null {
+    return this.cadence && this.cadence.count > 0 ? this.cadence.endsAt : null;
+  }
+
+  private schedule(): void {
+    const cadence = this.cadence;
+    if (this.stopped || !cadence) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      if (this.stopped) return;
+      this.queue(cadence.peek());
+      cadence.taken(Date.now());
+      this.schedule();
+    }, cadence.wait(Date.now()));
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
   }
 }

@@ -93,6 +93,10 @@ describe("input loss: slate keepers", function () {
     // the publisher returns on node-b: its claim takes the slate's lease at once, at a higher epoch
     const returned = await store.claim("left", "node-b", "pub-back", LEASE.ttlMs, 1);
     assert.equal(returned.epoch, claim.epoch + 1);
+    const slateEnd = (await entries("left")).at(-1)!;
+    assert.equal(returned.inputLost, true, "the claim says the stream had no input: its owner shows the slate until its first segment");
+    assert.equal(returned.endsAt, slateEnd.pdt + 1000, "the claim says where the timeline's media ends");
+    assert.equal(claim.inputLost, false);
     await waitFor("node-a's slate stopped", () => (a.size === 0 ? true : undefined), 10000);
     const live = await appendMedia("left", returned, returned.nextSeq, Date.now());
     assert.equal(live.disc, true, "live media after the slate starts a discontinuity");

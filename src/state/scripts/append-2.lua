@@ -70,7 +70,14 @@ if tonumber(ARGV[6]) > 0 and excess > 0 then
   redis.call('LTRIM', KEYS[2], excess, -1)
 end
 local t = redis.call('TIME')
+-- where the timeline's media ends (its last entry's date-time plus its longest duration): the next owner's or
+-- slate's date-times go on from there (claim-4 and slate-2 return it)
+local longest = 0
+for _, d in pairs(cjson.decode(ARGV[10])) do
+  longest = math.max(longest, tonumber(d))
+end
 redis.call('HSET', KEYS[1], 'nextSeq', seq + 1, 'cc', cc, 'discNext', '0', 'slate', slate and '1' or '0',
+  'endsAt', tonumber(ARGV[4]) + math.floor(longest * 1000 + 0.5),
   'lastSegmentAt', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 redis.call('PUBLISH', ARGV[8], ARGV[9])
 return result

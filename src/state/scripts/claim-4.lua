@@ -31,7 +31,10 @@
   when it ended (its pages and manifest are in the store, its record in the broadcasts hash) and stays
   playable as VOD until its retention.
 
-  Returns {epoch, nextSeq, targetDuration, ladder JSON or "", broadcast id}.
+  Returns {epoch, nextSeq, targetDuration, ladder JSON or "", broadcast id, then where the timeline stands:
+  endsAt (ms, where its last entry's media ends; 0 without one), lastSegmentAt (ms, when it was appended), and
+  "1" when the stream had no input (it was in its reconnect window, or its lease was a slate's or a dead
+  node's), so a returning publisher shows the slate until its own first segment}.
   Errors: ALREADY_LIVE <holder>; HANDOFF_PENDING <holder> while a draining owner finishes its last segment;
   NOT_LIVE <state> for a slate claim of a stream with nothing to continue.
 ]]
@@ -47,6 +50,7 @@ if holder and not preempt then
   return redis.error_reply('ALREADY_LIVE ' .. holder)
 end
 local state = redis.call('HGET', KEYS[1], 'state')
+local inputLost = (state == 'reconnecting' or preempt) and '1' or '0'
 if slate and (state ~= 'live' and state ~= 'reconnecting' or tonumber(redis.call('HGET', KEYS[1], 'nextSeq') or '0') == 0 or
     not redis.call('HGET', KEYS[1], 'ladder')) then
   return redis.error_reply('NOT_LIVE ' .. tostring(state))
@@ -57,8 +61,9 @@ local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 local nextSeq = tonumber(redis.call('HGET', KEYS[1], 'nextSeq') or '0')
 if state == 'ended' then
   redis.call('DEL', KEYS[3], KEYS[4])
-  redis.call('HDEL', KEYS[1], 'ladder', 'discNext')
+  redis.call('HDEL', KEYS[1], 'ladder', 'discNext', 'endsAt', 'lastSegmentAt', 'slate')
   nextSeq = 0
+  inputLost = '0'
 end
 if nextSeq > 0 then
   -- a new owner or a returning publisher: the first new segment starts a discontinuity
@@ -88,4 +93,5 @@ redis.call('PERSIST', KEYS[4])
 redis.call('SET', KEYS[2], lease, 'PX', ARGV[3])
 redis.call('PUBLISH', ARGV[5], ARGV[6])
 return {epoch, nextSeq, redis.call('HGET', KEYS[1], 'targetDuration'), redis.call('HGET', KEYS[1], 'ladder') or '',
-  redis.call('HGET', KEYS[1], 'broadcast') or ARGV[7]}
+  redis.call('HGET', KEYS[1], 'broadcast') or ARGV[7], redis.call('HGET', KEYS[1], 'endsAt') or '0',
+  redis.call('HGET', KEYS[1], 'lastSegmentAt') or '0', inputLost}

@@ -13,8 +13,8 @@
   ARGV[5] pub/sub channel
   ARGV[6] stream id
 
-  Returns 1 when the caller keeps the slate, 0 when the stream is no longer the caller's (another claim, or it
-  ended).
+  Returns {nextSeq, endsAt, lastSegmentAt} (where the timeline stands: see claim-4.lua) when the caller keeps
+  the slate, 0 when the stream is no longer the caller's (another claim, or it ended).
 ]]
 local lease = redis.call('GET', KEYS[2])
 if lease and lease ~= ARGV[1] and lease ~= ARGV[1] .. '#handoff' and lease ~= ARGV[1] .. '#slate' then
@@ -33,4 +33,5 @@ if state == 'live' then
   redis.call('HSET', KEYS[1], 'state', 'reconnecting', 'releasedAt', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 end
 redis.call('PUBLISH', ARGV[5], ARGV[6])
-return 1
+return {redis.call('HGET', KEYS[1], 'nextSeq') or '0', redis.call('HGET', KEYS[1], 'endsAt') or '0',
+  redis.call('HGET', KEYS[1], 'lastSegmentAt') or '0'}
