@@ -101,7 +101,8 @@ export class BatonNode {
     });
     this.nodes = new NodeRecords(this.store.redis, this.store.keys);
     this.feed = new Feed(this.store);
-    this.slates = config.hls.inputLoss === "slate" ? this.slateKeepers(config, log) : null;
+    // a window of 0 ends a stream as its input is lost: no slate to show
+    this.slates = config.hls.inputLoss === "slate" && config.hls.inputLossWindow > 0 ? this.slateKeepers(config, log) : null;
     this.owners = new StreamOwners({
       ...(this.slates ? { slates: this.slates } : {}),
       store: this.store,

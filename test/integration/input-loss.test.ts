@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { disagreements, parseM3u8, withoutSession, type ParsedPlaylist } from "../helpers/hls.ts";
+import { disagreements, parseM3u8, slateSeqs, withoutSession, type ParsedPlaylist } from "../helpers/hls.ts";
 import {
   ADMIN, get, publish, startTestHaproxy, startTestNode, startTestRedis, stopAll, tempDir, testPrefix, waitFor,
   type TestHaproxy, type TestNode, type TestRedis,
@@ -16,7 +16,6 @@ import type { Managed } from "../../tools/processes.ts";
 
 /** The test nodes' segment duration (test/helpers/stack.ts), seconds. */
 const D = 1;
-const SLATE_TAG = "#EXT-BATON-SLATE";
 
 interface Listed {
   seq: number;
@@ -48,24 +47,14 @@ class Watch {
     try {
       const r = await get(this.url);
       if (r.status !== 200) return;
-      const lines = r.text.split("\n");
       const p = parseM3u8(r.text);
-      // the slate tag, which the parser drops: the n-th segment's tags are the lines before its n-th URI
-      const slateFlags: boolean[] = [];
-      let slate = false;
-      for (const line of lines) {
-        if (line === SLATE_TAG) slate = true;
-        else if (line !== "" && !line.startsWith("#")) {
-          slateFlags.push(slate);
-          slate = false;
-        }
-      }
+      const slate = slateSeqs(r.text);
       p.segments.forEach((s, i) => {
         const seq = p.mediaSequence + i;
         if (this.listed.has(seq)) return;
         this.listed.set(seq, {
           seq, uri: s.uri.split("?")[0]!, pdt: Date.parse(s.dateTimeString!), duration: s.duration, disc: s.discontinuity === true,
-          slate: slateFlags[i] === true, seenAt: Date.now(),
+          slate: slate.has(seq), seenAt: Date.now(),
         });
       });
     } catch {
