@@ -97,6 +97,8 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
    * or the slate) less the first segment's own date-time, when that is later, so date-times never go back.
    */
   private pdtShift: number | null = null;
+  /** Where the queued timeline ends: the last queued group's media end (ms) and when it was queued. */
+  private end: { endsAt: number; listedAt: number } = { endsAt: 0, listedAt: 0 };
   private nextSeq = 0;
   private pumping = false;
   private dropped = false;
@@ -152,13 +154,9 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     this.renewTimer = setInterval(() => {
       this.renewing ??= this.renew().finally(() => (this.renewing = null));
     }, RENEW_EVERY_MS);
+    this.end = { endsAt: this.claim.endsAt ?? 0, listedAt: this.claim.listedAt ?? 0 };
     // the stream had no input (the slate showed): it shows until this publish's first segment is ready
-    if (this.claim.inputLost && this.claim.nextSeq > 0 && this.o.slate) {
-      this.fill = this.o.slate.bridge(this.streamId, this.claim, (group) => this.enqueue({
-        pdt: group.pdt, disc: false, slate: true, finishedAt: Date.now(),
-        segments: group.renditions.map((r) => ({ rendition: r.name, duration: r.duration, bytes: r.bytes })),
-      }));
-    }
+    if (this.claim.inputLost && this.claim.nextSeq > 0) this.slateUntilMedia(this.claim);
     for (const packet of this.early.splice(0)) this.packet(packet);
     return true;
   }
@@ -274,7 +272,12 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       const message = step.direction === "degrade" ? "transcoder behind real time: faster preset" : "transcoder has room again: slower preset restored";
       this.log.warn(message, { stream: this.streamId, from: step.from, to: step.to, speed: step.speed.toFixed(2) });
     });
-    job.on("restart", () => metrics.transcoderRestarts.inc());
+    job.on("restart", () => {
+      metrics.transcoderRestarts.inc();
+      // no media until the next run's first segment: the slate fills the gap
+      const claim = this.claim!;
+      this.slateUntilMedia({ ...claim, ladder: claim.ladder ?? ladderEntries(renditions), nextSeq: this.nextSeq + this.queue.length, ...this.end });
+    });
     job.on("dropped", (bytes) => metrics.transcoderInputDropped.inc(bytes));
     job.on("failed", (reason) => {
       this.log.error("transcoding failed; dropping the publisher", { stream: this.streamId, reason });
@@ -285,12 +288,29 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     return job;
   }
 
-  /** A segment group of the transcoder: the slate (if any) stops, and date-times go on from the timeline's end. */
+  /**
+   * Slate groups into the queue at the timeline's cadence until the transcoder's next segment group: after a
+   * claim of a stream without input, and while the transcoder restarts (its next run's first segment is a
+   * backoff, an ffmpeg start and a segment duration away).
+   */
+  private slateUntilMedia(from: Claim): void {
+    if (!this.o.slate || this.lost || this.closing) return;
+    this.fill?.stop();
+    this.fill = this.o.slate.bridge(this.streamId, from, (group) => this.enqueue({
+      pdt: group.pdt, disc: false, slate: true, finishedAt: Date.now(),
+      segments: group.renditions.map((r) => ({ rendition: r.name, duration: r.duration, bytes: r.bytes })),
+    }));
+  }
+
+  /**
+   * A segment group of the transcoder: the slate (if any) stops, and date-times go on from the timeline's
+   * end: at the first group, and at each restart's (a discontinuity), the shift grows if need be so they never
+   * go back; within a run it stays, so they keep the transcoder's spacing.
+   */
   private media(group: SegmentGroupOut): QueuedGroup {
-    const endsAt = this.fill?.endsAt ?? this.claim?.endsAt ?? 0;
     this.fill?.stop();
     this.fill = null;
-    this.pdtShift ??= endsAt > 0 ? Math.max(0, endsAt - group.pdt) : 0;
+    if (this.pdtShift === null || group.disc) this.pdtShift = Math.max(this.pdtShift ?? 0, this.end.endsAt - group.pdt);
     return { ...group, pdt: group.pdt + this.pdtShift };
   }
 
@@ -302,6 +322,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       this.o.metrics.segmentsDropped.inc();
     }
     this.queue.push(this.dropped ? { ...group, disc: true } : group);
+    this.end = { endsAt: group.pdt + Math.max(0, ...group.segments.map((s) => s.duration)) * 1000, listedAt: Date.now() };
     this.dropped = false;
     this.o.metrics.segmentQueue.inc();
     void this.pump();

@@ -225,6 +225,32 @@ describe("input loss: the timeline never stops while a stream is live", function
     }
   });
 
+  it("transcoder restarts: the slate fills the gap until the restarted ffmpeg's first segment", async () => {
+    const a = nodes[0]!;
+    const w = watch("/live/restart/360p/index.m3u8");
+    const publisher = publish(a.rtmp("restart"));
+    try {
+      const line = await a.waitForLog(/ffmpeg started stream=restart run=0 pid=(\d+)/, 60000);
+      const before = await w.until("three live segments", (all) => all.filter((s) => !s.slate).length >= 3);
+      process.kill(Number(/pid=(\d+)/.exec(line)![1]), "SIGKILL");
+      await a.waitForLog(/ffmpeg started stream=restart run=1/, 30000);
+      const after = await w.until("live media after the slate", (all) => {
+        const first = slateAfter(all, before.at(-1)!.seq)[0];
+        return first !== undefined && liveAfter(all, first.seq).length >= 2;
+      });
+      const slate = slateAfter(after, before.at(-1)!.seq);
+      const firstLive = liveAfter(after, slate[0]!.seq)[0]!;
+      assert.equal(after.find((s) => s.seq === slate[0]!.seq - 1)?.slate, false, "the slate follows the last segment of the first run");
+      assert.equal(slate[0]!.disc, true);
+      assert.equal(firstLive.disc, true, "the restarted run's first segment starts a discontinuity after the slate");
+      assert.equal(after.find((s) => s.seq === firstLive.seq - 1)?.slate, true);
+      assertContinuous(after.filter((s) => s.seq > before.at(-1)!.seq));
+      assert.equal((await streamInfo(lb, "restart"))?.owner, "node-a", "a restart keeps the stream's claim");
+    } finally {
+      publisher.child.kill("SIGKILL");
+    }
+  });
+
   it("hls.inputLoss off: the playlist waits without new segments, as before the slate", async () => {
     // a cluster of its own: a node with the slate on would keep the stream's slate for the others
     const prefix = testPrefix();
