@@ -13,7 +13,8 @@ import { renderMedia, SLATE_TAG } from "../../src/delivery/playlist.ts";
 import { StreamStore } from "../../src/state/store.ts";
 import { FsSegmentStore } from "../../src/storage/fs.ts";
 import { SlateKeepers } from "../../src/stream/slate-keepers.ts";
-import { DEFAULT_SLATE, Slates } from "../../src/transcode/slate.ts";
+import { SlateCadence } from "../../src/stream/slate-keeper.ts";
+import { DEFAULT_SLATE, Slates, type Slate } from "../../src/transcode/slate.ts";
 import { startTestRedis, stopAll, tempDir, testPrefix, waitFor, type TestRedis } from "../helpers/stack.ts";
 
 const LADDER: LadderEntry[] = [
@@ -145,5 +146,26 @@ describe("input loss: slate keepers", function () {
     } finally {
       await short.close();
     }
+  });
+});
+
+describe("input loss: the slate's cadence", () => {
+  // a stand-in slate: the cadence only asks it for segment bytes and its duration
+  const slate = { segmentDuration: 2, gap: () => ({ segment: (rendition: string, index: number) => Buffer.from(`${rendition}/${index}`) }) } as unknown as Slate;
+
+  it("lists the first slate segment when the next live one would have been listed, then one each segment duration", () => {
+    const c = new SlateCadence(slate, LADDER, { nextSeq: 10, endsAt: 50_000, listedAt: 49_500 }, 50_000);
+    assert.equal(c.wait(50_000), 1500, "one segment duration after the last listing");
+    const first = c.peek();
+    assert.deepEqual([first.seq, first.pdt, first.renditions.map((r) => [r.name, r.duration, r.bytes.toString()])], [10, 50_000, [["360p", 2, "360p/0"], ["240p", 2, "240p/0"]]]);
+    c.taken(51_600);
+    assert.equal(c.wait(51_600), 2000);
+    assert.deepEqual([c.peek().seq, c.peek().pdt, c.endsAt], [11, 52_000, 52_000], "date-times go on one segment duration each");
+  });
+
+  it("lists at once when that moment passed (an owner that died listed nothing since)", () => {
+    const c = new SlateCadence(slate, LADDER, { nextSeq: 3, endsAt: 10_000, listedAt: 9_000 }, 14_000);
+    assert.equal(c.wait(14_000), 0);
+    assert.equal(c.peek().pdt, 10_000, "the slate's date-times start where the media ended, not at the takeover");
   });
 });
