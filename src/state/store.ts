@@ -42,6 +42,21 @@ export interface ClaimOptions {
   deadNode?: string;
 }
 
+/** A stream as input loss sees it (slate-keepers.ts). */
+export interface InputLossState {
+  state: StreamState | null;
+  /** It has a timeline to continue. */
+  segments: boolean;
+  /** Its lease's value (nodeId/publishId/epoch, perhaps marked), or null: none. */
+  holder: string | null;
+  /** Its ladder: its slate's format. */
+  ladder: LadderEntry[] | null;
+  /** The node of its current claim. */
+  owner: string;
+  /** Its owner let it go (release-2), rather than its lease lapsing while the owner may live. */
+  released: boolean;
+}
+
 export class StreamStore {
   readonly keys: Keys;
   readonly redis: RedisClient;
@@ -216,17 +231,16 @@ export class StreamStore {
   }
 
   /**
-   * What decides whether a stream lost its input with nobody keeping its slate: its state, whether it has a
-   * timeline to continue, its lease's holder (null: none), and its ladder (its slate's format).
+   * What decides whether a stream lost its input with nobody keeping its slate (see InputLossState).
    */
-  async inputLoss(streamId: string): Promise<{ state: StreamState | null; segments: boolean; holder: string | null; ladder: LadderEntry[] | null }> {
+  async inputLoss(streamId: string): Promise<InputLossState> {
     const k = this.keys;
-    const replies = await this.redis.multi().hmget(k.meta(streamId), "state", "nextSeq", "ladder").get(k.lease(streamId)).exec();
+    const replies = await this.redis.multi().hmget(k.meta(streamId), "state", "nextSeq", "ladder", "owner", "released").get(k.lease(streamId)).exec();
     if (!replies) throw new Error("redis transaction aborted");
     const [[metaError, meta], [leaseError, holder]] = replies as [[Error | null, (string | null)[]], [Error | null, string | null]];
     if (metaError || leaseError) throw metaError ?? leaseError;
     const ladder = meta[2] ? (JSON.parse(meta[2]) as LadderEntry[]) : null;
-    return { state: (meta[0] as StreamState | null) ?? null, segments: Number(meta[1] ?? 0) > 0, holder, ladder };
+    return { state: (meta[0] as StreamState | null) ?? null, segments: Number(meta[1] ?? 0) > 0, holder, ladder, owner: meta[3] ?? "", released: meta[4] === "1" };
   }
 
   /** Marks the caller's lease as being handed over (a drain); claims elsewhere wait for the release. */

@@ -82,18 +82,21 @@ export class SlateKeepers {
    */
   async round(): Promise<void> {
     if (this.closed || !this.o.accepting()) return;
-    const candidates: { id: string; holder: string | null }[] = [];
+    // each stream that may need a slate, and the node whose death would mean it does ("": none needed)
+    const candidates: { id: string; node: string; holder: string | null }[] = [];
     for (const id of await this.o.store.listStreams()) {
       if (this.has(id)) continue;
-      const { state, segments, holder, ladder } = await this.o.store.inputLoss(id);
+      const { state, segments, holder, ladder, owner, released } = await this.o.store.inputLoss(id);
       if ((state !== "live" && state !== "reconnecting") || !segments) continue;
       if (ladder) this.prepare(ladder);
-      if (holder && holderNode(holder) === this.o.nodeId) continue;
-      candidates.push({ id, holder });
+      // a lease held, or one that lapsed while its owner may live (Redis was away: it takes it back)
+      const node = holder ? holderNode(holder) : released ? "" : owner;
+      if (node === this.o.nodeId) continue;
+      candidates.push({ id, node, holder });
     }
-    const dead = await this.o.deadNodes(candidates.flatMap((c) => (c.holder ? [holderNode(c.holder)] : [])));
-    for (const { id, holder } of candidates) {
-      if (holder === null || dead.has(holderNode(holder))) await this.adopt(id, holder === null ? "" : holderNode(holder));
+    const dead = await this.o.deadNodes(candidates.flatMap((c) => (c.node ? [c.node] : [])));
+    for (const { id, node, holder } of candidates) {
+      if (node === "" || dead.has(node)) await this.adopt(id, holder ? node : "");
     }
   }
 

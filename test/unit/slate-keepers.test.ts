@@ -132,6 +132,20 @@ describe("input loss: slate keepers", function () {
     assert.equal(other.has("crash"), false);
   });
 
+  it("leaves a stream whose lease lapsed while its owner lives (Redis was away) to that owner; takes one its owner released", async () => {
+    const { claim } = await liveStream("lapsed", "node-g", 2);
+    await store.redis.del(store.keys.lease("lapsed"));
+    const h = node("node-h");
+    await h.round();
+    assert.equal(h.has("lapsed"), false, "its owner takes the lease back at its next renewal");
+    assert.equal(await store.renew("lapsed", claim, LEASE.ttlMs), true);
+    // a drained owner lets the stream go: another node keeps its slate until the encoder is back
+    assert.equal(await store.release("lapsed", claim), true);
+    await h.round();
+    assert.equal(h.has("lapsed"), true);
+    assert.match((await store.redis.get(store.keys.lease("lapsed"))) ?? "", /^node-h\/.*#slate$/);
+  });
+
   it("stops when the input-loss window passes: the stream ends and the slate holder's appends are refused", async () => {
     const short = new StreamStore({ ...store.options, reconnectWindowMs: 1500 });
     await short.connect();

@@ -86,7 +86,7 @@ if slate then
 else
   redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'claim', ARGV[7], 'state', 'live', 'claimedAt', now, 'releasedAt', '')
 end
-redis.call('HDEL', KEYS[1], 'endedAt')
+redis.call('HDEL', KEYS[1], 'endedAt', 'released')
 redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', KEYS[3])
 redis.call('PERSIST', KEYS[4])
