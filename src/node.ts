@@ -39,7 +39,11 @@ import { StreamStore } from "./state/store.ts";
 import { createSegmentStore } from "./storage/create.ts";
 import { countStoreErrors } from "./storage/counted.ts";
 import type { SegmentStore } from "./storage/store.ts";
+import { NodeLiveness } from "./cluster/liveness.ts";
 import { StreamOwners } from "./stream/owners.ts";
+import { LEASE_TTL_MS, RENEW_EVERY_MS } from "./stream/owner.ts";
+import { SlateKeepers } from "./stream/slate-keepers.ts";
+import { DEFAULT_SLATE, Slates } from "./transcode/slate.ts";
 import { warmUp } from "./transcode/ffmpeg.ts";
 
 export class BatonNode {
@@ -54,6 +58,9 @@ export class BatonNode {
   readonly sessionStore: SessionStore;
   readonly channel: ViewerChannel;
   readonly owners: StreamOwners;
+  /** The slates this node keeps for streams without input; null with hls.inputLoss "off". */
+  readonly slates: SlateKeepers | null;
+  private slateTimer: NodeJS.Timeout | null = null;
   readonly drainer: Drainer;
   readonly agent: AgentServer;
   readonly capacity: Capacity;
@@ -94,7 +101,7 @@ export class BatonNode {
       dvrWindowMs: config.hls.dvrWindow * 1000,
       pageSize: config.hls.dvrPageSize,
       ...(config.recording.enabled ? { recordingRetentionSec: config.recording.retention } : {}),
-      reconnectWindowMs: config.hls.reconnectWindow * 1000,
+      reconnectWindowMs: config.hls.inputLossWindow * 1000,
       retentionSec: config.hls.retention,
       commandTimeoutMs: config.redis.commandTimeout,
       waitReplicas: config.redis.waitReplicas,
@@ -103,7 +110,10 @@ export class BatonNode {
     this.nodes = new NodeRecords(this.store.redis, this.store.keys);
     this.feed = new Feed(this.store);
     this.rollouts = new RolloutStore(this.store.redis, this.store.keys);
+    // a window of 0 ends a stream as its input is lost: no slate to show
+    this.slates = config.hls.inputLoss === "slate" && config.hls.inputLossWindow > 0 ? this.slateKeepers(config, log) : null;
     this.owners = new StreamOwners({
+      ...(this.slates ? { slates: this.slates } : {}),
       store: this.store,
       nodeId: this.id,
       config,
@@ -220,6 +230,28 @@ export class BatonNode {
     addAdminApi(this.http, { nodeId: this.id, token: adminToken(config), local: this, nodes: this.nodes, feed: this.feed });
   }
 
+  /** Input loss: the slates this node keeps, and how it learns that another node died. */
+  private slateKeepers(config: Config, log: Logger): SlateKeepers {
+    const slates = new Slates({
+      ffmpegPath: config.transcode.ffmpegPath,
+      image: config.hls.slateImage || DEFAULT_SLATE,
+      segmentDuration: config.hls.segmentDuration,
+      workDir: config.transcode.spoolDir,
+    });
+    const liveness = new NodeLiveness(this.nodes, this.id);
+    return new SlateKeepers({
+      store: this.store,
+      nodeId: this.id,
+      config,
+      slates,
+      lease: { ttlMs: LEASE_TTL_MS, renewEveryMs: RENEW_EVERY_MS },
+      deadNodes: (ids) => liveness.dead(ids),
+      accepting: () => this.closing === null && this.drainer.state === "ready" && this.store.ready,
+      log: log.child("slate"),
+      metrics: this.metrics,
+    });
+  }
+
   /** Starts a drain (an admin request, the CLI, SIGTERM); `exit` closes the node once drained. */
   drain(reason: string, options: { exit: boolean } = { exit: false }): Promise<DrainReport> {
     const done = this.drainer.drain(reason, this.config.drain.deadline);
@@ -285,6 +317,7 @@ export class BatonNode {
       release: this.release,
       startedAt: this.startedAt,
       publishers: this.owners.list(),
+      slates: this.slates?.list() ?? [],
       websockets: this.channel.size,
       rtmp: { connections: this.ingest.counts.open },
       http: { inFlight: this.http.inFlight, openSockets: this.http.openSockets },
@@ -339,6 +372,16 @@ export class BatonNode {
       },
     });
     this.sweeper.start();
+    const slates = this.slates;
+    if (slates) {
+      let looking = false;
+      // each second: streams whose input is lost with nobody keeping their slate (their owner died)
+      this.slateTimer ??= setInterval(() => {
+        if (looking) return;
+        looking = true;
+        slates.round().catch((error: unknown) => this.log.debug("slate round failed", { error: errorMessage(error) })).finally(() => (looking = false));
+      }, HEARTBEAT_MS);
+    }
     this.capacityTimer ??= setInterval(() => this.measure(), HEARTBEAT_MS);
     this.measure();
     this.registry.start();
@@ -356,6 +399,7 @@ export class BatonNode {
   private async shutdown(): Promise<void> {
     this.sweeper.stop();
     if (this.capacityTimer) clearInterval(this.capacityTimer);
+    if (this.slateTimer) clearInterval(this.slateTimer);
     void this.registry.beat();
     await this.owners.closeAll("node shutting down");
     await this.ingest.close();

@@ -64,7 +64,8 @@ export async function status(c: AdminClient): Promise<string> {
     // below real time the stream's latency grows until input is dropped: say so where the operator looks
     if (speed !== undefined && speed < 0.95) slow.push(s.id);
     const shown = speed === undefined ? "-" : `${speed.toFixed(2)}x${speed < 0.95 ? " SLOW" : ""}`;
-    streamRows.push([s.id, s.state, s.owner, String(s.epoch), s.renditions.map((r) => r.name).join(","), String(s.viewers), String(s.nextSeq), shown]);
+    // a stream without input: its viewers see the slate, kept by OWNER, until the publisher returns
+    streamRows.push([s.id, s.slate ? `${s.state} (slate)` : s.state, s.owner, String(s.epoch), s.renditions.map((r) => r.name).join(","), String(s.viewers), String(s.nextSeq), shown]);
   }
   const warning = slow.length
     ? `\n\ntranscoders below real time: ${slow.join(", ")}. The ladder costs more than this machine has: a lighter ` +

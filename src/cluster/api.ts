@@ -15,6 +15,8 @@ export interface StreamInfo {
   publishStartedAt: number;
   nextSeq: number;
   viewers: number;
+  /** Viewers see the slate: the stream has no input (hls.inputLoss). */
+  slate: boolean;
 }
 
 export async function listStreamInfo(store: Pick<StreamStore, "listStreams" | "read">, records: Pick<NodeRecords, "list">): Promise<StreamInfo[]> {
@@ -33,6 +35,7 @@ export async function listStreamInfo(store: Pick<StreamStore, "listStreams" | "r
       publishStartedAt: s.claimedAt,
       nextSeq: s.nextSeq,
       viewers: nodes.reduce((sum, n) => sum + (n.load.viewers[id] ?? 0), 0),
+      slate: s.slate === true,
     });
   }
   return out;

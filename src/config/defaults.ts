@@ -134,12 +134,29 @@ export interface Config {
      * under two pages, plus a small ref per page). Used by: state (timeline pages); tests shorten it.
      */
     dvrPageSize: number;
-    /** Seconds a stream stays live (no EXT-X-ENDLIST) after its publisher leaves, waiting for it to return. */
+    /**
+     * Seconds a stream stays live (no EXT-X-ENDLIST) after its publisher leaves, waiting for it to return;
+     * the default of hls.inputLossWindow, which is used when set.
+     */
     reconnectWindow: number;
     /** Seconds an ended stream's playlists (in Redis) and segments (in the segment store) stay. Used by: state, sweeper. */
     retention: number;
     /** Bytes of segments each node keeps in memory. Used by: delivery/segment-cache. */
     segmentCacheBytes: number;
+    // input loss (slate): what viewers see while a live stream has no input
+    /**
+     * "slate": while a live stream has no input (publisher left, owner node died), its timeline goes on in
+     * real time with slate segments until the publisher returns or inputLossWindow passes; "off": the
+     * playlist waits without new segments (players stall). Used by: stream (owner, slate keeper).
+     */
+    inputLoss: "slate" | "off";
+    /**
+     * Seconds a stream without input stays live (slate or not) before it ends with EXT-X-ENDLIST; defaults to
+     * hls.reconnectWindow, which it replaces. Used by: state (sweep), stream.
+     */
+    inputLossWindow: number;
+    /** The slate image (PNG or JPEG, checked at load); empty: assets/slate.png. Used by: transcode/slate. */
+    slateImage: string;
   };
   storage: {
     /**
@@ -360,6 +377,10 @@ export const DEFAULTS: Config = {
     reconnectWindow: 30,
     retention: 3600,
     segmentCacheBytes: 67108864,
+    // input loss (slate)
+    inputLoss: "slate",
+    inputLossWindow: 30,
+    slateImage: "",
   },
   storage: {
     backend: "fs",

@@ -6,6 +6,7 @@ import { DEFAULTS, type Config } from "./defaults.ts";
 import { SCHEMA, checkValue, parseEnvValue, type Rule } from "./schema.ts";
 import { checkRedis } from "./redis.ts";
 import { checkStorage } from "./storage.ts";
+import { inputLossDefaults } from "./input-loss.ts";
 import { rtmpsContext } from "./tls.ts";
 
 /** BATON_* variables that are not config keys but are read elsewhere. */
@@ -103,6 +104,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
   rtmpsContext(config.rtmps, originOf);
   checkStorage(config.storage, originOf);
   checkRedis(config.redis, originOf);
+  inputLossDefaults(config.hls, originOf);
   return config;
 }
 

@@ -67,6 +67,10 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
     reconnectWindow: { kind: "number", min: 0, max: 3600 },
     retention: { kind: "int", min: 10, max: 7 * 86400 },
     segmentCacheBytes: { kind: "int", min: 1048576, max: 17179869184 },
+    // input loss (slate); the image is read and checked in input-loss.ts
+    inputLoss: { kind: "enum", values: ["slate", "off"] },
+    inputLossWindow: { kind: "number", min: 0, max: 3600 },
+    slateImage: { kind: "string", pattern: /^[^\0]*$/, expected: "a PNG or JPEG file path, or empty" },
   },
   storage: {
     backend: { kind: "enum", values: ["fs", "s3"] },

@@ -142,6 +142,13 @@ export class Metrics {
     name: "baton_viewer_errors_total", help: "Errors the player page reported, by hls.js's kind (network, media, mux, key, other)",
     labelNames: ["kind"] as const, registers: [this.registry],
   });
+  // input loss (slate)
+  readonly streamsOnSlate = new Gauge({
+    name: "baton_streams_on_slate", help: "Streams this node keeps on the slate (their input is lost; viewers see the slate)", registers: [this.registry],
+  });
+  readonly slateSegments = new Counter({
+    name: "baton_slate_segments_total", help: "Slate segment groups (all renditions) this node appended while streams had no input", registers: [this.registry],
+  });
 
   constructor(labels: { node: string }) {
     this.registry.setDefaultLabels({ node: labels.node });

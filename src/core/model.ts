@@ -26,6 +26,8 @@ export interface TimelineEntry {
   cc: number;
   /** Duration in seconds per rendition. */
   dur: Record<string, number>;
+  /** A slate segment (the stream had no input): present only on those. */
+  slate?: true;
 }
 
 export type StreamState = "live" | "reconnecting" | "ended";
@@ -45,6 +47,8 @@ export interface StreamSnapshot {
   createdAt: number;
   claimedAt: number;
   releasedAt: number | null;
+  /** The last listed segment is a slate segment: viewers see the slate (the stream has no input). */
+  slate?: boolean;
   entries: TimelineEntry[];
 }
 
@@ -59,12 +63,22 @@ export interface Claim {
   holder: string;
   /** The broadcast the stream's timeline is in: the id of the claim that started it (its media's prefix). */
   broadcast: string;
+  /** A claim that keeps the slate (input loss): its lease is marked for it and a publish claim takes it. */
+  slate?: boolean;
+  /** Where the timeline's media ends (ms since the epoch) at the claim; 0 without a segment. */
+  endsAt?: number;
+  /** When the timeline's last segment was appended (ms, Redis's clock); 0 without one. */
+  listedAt?: number;
+  /** The stream had no input when claimed (reconnect window, a slate's or a dead node's lease). */
+  inputLost?: boolean;
 }
 
 export interface SegmentGroup {
   seq: number;
   pdt: number;
   disc: boolean;
+  /** Slate segments (input loss): the entry is marked, and discontinuities go where slate starts and ends. */
+  slate?: boolean;
   /** Per rendition, in ladder order. */
   renditions: { name: string; duration: number; bytes: Buffer }[];
 }

@@ -42,11 +42,19 @@ export interface MediaOptions {
   lines?: Map<string, string>;
 }
 
+/**
+ * The tag before a slate segment (the stream had no input): players ignore a tag they do not know (RFC 8216bis
+ * 4.1), and baton's player page shows "waiting for the broadcaster" while it plays one (hls.js keeps it in the
+ * fragment's tagList). Not EXT-X-: that prefix is the specification's.
+ */
+export const SLATE_TAG = "#EXT-BATON-SLATE";
+
 /** One entry's tags and URI for a rendition (ends with a newline). */
 function entryLines(entry: TimelineEntry, rendition: string, suffix: UriSuffix): string {
   return (
     (entry.disc ? "#EXT-X-DISCONTINUITY\n" : "") +
     `#EXT-X-PROGRAM-DATE-TIME:${new Date(entry.pdt).toISOString()}\n` +
+    (entry.slate ? `${SLATE_TAG}\n` : "") +
     `#EXTINF:${(entry.dur[rendition] ?? 0).toFixed(3)},\n${segmentUri(entry)}${suffix}\n`
   );
 }

@@ -4,13 +4,13 @@
 import { readFileSync, readdirSync } from "node:fs";
 import type { ChainableCommander } from "ioredis";
 import type { RedisClient } from "./client.ts";
-import { AlreadyLiveError, FencedError, HandoffPendingError } from "../core/errors.ts";
+import { AlreadyLiveError, BatonError, FencedError, HandoffPendingError } from "../core/errors.ts";
 import { VERSION } from "../core/version.ts";
 
 const DIR = new URL("./scripts/", import.meta.url);
 const SUFFIX = `_v${VERSION.replace(/\W/g, "_")}`;
 
-export type ScriptName = "claim" | "renew" | "ladder" | "append" | "archive" | "release" | "sweep" | "session" | "handoff" | "lead";
+export type ScriptName = "claim" | "renew" | "ladder" | "append" | "archive" | "release" | "sweep" | "session" | "handoff" | "lead" | "slate";
 export type ScriptArg = string | number | Buffer;
 type ScriptFn = (...args: ScriptArg[]) => Promise<unknown>;
 
@@ -59,6 +59,8 @@ export function mapScriptError(error: unknown): unknown {
       return new FencedError("STREAM_ENDED", "write refused: the stream ended (EXT-X-ENDLIST was served)");
     case "HANDOFF_PENDING":
       return new HandoffPendingError(`the stream is being handed over by ${detail.split("/")[0]}`);
+    case "NOT_LIVE":
+      return new BatonError("NOT_LIVE", `no live timeline to keep a slate for (state ${detail})`);
     case "ALREADY_LIVE":
       return new AlreadyLiveError(detail.split("/")[0] ?? "");
     default:

@@ -35,6 +35,28 @@ export interface StoreOptions extends RedisTarget {
   trimmedGraceMs?: number;
 }
 
+export interface ClaimOptions {
+  /** Claim to keep the slate of a stream that lost its input (its lease is marked "#slate"). */
+  slate?: boolean;
+  /** A node known dead (its health check refused): a lease it holds is taken at once. */
+  deadNode?: string;
+}
+
+/** A stream as input loss sees it (slate-keepers.ts). */
+export interface InputLossState {
+  state: StreamState | null;
+  /** It has a timeline to continue. */
+  segments: boolean;
+  /** Its lease's value (nodeId/publishId/epoch, perhaps marked), or null: none. */
+  holder: string | null;
+  /** Its ladder: its slate's format. */
+  ladder: LadderEntry[] | null;
+  /** The node of its current claim. */
+  owner: string;
+  /** Its owner let it go (release-2), rather than its lease lapsing while the owner may live. */
+  released: boolean;
+}
+
 export class StreamStore {
   readonly keys: Keys;
   readonly redis: RedisClient;
@@ -85,7 +107,12 @@ export class StreamStore {
     for (const client of this.clients) closeRedis(client);
   }
 
-  async claim(streamId: string, nodeId: string, publishId: string, leaseTtlMs: number, targetDuration: number): Promise<Claim> {
+  /**
+   * Claims the stream at a new epoch. A publish claim takes a lease held for the slate at once; `slate` claims
+   * it to keep the slate (input loss, claim-4.lua); `deadNode` names a node known dead, whose lease is taken
+   * instead of waited out.
+   */
+  async claim(streamId: string, nodeId: string, publishId: string, leaseTtlMs: number, targetDuration: number, o: ClaimOptions = {}): Promise<Claim> {
     const k = this.keys;
     const id = newClaimId();
     const client = this.acked ?? this.redis;
@@ -98,9 +125,9 @@ export class StreamStore {
     await client.sadd(k.streams(), streamId);
     const { result, notReplicated } = await this.runAcked(client, "claim", [
       k.meta(streamId), k.lease(streamId), k.timeline(streamId), k.pages(streamId),
-      nodeId, publishId, leaseTtlMs, targetDuration, k.timelineChannel(), streamId, id,
+      nodeId, publishId, leaseTtlMs, targetDuration, k.timelineChannel(), streamId, id, o.slate ? "slate" : "publish", o.deadNode ?? "",
     ]);
-    const [epoch, nextSeq, target, ladder, broadcast] = result as [number, number, string, string, string];
+    const [epoch, nextSeq, target, ladder, broadcast, endsAt, listedAt, inputLost] = result as [number, number, string, string, string, string, string, string];
     const claim: Claim = {
       id,
       epoch: Number(epoch),
@@ -108,7 +135,11 @@ export class StreamStore {
       targetDuration: Number(target),
       ladder: ladder ? (JSON.parse(ladder) as LadderEntry[]) : null,
       holder: `${nodeId}/${publishId}/${epoch}`,
+      slate: o.slate === true,
       broadcast,
+      endsAt: Number(endsAt),
+      listedAt: Number(listedAt),
+      inputLost: inputLost === "1",
     };
     if (notReplicated) {
       // the publisher is refused (it retries): leave the stream as a refused claim would have
@@ -119,14 +150,15 @@ export class StreamStore {
   }
 
   /**
-   * Extends the lease; `handingOver` while the owner flushes after a handoff mark. Adds the stream to the
-   * stream set again each time (idempotent), so a stream the claim could not list is listed within a second.
+   * Extends the lease; `handingOver` while the owner flushes after a handoff mark (a slate claim's lease stays
+   * marked for the slate). Adds the stream to the stream set again each time (idempotent), so a stream the
+   * claim could not list is listed within a second.
    */
   async renew(streamId: string, claim: Claim, leaseTtlMs: number, handingOver = false): Promise<boolean> {
     const k = this.keys;
     // two commands, not one pipeline: the set and the stream's keys may be on different Cluster shards
     const [result] = await Promise.all([
-      runScript(this.redis, "renew", [k.lease(streamId), k.meta(streamId), claim.holder, leaseTtlMs, claim.epoch, claim.id, handingOver ? "1" : "0"]),
+      runScript(this.redis, "renew", [k.lease(streamId), k.meta(streamId), claim.holder, leaseTtlMs, claim.epoch, claim.id, claim.slate ? "slate" : handingOver ? "1" : "0"]),
       this.redis.sadd(k.streams(), streamId).catch(() => 0),
     ]);
     return result === 1;
@@ -178,11 +210,37 @@ export class StreamStore {
     for (const r of group.renditions) durations[r.name] = Math.round(r.duration * 1000) / 1000;
     const [entry, length, ...left] = (await runScript(this.redis, "append", [
       k.meta(streamId), k.timeline(streamId),
-      claim.epoch, claim.id, group.seq, Math.round(group.pdt), group.disc ? "1" : "0", this.pages.on ? 0 : this.options.window, "",
+      claim.epoch, claim.id, group.seq, Math.round(group.pdt), group.disc ? "1" : "0", this.pages.on ? 0 : this.options.window, group.slate ? "1" : "",
       k.timelineChannel(), streamId, JSON.stringify(durations),
     ])) as [string, number, ...string[]];
     await this.pages.appended(streamId, claim, length, left);
     return JSON.parse(entry) as TimelineEntry;
+  }
+
+  /**
+   * The publisher left and the caller keeps the stream's slate under the same claim (slate-2.lua): returns the
+   * claim as a slate claim (its renewals keep the lease marked for the slate) with where the timeline stands
+   * now, or null when the stream is no longer the caller's.
+   */
+  async keepSlate(streamId: string, claim: Claim, leaseTtlMs: number): Promise<Claim | null> {
+    const k = this.keys;
+    const kept = await runScript(this.redis, "slate", [k.meta(streamId), k.lease(streamId), claim.holder, claim.epoch, claim.id, leaseTtlMs, k.timelineChannel(), streamId]);
+    if (!Array.isArray(kept)) return null;
+    const [nextSeq, endsAt, listedAt] = (kept as string[]).map(Number) as [number, number, number];
+    return { ...claim, slate: true, nextSeq, endsAt, listedAt, inputLost: true };
+  }
+
+  /**
+   * What decides whether a stream lost its input with nobody keeping its slate (see InputLossState).
+   */
+  async inputLoss(streamId: string): Promise<InputLossState> {
+    const k = this.keys;
+    const replies = await this.redis.multi().hmget(k.meta(streamId), "state", "nextSeq", "ladder", "owner", "released").get(k.lease(streamId)).exec();
+    if (!replies) throw new Error("redis transaction aborted");
+    const [[metaError, meta], [leaseError, holder]] = replies as [[Error | null, (string | null)[]], [Error | null, string | null]];
+    if (metaError || leaseError) throw metaError ?? leaseError;
+    const ladder = meta[2] ? (JSON.parse(meta[2]) as LadderEntry[]) : null;
+    return { state: (meta[0] as StreamState | null) ?? null, segments: Number(meta[1] ?? 0) > 0, holder, ladder, owner: meta[3] ?? "", released: meta[4] === "1" };
   }
 
   /** Marks the caller's lease as being handed over (a drain); claims elsewhere wait for the release. */
@@ -302,6 +360,7 @@ export class StreamStore {
       createdAt: Number(meta.createdAt ?? 0),
       claimedAt: Number(meta.claimedAt ?? 0),
       releasedAt: meta.releasedAt ? Number(meta.releasedAt) : null,
+      slate: meta.slate === "1",
       entries,
     };
   }

@@ -11,7 +11,8 @@ import type { PublisherConnection } from "../ingest/rtmp-server.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { StreamStore } from "../state/store.ts";
-import type { Claim } from "../core/model.ts";
+import type { Claim, LadderEntry } from "../core/model.ts";
+import type { SlateGroup } from "./slate-keeper.ts";
 import { PresetGovernor } from "../transcode/degrade.ts";
 import { TranscodeJob, type SegmentGroupOut } from "../transcode/job.ts";
 import { ladderEntries, planLadder, replanLadder } from "../transcode/ladder.ts";
@@ -23,7 +24,7 @@ export type PublishGrants = Pick<StreamStore, "publishGrant" | "setGrant">;
 
 /** Publish lease: how long a stream stays held after its node stops renewing it (crash, freeze, silence). */
 export const LEASE_TTL_MS = 4000;
-const RENEW_EVERY_MS = 1000;
+export const RENEW_EVERY_MS = 1000;
 /** How long a closing owner publishes what it queued (waiting for Redis), after ffmpeg's last segment. */
 const FLUSH_MS = 10000;
 /**
@@ -50,7 +51,31 @@ export interface OwnerOptions {
   metrics: Metrics;
   /** Whether a node is alive (its heartbeat is fresh): a dead holder's lease is waited out, not refused. */
   nodeAlive(nodeId: string): Promise<boolean>;
+  /** Input loss (hls.inputLoss "slate"): takes the stream's claim over for the slate when the publisher leaves. */
+  slate?: SlateHandover;
 }
+
+/** Where an owner whose publisher left hands its claim (stream/slate-keepers.ts); false: it releases instead. */
+export interface SlateHandover {
+  keep(streamId: string, claim: Claim): Promise<boolean>;
+  /** Slate groups at the timeline's cadence, for a publisher that took over a stream without input, until stopped. */
+  bridge(streamId: string, claim: Claim, queue: (group: SlateGroup) => void): SlateFill;
+  /** Encodes the ladder's slate ahead of need, so the slate follows the last segment at once. */
+  prepare(ladder: LadderEntry[]): void;
+}
+
+/** The slate an owner lists until its transcoder's first segment (stream/slate-keepers.ts). */
+export interface SlateFill {
+  stop(): void;
+  /** Where its slate's media ends, or null before its first group. */
+  readonly endsAt: number | null;
+}
+
+/** What the owner queues for Redis: the transcoder's segment groups, and slate groups until its first. */
+type QueuedGroup = Pick<SegmentGroupOut, "pdt" | "disc" | "finishedAt"> & {
+  segments: Pick<SegmentGroupOut["segments"][number], "rendition" | "duration" | "bytes">[];
+  slate?: boolean;
+};
 
 export class StreamOwner extends TypedEmitter<OwnerEvents> {
   readonly streamId: string;
@@ -64,7 +89,16 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     return this.job?.pid ?? null;
   }
   private readonly early: AVPacket[] = [];
-  private queue: SegmentGroupOut[] = [];
+  private queue: QueuedGroup[] = [];
+  /** The slate until the first segment, when this publish took over a stream without input. */
+  private fill: SlateFill | null = null;
+  /**
+   * Added to every segment's date-time of this publish (ms): where the timeline stood (the last owner's media,
+   * or the slate) less the first segment's own date-time, when that is later, so date-times never go back.
+   */
+  private pdtShift: number | null = null;
+  /** Where the queued timeline ends: the last queued group's media end (ms) and when it was queued. */
+  private end: { endsAt: number; listedAt: number } = { endsAt: 0, listedAt: 0 };
   private nextSeq = 0;
   private pumping = false;
   private dropped = false;
@@ -81,7 +115,8 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     this.streamId = o.connection.streamId;
     this.log = o.log;
     o.connection.on("packet", (packet) => this.packet(packet));
-    o.connection.on("close", (reason) => void this.close(reason));
+    // the publisher left (or its transcoder failed): its input is lost, and the stream shows the slate
+    o.connection.on("close", (reason) => void this.close(reason, FLUSH_MS, true));
   }
 
   /** Whether this owner's publisher is still connected. */
@@ -119,6 +154,9 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     this.renewTimer = setInterval(() => {
       this.renewing ??= this.renew().finally(() => (this.renewing = null));
     }, RENEW_EVERY_MS);
+    this.end = { endsAt: this.claim.endsAt ?? 0, listedAt: this.claim.listedAt ?? 0 };
+    // the stream had no input (the slate showed): it shows until this publish's first segment is ready
+    if (this.claim.inputLost && this.claim.nextSeq > 0) this.slateUntilMedia(this.claim);
     for (const packet of this.early.splice(0)) this.packet(packet);
     return true;
   }
@@ -205,6 +243,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
         this.log.warn("could not record the ladder", { stream: this.streamId, error: errorMessage(error) });
       });
     }
+    this.o.slate?.prepare(claim.ladder ?? ladderEntries(renditions));
     const job = new TranscodeJob({
       streamId: this.streamId,
       publishId: connection.id,
@@ -219,7 +258,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       log: this.log,
     });
     job.reportListenerErrors((event, error) => this.log.error("job listener failed", { event, error: errorMessage(error) }));
-    job.on("group", (group) => this.enqueue(group));
+    job.on("group", (group) => this.enqueue(this.media(group)));
     const governor = new PresetGovernor(config.transcode.preset);
     job.on("progress", ({ speed, fps }) => {
       this.speed = speed;
@@ -234,7 +273,12 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       const message = step.direction === "degrade" ? "transcoder behind real time: faster preset" : "transcoder has room again: slower preset restored";
       this.log.warn(message, { stream: this.streamId, from: step.from, to: step.to, speed: step.speed.toFixed(2) });
     });
-    job.on("restart", () => metrics.transcoderRestarts.inc());
+    job.on("restart", () => {
+      metrics.transcoderRestarts.inc();
+      // no media until the next run's first segment: the slate fills the gap
+      const claim = this.claim!;
+      this.slateUntilMedia({ ...claim, ladder: claim.ladder ?? ladderEntries(renditions), nextSeq: this.nextSeq + this.queue.length, ...this.end });
+    });
     job.on("dropped", (bytes) => metrics.transcoderInputDropped.inc(bytes));
     job.on("failed", (reason) => {
       this.log.error("transcoding failed; dropping the publisher", { stream: this.streamId, reason });
@@ -245,7 +289,33 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     return job;
   }
 
-  private enqueue(group: SegmentGroupOut): void {
+  /**
+   * Slate groups into the queue at the timeline's cadence until the transcoder's next segment group: after a
+   * claim of a stream without input, and while the transcoder restarts (its next run's first segment is a
+   * backoff, an ffmpeg start and a segment duration away).
+   */
+  private slateUntilMedia(from: Claim): void {
+    if (!this.o.slate || this.lost || this.closing) return;
+    this.fill?.stop();
+    this.fill = this.o.slate.bridge(this.streamId, from, (group) => this.enqueue({
+      pdt: group.pdt, disc: false, slate: true, finishedAt: Date.now(),
+      segments: group.renditions.map((r) => ({ rendition: r.name, duration: r.duration, bytes: r.bytes })),
+    }));
+  }
+
+  /**
+   * A segment group of the transcoder: the slate (if any) stops, and date-times go on from the timeline's
+   * end: at the first group, and at each restart's (a discontinuity), the shift grows if need be so they never
+   * go back; within a run it stays, so they keep the transcoder's spacing.
+   */
+  private media(group: SegmentGroupOut): QueuedGroup {
+    this.fill?.stop();
+    this.fill = null;
+    if (this.pdtShift === null || group.disc) this.pdtShift = Math.max(this.pdtShift ?? 0, this.end.endsAt - group.pdt);
+    return { ...group, pdt: group.pdt + this.pdtShift };
+  }
+
+  private enqueue(group: QueuedGroup): void {
     if (this.lost) return;
     if (this.queue.length >= MAX_QUEUE) {
       this.queue.shift();
@@ -253,6 +323,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       this.o.metrics.segmentsDropped.inc();
     }
     this.queue.push(this.dropped ? { ...group, disc: true } : group);
+    this.end = { endsAt: group.pdt + Math.max(0, ...group.segments.map((s) => s.duration)) * 1000, listedAt: Date.now() };
     this.dropped = false;
     this.o.metrics.segmentQueue.inc();
     void this.pump();
@@ -271,6 +342,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
             seq: this.nextSeq,
             pdt: group.pdt,
             disc: group.disc,
+            slate: group.slate === true,
             renditions: group.segments.map((s) => ({ name: s.rendition, duration: s.duration, bytes: s.bytes })),
           });
         } catch (error) {
@@ -287,13 +359,17 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
         }
         this.queue.shift();
         this.o.metrics.segmentQueue.dec();
+        this.nextSeq += 1;
+        if (group.slate) {
+          this.o.metrics.slateSegments.inc();
+          continue;
+        }
         this.o.metrics.segmentsPublished.inc();
         this.o.metrics.segmentPublishLatency.observe((Date.now() - group.finishedAt) / 1000);
         // ffmpeg's own bitrate is N/A with the segment muxer: measure what was published
         const seconds = group.segments[0]?.duration ?? 0;
         const bits = group.segments.reduce((sum, s) => sum + s.bytes.length * 8, 0);
         if (seconds > 0.5) this.o.metrics.transcoderKbps.set({ stream: this.streamId }, Math.round(bits / seconds / 1000));
-        this.nextSeq += 1;
       }
     } finally {
       this.pumping = false;
@@ -320,6 +396,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
   private lostStream(why: string): void {
     if (this.lost) return;
     this.lost = true;
+    this.fill?.stop();
     this.log.warn("stream lost to another owner; stopping", { stream: this.streamId, why });
     this.o.metrics.segmentQueue.dec(this.queue.length);
     this.queue = [];
@@ -331,10 +408,10 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
    * The publisher left (or is being let go): finish the last segment, publish what is queued (waiting up to
    * `flushMs` for Redis), then release the stream so a returning publisher can take it anywhere.
    */
-  close(reason: string, flushMs = FLUSH_MS): Promise<void> {
+  close(reason: string, flushMs = FLUSH_MS, inputLost = false): Promise<void> {
     // assigned before shutdown runs: closing the connection inside it calls close() again
     this.closing ??= Promise.resolve()
-      .then(() => this.shutdown(reason, flushMs))
+      .then(() => this.shutdown(reason, flushMs, inputLost))
       .catch((error: unknown) => {
         // a close must end the stream whatever failed on the way: the node forgets it and stays up
         this.log.error("stream close failed", { stream: this.streamId, error: errorMessage(error) });
@@ -344,11 +421,16 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     return this.closing;
   }
 
-  private async shutdown(reason: string, flushMs: number): Promise<void> {
+  /**
+   * `inputLost`: the publisher left on its own (not a drain, a revocation, a shutdown), so with a slate
+   * handover the stream keeps its timeline going on the slate instead of being released.
+   */
+  private async shutdown(reason: string, flushMs: number, inputLost: boolean): Promise<void> {
     // a returning publisher (here or on another node) waits for the release below instead of being refused;
     // the renewals go on (see renew()) until then
     if (this.claim && !this.lost) await this.o.store.markHandoff(this.streamId, this.claim).catch(() => false);
     this.o.connection.close(reason);
+    this.fill?.stop();
     await this.job?.close();
     const deadline = Date.now() + flushMs;
     while ((this.queue.length > 0 || this.pumping) && !this.lost && Date.now() < deadline) {
@@ -361,12 +443,14 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       this.o.metrics.segmentQueue.dec(this.queue.length);
       this.queue = [];
     }
+    const stillOurs = !this.lost;
     this.lost = true;
     if (this.renewTimer) clearInterval(this.renewTimer);
     this.renewTimer = null;
     await this.renewing;
     const claim = this.claim;
-    if (claim) {
+    const slate = inputLost && stillOurs && claim !== null && this.o.slate !== undefined && (await this.o.slate.keep(this.streamId, claim));
+    if (claim && !slate) {
       await this.o.store.release(this.streamId, claim).catch((error: unknown) => {
         this.log.warn("release failed; the lease will expire", { stream: this.streamId, error: errorMessage(error) });
       });

@@ -8,6 +8,7 @@ import type { Config } from "../config/defaults.ts";
 import type { PublisherConnection } from "../ingest/rtmp-server.ts";
 import type { TranscoderSample } from "../cluster/capacity.ts";
 import { StreamOwner, type PublishGrants, type TimelineWriter } from "./owner.ts";
+import type { SlateKeepers } from "./slate-keepers.ts";
 
 export interface OwnersOptions {
   store: TimelineWriter & PublishGrants;
@@ -17,6 +18,8 @@ export interface OwnersOptions {
   metrics: Metrics;
   /** Whether a node is alive (its heartbeat is fresh): a dead holder's lease is waited out, not refused. */
   nodeAlive(nodeId: string): Promise<boolean>;
+  /** The slates this node keeps (hls.inputLoss "slate"); absent: "off", a publisher's leaving releases the stream. */
+  slates?: SlateKeepers;
 }
 
 export class StreamOwners {
@@ -36,7 +39,7 @@ export class StreamOwners {
   /** An admitted publisher: its owner claims the stream and runs its pipeline until it closes. */
   publisher(connection: PublisherConnection): void {
     const { log, metrics } = this.o;
-    const owner = new StreamOwner({ ...this.o, connection, grants: this.o.store, log: log.child("stream") });
+    const owner = new StreamOwner({ ...this.o, connection, grants: this.o.store, log: log.child("stream"), ...(this.o.slates ? { slate: this.o.slates } : {}) });
     owner.reportListenerErrors((event, error) => log.error("owner listener failed", { event, error: errorMessage(error) }));
     this.owners.set(connection.streamId, owner);
     metrics.publishers.set(this.owners.size);
@@ -61,19 +64,23 @@ export class StreamOwners {
   /** Ends the stream's publish here, if this node has it. */
   end(streamId: string, reason: string): void {
     void this.owners.get(streamId)?.close(reason);
+    void this.o.slates?.end(streamId, reason);
   }
 
-  /** A drain: every owner hands its stream over (its encoder reconnects elsewhere). */
+  /** A drain: every owner hands its stream over (its encoder reconnects elsewhere), every slate goes to another node. */
   async handoffAll(): Promise<void> {
     await Promise.all([...this.owners.values()].map((owner) => owner.handoff()));
+    await this.o.slates?.closeAll("node draining");
   }
 
   /** Past a drain's deadline: every owner stops at once. */
   async abortAll(): Promise<void> {
     await Promise.all([...this.owners.values()].map((owner) => owner.abort()));
+    await this.o.slates?.closeAll("node stopping");
   }
 
   async closeAll(reason: string): Promise<void> {
+    await this.o.slates?.closeAll(reason, true);
     await Promise.all([...this.owners.values()].map((owner) => owner.close(reason)));
   }
 

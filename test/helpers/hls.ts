@@ -75,3 +75,33 @@ export function sessionOf(masterText: string): string {
   if (!token) throw new Error(`no session in the master playlist:\n${masterText}`);
   return token;
 }
+
+/** Sequence numbers of a media playlist's slate segments (baton's #EXT-BATON-SLATE tag before their URI). */
+export function slateSeqs(text: string): Set<number> {
+  const sequence = Number(/#EXT-X-MEDIA-SEQUENCE:(\d+)/.exec(text)?.[1] ?? 0);
+  const out = new Set<number>();
+  let index = 0;
+  let slate = false;
+  for (const line of text.split("\n")) {
+    if (line === "#EXT-BATON-SLATE") slate = true;
+    else if (line !== "" && !line.startsWith("#")) {
+      if (slate) out.add(sequence + index);
+      index += 1;
+      slate = false;
+    }
+  }
+  return out;
+}
+
+/**
+ * Where live media resumed after `after` (a sequence number): the first later segment that starts a
+ * discontinuity and is no slate segment, and every segment between `after` and it (the slate shown meanwhile).
+ */
+export function resumedAfter(text: string, after: number): { seq: number; between: number[]; slate: Set<number> } | undefined {
+  const p = parseM3u8(text);
+  const slate = slateSeqs(text);
+  const i = p.segments.findIndex((s, n) => p.mediaSequence + n > after && s.discontinuity && !slate.has(p.mediaSequence + n));
+  if (i < 0) return undefined;
+  const seq = p.mediaSequence + i;
+  return { seq, between: Array.from({ length: seq - after - 1 }, (_, n) => after + 1 + n), slate };
+}

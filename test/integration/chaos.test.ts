@@ -60,7 +60,14 @@ describe("chaos harness (quick)", function () {
       invariants(report, output);
       assert.equal(typeof report.errors.total, "number");
       assert.ok(report.timeline.events.length > 1);
-      process.stderr.write(`      ${scenario}: ${report.errors.total} errors ${JSON.stringify(report.errors.simulated)}, ${report.stalls.simulated.count} stalls, gaps ${report.publisherGapsMs.join("/")} ms, haproxy ${JSON.stringify(report.haproxy)}\n`);
+      process.stderr.write(`      ${scenario}: ${report.errors.total} errors ${JSON.stringify(report.errors.simulated)}, ${report.stalls.simulated.count} stalls, gaps ${report.publisherGapsMs.join("/")} ms, haproxy ${JSON.stringify(report.haproxy)}, slate ${JSON.stringify(report.slate)}\n`);
+      if (scenario === "redis-restart") return;
+      // the input loss is covered by the slate: no simulated viewer (three segments behind live) stalls
+      assert.equal(report.stalls.simulated.count, 0, `${report.stalls.simulated.count} stalls; slate ${JSON.stringify(report.slate)}\n${output}`);
+      if (scenario === "node-crash") {
+        const ownerKill = report.slate.losses[0];
+        assert.ok(ownerKill?.toSlateMs !== null && ownerKill?.toLiveMs !== null, `the owner's death was covered by the slate, then live media: ${JSON.stringify(report.slate)}`);
+      }
     });
   }
 });

@@ -360,6 +360,23 @@ describe("config", () => {
         env: { BATON_STORAGE_S3BUCKET: "Media_Bucket" },
         message: () => `config: storage.s3Bucket = "Media_Bucket" (from BATON_STORAGE_S3BUCKET): expected empty, or 3 to 63 of a-z, 0-9, '.', '-'`,
       },
+      {
+        what: "an input-loss mode that does not exist",
+        env: { BATON_HLS_INPUTLOSS: "freeze" },
+        message: () => 'config: hls.inputLoss = "freeze" (from BATON_HLS_INPUTLOSS): expected one of slate, off',
+      },
+      {
+        what: "a slate image that does not exist",
+        env: { BATON_HLS_SLATEIMAGE: "/nonexistent/slate.png" },
+        message: () =>
+          `config: hls.slateImage = "/nonexistent/slate.png" (from BATON_HLS_SLATEIMAGE): expected a readable PNG or JPEG file ` +
+          `(${thrownMessage(() => readFileSync("/nonexistent/slate.png"))})`,
+      },
+      {
+        what: "a slate image that is no image (this JSON file)",
+        file: { hls: { slateImage: "config/default.json" } },
+        message: (f) => `config: hls.slateImage = "config/default.json" (from ${f}): expected a PNG or JPEG file (its first bytes are neither)`,
+      },
     ];
 
     for (const c of cases) {

@@ -122,6 +122,19 @@ describe("config", () => {
     });
   });
 
+  describe("hls.inputLoss", () => {
+    it("hls.inputLossWindow defaults to hls.reconnectWindow, which keeps working alone; set, it wins", () => {
+      assert.equal(loadConfig({ env: {} }).hls.inputLossWindow, DEFAULTS.hls.reconnectWindow);
+      assert.equal(loadConfig({ env: { BATON_HLS_RECONNECTWINDOW: "12" } }).hls.inputLossWindow, 12);
+      assert.equal(loadConfig({ env: { BATON_HLS_RECONNECTWINDOW: "12", BATON_HLS_INPUTLOSSWINDOW: "45" } }).hls.inputLossWindow, 45);
+    });
+
+    it("takes a PNG slate image, and off", () => {
+      const config = loadConfig({ env: { BATON_HLS_SLATEIMAGE: "assets/slate.png", BATON_HLS_INPUTLOSS: "off" } });
+      assert.deepEqual([config.hls.slateImage, config.hls.inputLoss], ["assets/slate.png", "off"]);
+    });
+  });
+
   describe("BATON_CONFIG", () => {
     it("names the file to load", () => {
       const file = configFile({ http: { port: 4321 }, log: { level: "warn" } });

@@ -12,6 +12,10 @@ export interface Entry {
   pdt: number | null;
   duration: number;
   discontinuity: boolean;
+  /** A slate segment (the stream had no input). */
+  slate: boolean;
+  /** When a node first listed it, as this checker saw (within its polling interval). */
+  seenAt: number;
 }
 
 export class ConsistencyChecker {
@@ -81,7 +85,7 @@ export class ConsistencyChecker {
       const known = seen.get(s.seq);
       if (known !== undefined && known !== value) this.violations.push(`${node.id} ${streamId} seq ${s.seq}: ${value} where another node said ${known}`);
       if (known === undefined) seen.set(s.seq, value);
-      if (!entries.has(s.seq)) entries.set(s.seq, { pdt: s.pdt, duration: s.duration, discontinuity: s.discontinuity });
+      if (!entries.has(s.seq)) entries.set(s.seq, { pdt: s.pdt, duration: s.duration, discontinuity: s.discontinuity, slate: s.slate, seenAt: at });
     }
     const last = p.segments.length ? p.segments[p.segments.length - 1]!.seq : -1;
     const growth = this.growth.get(node.id) ?? [];

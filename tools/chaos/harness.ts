@@ -94,6 +94,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     checker = new ConsistencyChecker(
       async () => (await nodesOf(admin)).map((n) => ({ id: n.id, httpUrl: n.httpUrl })),
       streams.map((id) => ({ id, rendition: renditions.get(id)! })),
+      // often enough to time the slate's arrival after an input loss
+      250,
     );
     checker.start();
 

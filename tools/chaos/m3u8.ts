@@ -1,11 +1,15 @@
 // A small reader of media playlists for the chaos harness's simulated viewers and consistency checker
 // (which read baton's output as a player would; baton itself only writes playlists).
+import { SLATE_TAG } from "../../src/delivery/playlist.ts";
+
 export interface MediaSegment {
   seq: number;
   uri: string;
   duration: number;
   pdt: number | null;
   discontinuity: boolean;
+  /** A slate segment (baton's #EXT-BATON-SLATE tag: the stream had no input). */
+  slate: boolean;
 }
 
 export interface MediaPlaylist {
@@ -21,6 +25,7 @@ export function parseMedia(text: string): MediaPlaylist {
   let duration = 0;
   let pdt: number | null = null;
   let discontinuity = false;
+  let slate = false;
   for (const line of text.split("\n")) {
     if (line.startsWith("#EXT-X-TARGETDURATION:")) playlist.targetDuration = Number(line.slice(22));
     else if (line.startsWith("#EXT-X-MEDIA-SEQUENCE:")) playlist.mediaSequence = Number(line.slice(22));
@@ -29,10 +34,12 @@ export function parseMedia(text: string): MediaPlaylist {
     else if (line.startsWith("#EXT-X-PROGRAM-DATE-TIME:")) pdt = Date.parse(line.slice(25));
     else if (line.startsWith("#EXTINF:")) duration = Number(line.slice(8).split(",")[0]);
     else if (line === "#EXT-X-ENDLIST") playlist.endList = true;
+    else if (line === SLATE_TAG) slate = true;
     else if (line && !line.startsWith("#")) {
-      playlist.segments.push({ seq: playlist.mediaSequence + playlist.segments.length, uri: line, duration, pdt, discontinuity });
+      playlist.segments.push({ seq: playlist.mediaSequence + playlist.segments.length, uri: line, duration, pdt, discontinuity, slate });
       pdt = null;
       discontinuity = false;
+      slate = false;
     }
   }
   return playlist;

@@ -24,6 +24,13 @@ export interface ChaosReport {
   uriChanges: number;
   endlistsWhileLive: number;
   publisherGapsMs: number[];
+  /**
+   * Input loss (hls.inputLoss): slate segments listed and their media seconds; for each input lost (a node
+   * killed, a publisher dropped), ms from it to the first slate segment listed and to the first live segment
+   * listed after that slate (null: none followed before the next event), as the checker saw them (it polls
+   * every 250 ms).
+   */
+  slate: { segments: number; seconds: number; losses: { event: string; toSlateMs: number | null; toLiveMs: number | null }[] };
   consistencyViolations: number;
   consistencyExamples: string[];
   drains: { node: string; ms: number }[];
@@ -81,6 +88,7 @@ export function buildReport(i: ReportInput): ChaosReport {
     uriChanges: sum(i.simulated.map((r) => r.uriChanges)),
     endlistsWhileLive: sum(i.simulated.map((r) => r.endlists)),
     publisherGapsMs: i.checker.gaps(),
+    slate: slateFigures(i.timeline, i.checker),
     consistencyViolations: i.checker.violations.length,
     consistencyExamples: i.checker.violations.slice(0, 10),
     drains: i.drains,
@@ -99,6 +107,23 @@ export function buildReport(i: ReportInput): ChaosReport {
   if (report.consistencyViolations > 0) broken.push(`${report.consistencyViolations} consistency violations between nodes`);
   report.invariants.ok = broken.length === 0;
   return report;
+}
+
+/** What the slate covered, and how soon it came and went after each input loss (see ChaosReport.slate). */
+export function slateFigures(t: ChaosTimeline, checker: Pick<ConsistencyChecker, "entries">): ChaosReport["slate"] {
+  const all = [...checker.entries.values()].flatMap((entries) => [...entries].sort(([a], [b]) => a - b));
+  const slate = all.filter(([, e]) => e.slate);
+  const losses = t.events.filter((e) => e.kind === "kill" || e.kind === "publisher-drop");
+  return {
+    segments: slate.length,
+    seconds: Math.round(slate.reduce((sum, [, e]) => sum + e.duration, 0) * 10) / 10,
+    losses: losses.map((loss, n) => {
+      const until = losses[n + 1]?.at ?? t.endedAt;
+      const first = slate.find(([, e]) => e.seenAt >= loss.at && e.seenAt < until);
+      const live = first && all.find(([seq, e]) => seq > first[0] && !e.slate);
+      return { event: loss.label, toSlateMs: first ? first[1].seenAt - loss.at : null, toLiveMs: live ? live[1].seenAt - loss.at : null };
+    }),
+  };
 }
 
 /** Errors seen between a node's drain and its return (a crash or a Redis restart may cause errors; a drain may not). */
@@ -126,6 +151,8 @@ export function summary(r: ChaosReport): string {
     ["EXT-X-ENDLIST while live", String(r.endlistsWhileLive)],
     ["consistency violations", String(r.consistencyViolations)],
     ["publisher gaps", r.publisherGapsMs.length ? r.publisherGapsMs.map((g) => `${g} ms`).join(", ") : "none"],
+    ["slate", `${r.slate.segments} segments, ${r.slate.seconds} s` + r.slate.losses
+      .map((l) => `; ${l.event}: slate ${l.toSlateMs === null ? "-" : `${l.toSlateMs} ms`}, live ${l.toLiveMs === null ? "-" : `${l.toLiveMs} ms`}`).join("")],
     ["drains", r.drains.length ? r.drains.map((d) => `${d.node} ${d.ms} ms`).join(", ") : "none"],
     ["HAProxy retries / redispatches", r.haproxy ? `${r.haproxy.retries} / ${r.haproxy.redispatches}` : "n/a"],
     ["invariants", r.invariants.ok ? "all hold" : `BROKEN: ${r.invariants.broken.join("; ")}`],

@@ -30,6 +30,9 @@
     playingDate: null,
     position: null,
     ready: false,
+    // the fragment playing now is a slate segment (the stream has no input): "waiting for the broadcaster"
+    onSlate: false,
+    slateSeen: 0,
   });
 
   function show(text, kind) {
@@ -172,6 +175,19 @@
         show("Press play to start", "paused");
       });
     });
+    // a slate segment carries baton's own tag (#EXT-BATON-SLATE, which players ignore): while one plays the
+    // stream has no input, and the page says so; the first live segment after it clears that
+    hls.on(Hls.Events.FRAG_CHANGED, function (_event, data) {
+      const slate = data.frag.tagList.some(function (tag) { return tag[0] === "EXT-BATON-SLATE"; });
+      if (slate === state.onSlate) return;
+      state.onSlate = slate;
+      if (slate) {
+        state.slateSeen += 1;
+        show("Waiting for the broadcaster…", "slate");
+      } else if (!video.paused) {
+        show("Playing");
+      }
+    });
     hls.loadSource("/live/" + streamId + "/index.m3u8?session=" + encodeURIComponent(token));
     hls.attachMedia(video);
     connect();
@@ -195,7 +211,7 @@
     let started = false;
     video.addEventListener("playing", function () {
       report(hls);
-      show("Playing");
+      show(state.onSlate ? "Waiting for the broadcaster…" : "Playing", state.onSlate ? "slate" : "live");
       if (!started) {
         started = true;
         experience({ type: "startup", ms: Math.round(Date.now() - pageStartedAt) });

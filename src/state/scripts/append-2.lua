@@ -20,7 +20,8 @@
   ARGV[4] program date-time, ms since the epoch
   ARGV[5] "1" when the writer starts a discontinuity (ffmpeg restarted)
   ARGV[6] playlist window, in segments; 0: no trim (the DVR window: pages take old entries, see archive-3.lua)
-  ARGV[7] (unused; kept so the argument positions stay)
+  ARGV[7] "1" when the segment is a slate segment (input loss): its entry says `"slate":true`, and the first
+          slate segment after media, and the first media segment after slate, start a discontinuity
   ARGV[8] pub/sub channel
   ARGV[9] stream id
   ARGV[10] durations JSON, {"rendition": seconds}
@@ -49,13 +50,15 @@ if seq ~= nextSeq then
   end
   return redis.error_reply('SEQ_MISMATCH ' .. nextSeq)
 end
-local disc = ARGV[5] == '1' or redis.call('HGET', KEYS[1], 'discNext') == '1'
+local slate = ARGV[7] == '1'
+local wasSlate = redis.call('HGET', KEYS[1], 'slate') == '1'
+local disc = ARGV[5] == '1' or redis.call('HGET', KEYS[1], 'discNext') == '1' or slate ~= wasSlate
 local cc = tonumber(redis.call('HGET', KEYS[1], 'cc') or '0')
 if disc then
   cc = cc + 1
 end
 local entry = '{"seq":' .. seq .. ',"claim":"' .. ARGV[2] .. '","pdt":' .. ARGV[4] .. ',"disc":' ..
-  (disc and 'true' or 'false') .. ',"cc":' .. cc .. ',"dur":' .. ARGV[10] .. '}'
+  (disc and 'true' or 'false') .. ',"cc":' .. cc .. ',"dur":' .. ARGV[10] .. (slate and ',"slate":true' or '') .. '}'
 redis.call('RPUSH', KEYS[2], entry)
 local length = redis.call('LLEN', KEYS[2])
 local excess = length - tonumber(ARGV[6])
@@ -67,7 +70,14 @@ if tonumber(ARGV[6]) > 0 and excess > 0 then
   redis.call('LTRIM', KEYS[2], excess, -1)
 end
 local t = redis.call('TIME')
-redis.call('HSET', KEYS[1], 'nextSeq', seq + 1, 'cc', cc, 'discNext', '0',
+-- where the timeline's media ends (its last entry's date-time plus its longest duration): the next owner's or
+-- slate's date-times go on from there (claim-4 and slate-2 return it)
+local longest = 0
+for _, d in pairs(cjson.decode(ARGV[10])) do
+  longest = math.max(longest, tonumber(d))
+end
+redis.call('HSET', KEYS[1], 'nextSeq', seq + 1, 'cc', cc, 'discNext', '0', 'slate', slate and '1' or '0',
+  'endsAt', tonumber(ARGV[4]) + math.floor(longest * 1000 + 0.5),
   'lastSegmentAt', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
 redis.call('PUBLISH', ARGV[8], ARGV[9])
 return result

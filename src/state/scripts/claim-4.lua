@@ -14,6 +14,16 @@
   ARGV[5] pub/sub channel for timeline changes
   ARGV[6] stream id (the message published)
   ARGV[7] claim id (random, drawn by the claiming node)
+  ARGV[8] "slate" when the caller claims to keep the slate of a stream that lost its input (its owner died
+          or left it), else "publish" (or absent)
+  ARGV[9] id of a node the caller knows is dead (its health check refused), or "": a lease that node holds is
+          taken at once instead of waited out
+
+  Input loss (see slate-2.lua): a lease whose value ends in "#slate" is held by a node that only keeps the
+  timeline going with slate segments; a publish claim takes it (a higher epoch fences the slate holder off
+  at once); a slate claim does not. A slate claim is refused (NOT_LIVE) unless the stream has a timeline to
+  continue (segments and a ladder) and has not ended; it leaves the stream in its reconnect window (the
+  window's start kept) and holds the lease as "...#slate".
 
   A claim that starts a timeline (nothing appended yet) starts a broadcast: its id, the claim id, names the
   media of everything appended until the stream ends, in the segment store. So does a claim of a stream that
@@ -21,24 +31,39 @@
   when it ended (its pages and manifest are in the store, its record in the broadcasts hash) and stays
   playable as VOD until its retention.
 
-  Returns {epoch, nextSeq, targetDuration, ladder JSON or "", broadcast id}.
-  Errors: ALREADY_LIVE <holder>; HANDOFF_PENDING <holder> while a draining owner finishes its last segment.
+  Returns {epoch, nextSeq, targetDuration, ladder JSON or "", broadcast id, then where the timeline stands:
+  endsAt (ms, where its last entry's media ends; 0 without one), lastSegmentAt (ms, when it was appended), and
+  "1" when the stream had no input (it was in its reconnect window, or its lease was a slate's or a dead
+  node's), so a returning publisher shows the slate until its own first segment}.
+  Errors: ALREADY_LIVE <holder>; HANDOFF_PENDING <holder> while a draining owner finishes its last segment;
+  NOT_LIVE <state> for a slate claim of a stream with nothing to continue.
 ]]
+local slate = ARGV[8] == 'slate'
+local dead = ARGV[9] or ''
 local holder = redis.call('GET', KEYS[2])
-if holder then
+local preempt = holder and ((not slate and string.sub(holder, -6) == '#slate') or
+  (dead ~= '' and string.sub(holder, 1, #dead + 1) == dead .. '/'))
+if holder and not preempt then
   if string.sub(holder, -8) == '#handoff' then
     return redis.error_reply('HANDOFF_PENDING ' .. holder)
   end
   return redis.error_reply('ALREADY_LIVE ' .. holder)
 end
+local state = redis.call('HGET', KEYS[1], 'state')
+local inputLost = (state == 'reconnecting' or preempt) and '1' or '0'
+if slate and (state ~= 'live' and state ~= 'reconnecting' or tonumber(redis.call('HGET', KEYS[1], 'nextSeq') or '0') == 0 or
+    not redis.call('HGET', KEYS[1], 'ladder')) then
+  return redis.error_reply('NOT_LIVE ' .. tostring(state))
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 local nextSeq = tonumber(redis.call('HGET', KEYS[1], 'nextSeq') or '0')
-if redis.call('HGET', KEYS[1], 'state') == 'ended' then
+if state == 'ended' then
   redis.call('DEL', KEYS[3], KEYS[4])
-  redis.call('HDEL', KEYS[1], 'ladder', 'discNext')
+  redis.call('HDEL', KEYS[1], 'ladder', 'discNext', 'endsAt', 'lastSegmentAt', 'slate')
   nextSeq = 0
+  inputLost = '0'
 end
 if nextSeq > 0 then
   -- a new owner or a returning publisher: the first new segment starts a discontinuity
@@ -49,12 +74,24 @@ end
 if not redis.call('HGET', KEYS[1], 'targetDuration') then
   redis.call('HSET', KEYS[1], 'targetDuration', ARGV[4])
 end
-redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'claim', ARGV[7], 'state', 'live', 'claimedAt', now, 'releasedAt', '')
-redis.call('HDEL', KEYS[1], 'endedAt')
+local lease = ARGV[1] .. '/' .. ARGV[2] .. '/' .. epoch
+if slate then
+  -- the reconnect window goes on from where the input was lost
+  local released = redis.call('HGET', KEYS[1], 'releasedAt')
+  if state ~= 'reconnecting' or not released or released == '' then
+    released = now
+  end
+  redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'claim', ARGV[7], 'state', 'reconnecting', 'claimedAt', now, 'releasedAt', released)
+  lease = lease .. '#slate'
+else
+  redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'claim', ARGV[7], 'state', 'live', 'claimedAt', now, 'releasedAt', '')
+end
+redis.call('HDEL', KEYS[1], 'endedAt', 'released')
 redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', KEYS[3])
 redis.call('PERSIST', KEYS[4])
-redis.call('SET', KEYS[2], ARGV[1] .. '/' .. ARGV[2] .. '/' .. epoch, 'PX', ARGV[3])
+redis.call('SET', KEYS[2], lease, 'PX', ARGV[3])
 redis.call('PUBLISH', ARGV[5], ARGV[6])
 return {epoch, nextSeq, redis.call('HGET', KEYS[1], 'targetDuration'), redis.call('HGET', KEYS[1], 'ladder') or '',
-  redis.call('HGET', KEYS[1], 'broadcast') or ARGV[7]}
+  redis.call('HGET', KEYS[1], 'broadcast') or ARGV[7], redis.call('HGET', KEYS[1], 'endsAt') or '0',
+  redis.call('HGET', KEYS[1], 'lastSegmentAt') or '0', inputLost}

@@ -10,17 +10,23 @@
   ARGV[2] lease TTL in milliseconds
   ARGV[3] epoch of the holder
   ARGV[4] claim id of the holder
-  ARGV[5] "1" while the holder hands the stream over (a lease taken back keeps the handoff mark)
+  ARGV[5] "1" while the holder hands the stream over (a lease taken back keeps the handoff mark); "slate" while
+          it keeps the slate (slate-2.lua, claim-4.lua: a lease taken back keeps that mark and the stream stays
+          in its reconnect window)
 
   Returns 1 when the caller holds the lease, 0 when the stream is no longer the caller's.
 ]]
 local lease = redis.call('GET', KEYS[1])
-if lease == ARGV[1] or lease == ARGV[1] .. '#handoff' then
+if lease == ARGV[1] or lease == ARGV[1] .. '#handoff' or lease == ARGV[1] .. '#slate' then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
 if not lease and redis.call('HGET', KEYS[2], 'epoch') == ARGV[3] and redis.call('HGET', KEYS[2], 'claim') == ARGV[4] then
   local state = redis.call('HGET', KEYS[2], 'state')
+  if ARGV[5] == 'slate' and (state == 'live' or state == 'reconnecting') then
+    redis.call('SET', KEYS[1], ARGV[1] .. '#slate', 'PX', ARGV[2])
+    return 1
+  end
   if state == 'live' or state == 'reconnecting' then
     redis.call('SET', KEYS[1], ARGV[5] == '1' and ARGV[1] .. '#handoff' or ARGV[1], 'PX', ARGV[2])
     redis.call('HSET', KEYS[2], 'state', 'live', 'releasedAt', '')
