@@ -34,7 +34,10 @@ export type RefusalReason =
   | "revoked"
   | "play_not_supported"
   | "at_capacity"
-  | "cluster_full";
+  | "cluster_full"
+  // redundant ingest (src/stream/standby.ts): an unknown ?role=, and a backup sent to its primary's node
+  | "bad_role"
+  | "other_input_here";
 
 export class AdmissionError extends BatonError {
   readonly reason: RefusalReason;

@@ -4,7 +4,7 @@ import { Cluster } from "ioredis";
 import { StorageError } from "../core/errors.ts";
 import { storageKeys } from "../storage/keys.ts";
 import type { SegmentStore } from "../storage/store.ts";
-import type { Claim, LadderEntry, SegmentGroup, StreamSnapshot, StreamState, TimelineEntry } from "../core/model.ts";
+import type { Claim, InputRole, LadderEntry, SegmentGroup, StreamSnapshot, StreamState, TimelineEntry } from "../core/model.ts";
 import { BatonError } from "../core/errors.ts";
 import { newClaimId } from "./claim-id.ts";
 import { redisClient, closeRedis, type RedisClient, type RedisTarget } from "./client.ts";
@@ -33,6 +33,22 @@ export interface StoreOptions extends RedisTarget {
   recordingRetentionSec?: number;
   /** How long a segment that left the playlist stays in the store; default trimmedSegmentMs (tests shorten it). */
   trimmedGraceMs?: number;
+}
+
+/** Who publishes a claim: its input's role, and a stalled holder a standby preempts. */
+export interface ClaimInput {
+  role?: InputRole;
+  preempt?: string;
+}
+
+/** A stream's active input as a standby sees it; `holder` is the lease (`node/publish/epoch[#handoff]`) or null. */
+export interface InputView {
+  holder: string | null;
+  state: StreamState | null;
+  nextSeq: number;
+  /** The active input's role ("primary" for a stream claimed before roles existed). */
+  role: InputRole;
+  ladder: LadderEntry[] | null;
 }
 
 export class StreamStore {
@@ -85,7 +101,11 @@ export class StreamStore {
     for (const client of this.clients) closeRedis(client);
   }
 
-  async claim(streamId: string, nodeId: string, publishId: string, leaseTtlMs: number, targetDuration: number): Promise<Claim> {
+  /**
+   * Claims the stream at a new epoch. `input` says the publisher's role (primary unless a backup URL) and, for
+   * a hot standby taking over from an input it saw stall, the lease holder it preempts (see claim-4.lua).
+   */
+  async claim(streamId: string, nodeId: string, publishId: string, leaseTtlMs: number, targetDuration: number, input: ClaimInput = {}): Promise<Claim> {
     const k = this.keys;
     const id = newClaimId();
     const client = this.acked ?? this.redis;
@@ -98,9 +118,9 @@ export class StreamStore {
     await client.sadd(k.streams(), streamId);
     const { result, notReplicated } = await this.runAcked(client, "claim", [
       k.meta(streamId), k.lease(streamId), k.timeline(streamId), k.pages(streamId),
-      nodeId, publishId, leaseTtlMs, targetDuration, k.timelineChannel(), streamId, id,
+      nodeId, publishId, leaseTtlMs, targetDuration, k.timelineChannel(), streamId, id, input.role ?? "primary", input.preempt ?? "",
     ]);
-    const [epoch, nextSeq, target, ladder, broadcast] = result as [number, number, string, string, string];
+    const [epoch, nextSeq, target, ladder, broadcast, lastEnd] = result as [number, number, string, string, string, number];
     const claim: Claim = {
       id,
       epoch: Number(epoch),
@@ -109,6 +129,7 @@ export class StreamStore {
       ladder: ladder ? (JSON.parse(ladder) as LadderEntry[]) : null,
       holder: `${nodeId}/${publishId}/${epoch}`,
       broadcast,
+      lastEnd: Number(lastEnd ?? 0),
     };
     if (notReplicated) {
       // the publisher is refused (it retries): leave the stream as a refused claim would have
@@ -116,6 +137,23 @@ export class StreamStore {
       throw notReplicated;
     }
     return claim;
+  }
+
+  /** What a hot standby watches (src/stream/standby.ts): who holds the lease, how far the timeline got, its ladder. */
+  async inputView(streamId: string): Promise<InputView> {
+    const k = this.keys;
+    const replies = await this.redis.multi().get(k.lease(streamId)).hmget(k.meta(streamId), "state", "nextSeq", "role", "ladder").exec();
+    if (!replies) throw new Error("redis transaction aborted");
+    const [[leaseError, lease], [metaError, meta]] = replies as [[Error | null, string | null], [Error | null, (string | null)[]]];
+    if (leaseError || metaError) throw leaseError ?? metaError;
+    const [state, nextSeq, role, ladder] = meta;
+    return {
+      holder: lease,
+      state: (state as StreamState | null) ?? null,
+      nextSeq: Number(nextSeq ?? 0),
+      role: role === "backup" ? "backup" : "primary",
+      ladder: ladder ? (JSON.parse(ladder) as LadderEntry[]) : null,
+    };
   }
 
   /**

@@ -11,13 +11,14 @@ import type { PublisherConnection } from "../ingest/rtmp-server.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { StreamStore } from "../state/store.ts";
-import type { Claim } from "../core/model.ts";
+import type { Claim, InputRole, LadderEntry } from "../core/model.ts";
+import { ActiveWatch, StandbyGroups, WATCH_EVERY_MS, mayStandBy, type Takeover } from "./standby.ts";
 import { PresetGovernor } from "../transcode/degrade.ts";
 import { TranscodeJob, type SegmentGroupOut } from "../transcode/job.ts";
 import { ladderEntries, planLadder, replanLadder } from "../transcode/ladder.ts";
 
 /** The part of the store an owner writes through (a test can hand it a fake). */
-export type TimelineWriter = Pick<StreamStore, "claim" | "renew" | "setLadder" | "append" | "release" | "markHandoff">;
+export type TimelineWriter = Pick<StreamStore, "claim" | "renew" | "setLadder" | "append" | "release" | "markHandoff" | "inputView">;
 /** What a publish token is checked against before the claim: revocations and the live broadcast's grant. */
 export type PublishGrants = Pick<StreamStore, "publishGrant" | "setGrant">;
 
@@ -75,6 +76,10 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
   private closing: Promise<void> | null = null;
   private lost = false;
   private readonly log: Logger;
+  /** While this owner is a hot standby (the other input of a redundant broadcast is active): its state. */
+  private standby: { watch: ActiveWatch; groups: StandbyGroups; ladder: LadderEntry[] | null; timer: NodeJS.Timeout; looking: boolean } | null = null;
+  /** After a takeover, until the standby's media continues the timeline: the groups it already listed are cut. */
+  private continuation: StandbyGroups | null = null;
 
   constructor(private readonly o: OwnerOptions) {
     super();
@@ -89,6 +94,11 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     return !this.o.connection.closed;
   }
 
+  /** Which input this owner's publisher is, and whether it feeds the timeline (active) or stands by. */
+  get input(): { role: InputRole; state: "active" | "standby" } {
+    return { role: this.o.connection.role, state: this.standby ? "standby" : "active" };
+  }
+
   /** Claims the stream; refuses the publisher (closing its connection) when another holds it. */
   async start(): Promise<boolean> {
     const { connection, store } = this.o;
@@ -96,6 +106,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       await this.checkCredential();
       this.claim = await this.claimWaitingForHandoff();
     } catch (error) {
+      if (error instanceof AlreadyLiveError && (await this.standBy())) return true;
       const reason = error instanceof AdmissionError ? error.reason : error instanceof HandoffPendingError ? "already_live" : "state_unavailable";
       recordRefusal({ metrics: this.o.metrics, log: this.log }, reason, errorMessage(error), { remote: connection.remote, stream: this.streamId });
       this.closing = Promise.resolve();
@@ -114,13 +125,82 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       await store.release(this.streamId, this.claim).catch(() => undefined);
       return false;
     }
-    this.nextSeq = this.claim.nextSeq;
-    this.log.info("publish accepted", { stream: this.streamId, epoch: this.claim.epoch, nextSeq: this.nextSeq, remote: connection.remote });
+    this.log.info("publish accepted", { stream: this.streamId, epoch: this.claim.epoch, nextSeq: this.claim.nextSeq, role: connection.role, remote: connection.remote });
+    this.activate(this.claim);
+    for (const packet of this.early.splice(0)) this.packet(packet);
+    return true;
+  }
+
+  /** From a claim on: the timeline's next sequence number is this owner's, and its lease is renewed. */
+  private activate(claim: Claim): void {
+    this.claim = claim;
+    this.nextSeq = claim.nextSeq;
     this.renewTimer = setInterval(() => {
       this.renewing ??= this.renew().finally(() => (this.renewing = null));
     }, RENEW_EVERY_MS);
-    for (const packet of this.early.splice(0)) this.packet(packet);
+  }
+
+  /**
+   * The stream is live from a publisher of the other role: this one becomes its hot standby (standby.ts),
+   * transcoding once it knows the stream's ladder and watching the active input to take over from it.
+   * False when it may not (the same role twice is a duplicate, refused as before).
+   */
+  private async standBy(): Promise<boolean> {
+    const { connection, store, config } = this.o;
+    const view = await store.inputView(this.streamId).catch(() => null);
+    if (!view || connection.closed || !mayStandBy(connection.role, view)) return false;
+    const timer = setInterval(() => void this.lookAtActive(), WATCH_EVERY_MS);
+    this.standby = { watch: new ActiveWatch(config.standby.takeoverAfter * 1000, Date.now()), groups: new StandbyGroups(), ladder: view.ladder, timer, looking: false };
+    this.log.info("standing by", { stream: this.streamId, role: connection.role, active: view.role, holder: view.holder ?? undefined, remote: connection.remote });
+    if (view.ladder) for (const packet of this.early.splice(0)) this.packet(packet);
     return true;
+  }
+
+  private async lookAtActive(): Promise<void> {
+    const standby = this.standby;
+    if (!standby || standby.looking || this.closing) return;
+    standby.looking = true;
+    try {
+      const view = await this.o.store.inputView(this.streamId);
+      if (!standby.ladder && view.ladder) {
+        standby.ladder = view.ladder;
+        for (const packet of this.early.splice(0)) this.packet(packet);
+      }
+      const fresh = Date.now() - standby.groups.lastAt < (2 * this.o.config.hls.segmentDuration + 1) * 1000;
+      const takeover = standby.watch.look(view, Date.now(), fresh);
+      if (takeover && standby.ladder) await this.takeOver(takeover);
+    } catch (error) {
+      // Redis away: look again; the claim decides
+      this.log.debug("standby could not read the active input", { stream: this.streamId, error: errorMessage(error) });
+    } finally {
+      standby.looking = false;
+    }
+  }
+
+  /** Claims the stream at a higher epoch and lists the held groups that continue its timeline. */
+  private async takeOver(takeover: Takeover): Promise<void> {
+    const { connection, store, nodeId, config, metrics } = this.o;
+    let claim: Claim;
+    try {
+      claim = await store.claim(this.streamId, nodeId, connection.id, LEASE_TTL_MS, config.hls.segmentDuration, { role: connection.role, preempt: takeover.preempt ?? "" });
+    } catch (error) {
+      // the other input came back first, or another standby took over: stay the standby
+      if (error instanceof AlreadyLiveError || error instanceof HandoffPendingError) return;
+      throw error;
+    }
+    const standby = this.standby!;
+    clearInterval(standby.timer);
+    this.standby = null;
+    if (this.closing) {
+      await store.release(this.streamId, claim).catch(() => undefined);
+      return;
+    }
+    metrics.standbyTakeovers.inc({ reason: takeover.reason });
+    const held = standby.groups.takeOver(claim.lastEnd ?? 0);
+    this.continuation = standby.groups;
+    this.log.warn("standby took over", { stream: this.streamId, role: connection.role, reason: takeover.reason, epoch: claim.epoch, nextSeq: claim.nextSeq, lastEnd: claim.lastEnd, held: held.length });
+    this.activate(claim);
+    for (const group of held) this.enqueue(group);
   }
 
   /**
@@ -176,8 +256,8 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
 
   private packet(packet: AVPacket): void {
     if (this.closing) return;
-    if (!this.claim) {
-      // before the claim answers: keep the sequence headers and the last GOP at most
+    if (!this.claim && !this.standby?.ladder) {
+      // before the claim answers (or a standby knows the ladder): keep the sequence headers and the last GOP at most
       if (isKeyframe(packet)) this.early.splice(0, this.early.length, ...this.early.filter(isSequenceHeader));
       this.early.push(packet);
       return;
@@ -195,12 +275,12 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
 
   private createJob(): TranscodeJob {
     const { config, connection, metrics } = this.o;
-    const claim = this.claim!;
+    const claim = this.claim;
     const source = connection.source;
-    const renditions = claim.ladder
-      ? replanLadder(claim.ladder, config.transcode.ladder, source)
-      : planLadder(config.transcode.ladder, source);
-    if (!claim.ladder) {
+    // a standby transcodes to the ladder the active input set: its segments must be the same renditions
+    const ladder = claim?.ladder ?? this.standby?.ladder ?? null;
+    const renditions = ladder ? replanLadder(ladder, config.transcode.ladder, source) : planLadder(config.transcode.ladder, source);
+    if (claim && !ladder) {
       this.o.store.setLadder(this.streamId, claim, ladderEntries(renditions)).catch((error: unknown) => {
         this.log.warn("could not record the ladder", { stream: this.streamId, error: errorMessage(error) });
       });
@@ -246,6 +326,14 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
 
   private enqueue(group: SegmentGroupOut): void {
     if (this.lost) return;
+    if (this.standby) {
+      this.standby.groups.hold(group);
+      return;
+    }
+    if (this.continuation) {
+      if (!this.continuation.continues(group)) return;
+      this.continuation = null;
+    }
     if (this.queue.length >= MAX_QUEUE) {
       this.queue.shift();
       this.dropped = true;
@@ -344,6 +432,8 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
   }
 
   private async shutdown(reason: string, flushMs: number): Promise<void> {
+    if (this.standby) clearInterval(this.standby.timer);
+    this.standby = null;
     // a returning publisher (here or on another node) waits for the release below instead of being refused;
     // the renewals go on (see renew()) until then
     if (this.claim && !this.lost) await this.o.store.markHandoff(this.streamId, this.claim).catch(() => false);

@@ -1,0 +1,96 @@
+// Redundant ingest: a broadcaster pushes the same stream twice (the backup URL carries `?role=backup`). The
+// first to claim is the active input; the other, arriving while a live publisher of the other role holds the
+// lease, is a hot standby: its transcoder runs on its own node with the stream's ladder, and it keeps its last
+// segment groups in memory, unlisted. It takes over, at a higher epoch through the claim script, when the
+// active input is gone: its lease released or expired (publisher left, node drained or died), or no segment
+// appended for `standby.takeoverAfter` seconds (silent publisher, hung transcoder, frozen node) while the
+// standby's own media is fresh. Its first listed group is the one that continues the timeline where the last
+// listed segment ended (program date-time, wall clock), after a discontinuity: two nodes' transcoders never
+// share timestamps. A healthy active input is never preempted, so a returning primary stays the standby.
+import type { InputRole } from "../core/model.ts";
+import type { InputView } from "../state/store.ts";
+import type { SegmentGroupOut } from "../transcode/job.ts";
+
+/** A standby's decision to take over: why, and the lease holder it preempts (null: the lease is free). */
+export interface Takeover {
+  reason: "released" | "stalled";
+  preempt: string | null;
+}
+
+/** Segment groups a standby keeps (at 2-s segments, 20 s: a takeover after a lease expiry and a stall). */
+export const STANDBY_GROUPS = 10;
+
+/** How often a standby reads the active input's state (one small MULTI). */
+export const WATCH_EVERY_MS = 500;
+
+/**
+ * Watches the active input from a standby: the timeline's progress as seen at each look (this node's clock,
+ * never Redis's or another node's), and whether the lease is free.
+ */
+export class ActiveWatch {
+  private seq = -1;
+  private since: number;
+
+  constructor(private readonly takeoverAfterMs: number, now: number) {
+    this.since = now;
+  }
+
+  /** What to do after one look; `mediaFresh`: the standby's own transcoder delivered a group lately. */
+  look(view: InputView, now: number, mediaFresh: boolean): Takeover | null {
+    if (view.nextSeq !== this.seq) {
+      this.seq = view.nextSeq;
+      this.since = now;
+    }
+    if (view.holder === null) return { reason: "released", preempt: null };
+    // a stalled active input (its lease may be held, or marked for a handoff, for seconds more) is replaced
+    // only by a standby that has media to replace it with
+    if (mediaFresh && now - this.since >= this.takeoverAfterMs) return { reason: "stalled", preempt: view.holder.replace(/#handoff$/, "") };
+    return null;
+  }
+}
+
+/** The end of a group's media, ms since the epoch (its longest rendition). */
+function groupEnd(group: SegmentGroupOut): number {
+  return group.pdt + Math.max(0, ...group.segments.map((s) => s.duration)) * 1000;
+}
+
+/**
+ * The standby's recent groups, and after a takeover the cut where its media continues the timeline: the
+ * first group whose middle is past the last listed segment's end, so the timeline's program date-time moves
+ * on by at most half a segment more or less than real time across the switch.
+ */
+export class StandbyGroups {
+  private readonly groups: SegmentGroupOut[] = [];
+  /** Set at a takeover: groups whose media the timeline already has are dropped until one continues it. */
+  private continueAt: number | null = null;
+  /** Wall-clock ms of the last group the transcoder delivered. */
+  lastAt = 0;
+
+  constructor(private readonly keep = STANDBY_GROUPS) {}
+
+  /** A group from the standby's transcoder, kept (the oldest dropped beyond `keep`). */
+  hold(group: SegmentGroupOut, now = Date.now()): void {
+    this.lastAt = now;
+    this.groups.push(group);
+    if (this.groups.length > this.keep) this.groups.shift();
+  }
+
+  /** At the takeover: the held groups that continue a timeline whose last listed segment ended at `lastEnd`. */
+  takeOver(lastEnd: number): SegmentGroupOut[] {
+    this.continueAt = lastEnd > 0 ? lastEnd : null;
+    return this.groups.splice(0).filter((g) => this.continues(g));
+  }
+
+  /** After the takeover: whether a group goes to the timeline (false while it repeats what is listed). */
+  continues(group: SegmentGroupOut): boolean {
+    if (this.continueAt === null) return true;
+    if ((group.pdt + groupEnd(group)) / 2 < this.continueAt) return false;
+    this.continueAt = null;
+    return true;
+  }
+}
+
+/** A standby's role against the active one's: only the other input of a redundant broadcast stands by. */
+export function mayStandBy(role: InputRole, view: InputView): boolean {
+  return view.holder !== null && view.role !== role && view.state !== "ended";
+}
