@@ -12,7 +12,7 @@ import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { StreamStore } from "../state/store.ts";
 import type { Claim, InputRole, LadderEntry } from "../core/model.ts";
-import { ActiveWatch, StandbyGroups, WATCH_EVERY_MS, mayStandBy, type Takeover } from "./standby.ts";
+import { ActiveWatch, STANDBY_GROUPS, StandbyGroups, WATCH_EVERY_MS, mayStandBy, type Takeover } from "./standby.ts";
 import { PresetGovernor } from "../transcode/degrade.ts";
 import { TranscodeJob, type SegmentGroupOut } from "../transcode/job.ts";
 import { ladderEntries, planLadder, replanLadder } from "../transcode/ladder.ts";
@@ -78,7 +78,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
   private readonly log: Logger;
   /** While this owner is a hot standby (the other input of a redundant broadcast is active): its state. */
   private standby: { watch: ActiveWatch; groups: StandbyGroups; ladder: LadderEntry[] | null; timer: NodeJS.Timeout; looking: boolean } | null = null;
-  /** After a takeover, until the standby's media continues the timeline: the groups it already listed are cut. */
+  /** After a takeover: where the standby's media continues the timeline (the cut, and its date-time shift). */
   private continuation: StandbyGroups | null = null;
 
   constructor(private readonly o: OwnerOptions) {
@@ -150,7 +150,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     const view = await store.inputView(this.streamId).catch(() => null);
     if (!view || connection.closed || !mayStandBy(connection.role, view)) return false;
     const timer = setInterval(() => void this.lookAtActive(), WATCH_EVERY_MS);
-    this.standby = { watch: new ActiveWatch(config.standby.takeoverAfter * 1000, Date.now()), groups: new StandbyGroups(), ladder: view.ladder, timer, looking: false };
+    this.standby = { watch: new ActiveWatch(config.standby.takeoverAfter * 1000, Date.now()), groups: new StandbyGroups(STANDBY_GROUPS, (shiftMs) => this.cut(shiftMs)), ladder: view.ladder, timer, looking: false };
     this.log.info("standing by", { stream: this.streamId, role: connection.role, active: view.role, holder: view.holder ?? undefined, remote: connection.remote });
     if (view.ladder) for (const packet of this.early.splice(0)) this.packet(packet);
     return true;
@@ -177,6 +177,12 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     }
   }
 
+  /** Where a standby's media joined the timeline: how much it repeats (< 0) or skips (> 0) at the switch. */
+  private cut(shiftMs: number): void {
+    this.log.info("standby media continues the timeline", { stream: this.streamId, shiftMs });
+    this.o.metrics.standbyShift.observe(shiftMs / 1000);
+  }
+
   /** Claims the stream at a higher epoch and lists the held groups that continue its timeline. */
   private async takeOver(takeover: Takeover): Promise<void> {
     const { connection, store, nodeId, config, metrics } = this.o;
@@ -197,10 +203,11 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     }
     metrics.standbyTakeovers.inc({ reason: takeover.reason });
     const held = standby.groups.takeOver(claim.lastEnd ?? 0);
-    this.continuation = standby.groups;
     this.log.warn("standby took over", { stream: this.streamId, role: connection.role, reason: takeover.reason, epoch: claim.epoch, nextSeq: claim.nextSeq, lastEnd: claim.lastEnd, held: held.length });
     this.activate(claim);
+    // the held groups are cut and moved already; the transcoder's next ones go through the same cut
     for (const group of held) this.enqueue(group);
+    this.continuation = standby.groups;
   }
 
   /**
@@ -331,8 +338,9 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       return;
     }
     if (this.continuation) {
-      if (!this.continuation.continues(group)) return;
-      this.continuation = null;
+      const continued = this.continuation.next(group);
+      if (!continued) return;
+      group = continued;
     }
     if (this.queue.length >= MAX_QUEUE) {
       this.queue.shift();

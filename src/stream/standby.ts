@@ -5,8 +5,8 @@
 // active input is gone: its lease released or expired (publisher left, node drained or died), or no segment
 // appended for `standby.takeoverAfter` seconds (silent publisher, hung transcoder, frozen node) while the
 // standby's own media is fresh. Its first listed group is the one that continues the timeline where the last
-// listed segment ended (program date-time, wall clock), after a discontinuity: two nodes' transcoders never
-// share timestamps. A healthy active input is never preempted, so a returning primary stays the standby.
+// listed segment ended, after a discontinuity (two nodes' transcoders never share timestamps), its date-time
+// moved onto that end so the timeline's runs on. A healthy active input is never preempted, so a returning primary stays the standby.
 import type { InputRole } from "../core/model.ts";
 import type { InputView } from "../state/store.ts";
 import type { SegmentGroupOut } from "../transcode/job.ts";
@@ -56,8 +56,10 @@ function groupEnd(group: SegmentGroupOut): number {
 
 /**
  * The standby's recent groups, and after a takeover the cut where its media continues the timeline: the
- * first group whose middle is past the last listed segment's end, so the timeline's program date-time moves
- * on by at most half a segment more or less than real time across the switch.
+ * first group whose middle is past the last listed segment's end. Its date-time, and every later group's, is
+ * moved by the difference to that end (`shiftMs`, under half a segment plus the two nodes' difference in
+ * timing the same moment), so the timeline's program date-time runs on without a jump; at the switch,
+ * after the discontinuity, a player sees up to that much media repeated (shift < 0) or skipped (> 0).
  */
 export class StandbyGroups {
   private readonly groups: SegmentGroupOut[] = [];
@@ -65,8 +67,11 @@ export class StandbyGroups {
   private continueAt: number | null = null;
   /** Wall-clock ms of the last group the transcoder delivered. */
   lastAt = 0;
+  /** Ms added to the date-time of each group from the cut on (null until the cut). */
+  shiftMs: number | null = null;
 
-  constructor(private readonly keep = STANDBY_GROUPS) {}
+  /** `onCut`: told the shift once, when the cut is found (at the takeover, or at a later group). */
+  constructor(private readonly keep = STANDBY_GROUPS, private readonly onCut: (shiftMs: number) => void = () => undefined) {}
 
   /** A group from the standby's transcoder, kept (the oldest dropped beyond `keep`). */
   hold(group: SegmentGroupOut, now = Date.now()): void {
@@ -78,15 +83,19 @@ export class StandbyGroups {
   /** At the takeover: the held groups that continue a timeline whose last listed segment ended at `lastEnd`. */
   takeOver(lastEnd: number): SegmentGroupOut[] {
     this.continueAt = lastEnd > 0 ? lastEnd : null;
-    return this.groups.splice(0).filter((g) => this.continues(g));
+    if (this.continueAt === null) this.shiftMs = 0;
+    return this.groups.splice(0).flatMap((g) => this.next(g) ?? []);
   }
 
-  /** After the takeover: whether a group goes to the timeline (false while it repeats what is listed). */
-  continues(group: SegmentGroupOut): boolean {
-    if (this.continueAt === null) return true;
-    if ((group.pdt + groupEnd(group)) / 2 < this.continueAt) return false;
-    this.continueAt = null;
-    return true;
+  /** After the takeover: the group as it goes to the timeline, or null while it repeats what is listed. */
+  next(group: SegmentGroupOut): SegmentGroupOut | null {
+    if (this.shiftMs === null) {
+      const at = this.continueAt!;
+      if ((group.pdt + groupEnd(group)) / 2 < at) return null;
+      this.shiftMs = Math.round(at - group.pdt);
+      this.onCut(this.shiftMs);
+    }
+    return this.shiftMs === 0 ? group : { ...group, pdt: group.pdt + this.shiftMs };
   }
 }
 

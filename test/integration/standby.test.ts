@@ -7,10 +7,11 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { status } from "../../tools/admin-cli.ts";
 import { ReconnectingPublisher } from "../../tools/chaos/publisher.ts";
 import { parseM3u8 } from "../helpers/hls.ts";
 import {
-  ADMIN, get, nodeMetric, publish, startTestHaproxy, startTestNode, startTestRedis, stopAll, testPrefix, waitFor,
+  ADMIN, ADMIN_TOKEN, get, nodeMetric, publish, startTestHaproxy, startTestNode, startTestRedis, stopAll, testPrefix, waitFor,
   type TestHaproxy, type TestNode,
 } from "../helpers/stack.ts";
 
@@ -110,6 +111,12 @@ describe("redundant ingest: a hot standby continues the timeline", function () {
     return gap;
   }
 
+  /** Prints the switch's figures: the timeline's date-time gap, and the media the standby repeated (<0) or skipped. */
+  function report(what: string, gap: number, taker: TestNode): void {
+    const line = taker.lines.filter((l) => /standby media continues the timeline stream=redundant/.test(l)).at(-1) ?? "";
+    console.log(`      ${what}: date-time gap across the switch ${gap} ms, media shift ${/shiftMs=(\S+)/.exec(line)?.[1] ?? "?"} ms`);
+  }
+
   /** Total CPU ticks (user + system) of a node's ffmpeg children. */
   function transcoderTicks(node: TestNode): number {
     const pids = execFileSync("pgrep", ["-P", String(node.proc.child.pid), "ffmpeg"], { encoding: "utf8" }).trim().split("\n").filter(Boolean);
@@ -160,15 +167,21 @@ describe("redundant ingest: a hot standby continues the timeline", function () {
     console.log(`      standby transcoder CPU: ${used[1]} ticks against the active's ${used[0]} (${(used[1]! / Math.max(1, used[0]!)).toFixed(2)}x), load ${readFileSync("/proc/loadavg", "utf8").split(" ")[0]}`);
     assert.ok(segments.every((s) => !s.disc || s.seq <= start), "no discontinuity: the standby's groups are not listed");
     assert.equal((await streamInfo(active.node)).owner, active.node.id);
+    // the operator sees it (in the nodes' records, written each heartbeat): the active input, and where its standby runs
+    const shown = new RegExp(`${STREAM} .*primary \\(standby: backup on ${standby.node.id}\\)`);
+    await waitFor("baton status to show the inputs", async () => {
+      const table = await status({ url: lb.http(""), token: ADMIN_TOKEN, say: () => undefined });
+      return shown.test(table) ? table : undefined;
+    }, 20000, 250);
   });
 
   it("continues the timeline from the standby when the primary encoder is killed, and the returning primary stands by (no flapping back)", async () => {
-    const { active } = await standbyIs("backup", "the backup standing by");
+    const { active, standby } = await standbyIs("backup", "the backup standing by");
     const before = await streamInfo(active.node);
     const last = await newest(active.node);
     await publishers[0]!.stop();
     const gap = await continuedAfter(active.node, last);
-    console.log(`      primary encoder killed: date-time gap across the switch ${gap} ms`);
+    report("primary encoder killed", gap, standby.node);
     const after = await streamInfo(active.node);
     assert.ok(after.epoch > before.epoch, "the standby took the stream at a higher epoch");
     const now = (await inputs()).find((i) => i.input === "active")!;
@@ -194,7 +207,7 @@ describe("redundant ingest: a hot standby continues the timeline", function () {
     } finally {
       active.node.proc.child.kill("SIGCONT");
     }
-    console.log(`      active node frozen: date-time gap across the switch ${gap} ms`);
+    report("active node frozen", gap, standby.node);
     assert.ok((await streamInfo(standby.node)).epoch > before.epoch);
     assert.equal((await streamInfo(standby.node)).owner, standby.node.id);
     await active.node.waitForLog(/stream lost to another owner; stopping stream=redundant/, 30000);
@@ -209,7 +222,7 @@ describe("redundant ingest: a hot standby continues the timeline", function () {
     down.add(active.node);
     active.node.proc.child.kill("SIGKILL");
     const gap = await continuedAfter(standby.node, last);
-    console.log(`      active node SIGKILLed: date-time gap across the switch ${gap} ms`);
+    report("active node SIGKILLed", gap, standby.node);
     const after = await streamInfo(standby.node);
     assert.ok(after.epoch > before.epoch);
     assert.equal(after.owner, standby.node.id);

@@ -57,17 +57,19 @@ describe("standby: where its media continues the timeline", () => {
     // the standby's boundaries fall 400 ms after the active's: group 5 (5.4 to 6.4 s) covers the end at 6 s
     for (let n = 0; n < 8; n++) groups.hold(group(n, 400));
     const listed = groups.takeOver(T + 6000);
-    assert.deepEqual(listed.map((g) => g.pdt - T), [6400, 7400], "group 5 (5.4 to 6.4 s) is mostly media already listed");
-    assert.equal(groups.continues(group(8, 400)), true);
+    assert.deepEqual(listed.map((g) => g.segments[0]!.index), [6, 7], "group 5 (5.4 to 6.4 s) is mostly media already listed");
+    assert.equal(groups.shiftMs, -400, "its media repeats 400 ms of what was listed");
+    assert.deepEqual(listed.map((g) => g.pdt - T), [6000, 7000], "the date-time runs on from the listed end");
+    assert.equal(groups.next(group(8, 400))?.pdt, T + 8000);
   });
 
   it("drops what arrives late but repeats listed media, until a group continues it", () => {
     const groups = new StandbyGroups(10);
     for (let n = 0; n < 3; n++) groups.hold(group(n));
     assert.deepEqual(groups.takeOver(T + 5000), [], "the standby is behind: nothing it holds continues the timeline");
-    assert.equal(groups.continues(group(4)), false);
-    assert.equal(groups.continues(group(5)), true);
-    assert.equal(groups.continues(group(6)), true);
+    assert.equal(groups.next(group(4)), null);
+    assert.equal(groups.next(group(5, 300))?.pdt, T + 5000, "skipped 300 ms");
+    assert.equal(groups.next(group(6, 300))?.pdt, T + 6000);
   });
 
   it("keeps a bounded number of groups", () => {
@@ -164,7 +166,7 @@ describe("standby: a standby owner (fake writer)", () => {
     writer.view = { ...writer.view, holder: null, state: "reconnecting" };
     await waitFor("the takeover's appends", () => (writer.appended.length === 2 ? true : undefined), 5000, 20);
     assert.deepEqual(owner.input, { role: "backup", state: "active" });
-    assert.deepEqual(writer.appended.map((g) => [g.seq, g.pdt - T]), [[11, 6400], [12, 7400]], "from the group that continues the end at 6 s, at the next sequence number");
+    assert.deepEqual(writer.appended.map((g) => [g.seq, g.pdt - T, g.renditions[0]!.bytes.toString()]), [[11, 6000, "360p/6"], [12, 7000, "360p/7"]], "from the group that continues the end at 6 s, at the next sequence number");
     assert.deepEqual(writer.claims.at(-1), { preempt: "", role: "backup" });
     assert.equal((await metrics.standbyTakeovers.get()).values.find((v) => v.labels.reason === "released")?.value, 1);
     await owner.close("test over");
