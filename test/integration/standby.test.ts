@@ -227,4 +227,21 @@ describe("redundant ingest: a hot standby continues the timeline", function () {
     assert.ok(after.epoch > before.epoch);
     assert.equal(after.owner, standby.node.id);
   });
+
+  it("continues the timeline from the standby when the active node drains; its encoder stands by again once the node is back", async () => {
+    const { active, standby } = await standbyIs("primary", "the primary (its node killed) standing by again");
+    const before = await streamInfo(standby.node);
+    const last = await newest(standby.node);
+    const post = (path: string): Promise<Response> => fetch(active.node.http(path), { method: "POST", headers: ADMIN, signal: AbortSignal.timeout(10000) });
+    assert.equal((await post("/admin/drain")).status, 202);
+    const gap = await continuedAfter(standby.node, last);
+    report("active node drained", gap, standby.node);
+    assert.ok((await streamInfo(standby.node)).epoch > before.epoch);
+    assert.equal((await streamInfo(standby.node)).owner, standby.node.id);
+    // the drained node's encoder is refused everywhere meanwhile (draining there, the other input here); back in
+    // rotation, the node takes it as the standby
+    assert.ok((await post("/admin/undrain")).ok);
+    const now = await standbyIs(active.role, "the drained node's encoder standing by");
+    assert.equal(now.active.node.id, standby.node.id, "no flapping back");
+  });
 });
