@@ -15,12 +15,13 @@ import { cleanup, cpuTotals } from "./procs.ts";
 import { PROPAGATION_ENV, measurePropagation, propagationFigures, s3Propagation, type LiveStream } from "./propagation.ts";
 import { reconnect } from "./reconnect.ts";
 import { sessions } from "./sessions.ts";
+import { standbyCost } from "./standby.ts";
 import { formatTable, machineInfo, writeJson, type BenchResult, type Figure, type RunReport } from "./report.ts";
 import { startCluster, stopCluster, type Cluster } from "./stack.ts";
 import { transcodeCpu } from "./transcode-cpu.ts";
 import { viewersPerNode } from "./viewers-per-node.ts";
 
-const USAGE = "usage: npm run bench -- [--quick] [--out FILE] [--only transcode-cpu,first-playlist,propagation,reconnect,sessions,delivery,viewers,drain,hostile,redis-footprint,capacity]";
+const USAGE = "usage: npm run bench -- [--quick] [--out FILE] [--only transcode-cpu,first-playlist,propagation,reconnect,sessions,delivery,viewers,drain,hostile,redis-footprint,capacity,standby]";
 
 interface Context {
   quick: boolean;
@@ -65,6 +66,7 @@ const BENCHES: Bench[] = [
   { name: "hostile", run: (ctx) => hostile(ctx) },
   { name: "capacity", run: (ctx) => capacity(ctx) },
   { name: "redis-footprint", run: (ctx) => redisFootprint(ctx) },
+  { name: "standby", run: (ctx) => standbyCost(ctx) },
 ];
 
 function parseArgs(argv: string[]): { quick: boolean; out: string | null; only: string[] | null } {
