@@ -168,7 +168,9 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       }
       const fresh = Date.now() - standby.groups.lastAt < (2 * this.o.config.hls.segmentDuration + 1) * 1000;
       const takeover = standby.watch.look(view, Date.now(), fresh);
-      if (takeover && standby.ladder) await this.takeOver(takeover);
+      // without a ladder (the active input left before setting one) only a released lease is taken: the
+      // standby then plans the ladder as a first owner does
+      if (takeover) await this.takeOver(takeover);
     } catch (error) {
       // Redis away: look again; the claim decides
       this.log.debug("standby could not read the active input", { stream: this.streamId, error: errorMessage(error) });
@@ -208,6 +210,8 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     // the held groups are cut and moved already; the transcoder's next ones go through the same cut
     for (const group of held) this.enqueue(group);
     this.continuation = standby.groups;
+    // a standby that never knew the ladder kept its last GOP: it starts transcoding now
+    for (const packet of this.early.splice(0)) this.packet(packet);
   }
 
   /**

@@ -172,6 +172,16 @@ describe("standby: a standby owner (fake writer)", () => {
     await owner.close("test over");
   });
 
+  it("takes a released stream even before the active input set a ladder (it plans one as a first owner does)", async () => {
+    const writer = new StandbyWriter();
+    writer.view = { ...writer.view, ladder: null };
+    const { owner } = standbyOwner(writer, "backup");
+    assert.equal(await owner.start(), true);
+    writer.view = { ...writer.view, holder: null };
+    await waitFor("the takeover", () => (owner.input.state === "active" ? true : undefined), 5000, 20);
+    await owner.close("test over");
+  });
+
   it("preempts a stalled active input through the claim, naming the holder it saw", async () => {
     const writer = new StandbyWriter();
     const { owner } = standbyOwner(writer, "backup");
