@@ -11,8 +11,8 @@ import type { PublisherConnection } from "../ingest/rtmp-server.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { StreamStore } from "../state/store.ts";
-import type { Claim, InputRole, LadderEntry } from "../core/model.ts";
-import { ActiveWatch, STANDBY_GROUPS, StandbyGroups, WATCH_EVERY_MS, mayStandBy, type Takeover } from "./standby.ts";
+import type { Claim, InputRole } from "../core/model.ts";
+import { Standby, mayStandBy, type StandbyGroups, type Takeover } from "./standby.ts";
 import { PresetGovernor } from "../transcode/degrade.ts";
 import { TranscodeJob, type SegmentGroupOut } from "../transcode/job.ts";
 import { ladderEntries, planLadder, replanLadder } from "../transcode/ladder.ts";
@@ -77,7 +77,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
   private lost = false;
   private readonly log: Logger;
   /** While this owner is a hot standby (the other input of a redundant broadcast is active): its state. */
-  private standby: { watch: ActiveWatch; groups: StandbyGroups; ladder: LadderEntry[] | null; timer: NodeJS.Timeout; looking: boolean } | null = null;
+  private standby: Standby | null = null;
   /** After a takeover: where the standby's media continues the timeline (the cut, and its date-time shift). */
   private continuation: StandbyGroups | null = null;
 
@@ -149,34 +149,21 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     const { connection, store, config } = this.o;
     const view = await store.inputView(this.streamId).catch(() => null);
     if (!view || connection.closed || !mayStandBy(connection.role, view)) return false;
-    const timer = setInterval(() => void this.lookAtActive(), WATCH_EVERY_MS);
-    this.standby = { watch: new ActiveWatch(config.standby.takeoverAfter * 1000, Date.now()), groups: new StandbyGroups(STANDBY_GROUPS, (shiftMs) => this.cut(shiftMs)), ladder: view.ladder, timer, looking: false };
+    this.standby = new Standby(view, {
+      streamId: this.streamId,
+      takeoverAfterMs: config.standby.takeoverAfter * 1000,
+      freshMs: (2 * config.hls.segmentDuration + 1) * 1000,
+      view: () => store.inputView(this.streamId),
+      ladderKnown: () => {
+        for (const packet of this.early.splice(0)) this.packet(packet);
+      },
+      takeOver: (takeover) => this.takeOver(takeover),
+      onCut: (shiftMs) => this.cut(shiftMs),
+      log: this.log,
+    });
     this.log.info("standing by", { stream: this.streamId, role: connection.role, active: view.role, holder: view.holder ?? undefined, remote: connection.remote });
     if (view.ladder) for (const packet of this.early.splice(0)) this.packet(packet);
     return true;
-  }
-
-  private async lookAtActive(): Promise<void> {
-    const standby = this.standby;
-    if (!standby || standby.looking || this.closing) return;
-    standby.looking = true;
-    try {
-      const view = await this.o.store.inputView(this.streamId);
-      if (!standby.ladder && view.ladder) {
-        standby.ladder = view.ladder;
-        for (const packet of this.early.splice(0)) this.packet(packet);
-      }
-      const fresh = Date.now() - standby.groups.lastAt < (2 * this.o.config.hls.segmentDuration + 1) * 1000;
-      const takeover = standby.watch.look(view, Date.now(), fresh);
-      // without a ladder (the active input left before setting one) only a released lease is taken: the
-      // standby then plans the ladder as a first owner does
-      if (takeover) await this.takeOver(takeover);
-    } catch (error) {
-      // Redis away: look again; the claim decides
-      this.log.debug("standby could not read the active input", { stream: this.streamId, error: errorMessage(error) });
-    } finally {
-      standby.looking = false;
-    }
   }
 
   /** Where a standby's media joined the timeline: how much it repeats (< 0) or skips (> 0) at the switch. */
@@ -197,7 +184,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       throw error;
     }
     const standby = this.standby!;
-    clearInterval(standby.timer);
+    standby.stop();
     this.standby = null;
     if (this.closing) {
       await store.release(this.streamId, claim).catch(() => undefined);
@@ -444,7 +431,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
   }
 
   private async shutdown(reason: string, flushMs: number): Promise<void> {
-    if (this.standby) clearInterval(this.standby.timer);
+    this.standby?.stop();
     this.standby = null;
     // a returning publisher (here or on another node) waits for the release below instead of being refused;
     // the renewals go on (see renew()) until then

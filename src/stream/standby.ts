@@ -7,7 +7,9 @@
 // standby's own media is fresh. Its first listed group is the one that continues the timeline where the last
 // listed segment ended, after a discontinuity (two nodes' transcoders never share timestamps), its date-time
 // moved onto that end so the timeline's runs on. A healthy active input is never preempted, so a returning primary stays the standby.
-import type { InputRole } from "../core/model.ts";
+import { errorMessage } from "../core/errors.ts";
+import type { Logger } from "../core/log.ts";
+import type { InputRole, LadderEntry } from "../core/model.ts";
 import type { InputView } from "../state/store.ts";
 import type { SegmentGroupOut } from "../transcode/job.ts";
 
@@ -103,3 +105,65 @@ export class StandbyGroups {
 export function mayStandBy(role: InputRole, view: InputView): boolean {
   return view.holder !== null && view.role !== role && view.state !== "ended";
 }
+
+export interface StandbyOptions {
+  streamId: string;
+  /** `standby.takeoverAfter` in ms. */
+  takeoverAfterMs: number;
+  /** How recent the standby's last group must be for it to replace a stalled input (ms). */
+  freshMs: number;
+  /** Reads the active input's state (StreamStore.inputView). */
+  view(): Promise<InputView>;
+  /** The stream's ladder became known: the standby's transcoder may start. */
+  ladderKnown(): void;
+  /** Claims the stream and lists the held groups; a claim another holder won leaves the standby as it was. */
+  takeOver(takeover: Takeover): Promise<void>;
+  /** Told the cut's shift once the standby's media joins the timeline. */
+  onCut(shiftMs: number): void;
+  log: Logger;
+}
+
+/** One stream's hot standby on this node: its held groups, the stream's ladder, and the watch on the active input. */
+export class Standby {
+  readonly groups: StandbyGroups;
+  ladder: LadderEntry[] | null;
+  private readonly watch: ActiveWatch;
+  private readonly timer: NodeJS.Timeout;
+  private looking = false;
+  private stopped = false;
+
+  constructor(first: InputView, private readonly o: StandbyOptions) {
+    this.ladder = first.ladder;
+    this.groups = new StandbyGroups(STANDBY_GROUPS, o.onCut);
+    this.watch = new ActiveWatch(o.takeoverAfterMs, Date.now());
+    this.timer = setInterval(() => void this.look(), WATCH_EVERY_MS);
+  }
+
+  /** Stops watching (a takeover, or the publisher left). Safe twice. */
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.timer);
+  }
+
+  private async look(): Promise<void> {
+    if (this.looking || this.stopped) return;
+    this.looking = true;
+    try {
+      const view = await this.o.view();
+      if (!this.ladder && view.ladder) {
+        this.ladder = view.ladder;
+        this.o.ladderKnown();
+      }
+      const takeover = this.watch.look(view, Date.now(), Date.now() - this.groups.lastAt < this.o.freshMs);
+      // without a ladder (the active input left before setting one) only a released lease is taken: the
+      // standby then plans the ladder as a first owner does
+      if (takeover && !this.stopped) await this.o.takeOver(takeover);
+    } catch (error) {
+      // Redis away: look again; the claim decides
+      this.o.log.debug("standby could not read the active input", { stream: this.o.streamId, error: errorMessage(error) });
+    } finally {
+      this.looking = false;
+    }
+  }
+}
+
