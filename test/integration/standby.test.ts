@@ -38,12 +38,15 @@ describe("redundant ingest: a hot standby continues the timeline", function () {
   let nodes: TestNode[];
   let lb: TestHaproxy;
   const publishers: ReconnectingPublisher[] = [];
+  /** The encoder of each role running now. */
+  const encoders = new Map<string, ReconnectingPublisher>();
   const down = new Set<TestNode>();
 
   function encoder(role: "primary" | "backup"): ReconnectingPublisher {
     const url = role === "backup" ? `${lb.rtmp(STREAM)}&role=backup` : lb.rtmp(STREAM);
     const p = new ReconnectingPublisher({ url, retryDelayMs: 500 });
     publishers.push(p);
+    encoders.set(role, p);
     p.start();
     return p;
   }
@@ -243,5 +246,26 @@ describe("redundant ingest: a hot standby continues the timeline", function () {
     assert.ok((await post("/admin/undrain")).ok);
     const now = await standbyIs(active.role, "the drained node's encoder standing by");
     assert.equal(now.active.node.id, standby.node.id, "no flapping back");
+  });
+
+  it("takes over from an active encoder gone silent (connected, sending nothing) once nothing was appended for standby.takeoverAfter", async () => {
+    const { active, standby } = await standbyIs("backup", "the drained node's encoder standing by");
+    const before = await streamInfo(standby.node);
+    const last = await newest(standby.node);
+    const stalled = await nodeMetric(standby.node, "baton_standby_takeovers_total", 'reason="stalled"');
+    const silent = encoders.get(active.role)!;
+    const pid = silent.pid!;
+    process.kill(pid, "SIGSTOP");
+    let gap: number;
+    try {
+      gap = await continuedAfter(standby.node, last);
+    } finally {
+      process.kill(pid, "SIGCONT");
+    }
+    report("active encoder silent", gap, standby.node);
+    assert.ok((await streamInfo(standby.node)).epoch > before.epoch);
+    assert.equal(await nodeMetric(standby.node, "baton_standby_takeovers_total", 'reason="stalled"'), stalled + 1, "taken from a held lease, not a released one");
+    // the silent input's owner finds its lease taken and lets its publisher go: the encoder comes back as the standby
+    await standbyIs(active.role, "the silent encoder back as the standby");
   });
 });
