@@ -2,8 +2,8 @@
 // first to claim is the active input; the other, arriving while a live publisher of the other role holds the
 // lease, is a hot standby: its transcoder runs on its own node with the stream's ladder, and it keeps its last
 // segment groups in memory, unlisted. It takes over, at a higher epoch through the claim script, when the
-// active input is gone: its lease released or expired (publisher left, node drained or died), or no segment
-// appended for `standby.takeoverAfter` seconds (silent publisher, hung transcoder, frozen node) while the
+// active input is gone: its lease released or expired (publisher left, node drained or died) or marked for a
+// handoff (the active input is leaving), or no segment appended for `standby.takeoverAfter` seconds (silent publisher, hung transcoder, frozen node) while the
 // standby's own media is fresh. Its first listed group is the one that continues the timeline where the last
 // listed segment ended, after a discontinuity (two nodes' transcoders never share timestamps), its date-time
 // moved onto that end so the timeline's runs on. A healthy active input is never preempted, so a returning primary stays the standby.
@@ -15,7 +15,7 @@ import type { SegmentGroupOut } from "../transcode/job.ts";
 
 /** A standby's decision to take over: why, and the lease holder it preempts (null: the lease is free). */
 export interface Takeover {
-  reason: "released" | "stalled";
+  reason: "released" | "handoff" | "stalled";
   preempt: string | null;
 }
 
@@ -44,9 +44,13 @@ export class ActiveWatch {
       this.since = now;
     }
     if (view.holder === null) return { reason: "released", preempt: null };
-    // a stalled active input (its lease may be held, or marked for a handoff, for seconds more) is replaced
-    // only by a standby that has media to replace it with
-    if (mediaFresh && now - this.since >= this.takeoverAfterMs) return { reason: "stalled", preempt: view.holder.replace(/#handoff$/, "") };
+    // only a standby that has media to replace the active input with takes a held lease: one marked for a
+    // handoff (the active input is leaving: its publisher closed, its node drains) at once, rather than after
+    // the owner's flush of its last, partial segment, whose media the standby has; a stalled one after
+    // takeoverAfter
+    if (!mediaFresh) return null;
+    if (view.holder.endsWith("#handoff")) return { reason: "handoff", preempt: view.holder.slice(0, -"#handoff".length) };
+    if (now - this.since >= this.takeoverAfterMs) return { reason: "stalled", preempt: view.holder };
     return null;
   }
 }

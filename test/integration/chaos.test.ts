@@ -66,6 +66,18 @@ describe("chaos harness (quick)", function () {
     process.stderr.write(`      node-crash --backup: ${report.stalls.simulated.count} stalls, gaps ${report.publisherGapsMs.join("/")} ms\n`);
   });
 
+  it("rolling-update with a backup encoder: each drained active node hands its stream to the standby, with no stall, no gap and no browser error", async () => {
+    const { code, report, output } = await chaos("rolling-update", 1, ["--backup"]);
+    assert.equal(code, 0, output);
+    invariants(report, output);
+    assert.equal(report.drains.length, 3);
+    assert.ok(report.publisherGapsMs.length >= 1, `the stream switched inputs ${report.publisherGapsMs.length} times\n${output}`);
+    assert.deepEqual(report.publisherGapsMs.filter((g) => g > 0), [], "the standby's media continues the timeline's date-time");
+    assert.equal(report.stalls.simulated.count, 0, output);
+    assert.equal(report.errors.total, 0, JSON.stringify(report.errors));
+    process.stderr.write(`      rolling-update --backup: ${report.stalls.simulated.count} stalls (browser ${report.stalls.browser.count}), gaps ${report.publisherGapsMs.join("/")} ms\n`);
+  });
+
   for (const scenario of ["node-crash", "redis-restart", "publisher-flap"]) {
     it(`${scenario}: the invariants hold, and what viewers saw is reported`, async () => {
       const { code, report, output } = await chaos(scenario, 0);

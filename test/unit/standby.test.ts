@@ -41,13 +41,19 @@ describe("standby: when a hot standby takes over", () => {
     }
   });
 
-  it("preempts a stalled holder (its handoff mark stripped) once nothing was appended for takeoverAfter, only with fresh media of its own", () => {
+  it("preempts a stalled holder once nothing was appended for takeoverAfter, only with fresh media of its own", () => {
     const watch = new ActiveWatch(3000, 0);
     assert.equal(watch.look(live(), 0, true), null);
     assert.equal(watch.look(live(), 2999, true), null);
-    assert.equal(watch.look(live({ holder: "node-a/pub/3#handoff" }), 3000, false), null, "a standby without media of its own waits");
-    assert.deepEqual(watch.look(live({ holder: "node-a/pub/3#handoff" }), 3000, true), { reason: "stalled", preempt: "node-a/pub/3" });
+    assert.equal(watch.look(live(), 3000, false), null, "a standby without media of its own waits");
+    assert.deepEqual(watch.look(live(), 3000, true), { reason: "stalled", preempt: "node-a/pub/3" });
     assert.equal(watch.look(live({ nextSeq: 11 }), 3100, true), null, "an append restarts the count");
+  });
+
+  it("takes a lease marked for a handoff (the active input is leaving) at once, its mark stripped, without waiting for the flush", () => {
+    const watch = new ActiveWatch(3000, 0);
+    assert.equal(watch.look(live({ holder: "node-a/pub/3#handoff" }), 0, false), null, "a standby without media of its own waits for the release");
+    assert.deepEqual(watch.look(live({ holder: "node-a/pub/3#handoff" }), 0, true), { reason: "handoff", preempt: "node-a/pub/3" });
   });
 });
 
