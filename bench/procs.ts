@@ -73,10 +73,10 @@ function selfStat(pid: number | "self" = "self"): number[] {
   return stat.slice(stat.lastIndexOf(")") + 2).split(" ").map(Number);
 }
 
-/** CPU seconds (user + system, all threads) a running process has used so far. */
-export function processCpu(pid: number): number {
+/** CPU seconds (user + system, all threads) a running process has used so far, and its reaped children. */
+export function processCpu(pid: number): { own: number; reaped: number } {
   const f = selfStat(pid);
-  return (f[11]! + f[12]!) / ticks();
+  return { own: (f[11]! + f[12]!) / ticks(), reaped: (f[13]! + f[14]!) / ticks() };
 }
 
 /**
