@@ -2,11 +2,12 @@
 // first to claim is the active input; the other, arriving while a live publisher of the other role holds the
 // lease, is a hot standby: its transcoder runs on its own node with the stream's ladder, and it keeps its last
 // segment groups in memory, unlisted. It takes over, at a higher epoch through the claim script, when the
-// active input is gone: its lease released or expired (publisher left, node drained or died) or marked for a
-// handoff (the active input is leaving), or no segment appended for `standby.takeoverAfter` seconds (silent publisher, hung transcoder, frozen node) while the
-// standby's own media is fresh. Its first listed group is the one that continues the timeline where the last
-// listed segment ended, after a discontinuity (two nodes' transcoders never share timestamps), its date-time
-// moved onto that end so the timeline's runs on. A healthy active input is never preempted, so a returning primary stays the standby.
+// active input is gone: its lease released or expired (a dead node), marked for a handoff (its publisher left,
+// its node drains), or held with no segment appended for `standby.takeoverAfter` seconds (a silent publisher,
+// a hung transcoder, a frozen node), provided the standby's own media is fresh. Its first listed group is the
+// one that continues the timeline where the last listed segment ended, after a discontinuity (two nodes'
+// transcoders never share timestamps), its date-time moved onto that end so the timeline's runs on. A healthy
+// active input is never preempted, so a returning input stays the standby.
 import { errorMessage } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { InputRole, LadderEntry } from "../core/model.ts";
