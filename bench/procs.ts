@@ -68,9 +68,15 @@ function ticks(): number {
 }
 
 /** Fields 3 onwards of /proc/self/stat (after the command name, which may hold spaces): index 0 is field 3. */
-function selfStat(): number[] {
-  const stat = readFileSync("/proc/self/stat", "utf8");
+function selfStat(pid: number | "self" = "self"): number[] {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   return stat.slice(stat.lastIndexOf(")") + 2).split(" ").map(Number);
+}
+
+/** CPU seconds (user + system, all threads) a running process has used so far, and its reaped children. */
+export function processCpu(pid: number): { own: number; reaped: number } {
+  const f = selfStat(pid);
+  return { own: (f[11]! + f[12]!) / ticks(), reaped: (f[13]! + f[14]!) / ticks() };
 }
 
 /**

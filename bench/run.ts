@@ -16,12 +16,13 @@ import { PROPAGATION_ENV, measurePropagation, propagationFigures, s3Propagation,
 import { reconnect } from "./reconnect.ts";
 import { rollout } from "./rollout.ts";
 import { sessions } from "./sessions.ts";
+import { standbyCost } from "./standby.ts";
 import { formatTable, machineInfo, writeJson, type BenchResult, type Figure, type RunReport } from "./report.ts";
 import { startCluster, stopCluster, type Cluster } from "./stack.ts";
 import { transcodeCpu } from "./transcode-cpu.ts";
 import { viewersPerNode } from "./viewers-per-node.ts";
 
-const USAGE = "usage: npm run bench -- [--quick] [--out FILE] [--only transcode-cpu,first-playlist,propagation,reconnect,sessions,delivery,viewers,drain,hostile,redis-footprint,capacity,rollout]";
+const USAGE = "usage: npm run bench -- [--quick] [--out FILE] [--only transcode-cpu,first-playlist,propagation,reconnect,sessions,delivery,viewers,drain,hostile,redis-footprint,capacity,rollout,standby]";
 
 interface Context {
   quick: boolean;
@@ -67,6 +68,7 @@ const BENCHES: Bench[] = [
   { name: "capacity", run: (ctx) => capacity(ctx) },
   { name: "redis-footprint", run: (ctx) => redisFootprint(ctx) },
   { name: "rollout", run: (ctx) => rollout(ctx) },
+  { name: "standby", run: (ctx) => standbyCost(ctx) },
 ];
 
 function parseArgs(argv: string[]): { quick: boolean; out: string | null; only: string[] | null } {

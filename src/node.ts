@@ -139,6 +139,7 @@ export class BatonNode {
             requireToken: config.auth.requirePublishToken,
             secret,
             isLive: (id) => this.owners.isLive(id),
+            liveRole: (id) => this.owners.liveRole(id),
             refusing: () => this.closing !== null || this.drainer.state !== "ready",
             full: () => {
               const room = this.capacity.room(this.owners.transcoders());
@@ -187,6 +188,8 @@ export class BatonNode {
         this.metrics.segmentCacheBytes.set(this.hls.segments.bytes);
         this.metrics.capacitySlots.set(this.slots);
         this.metrics.ready.set(this.readiness().ok ? 1 : 0);
+        this.metrics.ingestInputs.reset();
+        for (const input of Object.values(this.owners.inputs())) this.metrics.ingestInputs.inc(input);
         this.metrics.viewers.reset();
         for (const [stream, count] of Object.entries(this.hls.viewers.counts())) this.metrics.viewers.set({ stream }, count);
       },
@@ -213,7 +216,7 @@ export class BatonNode {
         release: this.release,
         schema: SCHEMA_VERSION,
         startedAt: this.startedAt,
-        load: { publishers: this.owners.size, viewers: this.hls.viewers.counts(), readyChecks: this.http.readyChecks, transcoders: this.owners.speeds(), slots: this.slots },
+        load: { publishers: this.owners.size, viewers: this.hls.viewers.counts(), readyChecks: this.http.readyChecks, transcoders: this.owners.speeds(), slots: this.slots, inputs: this.owners.inputs() },
       }),
       log.child("registry"),
       () => this.schemaRefused !== null,

@@ -45,6 +45,21 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
 }
 
+/**
+ * Which input feeds a stream, and where its hot standby runs (stream/standby.ts), from the nodes' records:
+ * `primary`, `backup (standby: primary on node-2)`; `-` while no node reports one (an older release).
+ */
+function inputs(nodes: NodeRecord[], streamId: string): string {
+  const of = nodes.flatMap((n) => {
+    const input = n.load.inputs?.[streamId];
+    return input ? [{ node: n.id, ...input }] : [];
+  });
+  const active = of.find((i) => i.state === "active");
+  const standbys = of.filter((i) => i.state === "standby").map((i) => `${i.role} on ${i.node}`);
+  if (!active && standbys.length === 0) return "-";
+  return `${active?.role ?? "none"}${standbys.length ? ` (standby: ${standbys.join(", ")})` : ""}`;
+}
+
 export async function status(c: AdminClient): Promise<string> {
   const [nodes, streams] = [await nodesOf(c), await streamsOf(c)];
   const now = Date.now();
@@ -57,7 +72,7 @@ export async function status(c: AdminClient): Promise<string> {
       `${Math.round((now - n.startedAt) / 1000)}s`, `${((now - n.heartbeatAt) / 1000).toFixed(1)}s ago`, n.httpUrl,
     ]);
   }
-  const streamRows = [["STREAM", "STATE", "OWNER", "EPOCH", "RENDITIONS", "VIEWERS", "NEXT SEQ", "TRANSCODER"]];
+  const streamRows = [["STREAM", "STATE", "OWNER", "EPOCH", "INPUT", "RENDITIONS", "VIEWERS", "NEXT SEQ", "TRANSCODER"]];
   const slow: string[] = [];
   for (const s of streams) {
     const speed = nodes.find((n) => n.id === s.owner)?.load.transcoders?.[s.id];
@@ -65,7 +80,7 @@ export async function status(c: AdminClient): Promise<string> {
     if (speed !== undefined && speed < 0.95) slow.push(s.id);
     const shown = speed === undefined ? "-" : `${speed.toFixed(2)}x${speed < 0.95 ? " SLOW" : ""}`;
     // a stream without input: its viewers see the slate, kept by OWNER, until the publisher returns
-    streamRows.push([s.id, s.slate ? `${s.state} (slate)` : s.state, s.owner, String(s.epoch), s.renditions.map((r) => r.name).join(","), String(s.viewers), String(s.nextSeq), shown]);
+    streamRows.push([s.id, s.slate ? `${s.state} (slate)` : s.state, s.owner, String(s.epoch), inputs(nodes, s.id), s.renditions.map((r) => r.name).join(","), String(s.viewers), String(s.nextSeq), shown]);
   }
   const warning = slow.length
     ? `\n\ntranscoders below real time: ${slow.join(", ")}. The ladder costs more than this machine has: a lighter ` +

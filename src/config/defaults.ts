@@ -300,6 +300,14 @@ export interface Config {
     /** Viewers this node serves at most, all streams together, the same way; 0: no limit. Used by: delivery. */
     maxViewersPerNode: number;
   };
+  standby: {
+    /**
+     * Seconds without a segment appended, while the stream's lease is held, after which a hot standby (the
+     * backup input, `?role=backup`) takes the stream over from its silent or stalled active input. Used by:
+     * stream/standby.ts. A released or expired lease is taken over at once.
+     */
+    takeoverAfter: number;
+  };
   log: {
     /** Least severe level printed. */
     level: "debug" | "info" | "warn" | "error";
@@ -440,6 +448,9 @@ export const DEFAULTS: Config = {
     cdn: false,
     maxViewersPerStream: 0,
     maxViewersPerNode: 0,
+  },
+  standby: {
+    takeoverAfter: 4,
   },
   log: {
     level: "info",

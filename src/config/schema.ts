@@ -128,6 +128,9 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
     maxViewersPerStream: { kind: "int", min: 0, max: 100000000 },
     maxViewersPerNode: { kind: "int", min: 0, max: 100000000 },
   },
+  standby: {
+    takeoverAfter: { kind: "number", min: 1, max: 60 },
+  },
   log: { level: { kind: "enum", values: ["debug", "info", "warn", "error"] } },
   rollout: {
     canarySoak: { kind: "number", min: 0, max: 86400 },

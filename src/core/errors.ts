@@ -35,7 +35,11 @@ export type RefusalReason =
   | "play_not_supported"
   | "at_capacity"
   | "cluster_full"
-  | "updating";
+  | "updating"
+
+  // redundant ingest (src/stream/standby.ts): an unknown ?role=, and a backup sent to its primary's node
+  | "bad_role"
+  | "other_input_here";
 
 export class AdmissionError extends BatonError {
   readonly reason: RefusalReason;

@@ -99,6 +99,20 @@ export class Metrics {
     name: "baton_stream_failures_total", help: "Streams this node stopped because their pipeline failed, by reason",
     labelNames: ["reason"] as const, registers: [this.registry],
   });
+  // redundant ingest (src/stream/standby.ts)
+  readonly ingestInputs = new Gauge({
+    name: "baton_ingest_inputs", help: "Publishers on this node by input role (primary, backup) and state (active: feeds the timeline; standby: hot, unlisted)",
+    labelNames: ["role", "state"] as const, registers: [this.registry],
+  });
+  readonly standbyTakeovers = new Counter({
+    name: "baton_standby_takeovers_total", help: "Hot standbys on this node that took over their stream, by reason (released: the active input's lease ended; handoff: it was leaving; stalled: no segment for standby.takeoverAfter)",
+    labelNames: ["reason"] as const, registers: [this.registry],
+  });
+  readonly standbyShift = new Histogram({
+    name: "baton_standby_shift_seconds",
+    help: "At a takeover, the standby's media against the timeline's end: repeated (< 0) or skipped (> 0) at the switch; the date-time runs on",
+    buckets: [-2, -1, -0.5, -0.25, -0.1, 0, 0.1, 0.25, 0.5, 1, 2], registers: [this.registry],
+  });
   readonly internalErrors = new Counter({
     name: "baton_internal_errors_total",
     help: "Errors that reached the process's last line of defence (a bug: each is logged), by kind",

@@ -52,6 +52,9 @@ export interface StreamSnapshot {
   entries: TimelineEntry[];
 }
 
+/** Which of a broadcaster's two pushes a publisher is: `?role=backup` on its URL makes it the backup. */
+export type InputRole = "primary" | "backup";
+
 export interface Claim {
   /** Drawn by the claiming node, never by Redis (see claim-id.ts); every entry the claim appends records it. */
   id: string;
@@ -109,5 +112,7 @@ export interface NodeRecord {
     transcoders?: Record<string, number>;
     /** Streams the node may still take now, by its measured capacity (cluster/capacity.ts). */
     slots?: number;
+    /** Each stream's publisher here: its input role and whether it is active or a hot standby (stream/standby.ts). */
+    inputs?: Record<string, { role: InputRole; state: "active" | "standby" }>;
   };
 }

@@ -21,6 +21,7 @@ import { rtmpsContext } from "../config/tls.ts";
 import { AdmissionError, errorMessage, type RefusalReason } from "../core/errors.ts";
 import { TypedEmitter } from "../core/events.ts";
 import type { Logger } from "../core/log.ts";
+import type { InputRole } from "../core/model.ts";
 import { ConnectionCounts, RefusalLog, type RtmpCloseReason } from "./connection-limits.ts";
 import { IngestListeners, trustedProxies, type AcceptedConnection } from "./listeners.ts";
 import { avcDimensions, createRtmpProtocol, isAudioHeader, isMetadata, isVideoHeader, metadataOf, nmsLogger, type AVPacket, type ConnectRequest, type RtmpProtocol } from "./nms.ts";
@@ -73,6 +74,8 @@ export class PublisherConnection extends TypedEmitter<PublisherEvents> {
     private readonly rtmp: RtmpProtocol,
     /** What the publish token said; null when tokens are not required. */
     readonly credential: PublishCredential | null = null,
+    /** Which of a redundant broadcast's pushes this is (`?role=backup`); a lone publisher is the primary. */
+    readonly role: InputRole = "primary",
   ) {
     super();
   }
@@ -240,7 +243,7 @@ export class RtmpIngest {
       }
       connection.admitted();
       guard.admitted();
-      publisher = new PublisherConnection(admitted.streamId, remote, socket, rtmp, admitted.credential);
+      publisher = new PublisherConnection(admitted.streamId, remote, socket, rtmp, admitted.credential, admitted.role);
       publisher.reportListenerErrors((event, error) => log.error("publisher listener failed", { event, error: errorMessage(error) }));
       this.publishers.set(publisher.id, publisher);
       this.options.handler.publisher(publisher);

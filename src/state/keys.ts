@@ -11,7 +11,7 @@ export class Keys {
     return `${this.prefix}{${streamId}}:${suffix}`;
   }
 
-  /** Hash: epoch, claim, owner, state, nextSeq, cc, targetDuration, ladder, timestamps. */
+  /** Hash: epoch, claim, owner, role (the active input's: primary or backup), state, nextSeq, cc, targetDuration, ladder, timestamps. */
   meta(streamId: string): string {
     return this.stream(streamId, "meta");
   }

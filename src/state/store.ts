@@ -4,7 +4,7 @@ import { Cluster } from "ioredis";
 import { StorageError } from "../core/errors.ts";
 import { storageKeys } from "../storage/keys.ts";
 import type { SegmentStore } from "../storage/store.ts";
-import type { Claim, LadderEntry, SegmentGroup, StreamSnapshot, StreamState, TimelineEntry } from "../core/model.ts";
+import type { Claim, InputRole, LadderEntry, SegmentGroup, StreamSnapshot, StreamState, TimelineEntry } from "../core/model.ts";
 import { BatonError } from "../core/errors.ts";
 import { newClaimId } from "./claim-id.ts";
 import { redisClient, closeRedis, type RedisClient, type RedisTarget } from "./client.ts";
@@ -36,6 +36,10 @@ export interface StoreOptions extends RedisTarget {
 }
 
 export interface ClaimOptions {
+  /** The publisher's input role (primary unless a backup URL: src/stream/standby.ts). */
+  role?: InputRole;
+  /** A stalled lease holder a hot standby preempts (claim-4.lua). */
+  preempt?: string;
   /** Claim to keep the slate of a stream that lost its input (its lease is marked "#slate"). */
   slate?: boolean;
   /** A node known dead (its health check refused): a lease it holds is taken at once. */
@@ -55,6 +59,19 @@ export interface InputLossState {
   owner: string;
   /** Its owner let it go (release-2), rather than its lease lapsing while the owner may live. */
   released: boolean;
+}
+
+/** A claim's options as the standby names them. */
+export type ClaimInput = ClaimOptions;
+
+/** A stream's active input as a standby sees it; `holder` is the lease (`node/publish/epoch[#handoff]`) or null. */
+export interface InputView {
+  holder: string | null;
+  state: StreamState | null;
+  nextSeq: number;
+  /** The active input's role ("primary" for a stream claimed before roles existed). */
+  role: InputRole;
+  ladder: LadderEntry[] | null;
 }
 
 export class StreamStore {
@@ -110,7 +127,8 @@ export class StreamStore {
   /**
    * Claims the stream at a new epoch. A publish claim takes a lease held for the slate at once; `slate` claims
    * it to keep the slate (input loss, claim-4.lua); `deadNode` names a node known dead, whose lease is taken
-   * instead of waited out.
+   * instead of waited out; `role` is the publisher's input role, and `preempt` the stalled holder a hot
+   * standby takes over from.
    */
   async claim(streamId: string, nodeId: string, publishId: string, leaseTtlMs: number, targetDuration: number, o: ClaimOptions = {}): Promise<Claim> {
     const k = this.keys;
@@ -125,7 +143,7 @@ export class StreamStore {
     await client.sadd(k.streams(), streamId);
     const { result, notReplicated } = await this.runAcked(client, "claim", [
       k.meta(streamId), k.lease(streamId), k.timeline(streamId), k.pages(streamId),
-      nodeId, publishId, leaseTtlMs, targetDuration, k.timelineChannel(), streamId, id, o.slate ? "slate" : "publish", o.deadNode ?? "",
+      nodeId, publishId, leaseTtlMs, targetDuration, k.timelineChannel(), streamId, id, o.slate ? "slate" : "publish", o.deadNode ?? "", o.role ?? "primary", o.preempt ?? "",
     ]);
     const [epoch, nextSeq, target, ladder, broadcast, endsAt, listedAt, inputLost] = result as [number, number, string, string, string, string, string, string];
     const claim: Claim = {
@@ -147,6 +165,23 @@ export class StreamStore {
       throw notReplicated;
     }
     return claim;
+  }
+
+  /** What a hot standby watches (src/stream/standby.ts): who holds the lease, how far the timeline got, its ladder. */
+  async inputView(streamId: string): Promise<InputView> {
+    const k = this.keys;
+    const replies = await this.redis.multi().get(k.lease(streamId)).hmget(k.meta(streamId), "state", "nextSeq", "role", "ladder").exec();
+    if (!replies) throw new Error("redis transaction aborted");
+    const [[leaseError, lease], [metaError, meta]] = replies as [[Error | null, string | null], [Error | null, (string | null)[]]];
+    if (leaseError || metaError) throw leaseError ?? metaError;
+    const [state, nextSeq, role, ladder] = meta;
+    return {
+      holder: lease,
+      state: (state as StreamState | null) ?? null,
+      nextSeq: Number(nextSeq ?? 0),
+      role: role === "backup" ? "backup" : "primary",
+      ladder: ladder ? (JSON.parse(ladder) as LadderEntry[]) : null,
+    };
   }
 
   /**

@@ -11,14 +11,15 @@ import type { PublisherConnection } from "../ingest/rtmp-server.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { StreamStore } from "../state/store.ts";
-import type { Claim, LadderEntry } from "../core/model.ts";
+import type { Claim, InputRole, LadderEntry } from "../core/model.ts";
 import type { SlateGroup } from "./slate-keeper.ts";
+import { Standby, mayStandBy, type HeldGroup, type StandbyGroups, type Takeover } from "./standby.ts";
 import { PresetGovernor } from "../transcode/degrade.ts";
 import { TranscodeJob, type SegmentGroupOut } from "../transcode/job.ts";
 import { ladderEntries, planLadder, replanLadder } from "../transcode/ladder.ts";
 
 /** The part of the store an owner writes through (a test can hand it a fake). */
-export type TimelineWriter = Pick<StreamStore, "claim" | "renew" | "setLadder" | "append" | "release" | "markHandoff">;
+export type TimelineWriter = Pick<StreamStore, "claim" | "renew" | "setLadder" | "append" | "release" | "markHandoff" | "inputView">;
 /** What a publish token is checked against before the claim: revocations and the live broadcast's grant. */
 export type PublishGrants = Pick<StreamStore, "publishGrant" | "setGrant">;
 
@@ -72,10 +73,7 @@ export interface SlateFill {
 }
 
 /** What the owner queues for Redis: the transcoder's segment groups, and slate groups until its first. */
-type QueuedGroup = Pick<SegmentGroupOut, "pdt" | "disc" | "finishedAt"> & {
-  segments: Pick<SegmentGroupOut["segments"][number], "rendition" | "duration" | "bytes">[];
-  slate?: boolean;
-};
+type QueuedGroup = HeldGroup;
 
 export class StreamOwner extends TypedEmitter<OwnerEvents> {
   readonly streamId: string;
@@ -109,6 +107,10 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
   private closing: Promise<void> | null = null;
   private lost = false;
   private readonly log: Logger;
+  /** While this owner is a hot standby (the other input of a redundant broadcast is active): its state. */
+  private standby: Standby | null = null;
+  /** After a takeover: where the standby's media continues the timeline (the cut, and its date-time shift). */
+  private continuation: StandbyGroups | null = null;
 
   constructor(private readonly o: OwnerOptions) {
     super();
@@ -124,6 +126,11 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     return !this.o.connection.closed;
   }
 
+  /** Which input this owner's publisher is, and whether it feeds the timeline (active) or stands by. */
+  get input(): { role: InputRole; state: "active" | "standby" } {
+    return { role: this.o.connection.role, state: this.standby ? "standby" : "active" };
+  }
+
   /** Claims the stream; refuses the publisher (closing its connection) when another holds it. */
   async start(): Promise<boolean> {
     const { connection, store } = this.o;
@@ -131,6 +138,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       await this.checkCredential();
       this.claim = await this.claimWaitingForHandoff();
     } catch (error) {
+      if (error instanceof AlreadyLiveError && (await this.standBy())) return true;
       const reason = error instanceof AdmissionError ? error.reason : error instanceof HandoffPendingError ? "already_live" : "state_unavailable";
       recordRefusal({ metrics: this.o.metrics, log: this.log }, reason, errorMessage(error), { remote: connection.remote, stream: this.streamId });
       this.closing = Promise.resolve();
@@ -149,16 +157,84 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       await store.release(this.streamId, this.claim).catch(() => undefined);
       return false;
     }
-    this.nextSeq = this.claim.nextSeq;
-    this.log.info("publish accepted", { stream: this.streamId, epoch: this.claim.epoch, nextSeq: this.nextSeq, remote: connection.remote });
+    this.log.info("publish accepted", { stream: this.streamId, epoch: this.claim.epoch, nextSeq: this.claim.nextSeq, role: connection.role, remote: connection.remote });
+    this.activate(this.claim);
+    for (const packet of this.early.splice(0)) this.packet(packet);
+    return true;
+  }
+
+  /** From a claim on: the timeline's next sequence number is this owner's, and its lease is renewed. */
+  private activate(claim: Claim, bridgeSlate = true): void {
+    this.claim = claim;
+    this.nextSeq = claim.nextSeq;
     this.renewTimer = setInterval(() => {
       this.renewing ??= this.renew().finally(() => (this.renewing = null));
     }, RENEW_EVERY_MS);
-    this.end = { endsAt: this.claim.endsAt ?? 0, listedAt: this.claim.listedAt ?? 0 };
-    // the stream had no input (the slate showed): it shows until this publish's first segment is ready
-    if (this.claim.inputLost && this.claim.nextSeq > 0) this.slateUntilMedia(this.claim);
-    for (const packet of this.early.splice(0)) this.packet(packet);
+    this.end = { endsAt: claim.endsAt ?? 0, listedAt: claim.listedAt ?? 0 };
+    // the stream had no input (the slate showed): it shows until this publish's first segment is ready (a
+    // standby taking over has its held segments instead)
+    if (bridgeSlate && claim.inputLost && claim.nextSeq > 0) this.slateUntilMedia(claim);
+  }
+
+  /**
+   * The stream is live from a publisher of the other role: this one becomes its hot standby (standby.ts),
+   * transcoding once it knows the stream's ladder and watching the active input to take over from it.
+   * False when it may not (the same role twice is a duplicate, refused as before).
+   */
+  private async standBy(): Promise<boolean> {
+    const { connection, store, config } = this.o;
+    const view = await store.inputView(this.streamId).catch(() => null);
+    if (!view || connection.closed || !mayStandBy(connection.role, view)) return false;
+    this.standby = new Standby(view, {
+      streamId: this.streamId,
+      takeoverAfterMs: config.standby.takeoverAfter * 1000,
+      freshMs: (2 * config.hls.segmentDuration + 1) * 1000,
+      view: () => store.inputView(this.streamId),
+      ladderKnown: () => {
+        for (const packet of this.early.splice(0)) this.packet(packet);
+      },
+      takeOver: (takeover) => this.takeOver(takeover),
+      onCut: (shiftMs) => this.cut(shiftMs),
+      log: this.log,
+    });
+    this.log.info("standing by", { stream: this.streamId, role: connection.role, active: view.role, holder: view.holder ?? undefined, remote: connection.remote });
+    if (view.ladder) for (const packet of this.early.splice(0)) this.packet(packet);
     return true;
+  }
+
+  /** Where a standby's media joined the timeline: how much it repeats (< 0) or skips (> 0) at the switch. */
+  private cut(shiftMs: number): void {
+    this.log.info("standby media continues the timeline", { stream: this.streamId, shiftMs });
+    this.o.metrics.standbyShift.observe(shiftMs / 1000);
+  }
+
+  /** Claims the stream at a higher epoch and lists the held groups that continue its timeline. */
+  private async takeOver(takeover: Takeover): Promise<void> {
+    const { connection, store, nodeId, config, metrics } = this.o;
+    let claim: Claim;
+    try {
+      claim = await store.claim(this.streamId, nodeId, connection.id, LEASE_TTL_MS, config.hls.segmentDuration, { role: connection.role, preempt: takeover.preempt ?? "" });
+    } catch (error) {
+      // the other input came back first, or another standby took over: stay the standby
+      if (error instanceof AlreadyLiveError || error instanceof HandoffPendingError) return;
+      throw error;
+    }
+    const standby = this.standby!;
+    standby.stop();
+    this.standby = null;
+    if (this.closing) {
+      await store.release(this.streamId, claim).catch(() => undefined);
+      return;
+    }
+    metrics.standbyTakeovers.inc({ reason: takeover.reason });
+    const held = standby.groups.takeOver(claim.endsAt ?? 0);
+    this.log.warn("standby took over", { stream: this.streamId, role: connection.role, reason: takeover.reason, epoch: claim.epoch, nextSeq: claim.nextSeq, lastEnd: claim.endsAt, held: held.length });
+    this.activate(claim, held.length === 0);
+    // the held groups are cut and moved already; the transcoder's next ones go through the same cut
+    for (const group of held) this.enqueue(group);
+    this.continuation = standby.groups;
+    // a standby that never knew the ladder kept its last GOP: it starts transcoding now
+    for (const packet of this.early.splice(0)) this.packet(packet);
   }
 
   /**
@@ -214,8 +290,8 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
 
   private packet(packet: AVPacket): void {
     if (this.closing) return;
-    if (!this.claim) {
-      // before the claim answers: keep the sequence headers and the last GOP at most
+    if (!this.claim && !this.standby?.ladder) {
+      // before the claim answers (or a standby knows the ladder): keep the sequence headers and the last GOP at most
       if (isKeyframe(packet)) this.early.splice(0, this.early.length, ...this.early.filter(isSequenceHeader));
       this.early.push(packet);
       return;
@@ -233,17 +309,17 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
 
   private createJob(): TranscodeJob {
     const { config, connection, metrics } = this.o;
-    const claim = this.claim!;
+    const claim = this.claim;
     const source = connection.source;
-    const renditions = claim.ladder
-      ? replanLadder(claim.ladder, config.transcode.ladder, source)
-      : planLadder(config.transcode.ladder, source);
-    if (!claim.ladder) {
+    // a standby transcodes to the ladder the active input set: its segments must be the same renditions
+    const ladder = claim?.ladder ?? this.standby?.ladder ?? null;
+    const renditions = ladder ? replanLadder(ladder, config.transcode.ladder, source) : planLadder(config.transcode.ladder, source);
+    if (claim && !ladder) {
       this.o.store.setLadder(this.streamId, claim, ladderEntries(renditions)).catch((error: unknown) => {
         this.log.warn("could not record the ladder", { stream: this.streamId, error: errorMessage(error) });
       });
     }
-    this.o.slate?.prepare(claim.ladder ?? ladderEntries(renditions));
+    this.o.slate?.prepare(ladder ?? ladderEntries(renditions));
     const job = new TranscodeJob({
       streamId: this.streamId,
       publishId: connection.id,
@@ -317,6 +393,15 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
 
   private enqueue(group: QueuedGroup): void {
     if (this.lost) return;
+    if (this.standby) {
+      this.standby.groups.hold(group);
+      return;
+    }
+    if (this.continuation) {
+      const continued = this.continuation.next(group);
+      if (!continued) return;
+      group = continued;
+    }
     if (this.queue.length >= MAX_QUEUE) {
       this.queue.shift();
       this.dropped = true;
@@ -426,6 +511,8 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
    * handover the stream keeps its timeline going on the slate instead of being released.
    */
   private async shutdown(reason: string, flushMs: number, inputLost: boolean): Promise<void> {
+    this.standby?.stop();
+    this.standby = null;
     // a returning publisher (here or on another node) waits for the release below instead of being refused;
     // the renewals go on (see renew()) until then
     if (this.claim && !this.lost) await this.o.store.markHandoff(this.streamId, this.claim).catch(() => false);

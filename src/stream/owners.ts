@@ -7,6 +7,7 @@ import type { Metrics } from "../core/metrics.ts";
 import type { Config } from "../config/defaults.ts";
 import type { PublisherConnection } from "../ingest/rtmp-server.ts";
 import type { TranscoderSample } from "../cluster/capacity.ts";
+import type { InputRole } from "../core/model.ts";
 import { StreamOwner, type PublishGrants, type TimelineWriter } from "./owner.ts";
 import type { SlateKeepers } from "./slate-keepers.ts";
 
@@ -84,9 +85,20 @@ export class StreamOwners {
     await Promise.all([...this.owners.values()].map((owner) => owner.close(reason)));
   }
 
-  /** What /admin/status lists. */
-  list(): { stream: string; epoch: number | null }[] {
-    return [...this.owners.values()].map((o) => ({ stream: o.streamId, epoch: o.claim?.epoch ?? null }));
+  /** The role of this node's live publisher of the stream, if it has one (a backup goes to another node). */
+  liveRole(streamId: string): InputRole | null {
+    const owner = this.owners.get(streamId);
+    return owner?.publisherConnected ? owner.input.role : null;
+  }
+
+  /** What /admin/status lists: each stream, its epoch once claimed, and its input (role, active or standby). */
+  list(): { stream: string; epoch: number | null; role: InputRole; input: "active" | "standby" }[] {
+    return [...this.owners.values()].map((o) => ({ stream: o.streamId, epoch: o.claim?.epoch ?? null, role: o.input.role, input: o.input.state }));
+  }
+
+  /** Each stream's input here, as the registry record carries it (`baton status` shows who is active). */
+  inputs(): Record<string, { role: InputRole; state: "active" | "standby" }> {
+    return Object.fromEntries([...this.owners].map(([id, o]) => [id, o.input]));
   }
 
   /** What capacity measures of each stream this node holds (one per owner, measured or not yet). */

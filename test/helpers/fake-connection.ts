@@ -2,6 +2,7 @@
 import { TypedEmitter } from "../../src/core/events.ts";
 import type { AVPacket } from "../../src/ingest/nms.ts";
 import type { PublishCredential } from "../../src/ingest/token.ts";
+import type { InputRole } from "../../src/core/model.ts";
 
 export class FakeConnection extends TypedEmitter<{ packet: [AVPacket]; close: [reason: string] }> {
   readonly id = "fakepublish1";
@@ -13,7 +14,7 @@ export class FakeConnection extends TypedEmitter<{ packet: [AVPacket]; close: [r
   closed = false;
   /** The reason the owner gave when it closed the connection. */
   closedWith: string | null = null;
-  constructor(readonly streamId: string, readonly credential: PublishCredential | null = null) {
+  constructor(readonly streamId: string, readonly credential: PublishCredential | null = null, readonly role: InputRole = "primary") {
     super();
   }
   close(reason: string): void {

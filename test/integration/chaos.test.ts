@@ -9,12 +9,12 @@ import type { ChaosReport } from "../../tools/chaos/report.ts";
 import { ROOT, nodeCommand } from "../../tools/processes.ts";
 import { localClusterEnv, tempDir } from "../helpers/stack.ts";
 
-async function chaos(scenario: string, browsers: number): Promise<{ code: number; report: ChaosReport; png: Buffer; output: string }> {
+async function chaos(scenario: string, browsers: number, more: string[] = []): Promise<{ code: number; report: ChaosReport; png: Buffer; output: string }> {
   const dir = tempDir(`chaos-${scenario}`);
   const env = { ...process.env, ...(await localClusterEnv(3)) };
   const out = join(dir, "report.json");
   const [command, args] = nodeCommand([]);
-  const chaosArgs = [...args.slice(0, -1), join(ROOT, "tools", "chaos", "cli.ts"), "--scenario", scenario, "--quick", "--browsers", String(browsers), "--out", out];
+  const chaosArgs = [...args.slice(0, -1), join(ROOT, "tools", "chaos", "cli.ts"), "--scenario", scenario, "--quick", "--browsers", String(browsers), "--out", out, ...more];
   const result = await new Promise<{ code: number; output: string }>((resolve) => {
     execFile(command, chaosArgs, { env, timeout: 240000, maxBuffer: 1 << 24 }, (error, stdout, stderr) =>
       resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, output: `${stdout}\n${stderr}` }),
@@ -51,6 +51,31 @@ describe("chaos harness (quick)", function () {
     assert.ok(report.timeline.events.some((e) => e.kind === "drain"));
     assert.ok(png.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])), "a PNG timeline");
     assert.match(output, /invariants\s+all hold/);
+  });
+
+  it("node-crash with a backup encoder: each SIGKILLed active node's stream continues from its hot standby, with no stall and no gap", async () => {
+    const { code, report, output } = await chaos("node-crash", 0, ["--backup"]);
+    assert.equal(code, 0, output);
+    invariants(report, output);
+    assert.equal(report.backup, true);
+    // the owner, then the node that was its standby at the start, are killed: two switches at least
+    assert.ok(report.publisherGapsMs.length >= 2, `the stream switched inputs ${report.publisherGapsMs.length} times\n${output}`);
+    assert.deepEqual(report.publisherGapsMs.filter((g) => g > 0), [], "the standby's media continues the timeline's date-time");
+    assert.equal(report.stalls.simulated.count, 0, output);
+    assert.equal(report.errors.total, 0, JSON.stringify(report.errors));
+    process.stderr.write(`      node-crash --backup: ${report.stalls.simulated.count} stalls, gaps ${report.publisherGapsMs.join("/")} ms\n`);
+  });
+
+  it("rolling-update with a backup encoder: each drained active node hands its stream to the standby, with no stall, no gap and no browser error", async () => {
+    const { code, report, output } = await chaos("rolling-update", 1, ["--backup"]);
+    assert.equal(code, 0, output);
+    invariants(report, output);
+    assert.equal(report.drains.length, 3);
+    assert.ok(report.publisherGapsMs.length >= 1, `the stream switched inputs ${report.publisherGapsMs.length} times\n${output}`);
+    assert.deepEqual(report.publisherGapsMs.filter((g) => g > 0), [], "the standby's media continues the timeline's date-time");
+    assert.equal(report.stalls.simulated.count, 0, output);
+    assert.equal(report.errors.total, 0, JSON.stringify(report.errors));
+    process.stderr.write(`      rolling-update --backup: ${report.stalls.simulated.count} stalls (browser ${report.stalls.browser.count}), gaps ${report.publisherGapsMs.join("/")} ms\n`);
   });
 
   for (const scenario of ["node-crash", "redis-restart", "publisher-flap"]) {

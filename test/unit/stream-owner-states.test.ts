@@ -31,6 +31,11 @@ class FakeWriter implements TimelineWriter, PublishGrants {
   async renew(): Promise<boolean> {
     return true;
   }
+  /** What a standby of the stream would see: the lease of another publisher of `activeRole`. */
+  view: Awaited<ReturnType<TimelineWriter["inputView"]>> = { holder: "node-b/other/2", state: "live", nextSeq: 7, role: "primary", ladder: null };
+  async inputView(): ReturnType<TimelineWriter["inputView"]> {
+    return { ...this.view };
+  }
   async setLadder(_s: string, _c: Claim, ladder: Parameters<TimelineWriter["setLadder"]>[2]): ReturnType<TimelineWriter["setLadder"]> {
     return ladder;
   }

@@ -21,6 +21,7 @@ function gated(store: StreamStore): { writer: TimelineWriter; shut(): void; open
   const writer: TimelineWriter = {
     claim: (...args) => store.claim(...args),
     renew: (...args) => store.renew(...args),
+    inputView: (...args) => store.inputView(...args),
     setLadder: (...args) => store.setLadder(...args),
     markHandoff: (...args) => store.markHandoff(...args),
     release: (...args) => store.release(...args),

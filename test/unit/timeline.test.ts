@@ -219,6 +219,31 @@ describe("stream store and scripts (real redis-server)", function () {
     assert.ok(next.epoch > c.epoch);
   });
 
+  it("lets a hot standby preempt only the holder it saw stall, at a higher epoch that fences it; says where the listed media ends", async () => {
+    const s = await store();
+    const active = await s.claim("cam", "node-a", "pub-a", LEASE_MS, 1);
+    assert.equal(active.endsAt, 0, "nothing listed yet");
+    await s.append("cam", active, group(0));
+    const longer = group(1);
+    longer.renditions[1]!.duration = 1.25;
+    await s.append("cam", active, longer);
+    assert.equal((await s.inputView("cam")).role, "primary");
+
+    await assert.rejects(s.claim("cam", "node-b", "pub-b", LEASE_MS, 1, { role: "backup" }), /live on node-a/, "a live lease is refused");
+    await assert.rejects(s.claim("cam", "node-b", "pub-b", LEASE_MS, 1, { role: "backup", preempt: "node-c/pub-c/1" }), /live on node-a/, "only the holder seen is preempted");
+    await s.markHandoff("cam", active);
+    const standby = await s.claim("cam", "node-b", "pub-b", LEASE_MS, 1, { role: "backup", preempt: active.holder });
+    assert.deepEqual([standby.epoch, standby.nextSeq], [active.epoch + 1, 2]);
+    assert.equal(standby.endsAt, longer.pdt + 1250, "the end of the last entry's longest rendition");
+    const view = await s.inputView("cam");
+    assert.deepEqual([view.holder, view.role], [standby.holder, "backup"]);
+
+    await fenced(s.append("cam", active, group(2)), "STALE_EPOCH");
+    assert.equal(await s.renew("cam", active, LEASE_MS), false, "the stalled owner's renewal finds the stream gone");
+    const entry = await s.append("cam", standby, group(2));
+    assert.deepEqual([entry.seq, entry.disc], [2, true], "the standby's first segment continues the sequence after a discontinuity");
+  });
+
   it("with redis.waitReplicas, confirms a claim on a replica, and refuses one no replica acknowledged", async () => {
     const replica = await startTestRedis();
     const control = new Redis(replica.url, { lazyConnect: true, maxRetriesPerRequest: 1 });

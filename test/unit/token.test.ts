@@ -242,7 +242,7 @@ describe("admitPublish", () => {
   });
 
   it("needs no token when requireToken is false", () => {
-    assert.deepEqual(admitPublish(request("cam1"), policy({ requireToken: false })), { streamId: "cam1", credential: null });
+    assert.deepEqual(admitPublish(request("cam1"), policy({ requireToken: false })), { streamId: "cam1", credential: null, role: "primary" });
     assert.equal(admitPublish(request("cam1", "garbage"), policy({ requireToken: false })).streamId, "cam1");
   });
 

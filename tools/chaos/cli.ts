@@ -3,7 +3,7 @@
 // non-zero when an invariant broke.
 //
 //   npm run chaos -- --scenario rolling-update|node-crash|redis-restart|publisher-flap|all
-//                    [--quick] [--streams N] [--viewers N] [--browsers N] [--nodes N] [--out FILE]
+//                    [--quick] [--backup] [--streams N] [--viewers N] [--browsers N] [--nodes N] [--out FILE]
 //                    [--url URL --admin-token TOKEN --publish-url URL ...]
 import { writeFileSync } from "node:fs";
 import { runChaos, type ChaosOptions } from "./harness.ts";
@@ -12,7 +12,7 @@ import { SCENARIOS, type ScenarioName } from "./scenarios.ts";
 import { renderTimeline } from "./timeline-chart.ts";
 import { errorMessage } from "../../src/core/errors.ts";
 
-const USAGE = `usage: npm run chaos -- --scenario ${[...SCENARIOS, "all"].join("|")} [--quick] [--streams N] [--viewers N]
+const USAGE = `usage: npm run chaos -- --scenario ${[...SCENARIOS, "all"].join("|")} [--quick] [--backup] [--streams N] [--viewers N]
          [--browsers N] [--nodes N] [--out FILE] [--url URL --admin-token TOKEN --publish-url URL ...]`;
 
 function parse(argv: string[]): ChaosOptions & { out: string | null } {
@@ -20,7 +20,7 @@ function parse(argv: string[]): ChaosOptions & { out: string | null } {
   const flags = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    if (arg === "--quick") flags.add(arg);
+    if (arg === "--quick" || arg === "--backup") flags.add(arg);
     else if (["--scenario", "--streams", "--viewers", "--browsers", "--nodes", "--out", "--url", "--admin-token", "--publish-url"].includes(arg)) {
       const value = argv[++i];
       if (value === undefined || value.startsWith("--")) throw new Error(`${arg} needs a value`);
@@ -44,6 +44,8 @@ function parse(argv: string[]): ChaosOptions & { out: string | null } {
     viewers: count("--viewers", quick ? 20 : 100, 5000),
     browsers: count("--browsers", quick ? 1 : 2, 8),
     nodes: Math.max(2, count("--nodes", 3, 16)),
+    // a backup encoder per stream (redundant ingest): what a broadcaster who pays for no stall runs
+    backup: flags.has("--backup"),
     url: one("--url"),
     adminToken: one("--admin-token") ?? process.env.BATON_ADMIN_TOKEN,
     publishUrls: values.get("--publish-url"),

@@ -25,6 +25,8 @@ export interface ChaosOptions {
   /** Publish URLs for a running deployment, one per stream (from `baton token`). */
   publishUrls?: string[];
   nodes: number;
+  /** A second encoder per stream pushing `&role=backup` (redundant ingest): its hot standby on another node. */
+  backup?: boolean;
   progress: (line: string) => void;
 }
 
@@ -43,6 +45,32 @@ async function firstRendition(baseUrl: string, streamId: string): Promise<string
   if (!r || r.status !== 200) return null;
   const names = [...(await r.text()).matchAll(/^(?:s\/[^/\s]+\/)?([a-z0-9_-]+)\/index\.m3u8/gm)].map((m) => m[1]!);
   return names[names.length - 1] ?? null;
+}
+
+/**
+ * A backup encoder per stream (`&role=backup` on the same URL), each after its primary is active, and waits
+ * until every stream has its hot standby on a node (the nodes' records say so).
+ */
+async function startBackups(admin: AdminClient, streams: string[], urlOf: (id: string) => string, publishers: ReconnectingPublisher[], progress: (line: string) => void): Promise<void> {
+  progress("a backup encoder per stream; waiting for each standby");
+  const deadline = Date.now() + 90000;
+  const has = async (id: string, state: string): Promise<boolean> =>
+    (await nodesOf(admin).catch(() => [])).some((n) => n.load.inputs?.[id]?.state === state);
+  for (const id of streams) {
+    while (!(await has(id, "active"))) {
+      if (Date.now() > deadline) throw new Error(`stream ${id} had no active input within 90 s`);
+      await sleep(250);
+    }
+    const backup = new ReconnectingPublisher({ url: `${urlOf(id)}&role=backup`, retryDelayMs: 500 });
+    backup.start();
+    publishers.push(backup);
+  }
+  for (const id of streams) {
+    while (!(await has(id, "standby"))) {
+      if (Date.now() > deadline) throw new Error(`stream ${id}'s backup did not stand by within 90 s`);
+      await sleep(250);
+    }
+  }
 }
 
 export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
@@ -66,10 +94,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     const streams = Array.from({ length: o.streams }, (_, i) => `chaos${i + 1}`);
     if (!local && (o.publishUrls?.length ?? 0) < streams.length) throw new Error(`--url needs --publish-url for each of the ${streams.length} streams`);
     for (const [i, id] of streams.entries()) {
-      const publisher = new ReconnectingPublisher({ url: local ? local.publishUrl(id) : o.publishUrls![i]!, retryDelayMs: 500 });
+      const url = local ? local.publishUrl(id) : o.publishUrls![i]!;
+      const publisher = new ReconnectingPublisher({ url, retryDelayMs: 500 });
       publisher.start();
       publishers.push(publisher);
     }
+    if (o.backup) await startBackups(admin, streams, (id) => (local ? local.publishUrl(id) : o.publishUrls![streams.indexOf(id)]!), publishers, o.progress);
     o.progress(`publishing ${streams.length} stream${streams.length > 1 ? "s" : ""}; waiting for four segments each`);
     const renditions = new Map<string, string>();
     const deadline = Date.now() + 60000;
@@ -137,7 +167,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     timeline.endedAt = Date.now();
     timeline.playlist = [...checker.growth.entries()].map(([node, samples]) => ({ node, samples }));
     return buildReport({
-      scenario: o.scenario, quick: o.quick, timeline, simulated, browsers: browserReports, sessions, checker, drains,
+      scenario: o.scenario, quick: o.quick, backup: o.backup === true, timeline, simulated, browsers: browserReports, sessions, checker, drains,
       haproxy: haproxyBefore && haproxyAfter
         ? { retries: haproxyAfter.retries - haproxyBefore.retries, redispatches: haproxyAfter.redispatches - haproxyBefore.redispatches }
         : null,

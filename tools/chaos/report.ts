@@ -9,6 +9,8 @@ import type { ViewerReport } from "./viewer.ts";
 export interface ChaosReport {
   scenario: string;
   quick: boolean;
+  /** Each stream had a backup encoder (`--backup`): its hot standby took over when the active input was lost. */
+  backup: boolean;
   startedAt: string;
   durationSeconds: number;
   streams: number;
@@ -42,6 +44,7 @@ export interface ChaosReport {
 export interface ReportInput {
   scenario: string;
   quick: boolean;
+  backup: boolean;
   timeline: ChaosTimeline;
   simulated: ViewerReport[];
   browsers: BrowserReport[];
@@ -72,6 +75,7 @@ export function buildReport(i: ReportInput): ChaosReport {
   const report: ChaosReport = {
     scenario: i.scenario,
     quick: i.quick,
+    backup: i.backup,
     startedAt: new Date(i.timeline.startedAt).toISOString(),
     durationSeconds: Math.round((i.timeline.endedAt - i.timeline.startedAt) / 100) / 10,
     streams: i.streams,
@@ -141,7 +145,7 @@ export function errorsDuringDrains(t: ChaosTimeline): number {
 
 export function summary(r: ChaosReport): string {
   const rows: [string, string][] = [
-    ["scenario", `${r.scenario}${r.quick ? " (quick)" : ""}, ${r.durationSeconds} s, ${r.streams} stream(s)`],
+    ["scenario", `${r.scenario}${r.quick ? " (quick)" : ""}, ${r.durationSeconds} s, ${r.streams} stream(s)${r.backup ? " with a backup encoder each" : ""}`],
     ["viewers", `${r.viewers.simulated} simulated, ${r.viewers.browser} browser`],
     ["viewer-visible errors", r.errors.total === 0 ? "0" : `${r.errors.total}  ${JSON.stringify({ ...r.errors.simulated, ...r.errors.browser })}`],
     ["stalls (simulated)", `${r.stalls.simulated.count}, ${r.stalls.simulated.seconds.toFixed(1)} s`],

@@ -19,6 +19,11 @@
   ARGV[9] id of a node the caller knows is dead (its health check refused), or "": a lease that node holds is
           taken at once instead of waited out
 
+  ARGV[10] the publisher's input role ("primary" or "backup", src/stream/standby.ts), recorded as the meta's `role`
+  ARGV[11] a lease holder to preempt, or "": a hot standby taking over from an active input it saw stall
+          (no append for standby.takeoverAfter) claims over that holder's lease, at a higher epoch, so the
+          stalled owner's next write is fenced off; a lease held by anyone else is still refused
+
   Input loss (see slate-2.lua): a lease whose value ends in "#slate" is held by a node that only keeps the
   timeline going with slate segments; a publish claim takes it (a higher epoch fences the slate holder off
   at once); a slate claim does not. A slate claim is refused (NOT_LIVE) unless the stream has a timeline to
@@ -34,15 +39,18 @@
   Returns {epoch, nextSeq, targetDuration, ladder JSON or "", broadcast id, then where the timeline stands:
   endsAt (ms, where its last entry's media ends; 0 without one), lastSegmentAt (ms, when it was appended), and
   "1" when the stream had no input (it was in its reconnect window, or its lease was a slate's or a dead
-  node's), so a returning publisher shows the slate until its own first segment}.
+  node's), so a returning publisher shows the slate until its own first segment}. endsAt is where a standby's
+  media must continue the timeline.
   Errors: ALREADY_LIVE <holder>; HANDOFF_PENDING <holder> while a draining owner finishes its last segment;
   NOT_LIVE <state> for a slate claim of a stream with nothing to continue.
 ]]
 local slate = ARGV[8] == 'slate'
 local dead = ARGV[9] or ''
 local holder = redis.call('GET', KEYS[2])
+local stalled = ARGV[11] or ''
 local preempt = holder and ((not slate and string.sub(holder, -6) == '#slate') or
-  (dead ~= '' and string.sub(holder, 1, #dead + 1) == dead .. '/'))
+  (dead ~= '' and string.sub(holder, 1, #dead + 1) == dead .. '/') or
+  (stalled ~= '' and (holder == stalled or holder == stalled .. '#handoff')))
 if holder and not preempt then
   if string.sub(holder, -8) == '#handoff' then
     return redis.error_reply('HANDOFF_PENDING ' .. holder)
@@ -84,7 +92,8 @@ if slate then
   redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'claim', ARGV[7], 'state', 'reconnecting', 'claimedAt', now, 'releasedAt', released)
   lease = lease .. '#slate'
 else
-  redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'claim', ARGV[7], 'state', 'live', 'claimedAt', now, 'releasedAt', '')
+  redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'claim', ARGV[7], 'state', 'live', 'claimedAt', now, 'releasedAt', '',
+    'role', ARGV[10] or 'primary')
 end
 redis.call('HDEL', KEYS[1], 'endedAt', 'released')
 redis.call('PERSIST', KEYS[1])
