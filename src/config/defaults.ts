@@ -196,6 +196,15 @@ export interface Config {
      * 0: count streams only (transcode.capacity). Used by: ingest admission, cluster agent (cluster/capacity.ts).
      */
     cpuTarget: number;
+    // --- passthrough (issue 14) ---
+    /**
+     * Whether the top rendition copies the source's video instead of re-encoding it. "auto": when the source
+     * fits it (H.264 of a browser profile, no larger, no faster, its declared bitrate within
+     * PASSTHROUGH_BITRATE_MARGIN of the rendition's, keyframes on every segment boundary), else the full encode
+     * (the log says why); "always": whenever the source is H.264 (segments follow its keyframes); "never".
+     * Used by: transcode (passthrough.ts, job.ts), cluster/capacity.ts (the prior).
+     */
+    passthrough: "auto" | "never" | "always";
   };
   auth: {
     /** Require a signed token on every publish. Used by: ingest admission. */
@@ -351,6 +360,8 @@ export const DEFAULTS: Config = {
     maxRestarts: 5,
     capacity: 4,
     cpuTarget: 0.85,
+    // passthrough (issue 14)
+    passthrough: "auto",
   },
   auth: {
     requirePublishToken: true,

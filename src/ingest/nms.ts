@@ -119,6 +119,17 @@ export function metadataOf(packet: AVPacket): Record<string, unknown> | null {
   }
 }
 
+/**
+ * The RFC 6381 codecs string (`avc1.PPCCLL`: profile_idc, constraint flags, level_idc) of an AVC sequence
+ * header packet, from its AVCDecoderConfigurationRecord; null for another codec or a malformed record.
+ */
+export function avcCodecs(packet: AVPacket): string | null {
+  const d = packet.data;
+  // [frame/codec][AVCPacketType 0][cts x3][configurationVersion 1][profile][compatibility][level]...
+  if (d.length < 9 || (d[0]! & 0x0f) !== 7 || d[1] !== 0 || d[5] !== 1) return null;
+  return `avc1.${d.subarray(6, 9).toString("hex")}`;
+}
+
 /** Picture size from an AVC sequence header packet (its first SPS), or null. */
 export function avcDimensions(packet: AVPacket): { width: number; height: number } | null {
   const d = packet.data;

@@ -23,7 +23,7 @@ import { TypedEmitter } from "../core/events.ts";
 import type { Logger } from "../core/log.ts";
 import { ConnectionCounts, RefusalLog, type RtmpCloseReason } from "./connection-limits.ts";
 import { IngestListeners, trustedProxies, type AcceptedConnection } from "./listeners.ts";
-import { avcDimensions, createRtmpProtocol, isAudioHeader, isMetadata, isVideoHeader, metadataOf, nmsLogger, type AVPacket, type ConnectRequest, type RtmpProtocol } from "./nms.ts";
+import { avcCodecs, avcDimensions, createRtmpProtocol, isAudioHeader, isMetadata, isVideoHeader, metadataOf, nmsLogger, type AVPacket, type ConnectRequest, type RtmpProtocol } from "./nms.ts";
 import { MAX_OUTPUT_BACKLOG, ParserGuard, RtmpLimitError } from "./rtmp-limits.ts";
 
 export interface PublishRequest {
@@ -46,6 +46,10 @@ export interface SourceInfo {
   height: number | null;
   frameRate: number | null;
   hasAudio: boolean;
+  /** RFC 6381 codecs string of the source's video when it is H.264 (avc1.PPCCLL), else null. */
+  videoCodecs?: string | null;
+  /** Video bitrate the publisher declares in onMetaData (videodatarate, kbit/s), or null. */
+  videoKbps?: number | null;
 }
 
 type PublisherEvents = {
@@ -61,7 +65,7 @@ export class PublisherConnection extends TypedEmitter<PublisherEvents> {
   readonly startedAt = Date.now();
   audioHeader: AVPacket | null = null;
   videoHeader: AVPacket | null = null;
-  readonly source: SourceInfo = { width: null, height: null, frameRate: null, hasAudio: false };
+  readonly source: SourceInfo = { width: null, height: null, frameRate: null, hasAudio: false, videoCodecs: null, videoKbps: null };
   bytesIn = 0;
   lastDataAt = Date.now();
   closed = false;
@@ -84,6 +88,8 @@ export class PublisherConnection extends TypedEmitter<PublisherEvents> {
       const meta = metadataOf(packet);
       const rate = meta ? Number(meta.framerate ?? meta.videoframerate) : NaN;
       if (Number.isFinite(rate) && rate > 0 && rate <= 240) this.source.frameRate = rate;
+      const kbps = meta ? Number(meta.videodatarate) : NaN;
+      if (Number.isFinite(kbps) && kbps > 0 && kbps <= 1e6) this.source.videoKbps = kbps;
       return;
     }
     if (isAudioHeader(packet)) {
@@ -94,6 +100,7 @@ export class PublisherConnection extends TypedEmitter<PublisherEvents> {
       this.videoHeader = packet;
       const size = avcDimensions(packet);
       if (size) Object.assign(this.source, size);
+      this.source.videoCodecs = avcCodecs(packet);
     }
     this.emit("packet", packet);
   }

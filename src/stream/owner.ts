@@ -15,6 +15,7 @@ import type { Claim } from "../core/model.ts";
 import { PresetGovernor } from "../transcode/degrade.ts";
 import { TranscodeJob, type SegmentGroupOut } from "../transcode/job.ts";
 import { ladderEntries, planLadder, replanLadder } from "../transcode/ladder.ts";
+import { passthroughPlan } from "../transcode/passthrough.ts";
 
 /** The part of the store an owner writes through (a test can hand it a fake). */
 export type TimelineWriter = Pick<StreamStore, "claim" | "renew" | "setLadder" | "append" | "release" | "markHandoff">;
@@ -197,9 +198,13 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     const { config, connection, metrics } = this.o;
     const claim = this.claim!;
     const source = connection.source;
-    const renditions = claim.ladder
+    const planned = claim.ladder
       ? replanLadder(claim.ladder, config.transcode.ladder, source)
       : planLadder(config.transcode.ladder, source);
+    const passthrough = passthroughPlan(config.transcode.passthrough, planned, source, claim.ladder !== null);
+    const renditions = passthrough.renditions;
+    if (passthrough.copy) this.log.info("passthrough: the top rendition copies the source's video", { stream: this.streamId, rendition: renditions[0]?.name, codecs: renditions[0]?.codecs });
+    else if (config.transcode.passthrough !== "never") this.log.info("passthrough off: full encode", { stream: this.streamId, why: passthrough.why });
     if (!claim.ladder) {
       this.o.store.setLadder(this.streamId, claim, ladderEntries(renditions)).catch((error: unknown) => {
         this.log.warn("could not record the ladder", { stream: this.streamId, error: errorMessage(error) });
@@ -216,6 +221,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       renditions,
       hasAudio: source.hasAudio,
       log: this.log,
+      passthrough: config.transcode.passthrough,
     });
     job.reportListenerErrors((event, error) => this.log.error("job listener failed", { event, error: errorMessage(error) }));
     job.on("group", (group) => this.enqueue(group));
@@ -240,7 +246,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       metrics.streamFailures.inc({ reason: "transcode_failed" });
       connection.close("transcoding failed");
     });
-    this.log.info("transcoding", { stream: this.streamId, renditions: renditions.map((r) => `${r.name}:${r.width}x${r.height}`).join(",") });
+    this.log.info("transcoding", { stream: this.streamId, renditions: renditions.map((r) => `${r.name}:${r.width}x${r.height}${r.copy ? ":copy" : ""}`).join(",") });
     return job;
   }
 

@@ -2,7 +2,9 @@
 // keyframes forced at the segment duration so segment N of every rendition covers the same time. ffmpeg's
 // segment muxer appends a CSV line per finished segment; the job reads each finished segment of every
 // rendition and hands the aligned group on. A crashed ffmpeg restarts with backoff and the next group is
-// marked as a discontinuity.
+// marked as a discontinuity. With passthrough (passthrough.ts) the top rendition copies the source's video, the
+// others force their keyframes where the source has them, and the job falls back to the full encode when the
+// source's keyframes stop fitting the segment duration.
 import { mkdirSync, readFileSync, rmSync, unlinkSync, watch, type FSWatcher } from "node:fs";
 import { join } from "node:path";
 import { errorMessage } from "../core/errors.ts";
@@ -12,6 +14,7 @@ import type { Logger } from "../core/log.ts";
 import { FfmpegProcess, type FfmpegSpec } from "./ffmpeg.ts";
 import { SegmentGrouper, type Grouped } from "./grouping.ts";
 import { BUFSIZE_SECONDS, MAXRATE_FACTOR, type PlannedRendition } from "./ladder.ts";
+import { KeyframeCadence, type PassthroughMode } from "./passthrough.ts";
 
 export interface FinishedSegment {
   rendition: string;
@@ -58,13 +61,19 @@ export interface TranscodeOptions {
   log: Logger;
   /** Bytes of FLV queued for ffmpeg beyond which input is dropped until the next keyframe. */
   maxInputBacklog?: number;
+  /**
+   * transcode.passthrough, for a ladder whose top rendition copies (passthroughPlan): "auto" follows the
+   * source's keyframes and falls back to the full encode when they stop fitting; "always" never falls back.
+   */
+  passthrough?: PassthroughMode;
 }
 
 /** Argument list for one run; kept apart so tests can read exactly what ffmpeg is given. */
 export function ffmpegSpec(o: TranscodeOptions, dir: string): FfmpegSpec {
-  const n = o.renditions.length;
-  const split = `[0:v]split=${n}${o.renditions.map((_, i) => `[s${i}]`).join("")}`;
-  const scales = o.renditions.map(
+  const encoded = o.renditions.filter((r) => !r.copy);
+  const copying = encoded.length < o.renditions.length;
+  const split = `[0:v]split=${encoded.length}${encoded.map((_, i) => `[s${i}]`).join("")}`;
+  const scales = encoded.map(
     (r, i) => `[s${i}]scale=${r.width}:${r.height}${r.fpsFilter ? `,fps=${r.fpsFilter}` : ""},format=yuv420p[v${i}]`,
   );
   const d = o.segmentDuration;
@@ -72,17 +81,21 @@ export function ffmpegSpec(o: TranscodeOptions, dir: string): FfmpegSpec {
     ffmpegPath: o.ffmpegPath,
     inputFormat: "flv",
     inputOptions: ["-loglevel", "info", "-analyzeduration", "1000000", "-fflags", "+genpts"],
-    filterComplex: [split, ...scales].join(";"),
-    outputs: o.renditions.map((r, i) => {
+    filterComplex: encoded.length > 0 ? [split, ...scales].join(";") : "",
+    outputs: o.renditions.map((r) => {
       const gop = Math.max(1, Math.round(r.frameRate * d));
-      const options = [
-        "-map", `[v${i}]`,
-        "-c:v", "libx264", "-preset", o.preset, "-profile:v", "high", "-level:v", r.x264Level,
+      // beside a copied rendition, keyframes go where the source has them (so every rendition cuts at the same
+      // frames) and x264's own interval is long enough never to put one a frame early
+      const keyframes = copying
+        ? ["-g", String(2 * gop), "-sc_threshold", "0", "-force_key_frames", "source"]
+        : ["-g", String(gop), "-keyint_min", String(gop), "-sc_threshold", "0", "-force_key_frames", `expr:gte(t,n_forced*${d})`];
+      const options = r.copy ? ["-map", "0:v:0", "-c:v", "copy"] : [
+        "-map", `[v${encoded.indexOf(r)}]`,
+        "-c:v", "libx264", "-preset", o.preset, "-profile:v", r.x264Profile, "-level:v", r.x264Level,
         "-b:v", `${r.videoBitrate}k`,
         "-maxrate", `${Math.round(r.videoBitrate * MAXRATE_FACTOR)}k`,
         "-bufsize", `${r.videoBitrate * BUFSIZE_SECONDS}k`,
-        "-g", String(gop), "-keyint_min", String(gop), "-sc_threshold", "0",
-        "-force_key_frames", `expr:gte(t,n_forced*${d})`,
+        ...keyframes,
       ];
       if (o.hasAudio) {
         options.push("-map", "0:a:0", "-c:a", "aac", "-b:a", `${r.audioBitrate}k`, "-ac", "2", "-ar", "48000");
@@ -107,6 +120,14 @@ interface Run {
   watcher: FSWatcher | null;
   poll: NodeJS.Timeout;
   lastProgress: { at: number; media: number } | null;
+  /** Its top rendition copies and its source's keyframes are followed ("auto" passthrough). */
+  cadence: KeyframeCadence | null;
+  /** Packets fed to a copying run until its first segment is cut, to replay into a full encode if it must. */
+  probe: { packets: AVPacket[]; bytes: number } | null;
+  /** Killed in its first segment for a full encode of the same media: nothing of it is emitted. */
+  discarded: boolean;
+  /** Replays a discarded run's media: its first group continues the timeline (no discontinuity). */
+  replay: boolean;
 }
 
 export class TranscodeJob extends TypedEmitter<JobEvents> {
@@ -126,12 +147,20 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
   /** The run a preset switch is finishing, and the new run's groups held until it exited (kept in order). */
   private finishing: Run | null = null;
   private held: { run: Run; group: Grouped }[] = [];
+  /** The top rendition copies the source (until the source stops fitting; then the full encode for good). */
+  private copying: boolean;
 
   constructor(private readonly o: TranscodeOptions) {
     super();
     this.preset = o.preset;
     this.jobDir = join(o.spoolDir, `${o.streamId}-${o.publishId}`);
     this.maxBacklog = o.maxInputBacklog ?? 32 << 20;
+    this.copying = o.renditions.some((r) => r.copy);
+  }
+
+  /** Whether the top rendition copies the source now (false once the job fell back to the full encode). */
+  get passthrough(): boolean {
+    return this.copying;
   }
 
   /** The pid of the running ffmpeg, if any (tests and status). */
@@ -183,9 +212,44 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     this.dropping = false;
     if (isSequenceHeader(packet)) return; // headers were sent when the run started
     input.write(flvTag(packet));
+    this.follow(this.run, packet);
   }
 
-  private startRun(keyframe: AVPacket): void {
+  /**
+   * Follows a copying run's source keyframes. In the run's first segment nothing has been emitted, so a misfit
+   * there restarts the same media as a full encode; later, the full encode starts at the next keyframe.
+   */
+  private follow(run: Run, packet: AVPacket): void {
+    if (!run.cadence) return;
+    if (run.probe) {
+      run.probe.packets.push(packet);
+      run.probe.bytes += packet.size;
+    }
+    if (packet.codec_type !== 9) return;
+    let why = run.cadence.video(packet.dts, isKeyframe(packet));
+    if (run.probe && run.cadence.cuts > 0) run.probe = null;
+    if (!why && run.probe && run.probe.bytes > this.maxBacklog) why = `the source sent over ${this.maxBacklog} bytes in its first segment`;
+    if (!why) return;
+    this.copying = false;
+    run.cadence = null;
+    const probe = run.probe;
+    if (!probe) {
+      this.o.log.warn("passthrough off: full encode from the next keyframe", { stream: this.o.streamId, why });
+      this.switchAtKeyframe = true;
+      return;
+    }
+    this.o.log.warn("passthrough off: its first segment is encoded again in full", { stream: this.o.streamId, why });
+    run.probe = null;
+    run.discarded = true;
+    void run.ffmpeg.kill();
+    this.run = null;
+    const [first, ...rest] = probe.packets;
+    const replay = this.startRun(first!, run.startedAt);
+    for (const p of rest) replay?.ffmpeg.input.write(flvTag(p));
+  }
+
+  /** Starts a run at a keyframe; `replayOf`: the start time of the discarded run whose media it encodes again. */
+  private startRun(keyframe: AVPacket, replayOf?: number): Run | null {
     const index = this.runs++;
     const dir = join(this.jobDir, String(index));
     try {
@@ -194,12 +258,18 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
       // no spool, no segments: fail this stream now rather than keep it "live" with nothing in it
       this.closed = true;
       this.emit("failed", `the spool directory is unusable: ${errorMessage(error)}`);
-      return;
+      return null;
     }
-    const ffmpeg = new FfmpegProcess(ffmpegSpec({ ...this.o, preset: this.preset }, dir));
+    const renditions = this.copying ? this.o.renditions : this.o.renditions.map((r) => ({ ...r, copy: false }));
+    const ffmpeg = new FfmpegProcess(ffmpegSpec({ ...this.o, preset: this.preset, renditions }, dir));
+    const followed = this.copying && this.o.passthrough !== "always";
     const run: Run = {
-      index, dir, ffmpeg, startedAt: Date.now(), csvOffsets: new Map(), grouper: new SegmentGrouper(this.o.renditions.map((r) => r.name)), watcher: null,
+      index, dir, ffmpeg, startedAt: replayOf ?? Date.now(), csvOffsets: new Map(), grouper: new SegmentGrouper(this.o.renditions.map((r) => r.name)), watcher: null,
       poll: setInterval(() => this.scan(run), 250), lastProgress: null,
+      cadence: followed ? new KeyframeCadence(this.o.segmentDuration) : null,
+      probe: followed ? { packets: [], bytes: 0 } : null,
+      discarded: false,
+      replay: replayOf !== undefined,
     };
     this.run = run;
     try {
@@ -218,6 +288,8 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     if (this.audioHeader) input.write(flvTag(this.audioHeader));
     if (this.videoHeader) input.write(flvTag(this.videoHeader));
     input.write(flvTag(keyframe));
+    this.follow(run, keyframe);
+    return run;
   }
 
   private progress(run: Run, media: number, fps: number): void {
@@ -233,6 +305,7 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
 
   /** Reads new CSV lines of every rendition and emits each complete group, in order. */
   private scan(run: Run): void {
+    if (run.discarded) return;
     for (const r of this.o.renditions) {
       const file = join(run.dir, `${r.name}.csv`);
       let text: string;
@@ -280,7 +353,7 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     this.emit("group", {
       run: run.index,
       pdt: run.startedAt + first.start * 1000,
-      disc: (run.index > 0 && first.index === 0) || afterGap,
+      disc: (run.index > 0 && first.index === 0 && !run.replay) || afterGap,
       finishedAt: Date.now(),
       segments,
     });

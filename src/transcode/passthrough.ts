@@ -1,0 +1,117 @@
+// Passthrough: when the source's video already fits the top rendition, that rendition copies it (`-c:v copy`)
+// instead of decoding, scaling and re-encoding it; the other renditions are still scaled from the one decode.
+// What can be known at the first keyframe (codec, profile, size, frame rate, declared bitrate) is decided here
+// by passthroughPlan(); the keyframe interval only shows as the media arrives, so KeyframeCadence follows the
+// source's keyframes as ffmpeg's segment muxer cuts on them, and the job falls back to the full encode once a
+// segment would come out longer than the segment duration (see job.ts).
+import type { Config } from "../config/defaults.ts";
+import type { SourceInfo } from "../ingest/rtmp-server.ts";
+import { MAXRATE_FACTOR, x264ProfileOf, type PlannedRendition } from "./ladder.ts";
+
+export type PassthroughMode = Config["transcode"]["passthrough"];
+
+/** How far over the rendition's video bitrate a copied source may declare itself. */
+export const PASSTHROUGH_BITRATE_MARGIN = 1.25;
+/**
+ * Seconds a copied segment may run past the segment duration (a keyframe a frame or two late). HLS allows a
+ * segment up to half a second over EXT-X-TARGETDURATION; this stays well inside it.
+ */
+export const CADENCE_TOLERANCE = 0.2;
+/** ffmpeg's segment muxer cuts at a keyframe this early before a boundary (job.ts: -segment_time_delta). */
+export const SEGMENT_TIME_DELTA = 0.05;
+
+export interface PassthroughPlan {
+  renditions: PlannedRendition[];
+  /** Whether the top rendition copies the source. */
+  copy: boolean;
+  /** Why it does not (for the log); empty when it does. */
+  why: string;
+}
+
+/** Why the source's video cannot be copied into `top`, or null when it fits. */
+function misfit(mode: PassthroughMode, source: SourceInfo, top: PlannedRendition, recorded: boolean): string | null {
+  if (!source.videoCodecs) return "the source's video is not H.264";
+  if (mode === "always") return null;
+  if (!x264ProfileOf(source.videoCodecs)) return `the source's H.264 profile (${source.videoCodecs}) is not one every player decodes (Baseline, Main, High)`;
+  if (!source.width || !source.height) return "the source's picture size is unknown";
+  if (source.width > top.width || source.height > top.height) {
+    return `the source (${source.width}x${source.height}) is larger than the ${top.name} rendition (${top.width}x${top.height})`;
+  }
+  if (top.fpsFilter !== null) return `the source's ${source.frameRate ?? "?"} fps is above the ${top.name} rendition's ${top.fpsFilter}`;
+  if (!source.videoKbps) return "the source does not declare its video bitrate (onMetaData videodatarate)";
+  if (source.videoKbps > top.videoBitrate * PASSTHROUGH_BITRATE_MARGIN) {
+    return `the source's ${Math.round(source.videoKbps)} kbit/s is over ${top.name}'s ${top.videoBitrate} kbit/s by more than ${Math.round((PASSTHROUGH_BITRATE_MARGIN - 1) * 100)}%`;
+  }
+  if (recorded && (top.codecs.split(",")[0] !== source.videoCodecs || top.width !== source.width || top.height !== source.height)) {
+    return `the stream's ${top.name} rendition was recorded as ${top.width}x${top.height} ${top.codecs}, not the source's`;
+  }
+  return null;
+}
+
+/**
+ * The ladder with its top rendition copying the source, when the mode allows and the source fits; the copied
+ * rendition says what the source is (RESOLUTION, CODECS, BANDWIDTH), and if the job falls back to encoding it,
+ * the encode keeps to the same size, profile, level and at most the same bitrate, so the master playlist stays
+ * true. `recorded`: the ladder was fixed by an earlier publish (replanLadder), so only a source identical to the
+ * recorded rendition is copied.
+ */
+export function passthroughPlan(mode: PassthroughMode, planned: PlannedRendition[], source: SourceInfo, recorded: boolean): PassthroughPlan {
+  const top = planned[0];
+  if (!top || mode === "never") return { renditions: planned, copy: false, why: "transcode.passthrough is never" };
+  const why = misfit(mode, source, top, recorded);
+  if (why) return { renditions: planned, copy: false, why };
+  const codecs = source.videoCodecs!;
+  const profile = x264ProfileOf(codecs) ?? { profile: top.x264Profile, level: top.x264Level };
+  const kbps = Math.min(top.videoBitrate, Math.round(source.videoKbps ?? top.videoBitrate));
+  const copied: PlannedRendition = recorded
+    ? { ...top, copy: true, x264Profile: profile.profile, x264Level: profile.level }
+    : {
+      ...top,
+      width: source.width ?? top.width,
+      height: source.height ?? top.height,
+      frameRate: source.frameRate ? Math.round(source.frameRate * 1000) / 1000 : top.frameRate,
+      fpsFilter: null,
+      videoBitrate: kbps,
+      bandwidth: Math.round(((source.videoKbps ?? top.videoBitrate) * MAXRATE_FACTOR + top.audioBitrate) * 1000),
+      averageBandwidth: Math.round(((source.videoKbps ?? top.videoBitrate) + top.audioBitrate) * 1000),
+      codecs: codecs + (source.hasAudio ? ",mp4a.40.2" : ""),
+      x264Profile: profile.profile,
+      x264Level: profile.level,
+      copy: true,
+    };
+  return { renditions: [copied, ...planned.slice(1)], copy: true, why: "" };
+}
+
+/**
+ * Follows a copied source's keyframes as ffmpeg's segment muxer cuts on them (at the first keyframe at or after
+ * each multiple of the segment duration) and says when a segment would run longer than the segment duration
+ * allows: the source's keyframe interval does not divide it, or its keyframes stopped.
+ */
+export class KeyframeCadence {
+  private startMs: number | null = null;
+  private lastCut = 0;
+  /** Segments cut so far. */
+  cuts = 0;
+
+  constructor(private readonly segmentDuration: number) {}
+
+  /** One video packet (its timestamp in ms); returns why the source does not fit, or null while it does. */
+  video(ms: number, keyframe: boolean): string | null {
+    if (this.startMs === null) {
+      if (!keyframe) return null;
+      this.startMs = ms;
+      return null;
+    }
+    const t = (ms - this.startMs) / 1000;
+    const d = this.segmentDuration;
+    const longest = d + CADENCE_TOLERANCE;
+    if (t - this.lastCut > longest) {
+      return `no source keyframe within ${longest.toFixed(2)} s of the last segment boundary: its keyframe interval does not divide the ${d}-s segment duration`;
+    }
+    if (keyframe && t >= (this.cuts + 1) * d - SEGMENT_TIME_DELTA) {
+      this.cuts += 1;
+      this.lastCut = t;
+    }
+    return null;
+  }
+}
