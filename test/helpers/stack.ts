@@ -172,6 +172,10 @@ export interface PublishOptions {
   width?: number;
   height?: number;
   audio?: boolean;
+  /** Seconds between keyframes (default 1). */
+  gop?: number;
+  /** kbit/s of video, declared in onMetaData (default: x264's rate control, none declared). */
+  videoKbps?: number;
 }
 
 /** ffmpeg pushing a synthetic stream in real time (test pattern and a tone). */
