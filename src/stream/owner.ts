@@ -246,7 +246,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       metrics.streamFailures.inc({ reason: "transcode_failed" });
       connection.close("transcoding failed");
     });
-    this.log.info("transcoding", { stream: this.streamId, renditions: renditions.map((r) => `${r.name}:${r.width}x${r.height}${r.copy ? ":copy" : ""}`).join(",") });
+    this.log.info("transcoding", { stream: this.streamId, renditions: renditions.map((r) => `${r.name}:${r.width}x${r.height}${r.copy ? ":copy" : ""}${r.copyAudio ? "+audio" : ""}`).join(",") });
     return job;
   }
 

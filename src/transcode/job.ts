@@ -97,7 +97,8 @@ export function ffmpegSpec(o: TranscodeOptions, dir: string): FfmpegSpec {
         "-bufsize", `${r.videoBitrate * BUFSIZE_SECONDS}k`,
         ...keyframes,
       ];
-      if (o.hasAudio) {
+      if (o.hasAudio && r.copy && r.copyAudio) options.push("-map", "0:a:0", "-c:a", "copy");
+      else if (o.hasAudio) {
         options.push("-map", "0:a:0", "-c:a", "aac", "-b:a", `${r.audioBitrate}k`, "-ac", "2", "-ar", "48000");
       }
       options.push(
@@ -260,7 +261,7 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
       this.emit("failed", `the spool directory is unusable: ${errorMessage(error)}`);
       return null;
     }
-    const renditions = this.copying ? this.o.renditions : this.o.renditions.map((r) => ({ ...r, copy: false }));
+    const renditions = this.copying ? this.o.renditions : this.o.renditions.map((r) => ({ ...r, copy: false, copyAudio: false }));
     const ffmpeg = new FfmpegProcess(ffmpegSpec({ ...this.o, preset: this.preset, renditions }, dir));
     const followed = this.copying && this.o.passthrough !== "always";
     const run: Run = {

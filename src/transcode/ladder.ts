@@ -43,6 +43,8 @@ export interface PlannedRendition extends LadderEntry {
   x264Level: string;
   /** Copies the source's video instead of encoding it (passthrough.ts decides). */
   copy: boolean;
+  /** Copies the source's audio too (AAC-LC as the ladder encodes it, at most its bitrate and a margin). */
+  copyAudio: boolean;
 }
 
 /** H.264 profiles every HLS player decodes, by profile_idc, as x264 names them. */
@@ -90,6 +92,7 @@ export function planLadder(ladder: Rendition[], source: SourceInfo): PlannedRend
       x264Profile: "high",
       x264Level: level.level,
       copy: false,
+      copyAudio: false,
     };
   });
 }
@@ -108,6 +111,7 @@ export function replanLadder(fixed: LadderEntry[], ladder: Rendition[], source: 
       x264Profile: x264ProfileOf(entry.codecs)?.profile ?? "high",
       x264Level: x264ProfileOf(entry.codecs)?.level ?? h264Level(entry.width, entry.height, entry.frameRate).level,
       copy: false,
+      copyAudio: false,
     };
   });
 }

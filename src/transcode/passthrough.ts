@@ -28,6 +28,16 @@ export interface PassthroughPlan {
   why: string;
 }
 
+/**
+ * Whether the copied rendition copies the source's audio as well: AAC-LC at 48 kHz in stereo, as the ladder
+ * encodes it (so every rendition's audio has the same format), its declared bitrate within the margin.
+ */
+function audioFits(source: SourceInfo, top: PlannedRendition): boolean {
+  const aac = source.aac;
+  return source.hasAudio && !!aac && aac.objectType === 2 && aac.sampleRate === 48000 && aac.channels === 2 &&
+    !!source.audioKbps && source.audioKbps <= top.audioBitrate * PASSTHROUGH_BITRATE_MARGIN;
+}
+
 /** Why the source's video cannot be copied into `top`, or null when it fits. */
 function misfit(mode: PassthroughMode, source: SourceInfo, top: PlannedRendition, recorded: boolean): string | null {
   if (!source.videoCodecs) return "the source's video is not H.264";
@@ -63,8 +73,10 @@ export function passthroughPlan(mode: PassthroughMode, planned: PlannedRendition
   const codecs = source.videoCodecs!;
   const profile = x264ProfileOf(codecs) ?? { profile: top.x264Profile, level: top.x264Level };
   const kbps = Math.min(top.videoBitrate, Math.round(source.videoKbps ?? top.videoBitrate));
+  const copyAudio = audioFits(source, top);
+  const audioKbps = copyAudio ? source.audioKbps! : top.audioBitrate;
   const copied: PlannedRendition = recorded
-    ? { ...top, copy: true, x264Profile: profile.profile, x264Level: profile.level }
+    ? { ...top, copy: true, copyAudio, x264Profile: profile.profile, x264Level: profile.level }
     : {
       ...top,
       width: source.width ?? top.width,
@@ -72,12 +84,15 @@ export function passthroughPlan(mode: PassthroughMode, planned: PlannedRendition
       frameRate: source.frameRate ? Math.round(source.frameRate * 1000) / 1000 : top.frameRate,
       fpsFilter: null,
       videoBitrate: kbps,
-      bandwidth: Math.round(((source.videoKbps ?? top.videoBitrate) * MAXRATE_FACTOR + top.audioBitrate) * 1000),
-      averageBandwidth: Math.round(((source.videoKbps ?? top.videoBitrate) + top.audioBitrate) * 1000),
+      // a fallback encode keeps to the copied audio's bitrate as to the video's
+      audioBitrate: Math.min(top.audioBitrate, Math.round(audioKbps)),
+      bandwidth: Math.round(((source.videoKbps ?? top.videoBitrate) * MAXRATE_FACTOR + audioKbps) * 1000),
+      averageBandwidth: Math.round(((source.videoKbps ?? top.videoBitrate) + audioKbps) * 1000),
       codecs: codecs + (source.hasAudio ? ",mp4a.40.2" : ""),
       x264Profile: profile.profile,
       x264Level: profile.level,
       copy: true,
+      copyAudio,
     };
   return { renditions: [copied, ...planned.slice(1)], copy: true, why: "" };
 }

@@ -176,6 +176,8 @@ export interface PublishOptions {
   gop?: number;
   /** kbit/s of video, declared in onMetaData (default: x264's rate control, none declared). */
   videoKbps?: number;
+  /** Stereo audio (default: mono). */
+  stereo?: boolean;
 }
 
 /** ffmpeg pushing a synthetic stream in real time (test pattern and a tone). */

@@ -13,7 +13,7 @@ import { syntheticPushArgs } from "../../tools/chaos/publisher.ts";
 import { join } from "node:path";
 
 const SEGMENT = 2;
-const SOURCE = { width: 640, height: 360, gop: 2, videoKbps: 400 };
+const SOURCE = { width: 640, height: 360, gop: 2, videoKbps: 400, stereo: true };
 
 interface VideoStream {
   codec_name: string;
@@ -110,7 +110,7 @@ describe("passthrough: the top rendition copies a source that fits it", function
   it("copies the source into the top rendition, aligned with the encoded one, and the master says what it is", async () => {
     const publisher = publish(node.rtmp("copy"), { ...SOURCE, seconds: 14 });
     const line = await node.waitForLog(/transcoding stream=copy/, 30000);
-    assert.match(line, /360p:640x360:copy,240p:426x240/);
+    assert.match(line, /360p:640x360:copy\+audio,240p:426x240/);
     const [top, low] = await segments(node, "copy", 5);
     // the first keyframe carries its encoder's settings: the publisher's in the copy, baton's in the encode
     assert.equal(top.mediaSequence, 0);
@@ -121,9 +121,10 @@ describe("passthrough: the top rendition copies a source that fits it", function
     const attributes = master.playlists!.map((p) => p.attributes as Record<string, unknown>);
     assert.deepEqual(attributes[0]!.RESOLUTION, { width: 640, height: 360 });
     assert.equal(attributes[0]!.CODECS, `${avc1(source)},mp4a.40.2`, "CODECS is the source's");
-    // ffmpeg declares videodatarate in kibibit/s: 400k is 390.6
-    assert.equal(Number(attributes[0]!["AVERAGE-BANDWIDTH"]), Math.round((400000 / 1024 + 64) * 1000));
-    assert.equal(Number(attributes[0]!.BANDWIDTH), Math.round(((400000 / 1024) * 1.1 + 64) * 1000));
+    // the source's declared rates (ffmpeg declares kibibit/s: 400k is 390.6), its audio copied too
+    const [video, audio] = [400000 / 1024, 64000 / 1024];
+    assert.equal(Number(attributes[0]!["AVERAGE-BANDWIDTH"]), Math.round((video + audio) * 1000));
+    assert.equal(Number(attributes[0]!.BANDWIDTH), Math.round((video * 1.1 + audio) * 1000));
 
     // segments of the same sequence number: the same frames in both renditions, from the same time
     const seqs = top.segments.slice(1, 4).map((_, i) => top.mediaSequence + 1 + i);

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { DEFAULTS, type Rendition } from "../../src/config/defaults.ts";
 import { createLogger } from "../../src/core/log.ts";
 import type { SourceInfo } from "../../src/ingest/rtmp-server.ts";
-import { avcCodecs, type AVPacket } from "../../src/ingest/nms.ts";
+import { aacConfig, avcCodecs, type AVPacket } from "../../src/ingest/nms.ts";
 import { ffmpegSpec, type TranscodeOptions } from "../../src/transcode/job.ts";
 import { ladderEntries, planLadder, replanLadder, x264ProfileOf } from "../../src/transcode/ladder.ts";
 import { CADENCE_TOLERANCE, KeyframeCadence, PASSTHROUGH_BITRATE_MARGIN, passthroughPlan } from "../../src/transcode/passthrough.ts";
@@ -61,6 +61,23 @@ describe("passthrough", () => {
       });
     }
 
+    it("copies the audio too when it is AAC-LC 48 kHz stereo within the margin, and says its bitrate", () => {
+      const stereo = { objectType: 2, sampleRate: 48000, channels: 2 };
+      const withAudio = (o: Partial<SourceInfo>): SourceInfo => source({ aac: stereo, audioKbps: 125, ...o });
+      const plan = passthroughPlan("auto", planLadder(LADDER, withAudio({})), withAudio({}), false);
+      const top = plan.renditions[0]!;
+      assert.equal(top.copyAudio, true);
+      assert.equal(top.averageBandwidth, (2500 + 125) * 1000);
+      assert.equal(top.audioBitrate, 125, "a fallback encode keeps to the copied audio's bitrate");
+      assert.ok(plan.renditions.slice(1).every((r) => !r.copyAudio));
+      for (const o of [{ aac: { ...stereo, channels: 1 } }, { aac: { ...stereo, objectType: 5 } }, { aac: { ...stereo, sampleRate: 44100 } }, { audioKbps: 128 * PASSTHROUGH_BITRATE_MARGIN + 1 }, { audioKbps: null }]) {
+        const other = withAudio(o);
+        const p = passthroughPlan("auto", planLadder(LADDER, other), other, false);
+        assert.equal(p.copy, true);
+        assert.equal(p.renditions[0]!.copyAudio, false, JSON.stringify(o));
+      }
+    });
+
     it("never copies with never, and copies any H.264 with always", () => {
       const big = source({ width: 1920, height: 1080, videoKbps: null });
       assert.equal(passthroughPlan("never", planLadder(LADDER, source()), source(), false).copy, false);
@@ -85,7 +102,7 @@ describe("passthrough", () => {
     });
   });
 
-  describe("x264ProfileOf and avcCodecs", () => {
+  describe("x264ProfileOf, avcCodecs and aacConfig", () => {
     it("reads profile and level from a codecs string", () => {
       assert.deepEqual(x264ProfileOf("avc1.42c01e,mp4a.40.2"), { profile: "baseline", level: "3.0" });
       assert.deepEqual(x264ProfileOf("avc1.4d0028"), { profile: "main", level: "4.0" });
@@ -99,6 +116,15 @@ describe("passthrough", () => {
       assert.equal(avcCodecs(packet(record)), "avc1.64001f");
       assert.equal(avcCodecs(packet(Buffer.from([0x1c, 0, 0, 0, 0, 1, 0x64, 0, 0x1f]))), null);
       assert.equal(avcCodecs(packet(record.subarray(0, 7))), null);
+    });
+
+    it("reads an AAC sequence header's object type, sample rate and channels", () => {
+      const packet = (data: Buffer): AVPacket => ({ codec_type: 8, codec_id: data[0]! >> 4, flags: 0, pts: 0, dts: 0, size: data.length, data });
+      // AAC-LC (2), 48 kHz (index 3), 2 channels: 00010 0011 0010 000
+      assert.deepEqual(aacConfig(packet(Buffer.from([0xaf, 0, 0x11, 0x90]))), { objectType: 2, sampleRate: 48000, channels: 2 });
+      assert.deepEqual(aacConfig(packet(Buffer.from([0xaf, 0, 0x12, 0x08]))), { objectType: 2, sampleRate: 44100, channels: 1 });
+      assert.equal(aacConfig(packet(Buffer.from([0x2f, 0, 0x11, 0x90]))), null, "MP3");
+      assert.equal(aacConfig(packet(Buffer.from([0xaf, 1, 0x11, 0x90]))), null, "an AAC frame, not the header");
     });
   });
 
@@ -159,6 +185,14 @@ describe("passthrough", () => {
         assert.match(args, /-force_key_frames source/);
         assert.match(args, /-g 120 /, "x264's own interval never puts a keyframe a frame before the source's");
       }
+    });
+
+    it("copies the audio of a rendition that copies it, and encodes the others'", () => {
+      const renditions = plan.renditions.map((r, i) => ({ ...r, copyAudio: i === 0 }));
+      const outputs = ffmpegSpec({ ...options, renditions }, DIR).outputs.map((o) => o.options.join(" "));
+      assert.match(outputs[0]!, /-map 0:a:0 -c:a copy/);
+      assert.doesNotMatch(outputs[0]!, /-c:a aac/);
+      for (const o of outputs.slice(1)) assert.match(o, /-map 0:a:0 -c:a aac/);
     });
 
     it("has no filter graph when the only rendition copies", () => {
