@@ -200,8 +200,9 @@ export interface Config {
     /**
      * Whether the top rendition copies the source's video instead of re-encoding it. "auto": when the source
      * fits it (H.264 of a browser profile, no larger, no faster, its declared bitrate within
-     * PASSTHROUGH_BITRATE_MARGIN of the rendition's, keyframes on every segment boundary), else the full encode
-     * (the log says why); "always": whenever the source is H.264 (segments follow its keyframes); "never".
+     * PASSTHROUGH_BITRATE_MARGIN of the rendition's), else the full encode (the log says why); "always": any
+     * H.264 source, whatever its size, profile, rate or bitrate; "never". Either way the source's keyframes must
+     * fall on every segment boundary, or the job falls back to the full encode (segments stay aligned).
      * Used by: transcode (passthrough.ts, job.ts), cluster/capacity.ts (the prior).
      */
     passthrough: "auto" | "never" | "always";

@@ -221,7 +221,6 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       renditions,
       hasAudio: source.hasAudio,
       log: this.log,
-      passthrough: config.transcode.passthrough,
     });
     job.reportListenerErrors((event, error) => this.log.error("job listener failed", { event, error: errorMessage(error) }));
     job.on("group", (group) => this.enqueue(group));

@@ -14,7 +14,7 @@ import type { Logger } from "../core/log.ts";
 import { FfmpegProcess, type FfmpegSpec } from "./ffmpeg.ts";
 import { SegmentGrouper, type Grouped } from "./grouping.ts";
 import { BUFSIZE_SECONDS, MAXRATE_FACTOR, type PlannedRendition } from "./ladder.ts";
-import { KeyframeCadence, type PassthroughMode } from "./passthrough.ts";
+import { KeyframeCadence } from "./passthrough.ts";
 
 export interface FinishedSegment {
   rendition: string;
@@ -61,11 +61,6 @@ export interface TranscodeOptions {
   log: Logger;
   /** Bytes of FLV queued for ffmpeg beyond which input is dropped until the next keyframe. */
   maxInputBacklog?: number;
-  /**
-   * transcode.passthrough, for a ladder whose top rendition copies (passthroughPlan): "auto" follows the
-   * source's keyframes and falls back to the full encode when they stop fitting; "always" never falls back.
-   */
-  passthrough?: PassthroughMode;
 }
 
 /** Argument list for one run; kept apart so tests can read exactly what ffmpeg is given. */
@@ -121,14 +116,14 @@ interface Run {
   watcher: FSWatcher | null;
   poll: NodeJS.Timeout;
   lastProgress: { at: number; media: number } | null;
-  /** Its top rendition copies and its source's keyframes are followed ("auto" passthrough). */
+  /** Its top rendition copies: the source's keyframes are followed. */
   cadence: KeyframeCadence | null;
   /** Packets fed to a copying run until its first segment is cut, to replay into a full encode if it must. */
   probe: { packets: AVPacket[]; bytes: number } | null;
   /** Killed in its first segment for a full encode of the same media: nothing of it is emitted. */
   discarded: boolean;
-  /** Replays a discarded run's media: its first group continues the timeline (no discontinuity). */
-  replay: boolean;
+  /** The stream's first run, or the replay of it: its first group is no discontinuity. */
+  first: boolean;
 }
 
 export class TranscodeJob extends TypedEmitter<JobEvents> {
@@ -245,12 +240,12 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     void run.ffmpeg.kill();
     this.run = null;
     const [first, ...rest] = probe.packets;
-    const replay = this.startRun(first!, run.startedAt);
+    const replay = this.startRun(first!, run);
     for (const p of rest) replay?.ffmpeg.input.write(flvTag(p));
   }
 
-  /** Starts a run at a keyframe; `replayOf`: the start time of the discarded run whose media it encodes again. */
-  private startRun(keyframe: AVPacket, replayOf?: number): Run | null {
+  /** Starts a run at a keyframe; `replayOf`: the discarded run whose media it encodes again. */
+  private startRun(keyframe: AVPacket, replayOf?: Run): Run | null {
     const index = this.runs++;
     const dir = join(this.jobDir, String(index));
     try {
@@ -263,14 +258,14 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     }
     const renditions = this.copying ? this.o.renditions : this.o.renditions.map((r) => ({ ...r, copy: false, copyAudio: false }));
     const ffmpeg = new FfmpegProcess(ffmpegSpec({ ...this.o, preset: this.preset, renditions }, dir));
-    const followed = this.copying && this.o.passthrough !== "always";
+    const followed = this.copying;
     const run: Run = {
-      index, dir, ffmpeg, startedAt: replayOf ?? Date.now(), csvOffsets: new Map(), grouper: new SegmentGrouper(this.o.renditions.map((r) => r.name)), watcher: null,
+      index, dir, ffmpeg, startedAt: replayOf?.startedAt ?? Date.now(), csvOffsets: new Map(), grouper: new SegmentGrouper(this.o.renditions.map((r) => r.name)), watcher: null,
       poll: setInterval(() => this.scan(run), 250), lastProgress: null,
       cadence: followed ? new KeyframeCadence(this.o.segmentDuration) : null,
       probe: followed ? { packets: [], bytes: 0 } : null,
       discarded: false,
-      replay: replayOf !== undefined,
+      first: replayOf ? replayOf.first : index === 0,
     };
     this.run = run;
     try {
@@ -354,7 +349,7 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     this.emit("group", {
       run: run.index,
       pdt: run.startedAt + first.start * 1000,
-      disc: (run.index > 0 && first.index === 0 && !run.replay) || afterGap,
+      disc: (!run.first && first.index === 0) || afterGap,
       finishedAt: Date.now(),
       segments,
     });

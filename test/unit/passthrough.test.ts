@@ -163,7 +163,7 @@ describe("passthrough", () => {
     const options: TranscodeOptions = {
       streamId: "cam1", publishId: "p1", ffmpegPath: "/usr/bin/ffmpeg", preset: "veryfast", segmentDuration: 2,
       spoolDir: "/tmp/baton-spec-test", maxRestarts: 3, renditions: plan.renditions, hasAudio: true,
-      log: createLogger({ level: "error", write: () => undefined }), passthrough: "auto",
+      log: createLogger({ level: "error", write: () => undefined }),
     };
     const spec = ffmpegSpec(options, DIR);
 
