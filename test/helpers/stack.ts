@@ -178,6 +178,8 @@ export interface PublishOptions {
   videoKbps?: number;
   /** Stereo audio (default: mono). */
   stereo?: boolean;
+  /** An ffmpeg -force_key_frames expression (`gop` then bounds the interval). */
+  keyframes?: string;
 }
 
 /** ffmpeg pushing a synthetic stream in real time (test pattern and a tone). */

@@ -188,6 +188,34 @@ describe("passthrough: the top rendition copies a source that fits it", function
     publisher.child.kill("SIGKILL");
   });
 
+  it("falls back to the full encode from the next keyframe when the source's GOP grows mid-stream", async () => {
+    // keyframes every 2 s until 7 s, then every 5 s (at 10, 15, ...)
+    const keyframes = "expr:if(lt(t,7),gte(t,n_forced*2),gte(t,n_forced*5-10))";
+    const publisher = publish(node.rtmp("grows"), { ...SOURCE, gop: 20, keyframes });
+    assert.match(await node.waitForLog(/transcoding stream=grows/, 30000), /360p:640x360:copy/);
+    const line = await node.waitForLog(/passthrough off: full encode from the next keyframe stream=grows/, 60000);
+    assert.match(line, /no source keyframe within 2\.20 s of the last segment boundary/);
+    await node.waitForLog(/ffmpeg started stream=grows run=1/, 30000);
+    const [top, low] = await waitFor("two full-encode segments after the discontinuity", async () => {
+      const [t, l] = [await media(node, "grows", "360p"), await media(node, "grows", "240p")];
+      const disc = t.segments.findIndex((s) => s.discontinuity);
+      return disc > 0 && t.segments.length >= disc + 2 && l.segments.length >= disc + 2 ? [t, l] : undefined;
+    }, 60000, 250);
+    const disc = top.segments.findIndex((s) => s.discontinuity);
+    assert.equal(low.segments.findIndex((s) => s.discontinuity), disc, "both renditions switch at the same segment");
+    // (from segment 1: the first of an encoded rendition starts with AAC's 1,024-sample priming, 21 ms early)
+    for (let i = 1; i < disc + 2; i++) {
+      assert.ok(Math.abs(top.segments[i]!.duration - low.segments[i]!.duration) < 0.02, `segment ${i}: ${top.segments[i]!.duration} s against ${low.segments[i]!.duration} s`);
+    }
+    // copied segments of 2 s, the one running to the late keyframe, then the full encode's 2-s segments
+    assert.ok(top.segments.slice(0, disc - 1).every((s) => Math.abs(s.duration - SEGMENT) < 0.1));
+    assert.ok(Math.abs(top.segments[disc - 1]!.duration - 4) < 0.1, `the last copied segment lasts ${top.segments[disc - 1]!.duration} s`);
+    assert.ok(Math.abs(top.segments[disc]!.duration - SEGMENT) < 0.1);
+    // the full encode's first keyframe carries baton's x264 settings: the source's bitrate as the rendition's
+    assert.equal(x264Bitrate(await segmentBytes(node, "grows", "360p", top.segments[disc]!.uri)), Math.round(400000 / 1024));
+    publisher.child.kill("SIGKILL");
+  });
+
   it("keeps the full encode of a source larger than the top rendition, saying why", async () => {
     const publisher = publish(node.rtmp("large"), { ...SOURCE, width: 1280, height: 720 });
     const line = await node.waitForLog(/passthrough off: full encode stream=large/, 30000);
