@@ -14,7 +14,7 @@ import type { Logger } from "../core/log.ts";
 import { FfmpegProcess, type FfmpegSpec } from "./ffmpeg.ts";
 import { SegmentGrouper, type Grouped } from "./grouping.ts";
 import { BUFSIZE_SECONDS, MAXRATE_FACTOR, type PlannedRendition } from "./ladder.ts";
-import { KeyframeCadence } from "./passthrough.ts";
+import { BitrateWatch, KeyframeCadence } from "./passthrough.ts";
 
 export interface FinishedSegment {
   rendition: string;
@@ -116,8 +116,9 @@ interface Run {
   watcher: FSWatcher | null;
   poll: NodeJS.Timeout;
   lastProgress: { at: number; media: number } | null;
-  /** Its top rendition copies: the source's keyframes are followed. */
+  /** Its top rendition copies: the source's keyframes are followed, its segments weighed. */
   cadence: KeyframeCadence | null;
+  bitrate: BitrateWatch | null;
   /** Packets fed to a copying run until its first segment is cut, to replay into a full encode if it must. */
   probe: { packets: AVPacket[]; bytes: number } | null;
   /** Killed in its first segment for a full encode of the same media: nothing of it is emitted. */
@@ -226,14 +227,14 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     if (run.probe && run.cadence.cuts > 0) run.probe = null;
     if (!why && run.probe && run.probe.bytes > this.maxBacklog) why = `the source sent over ${this.maxBacklog} bytes in its first segment`;
     if (!why) return;
-    this.copying = false;
-    run.cadence = null;
     const probe = run.probe;
     if (!probe) {
-      this.o.log.warn("passthrough off: full encode from the next keyframe", { stream: this.o.streamId, why });
-      this.switchAtKeyframe = true;
+      this.fallBack(run, why);
       return;
     }
+    this.copying = false;
+    run.cadence = null;
+    run.bitrate = null;
     this.o.log.warn("passthrough off: its first segment is encoded again in full", { stream: this.o.streamId, why });
     run.probe = null;
     run.discarded = true;
@@ -242,6 +243,16 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     const [first, ...rest] = probe.packets;
     const replay = this.startRun(first!, run);
     for (const p of rest) replay?.ffmpeg.input.write(flvTag(p));
+  }
+
+  /** The source stopped fitting after segments were emitted: the full encode starts at the next keyframe. */
+  private fallBack(run: Run, why: string): void {
+    if (!this.copying) return;
+    this.copying = false;
+    run.cadence = null;
+    run.bitrate = null;
+    this.o.log.warn("passthrough off: full encode from the next keyframe", { stream: this.o.streamId, why });
+    this.switchAtKeyframe = true;
   }
 
   /** Starts a run at a keyframe; `replayOf`: the discarded run whose media it encodes again. */
@@ -263,6 +274,7 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
       index, dir, ffmpeg, startedAt: replayOf?.startedAt ?? Date.now(), csvOffsets: new Map(), grouper: new SegmentGrouper(this.o.renditions.map((r) => r.name)), watcher: null,
       poll: setInterval(() => this.scan(run), 250), lastProgress: null,
       cadence: followed ? new KeyframeCadence(this.o.segmentDuration) : null,
+      bitrate: followed ? new BitrateWatch(renditions.find((r) => r.copy)?.bandwidth ?? 0) : null,
       probe: followed ? { packets: [], bytes: 0 } : null,
       discarded: false,
       first: replayOf ? replayOf.first : index === 0,
@@ -346,6 +358,9 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     }
     const { segments, afterGap } = grouped;
     const first = segments[0]!;
+    const copied = run.bitrate ? segments.find((s) => s.rendition === this.o.renditions.find((r) => r.copy)?.name) : undefined;
+    const heavy = copied ? run.bitrate?.segment(copied.bytes.length, copied.duration) : null;
+    if (heavy) this.fallBack(run, heavy);
     this.emit("group", {
       run: run.index,
       pdt: run.startedAt + first.start * 1000,

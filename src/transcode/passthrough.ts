@@ -3,7 +3,8 @@
 // What can be known at the first keyframe (codec, profile, size, frame rate, declared bitrate) is decided here
 // by passthroughPlan(); the keyframe interval only shows as the media arrives, so KeyframeCadence follows the
 // source's keyframes as ffmpeg's segment muxer cuts on them, and the job falls back to the full encode once a
-// segment would come out longer than the segment duration (see job.ts).
+// segment would come out longer than the segment duration (see job.ts); BitrateWatch does the same when the
+// copied segments come out heavier than the bitrate the source declared (and the master playlist says).
 import type { Config } from "../config/defaults.ts";
 import type { SourceInfo } from "../ingest/rtmp-server.ts";
 import { MAXRATE_FACTOR, x264ProfileOf, type PlannedRendition } from "./ladder.ts";
@@ -128,5 +129,28 @@ export class KeyframeCadence {
       this.lastCut = t;
     }
     return null;
+  }
+}
+
+/** Copied segments in a row over the margin before the job falls back: one heavy scene is no reason. */
+export const HEAVY_SEGMENTS = 3;
+
+/**
+ * Watches the copied rendition's segments against its BANDWIDTH (HLS's peak segment bitrate, container
+ * included): a source that sends more than it declared would make the master playlist lie, so once
+ * HEAVY_SEGMENTS segments in a row are over it by more than PASSTHROUGH_BITRATE_MARGIN, it says why.
+ */
+export class BitrateWatch {
+  private heavy = 0;
+
+  constructor(private readonly bandwidth: number) {}
+
+  /** One copied segment; returns why the source does not fit any more, or null. */
+  segment(bytes: number, duration: number): string | null {
+    if (duration <= 0 || this.bandwidth <= 0) return null;
+    const bitrate = (bytes * 8) / duration;
+    this.heavy = bitrate > this.bandwidth * PASSTHROUGH_BITRATE_MARGIN ? this.heavy + 1 : 0;
+    if (this.heavy < HEAVY_SEGMENTS) return null;
+    return `${HEAVY_SEGMENTS} copied segments in a row over ${Math.round(PASSTHROUGH_BITRATE_MARGIN * 100)}% of the declared ${Math.round(this.bandwidth / 1000)} kbit/s (the last: ${Math.round(bitrate / 1000)} kbit/s)`;
   }
 }

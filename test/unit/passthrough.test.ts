@@ -8,7 +8,7 @@ import type { SourceInfo } from "../../src/ingest/rtmp-server.ts";
 import { aacConfig, avcCodecs, type AVPacket } from "../../src/ingest/nms.ts";
 import { ffmpegSpec, type TranscodeOptions } from "../../src/transcode/job.ts";
 import { ladderEntries, planLadder, replanLadder, x264ProfileOf } from "../../src/transcode/ladder.ts";
-import { CADENCE_TOLERANCE, KeyframeCadence, PASSTHROUGH_BITRATE_MARGIN, passthroughPlan } from "../../src/transcode/passthrough.ts";
+import { BitrateWatch, CADENCE_TOLERANCE, HEAVY_SEGMENTS, KeyframeCadence, PASSTHROUGH_BITRATE_MARGIN, passthroughPlan } from "../../src/transcode/passthrough.ts";
 
 const LADDER: Rendition[] = DEFAULTS.transcode.ladder;
 const H264_HIGH_31 = "avc1.64001f";
@@ -154,6 +154,27 @@ describe("passthrough", () => {
       assert.match(follow(2, 1.5, 20).why ?? "", /does not divide/);
       assert.match(follow(1, 2, 20).why ?? "", /does not divide the 1-s/);
       assert.ok(follow(2, 2, 20, (CADENCE_TOLERANCE + 0.05) * 1000).why, "a keyframe later than the tolerance");
+    });
+  });
+
+  describe("BitrateWatch", () => {
+    const bandwidth = 500_000;
+    const bytes = (kbps: number, seconds = 2): number => (kbps * 1000 * seconds) / 8;
+
+    it("falls back after HEAVY_SEGMENTS copied segments in a row over the margin, not after one heavy scene", () => {
+      const watch = new BitrateWatch(bandwidth);
+      const over = 500 * PASSTHROUGH_BITRATE_MARGIN + 10;
+      assert.equal(watch.segment(bytes(over), 2), null);
+      assert.equal(watch.segment(bytes(over), 2), null);
+      assert.equal(watch.segment(bytes(480), 2), null, "a segment within it starts the count again");
+      for (let i = 1; i < HEAVY_SEGMENTS; i++) assert.equal(watch.segment(bytes(over), 2), null);
+      assert.match(watch.segment(bytes(over), 2) ?? "", /3 copied segments in a row over 125% of the declared 500 kbit\/s/);
+    });
+
+    it("takes segments up to the margin, and ignores an empty one", () => {
+      const watch = new BitrateWatch(bandwidth);
+      for (let i = 0; i < 10; i++) assert.equal(watch.segment(bytes(500 * PASSTHROUGH_BITRATE_MARGIN - 1), 2), null);
+      assert.equal(watch.segment(1000, 0), null);
     });
   });
 
