@@ -14,7 +14,7 @@ import type { Logger } from "../core/log.ts";
 import { FfmpegProcess, type FfmpegSpec } from "./ffmpeg.ts";
 import { SegmentGrouper, type Grouped } from "./grouping.ts";
 import { BUFSIZE_SECONDS, MAXRATE_FACTOR, type PlannedRendition } from "./ladder.ts";
-import { BitrateWatch, KeyframeCadence } from "./passthrough.ts";
+import { CopyWatch, type Misfit } from "./passthrough.ts";
 
 export interface FinishedSegment {
   rendition: string;
@@ -116,11 +116,8 @@ interface Run {
   watcher: FSWatcher | null;
   poll: NodeJS.Timeout;
   lastProgress: { at: number; media: number } | null;
-  /** Its top rendition copies: the source's keyframes are followed, its segments weighed. */
-  cadence: KeyframeCadence | null;
-  bitrate: BitrateWatch | null;
-  /** Packets fed to a copying run until its first segment is cut, to replay into a full encode if it must. */
-  probe: { packets: AVPacket[]; bytes: number } | null;
+  /** Its top rendition copies: the source's keyframes are followed, its segments weighed (passthrough.ts). */
+  watch: CopyWatch | null;
   /** Killed in its first segment for a full encode of the same media: nothing of it is emitted. */
   discarded: boolean;
   /** The stream's first run, or the replay of it: its first group is no discontinuity. */
@@ -153,11 +150,6 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     this.jobDir = join(o.spoolDir, `${o.streamId}-${o.publishId}`);
     this.maxBacklog = o.maxInputBacklog ?? 32 << 20;
     this.copying = o.renditions.some((r) => r.copy);
-  }
-
-  /** Whether the top rendition copies the source now (false once the job fell back to the full encode). */
-  get passthrough(): boolean {
-    return this.copying;
   }
 
   /** The pid of the running ffmpeg, if any (tests and status). */
@@ -209,50 +201,29 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     this.dropping = false;
     if (isSequenceHeader(packet)) return; // headers were sent when the run started
     input.write(flvTag(packet));
-    this.follow(this.run, packet);
+    const misfit = this.run.watch?.packet(packet);
+    if (misfit) this.misfit(this.run, misfit);
   }
 
   /**
-   * Follows a copying run's source keyframes. In the run's first segment nothing has been emitted, so a misfit
-   * there restarts the same media as a full encode; later, the full encode starts at the next keyframe.
+   * The source stopped fitting a copying run. In the run's first segment nothing was emitted, so the same media
+   * is encoded again in full; later, the full encode starts at the next keyframe (like a preset switch).
    */
-  private follow(run: Run, packet: AVPacket): void {
-    if (!run.cadence) return;
-    if (run.probe) {
-      run.probe.packets.push(packet);
-      run.probe.bytes += packet.size;
-    }
-    if (packet.codec_type !== 9) return;
-    let why = run.cadence.video(packet.dts, isKeyframe(packet));
-    if (run.probe && run.cadence.cuts > 0) run.probe = null;
-    if (!why && run.probe && run.probe.bytes > this.maxBacklog) why = `the source sent over ${this.maxBacklog} bytes in its first segment`;
-    if (!why) return;
-    const probe = run.probe;
-    if (!probe) {
-      this.fallBack(run, why);
+  private misfit(run: Run, { why, replay }: Misfit): void {
+    this.copying = false;
+    run.watch = null;
+    if (!replay) {
+      this.o.log.warn("passthrough off: full encode from the next keyframe", { stream: this.o.streamId, why });
+      this.switchAtKeyframe = true;
       return;
     }
-    this.copying = false;
-    run.cadence = null;
-    run.bitrate = null;
     this.o.log.warn("passthrough off: its first segment is encoded again in full", { stream: this.o.streamId, why });
-    run.probe = null;
     run.discarded = true;
     void run.ffmpeg.kill();
     this.run = null;
-    const [first, ...rest] = probe.packets;
-    const replay = this.startRun(first!, run);
-    for (const p of rest) replay?.ffmpeg.input.write(flvTag(p));
-  }
-
-  /** The source stopped fitting after segments were emitted: the full encode starts at the next keyframe. */
-  private fallBack(run: Run, why: string): void {
-    if (!this.copying) return;
-    this.copying = false;
-    run.cadence = null;
-    run.bitrate = null;
-    this.o.log.warn("passthrough off: full encode from the next keyframe", { stream: this.o.streamId, why });
-    this.switchAtKeyframe = true;
+    const [first, ...rest] = replay;
+    const again = this.startRun(first!, run);
+    for (const p of rest) again?.ffmpeg.input.write(flvTag(p));
   }
 
   /** Starts a run at a keyframe; `replayOf`: the discarded run whose media it encodes again. */
@@ -269,13 +240,10 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     }
     const renditions = this.copying ? this.o.renditions : this.o.renditions.map((r) => ({ ...r, copy: false, copyAudio: false }));
     const ffmpeg = new FfmpegProcess(ffmpegSpec({ ...this.o, preset: this.preset, renditions }, dir));
-    const followed = this.copying;
     const run: Run = {
       index, dir, ffmpeg, startedAt: replayOf?.startedAt ?? Date.now(), csvOffsets: new Map(), grouper: new SegmentGrouper(this.o.renditions.map((r) => r.name)), watcher: null,
       poll: setInterval(() => this.scan(run), 250), lastProgress: null,
-      cadence: followed ? new KeyframeCadence(this.o.segmentDuration) : null,
-      bitrate: followed ? new BitrateWatch(renditions.find((r) => r.copy)?.bandwidth ?? 0) : null,
-      probe: followed ? { packets: [], bytes: 0 } : null,
+      watch: this.copying ? new CopyWatch(this.o.segmentDuration, renditions[0]!.bandwidth, this.maxBacklog) : null,
       discarded: false,
       first: replayOf ? replayOf.first : index === 0,
     };
@@ -296,7 +264,8 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     if (this.audioHeader) input.write(flvTag(this.audioHeader));
     if (this.videoHeader) input.write(flvTag(this.videoHeader));
     input.write(flvTag(keyframe));
-    this.follow(run, keyframe);
+    const misfit = run.watch?.packet(keyframe);
+    if (misfit) this.misfit(run, misfit);
     return run;
   }
 
@@ -358,9 +327,9 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     }
     const { segments, afterGap } = grouped;
     const first = segments[0]!;
-    const copied = run.bitrate ? segments.find((s) => s.rendition === this.o.renditions.find((r) => r.copy)?.name) : undefined;
-    const heavy = copied ? run.bitrate?.segment(copied.bytes.length, copied.duration) : null;
-    if (heavy) this.fallBack(run, heavy);
+    // the copied rendition is the top one, first in the group
+    const heavy = run.watch?.segment(first.bytes.length, first.duration);
+    if (heavy) this.misfit(run, heavy);
     this.emit("group", {
       run: run.index,
       pdt: run.startedAt + first.start * 1000,

@@ -6,6 +6,7 @@
 // segment would come out longer than the segment duration (see job.ts); BitrateWatch does the same when the
 // copied segments come out heavier than the bitrate the source declared (and the master playlist says).
 import type { Config } from "../config/defaults.ts";
+import { isKeyframe, type AVPacket } from "../ingest/nms.ts";
 import type { SourceInfo } from "../ingest/rtmp-server.ts";
 import { MAXRATE_FACTOR, x264ProfileOf, type PlannedRendition } from "./ladder.ts";
 
@@ -152,5 +153,58 @@ export class BitrateWatch {
     this.heavy = bitrate > this.bandwidth * PASSTHROUGH_BITRATE_MARGIN ? this.heavy + 1 : 0;
     if (this.heavy < HEAVY_SEGMENTS) return null;
     return `${HEAVY_SEGMENTS} copied segments in a row over ${Math.round(PASSTHROUGH_BITRATE_MARGIN * 100)}% of the declared ${Math.round(this.bandwidth / 1000)} kbit/s (the last: ${Math.round(bitrate / 1000)} kbit/s)`;
+  }
+}
+
+export interface Misfit {
+  why: string;
+  /**
+   * The packets the run was fed, when it is still in its first segment (nothing of it emitted: no rendition can
+   * cut before the source's next keyframe): the job encodes them again in full. Null later.
+   */
+  replay: AVPacket[] | null;
+}
+
+/** One copying run's watch over its source: its keyframes, its first segment's packets, its copied segments' weight. */
+export class CopyWatch {
+  private readonly cadence: KeyframeCadence;
+  private readonly weight: BitrateWatch;
+  private probe: { packets: AVPacket[]; bytes: number } | null = { packets: [], bytes: 0 };
+  private over = false;
+
+  /** `bandwidth`: the copied rendition's BANDWIDTH; `maxProbeBytes`: the most a first segment may hold. */
+  constructor(segmentDuration: number, bandwidth: number, private readonly maxProbeBytes: number) {
+    this.cadence = new KeyframeCadence(segmentDuration);
+    this.weight = new BitrateWatch(bandwidth);
+  }
+
+  /** Every packet the run is fed (the keyframe it starts at first); a misfit once, then null. */
+  packet(packet: AVPacket): Misfit | null {
+    if (this.over) return null;
+    if (this.probe) {
+      this.probe.packets.push(packet);
+      this.probe.bytes += packet.size;
+    }
+    if (packet.codec_type !== 9) return null;
+    const why = this.cadence.video(packet.dts, isKeyframe(packet));
+    if (this.probe && this.cadence.cuts > 0) this.probe = null;
+    if (why) return this.misfit(why);
+    if (this.probe && this.probe.bytes > this.maxProbeBytes) return this.misfit(`the source sent over ${this.maxProbeBytes} bytes in its first segment`);
+    return null;
+  }
+
+  /** Every copied segment the run emits; a misfit once, then null. */
+  segment(bytes: number, duration: number): Misfit | null {
+    if (this.over) return null;
+    this.probe = null; // a segment was emitted: the first is cut
+    const why = this.weight.segment(bytes, duration);
+    return why ? this.misfit(why) : null;
+  }
+
+  private misfit(why: string): Misfit {
+    this.over = true;
+    const replay = this.probe?.packets ?? null;
+    this.probe = null;
+    return { why, replay };
   }
 }

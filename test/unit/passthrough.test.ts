@@ -8,7 +8,7 @@ import type { SourceInfo } from "../../src/ingest/rtmp-server.ts";
 import { aacConfig, avcCodecs, type AVPacket } from "../../src/ingest/nms.ts";
 import { ffmpegSpec, type TranscodeOptions } from "../../src/transcode/job.ts";
 import { ladderEntries, planLadder, replanLadder, x264ProfileOf } from "../../src/transcode/ladder.ts";
-import { BitrateWatch, CADENCE_TOLERANCE, HEAVY_SEGMENTS, KeyframeCadence, PASSTHROUGH_BITRATE_MARGIN, passthroughPlan } from "../../src/transcode/passthrough.ts";
+import { BitrateWatch, CADENCE_TOLERANCE, CopyWatch, HEAVY_SEGMENTS, KeyframeCadence, PASSTHROUGH_BITRATE_MARGIN, passthroughPlan, type Misfit } from "../../src/transcode/passthrough.ts";
 
 const LADDER: Rendition[] = DEFAULTS.transcode.ladder;
 const H264_HIGH_31 = "avc1.64001f";
@@ -175,6 +175,49 @@ describe("passthrough", () => {
       const watch = new BitrateWatch(bandwidth);
       for (let i = 0; i < 10; i++) assert.equal(watch.segment(bytes(500 * PASSTHROUGH_BITRATE_MARGIN - 1), 2), null);
       assert.equal(watch.segment(1000, 0), null);
+    });
+  });
+
+  describe("CopyWatch", () => {
+    const video = (ms: number, keyframe: boolean): AVPacket => ({ codec_type: 9, codec_id: 7, flags: keyframe ? 3 : 4, pts: ms, dts: ms, size: 1000, data: Buffer.alloc(0) });
+    const audio = (ms: number): AVPacket => ({ codec_type: 8, codec_id: 10, flags: 1, pts: ms, dts: ms, size: 200, data: Buffer.alloc(0) });
+    /** 30-fps video with keyframes every `gop` s, an audio frame after each; the first misfit and the packets fed. */
+    function feed(watch: CopyWatch, gop: number, seconds: number): { misfit: Misfit | null; fed: AVPacket[] } {
+      const fed: AVPacket[] = [];
+      for (let frame = 0; frame < seconds * 30; frame++) {
+        const ms = Math.round((frame * 1000) / 30);
+        for (const p of [video(ms, frame % (gop * 30) === 0), audio(ms)]) {
+          fed.push(p);
+          const misfit = watch.packet(p);
+          if (misfit) return { misfit, fed };
+        }
+      }
+      return { misfit: null, fed };
+    }
+
+    it("hands back every packet of the first segment (audio too) when the keyframes do not fit it", () => {
+      const { misfit, fed } = feed(new CopyWatch(2, 500_000, 32 << 20), 5, 10);
+      assert.ok(misfit, "a 5-s GOP does not fit 2-s segments");
+      assert.match(misfit.why, /does not divide/);
+      assert.deepEqual(misfit.replay, fed, "the run's packets, to encode again");
+      assert.equal(misfit.replay![0]!.flags, 3, "from the keyframe it started at");
+    });
+
+    it("falls back without a replay once the first segment is cut, and says a misfit once", () => {
+      const watch = new CopyWatch(2, 500_000, 32 << 20);
+      assert.equal(feed(watch, 2, 5).misfit, null);
+      let later: Misfit | null = null;
+      for (let i = 0; i < HEAVY_SEGMENTS && !later; i++) later = watch.segment(1e6, 2);
+      assert.ok(later, "4 Mbit/s segments against a declared 500 kbit/s");
+      assert.equal(later.replay, null);
+      assert.equal(watch.segment(1e6, 2), null);
+      assert.equal(watch.packet(video(99_000, false)), null);
+    });
+
+    it("refuses a first segment heavier than the input backlog bound", () => {
+      const { misfit } = feed(new CopyWatch(2, 500_000, 50_000), 2, 3);
+      assert.match(misfit?.why ?? "", /over 50000 bytes in its first segment/);
+      assert.ok(misfit?.replay);
     });
   });
 
