@@ -14,7 +14,7 @@ import type { Logger } from "../core/log.ts";
 import { FfmpegProcess, type FfmpegSpec } from "./ffmpeg.ts";
 import { SegmentGrouper, type Grouped } from "./grouping.ts";
 import { BUFSIZE_SECONDS, MAXRATE_FACTOR, type PlannedRendition } from "./ladder.ts";
-import { CopyWatch, type Misfit } from "./passthrough.ts";
+import { CopyWatch, SEGMENT_TIME_DELTA, type Misfit } from "./passthrough.ts";
 
 export interface FinishedSegment {
   rendition: string;
@@ -97,7 +97,7 @@ export function ffmpegSpec(o: TranscodeOptions, dir: string): FfmpegSpec {
         options.push("-map", "0:a:0", "-c:a", "aac", "-b:a", `${r.audioBitrate}k`, "-ac", "2", "-ar", "48000");
       }
       options.push(
-        "-f", "segment", "-segment_format", "mpegts", "-segment_time", String(d), "-segment_time_delta", "0.05",
+        "-f", "segment", "-segment_format", "mpegts", "-segment_time", String(d), "-segment_time_delta", String(SEGMENT_TIME_DELTA),
         "-reset_timestamps", "0", "-break_non_keyframes", "0",
         "-segment_list", join(dir, `${r.name}.csv`), "-segment_list_type", "csv",
       );

@@ -43,6 +43,9 @@ function audioFits(source: SourceInfo, top: PlannedRendition): boolean {
 /** Why the source's video cannot be copied into `top`, or null when it fits. */
 function misfit(mode: PassthroughMode, source: SourceInfo, top: PlannedRendition, recorded: boolean): string | null {
   if (!source.videoCodecs) return "the source's video is not H.264";
+  if (recorded && (top.codecs.split(",")[0] !== source.videoCodecs || top.width !== source.width || top.height !== source.height)) {
+    return `the stream's ${top.name} rendition was recorded as ${top.width}x${top.height} ${top.codecs}, not the source's`;
+  }
   if (mode === "always") return null;
   if (!x264ProfileOf(source.videoCodecs)) return `the source's H.264 profile (${source.videoCodecs}) is not one every player decodes (Baseline, Main, High)`;
   if (!source.width || !source.height) return "the source's picture size is unknown";
@@ -53,9 +56,6 @@ function misfit(mode: PassthroughMode, source: SourceInfo, top: PlannedRendition
   if (!source.videoKbps) return "the source does not declare its video bitrate (onMetaData videodatarate)";
   if (source.videoKbps > top.videoBitrate * PASSTHROUGH_BITRATE_MARGIN) {
     return `the source's ${Math.round(source.videoKbps)} kbit/s is over ${top.name}'s ${top.videoBitrate} kbit/s by more than ${Math.round((PASSTHROUGH_BITRATE_MARGIN - 1) * 100)}%`;
-  }
-  if (recorded && (top.codecs.split(",")[0] !== source.videoCodecs || top.width !== source.width || top.height !== source.height)) {
-    return `the stream's ${top.name} rendition was recorded as ${top.width}x${top.height} ${top.codecs}, not the source's`;
   }
   return null;
 }

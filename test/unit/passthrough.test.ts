@@ -97,6 +97,7 @@ describe("passthrough", () => {
       const refused = passthroughPlan("auto", replanLadder(fixed, LADDER, other), other, true);
       assert.equal(refused.copy, false);
       assert.match(refused.why, /recorded as 1280x720 avc1\.64001f/);
+      assert.equal(passthroughPlan("always", replanLadder(fixed, LADDER, other), other, true).copy, false, "always too");
       // the recorded rendition, encoded now, keeps its recorded profile and level
       assert.deepEqual([refused.renditions[0]!.x264Profile, refused.renditions[0]!.x264Level], ["high", "3.1"]);
     });
