@@ -20,9 +20,10 @@ import { standbyCost } from "./standby.ts";
 import { formatTable, machineInfo, writeJson, type BenchResult, type Figure, type RunReport } from "./report.ts";
 import { startCluster, stopCluster, type Cluster } from "./stack.ts";
 import { transcodeCpu } from "./transcode-cpu.ts";
+import { passthroughBench } from "./passthrough.ts";
 import { viewersPerNode } from "./viewers-per-node.ts";
 
-const USAGE = "usage: npm run bench -- [--quick] [--out FILE] [--only transcode-cpu,first-playlist,propagation,reconnect,sessions,delivery,viewers,drain,hostile,redis-footprint,capacity,rollout,standby]";
+const USAGE = "usage: npm run bench -- [--quick] [--out FILE] [--only transcode-cpu,passthrough,first-playlist,propagation,reconnect,sessions,delivery,viewers,drain,hostile,redis-footprint,capacity,rollout,standby]";
 
 interface Context {
   quick: boolean;
@@ -47,6 +48,7 @@ async function cluster(ctx: Context): Promise<Cluster> {
 
 const BENCHES: Bench[] = [
   { name: "transcode-cpu", run: (ctx) => transcodeCpu(ctx) },
+  { name: "passthrough", run: (ctx) => passthroughBench(ctx) },
   { name: "first-playlist", run: (ctx) => firstPlaylist(ctx) },
   {
     name: "propagation",

@@ -17,7 +17,7 @@ import { syntheticInputs } from "../tools/chaos/publisher.ts";
 
 const SOURCE = { width: 1280, height: 720, frameRate: 30, hasAudio: true };
 
-function transcodeOptions(renditions: PlannedRendition[], spoolDir: string): TranscodeOptions {
+export function transcodeOptions(renditions: PlannedRendition[], spoolDir: string): TranscodeOptions {
   return {
     streamId: "bench",
     publishId: "cpu",
@@ -41,41 +41,48 @@ export function ffmpegArgs(spec: FfmpegSpec, input: string): string[] {
   ];
 }
 
-/** Encodes the synthetic source once (as a publisher would send it: H.264 + AAC in FLV, 2-s GOP). */
-async function makeSource(file: string, seconds: number): Promise<void> {
+/** Encodes the synthetic source once (as a publisher would send it: H.264 + stereo AAC in FLV, 2-s GOP). */
+export async function makeSource(file: string, seconds: number): Promise<void> {
   const args = [
     "-hide_banner", "-nostdin", "-loglevel", "error", ...syntheticInputs(), "-t", String(seconds),
     "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-pix_fmt", "yuv420p",
     "-b:v", "3000k", "-maxrate", "3000k", "-bufsize", "6000k",
-    "-c:a", "aac", "-b:a", "128k", "-f", "flv", "-y", file,
+    "-c:a", "aac", "-b:a", "128k", "-ac", "2", "-f", "flv", "-y", file,
   ];
   const t = tail();
   await succeeded(spawnTracked("ffmpeg-source", "ffmpeg", args, { onLine: t.onLine }), t.lines);
 }
 
-interface Measured {
+export interface Measured {
   cpu: number;
+  /** Until the last command exited. */
   wall: number;
+  /** Each command's own, in order. */
+  walls: number[];
   segments: number;
 }
 
 /** Runs the commands concurrently; CPU of all of them together, wall time until the last exits. */
-async function measure(label: string, commands: string[][], outDir: string): Promise<Measured> {
+export async function measure(label: string, commands: string[][], outDir: string): Promise<Measured> {
   const before = reapedChildrenCpu();
   const started = performance.now();
   const runs = commands.map((args) => {
     const t = tail();
     return { p: spawnTracked(label, "ffmpeg", args, { onLine: t.onLine }), lines: t.lines };
   });
+  let walls: number[];
   try {
-    await Promise.all(runs.map((r) => succeeded(r.p, r.lines)));
+    walls = await Promise.all(runs.map(async (r) => {
+      await succeeded(r.p, r.lines);
+      return (performance.now() - started) / 1000;
+    }));
   } finally {
     await Promise.all(runs.map((r) => stop(r.p, "SIGKILL", 1000)));
   }
   const wall = (performance.now() - started) / 1000;
   const cpu = reapedChildrenCpu() - before;
   const segments = readdirSync(outDir).filter((f) => f.endsWith(".ts")).length;
-  return { cpu, wall, segments };
+  return { cpu, wall, walls, segments };
 }
 
 export async function transcodeCpu(o: { quick: boolean; log: (line: string) => void }): Promise<Figure[]> {

@@ -69,10 +69,19 @@ const BASE_CORES = 0.1;
 /** Frame rate assumed for a rendition without a cap (most sources). */
 const ASSUMED_FPS = 30;
 
-/** The cores a stream of this ladder is expected to take on this machine before any was measured. */
-export function ladderCost(transcode: Pick<Config["transcode"], "preset" | "ladder">): number {
+/**
+ * The cores a stream of this ladder is expected to take on this machine before any was measured. A top
+ * rendition that copies the source (passthrough) costs nothing to speak of: no scale, no encode (its decode is
+ * the one the other renditions need anyway). `copiesTop` defaults to whether transcode.passthrough is
+ * "always"; with "auto" the prior stays the full encode, since a node cannot know its sources will fit, and the
+ * measured cost of its streams replaces it as soon as one runs.
+ */
+export function ladderCost(
+  transcode: Pick<Config["transcode"], "preset" | "ladder"> & Partial<Pick<Config["transcode"], "passthrough">>,
+  copiesTop = transcode.passthrough === "always",
+): number {
   let mpixelsPerSecond = 0;
-  for (const r of transcode.ladder) {
+  for (const r of copiesTop ? transcode.ladder.slice(1) : transcode.ladder) {
     const width = Math.ceil((r.height * 16) / 9);
     mpixelsPerSecond += (width * r.height * (r.maxFrameRate || ASSUMED_FPS)) / 1e6;
   }

@@ -222,6 +222,16 @@ export interface Config {
      * Used by: transcode.
      */
     niceness: number;
+    // --- passthrough (issue 14) ---
+    /**
+     * Whether the top rendition copies the source's video instead of re-encoding it. "auto": when the source
+     * fits it (H.264 of a browser profile, no larger, no faster, its declared bitrate within
+     * PASSTHROUGH_BITRATE_MARGIN of the rendition's), else the full encode (the log says why); "always": any
+     * H.264 source, whatever its size, profile, rate or bitrate; "never". Either way the source's keyframes must
+     * fall on every segment boundary, or the job falls back to the full encode (segments stay aligned).
+     * Used by: transcode (passthrough.ts, job.ts), cluster/capacity.ts (the prior).
+     */
+    passthrough: "auto" | "never" | "always";
   };
   auth: {
     /** Require a signed token on every publish. Used by: ingest admission. */
@@ -415,6 +425,8 @@ export const DEFAULTS: Config = {
     capacity: 4,
     cpuTarget: 0.85,
     niceness: 5,
+    // passthrough (issue 14)
+    passthrough: "auto",
   },
   auth: {
     requirePublishToken: true,

@@ -94,6 +94,8 @@ export const SCHEMA: { [S in keyof Config]: { [K in keyof Config[S]]: Rule } } =
     capacity: { kind: "int", min: 1, max: 1000 },
     cpuTarget: { kind: "number", min: 0, max: 1 },
     niceness: { kind: "int", min: 0, max: 19 },
+    // passthrough (issue 14)
+    passthrough: { kind: "enum", values: ["auto", "never", "always"] },
   },
   admin: {
     token: { kind: "string", pattern: /^([\x21-\x7e]{16,256})?$/, expected: "empty, or 16 to 256 printable characters without spaces" },

@@ -119,6 +119,28 @@ export function metadataOf(packet: AVPacket): Record<string, unknown> | null {
   }
 }
 
+/**
+ * The RFC 6381 codecs string (`avc1.PPCCLL`: profile_idc, constraint flags, level_idc) of an AVC sequence
+ * header packet, from its AVCDecoderConfigurationRecord; null for another codec or a malformed record.
+ */
+export function avcCodecs(packet: AVPacket): string | null {
+  const d = packet.data;
+  // [frame/codec][AVCPacketType 0][cts x3][configurationVersion 1][profile][compatibility][level]...
+  if (d.length < 9 || (d[0]! & 0x0f) !== 7 || d[1] !== 0 || d[5] !== 1) return null;
+  return `avc1.${d.subarray(6, 9).toString("hex")}`;
+}
+
+/** What an AAC sequence header packet's AudioSpecificConfig says; null for another codec or a short record. */
+export function aacConfig(packet: AVPacket): { objectType: number; sampleRate: number; channels: number } | null {
+  const d = packet.data;
+  // FLV audio tag: [format/rate/size/type][AACPacketType 0], then the AudioSpecificConfig (ISO 14496-3 1.6.2.1)
+  if (d.length < 4 || d[0]! >> 4 !== 10 || d[1] !== 0) return null;
+  const objectType = d[2]! >> 3;
+  const rateIndex = ((d[2]! & 0x07) << 1) | (d[3]! >> 7);
+  const rates = [96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350];
+  return { objectType, sampleRate: rates[rateIndex] ?? 0, channels: (d[3]! >> 3) & 0x0f };
+}
+
 /** Picture size from an AVC sequence header packet (its first SPS), or null. */
 export function avcDimensions(packet: AVPacket): { width: number; height: number } | null {
   const d = packet.data;

@@ -24,7 +24,7 @@ import type { Logger } from "../core/log.ts";
 import type { InputRole } from "../core/model.ts";
 import { ConnectionCounts, RefusalLog, type RtmpCloseReason } from "./connection-limits.ts";
 import { IngestListeners, trustedProxies, type AcceptedConnection } from "./listeners.ts";
-import { avcDimensions, createRtmpProtocol, isAudioHeader, isMetadata, isVideoHeader, metadataOf, nmsLogger, type AVPacket, type ConnectRequest, type RtmpProtocol } from "./nms.ts";
+import { aacConfig, avcCodecs, avcDimensions, createRtmpProtocol, isAudioHeader, isMetadata, isVideoHeader, metadataOf, nmsLogger, type AVPacket, type ConnectRequest, type RtmpProtocol } from "./nms.ts";
 import { MAX_OUTPUT_BACKLOG, ParserGuard, RtmpLimitError } from "./rtmp-limits.ts";
 
 export interface PublishRequest {
@@ -47,6 +47,14 @@ export interface SourceInfo {
   height: number | null;
   frameRate: number | null;
   hasAudio: boolean;
+  /** RFC 6381 codecs string of the source's video when it is H.264 (avc1.PPCCLL), else null. */
+  videoCodecs?: string | null;
+  /** Video bitrate the publisher declares in onMetaData (videodatarate, kbit/s), or null. */
+  videoKbps?: number | null;
+  /** The source's audio when it is AAC (its AudioSpecificConfig), else null. */
+  aac?: { objectType: number; sampleRate: number; channels: number } | null;
+  /** Audio bitrate the publisher declares in onMetaData (audiodatarate, kbit/s), or null. */
+  audioKbps?: number | null;
 }
 
 type PublisherEvents = {
@@ -62,7 +70,7 @@ export class PublisherConnection extends TypedEmitter<PublisherEvents> {
   readonly startedAt = Date.now();
   audioHeader: AVPacket | null = null;
   videoHeader: AVPacket | null = null;
-  readonly source: SourceInfo = { width: null, height: null, frameRate: null, hasAudio: false };
+  readonly source: SourceInfo = { width: null, height: null, frameRate: null, hasAudio: false, videoCodecs: null, videoKbps: null, aac: null, audioKbps: null };
   bytesIn = 0;
   lastDataAt = Date.now();
   closed = false;
@@ -87,16 +95,22 @@ export class PublisherConnection extends TypedEmitter<PublisherEvents> {
       const meta = metadataOf(packet);
       const rate = meta ? Number(meta.framerate ?? meta.videoframerate) : NaN;
       if (Number.isFinite(rate) && rate > 0 && rate <= 240) this.source.frameRate = rate;
+      const kbps = meta ? Number(meta.videodatarate) : NaN;
+      if (Number.isFinite(kbps) && kbps > 0 && kbps <= 1e6) this.source.videoKbps = kbps;
+      const audioKbps = meta ? Number(meta.audiodatarate) : NaN;
+      if (Number.isFinite(audioKbps) && audioKbps > 0 && audioKbps <= 1e4) this.source.audioKbps = audioKbps;
       return;
     }
     if (isAudioHeader(packet)) {
       this.audioHeader = packet;
       this.source.hasAudio = true;
+      this.source.aac = aacConfig(packet);
     }
     if (isVideoHeader(packet)) {
       this.videoHeader = packet;
       const size = avcDimensions(packet);
       if (size) Object.assign(this.source, size);
+      this.source.videoCodecs = avcCodecs(packet);
     }
     this.emit("packet", packet);
   }

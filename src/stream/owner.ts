@@ -17,6 +17,7 @@ import { Standby, mayStandBy, type HeldGroup, type StandbyGroups, type Takeover 
 import { PresetGovernor } from "../transcode/degrade.ts";
 import { TranscodeJob, type SegmentGroupOut } from "../transcode/job.ts";
 import { ladderEntries, planLadder, replanLadder } from "../transcode/ladder.ts";
+import { passthroughPlan } from "../transcode/passthrough.ts";
 
 /** The part of the store an owner writes through (a test can hand it a fake). */
 export type TimelineWriter = Pick<StreamStore, "claim" | "renew" | "setLadder" | "append" | "release" | "markHandoff" | "inputView">;
@@ -313,7 +314,11 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     const source = connection.source;
     // a standby transcodes to the ladder the active input set: its segments must be the same renditions
     const ladder = claim?.ladder ?? this.standby?.ladder ?? null;
-    const renditions = ladder ? replanLadder(ladder, config.transcode.ladder, source) : planLadder(config.transcode.ladder, source);
+    const planned = ladder ? replanLadder(ladder, config.transcode.ladder, source) : planLadder(config.transcode.ladder, source);
+    const passthrough = passthroughPlan(config.transcode.passthrough, planned, source, ladder !== null);
+    const renditions = passthrough.renditions;
+    if (passthrough.copy) this.log.info("passthrough: the top rendition copies the source's video", { stream: this.streamId, rendition: renditions[0]?.name, codecs: renditions[0]?.codecs });
+    else if (config.transcode.passthrough !== "never") this.log.info("passthrough off: full encode", { stream: this.streamId, why: passthrough.why });
     if (claim && !ladder) {
       this.o.store.setLadder(this.streamId, claim, ladderEntries(renditions)).catch((error: unknown) => {
         this.log.warn("could not record the ladder", { stream: this.streamId, error: errorMessage(error) });
@@ -361,7 +366,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       metrics.streamFailures.inc({ reason: "transcode_failed" });
       connection.close("transcoding failed");
     });
-    this.log.info("transcoding", { stream: this.streamId, renditions: renditions.map((r) => `${r.name}:${r.width}x${r.height}`).join(",") });
+    this.log.info("transcoding", { stream: this.streamId, renditions: renditions.map((r) => `${r.name}:${r.width}x${r.height}${r.copy ? ":copy" : ""}${r.copyAudio ? "+audio" : ""}`).join(",") });
     return job;
   }
 

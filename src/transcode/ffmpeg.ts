@@ -81,8 +81,9 @@ export class FfmpegProcess extends TypedEmitter<FfmpegEvents> {
       .setFfmpegPath(spec.ffmpegPath)
       .input(this.input)
       .inputFormat(spec.inputFormat)
-      .inputOptions(...spec.inputOptions, "-hide_banner")
-      .complexFilter(spec.filterComplex);
+      .inputOptions(...spec.inputOptions, "-hide_banner");
+    // no filter graph when every output copies its stream
+    if (spec.filterComplex) command.complexFilter(spec.filterComplex);
     for (const output of spec.outputs) {
       command.output(output.path).outputOptions(...output.options, "-y");
     }

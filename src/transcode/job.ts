@@ -2,7 +2,9 @@
 // keyframes forced at the segment duration so segment N of every rendition covers the same time. ffmpeg's
 // segment muxer appends a CSV line per finished segment; the job reads each finished segment of every
 // rendition and hands the aligned group on. A crashed ffmpeg restarts with backoff and the next group is
-// marked as a discontinuity.
+// marked as a discontinuity. With passthrough (passthrough.ts) the top rendition copies the source's video, the
+// others force their keyframes where the source has them, and the job falls back to the full encode when the
+// source's keyframes stop fitting the segment duration.
 import { mkdirSync, readFileSync, rmSync, unlinkSync, watch, type FSWatcher } from "node:fs";
 import { join } from "node:path";
 import { errorMessage } from "../core/errors.ts";
@@ -12,6 +14,7 @@ import type { Logger } from "../core/log.ts";
 import { FfmpegProcess, type FfmpegSpec } from "./ffmpeg.ts";
 import { SegmentGrouper, type Grouped } from "./grouping.ts";
 import { BUFSIZE_SECONDS, MAXRATE_FACTOR, type PlannedRendition } from "./ladder.ts";
+import { CopyWatch, SEGMENT_TIME_DELTA, type Misfit } from "./passthrough.ts";
 
 export interface FinishedSegment {
   rendition: string;
@@ -64,9 +67,10 @@ export interface TranscodeOptions {
 
 /** Argument list for one run; kept apart so tests can read exactly what ffmpeg is given. */
 export function ffmpegSpec(o: TranscodeOptions, dir: string): FfmpegSpec {
-  const n = o.renditions.length;
-  const split = `[0:v]split=${n}${o.renditions.map((_, i) => `[s${i}]`).join("")}`;
-  const scales = o.renditions.map(
+  const encoded = o.renditions.filter((r) => !r.copy);
+  const copying = encoded.length < o.renditions.length;
+  const split = `[0:v]split=${encoded.length}${encoded.map((_, i) => `[s${i}]`).join("")}`;
+  const scales = encoded.map(
     (r, i) => `[s${i}]scale=${r.width}:${r.height}${r.fpsFilter ? `,fps=${r.fpsFilter}` : ""},format=yuv420p[v${i}]`,
   );
   const d = o.segmentDuration;
@@ -75,23 +79,28 @@ export function ffmpegSpec(o: TranscodeOptions, dir: string): FfmpegSpec {
     niceness: o.niceness ?? 0,
     inputFormat: "flv",
     inputOptions: ["-loglevel", "info", "-analyzeduration", "1000000", "-fflags", "+genpts"],
-    filterComplex: [split, ...scales].join(";"),
-    outputs: o.renditions.map((r, i) => {
+    filterComplex: encoded.length > 0 ? [split, ...scales].join(";") : "",
+    outputs: o.renditions.map((r) => {
       const gop = Math.max(1, Math.round(r.frameRate * d));
-      const options = [
-        "-map", `[v${i}]`,
-        "-c:v", "libx264", "-preset", o.preset, "-profile:v", "high", "-level:v", r.x264Level,
+      // beside a copied rendition, keyframes go where the source has them (so every rendition cuts at the same
+      // frames) and x264's own interval is long enough never to put one a frame early
+      const keyframes = copying
+        ? ["-g", String(2 * gop), "-sc_threshold", "0", "-force_key_frames", "source"]
+        : ["-g", String(gop), "-keyint_min", String(gop), "-sc_threshold", "0", "-force_key_frames", `expr:gte(t,n_forced*${d})`];
+      const options = r.copy ? ["-map", "0:v:0", "-c:v", "copy"] : [
+        "-map", `[v${encoded.indexOf(r)}]`,
+        "-c:v", "libx264", "-preset", o.preset, "-profile:v", r.x264Profile, "-level:v", r.x264Level,
         "-b:v", `${r.videoBitrate}k`,
         "-maxrate", `${Math.round(r.videoBitrate * MAXRATE_FACTOR)}k`,
         "-bufsize", `${r.videoBitrate * BUFSIZE_SECONDS}k`,
-        "-g", String(gop), "-keyint_min", String(gop), "-sc_threshold", "0",
-        "-force_key_frames", `expr:gte(t,n_forced*${d})`,
+        ...keyframes,
       ];
-      if (o.hasAudio) {
+      if (o.hasAudio && r.copy && r.copyAudio) options.push("-map", "0:a:0", "-c:a", "copy");
+      else if (o.hasAudio) {
         options.push("-map", "0:a:0", "-c:a", "aac", "-b:a", `${r.audioBitrate}k`, "-ac", "2", "-ar", "48000");
       }
       options.push(
-        "-f", "segment", "-segment_format", "mpegts", "-segment_time", String(d), "-segment_time_delta", "0.05",
+        "-f", "segment", "-segment_format", "mpegts", "-segment_time", String(d), "-segment_time_delta", String(SEGMENT_TIME_DELTA),
         "-reset_timestamps", "0", "-break_non_keyframes", "0",
         "-segment_list", join(dir, `${r.name}.csv`), "-segment_list_type", "csv",
       );
@@ -110,6 +119,12 @@ interface Run {
   watcher: FSWatcher | null;
   poll: NodeJS.Timeout;
   lastProgress: { at: number; media: number } | null;
+  /** Its top rendition copies: the source's keyframes are followed, its segments weighed (passthrough.ts). */
+  watch: CopyWatch | null;
+  /** Killed in its first segment for a full encode of the same media: nothing of it is emitted. */
+  discarded: boolean;
+  /** The stream's first run, or the replay of it: its first group is no discontinuity. */
+  first: boolean;
 }
 
 export class TranscodeJob extends TypedEmitter<JobEvents> {
@@ -129,12 +144,15 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
   /** The run a preset switch is finishing, and the new run's groups held until it exited (kept in order). */
   private finishing: Run | null = null;
   private held: { run: Run; group: Grouped }[] = [];
+  /** The top rendition copies the source (until the source stops fitting; then the full encode for good). */
+  private copying: boolean;
 
   constructor(private readonly o: TranscodeOptions) {
     super();
     this.preset = o.preset;
     this.jobDir = join(o.spoolDir, `${o.streamId}-${o.publishId}`);
     this.maxBacklog = o.maxInputBacklog ?? 32 << 20;
+    this.copying = o.renditions.some((r) => r.copy);
   }
 
   /** The pid of the running ffmpeg, if any (tests and status). */
@@ -186,9 +204,33 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     this.dropping = false;
     if (isSequenceHeader(packet)) return; // headers were sent when the run started
     input.write(flvTag(packet));
+    const misfit = this.run.watch?.packet(packet);
+    if (misfit) this.misfit(this.run, misfit);
   }
 
-  private startRun(keyframe: AVPacket): void {
+  /**
+   * The source stopped fitting a copying run. In the run's first segment nothing was emitted, so the same media
+   * is encoded again in full; later, the full encode starts at the next keyframe (like a preset switch).
+   */
+  private misfit(run: Run, { why, replay }: Misfit): void {
+    this.copying = false;
+    run.watch = null;
+    if (!replay) {
+      this.o.log.warn("passthrough off: full encode from the next keyframe", { stream: this.o.streamId, why });
+      this.switchAtKeyframe = true;
+      return;
+    }
+    this.o.log.warn("passthrough off: its first segment is encoded again in full", { stream: this.o.streamId, why });
+    run.discarded = true;
+    void run.ffmpeg.kill();
+    this.run = null;
+    const [first, ...rest] = replay;
+    const again = this.startRun(first!, run);
+    for (const p of rest) again?.ffmpeg.input.write(flvTag(p));
+  }
+
+  /** Starts a run at a keyframe; `replayOf`: the discarded run whose media it encodes again. */
+  private startRun(keyframe: AVPacket, replayOf?: Run): Run | null {
     const index = this.runs++;
     const dir = join(this.jobDir, String(index));
     try {
@@ -197,12 +239,16 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
       // no spool, no segments: fail this stream now rather than keep it "live" with nothing in it
       this.closed = true;
       this.emit("failed", `the spool directory is unusable: ${errorMessage(error)}`);
-      return;
+      return null;
     }
-    const ffmpeg = new FfmpegProcess(ffmpegSpec({ ...this.o, preset: this.preset }, dir));
+    const renditions = this.copying ? this.o.renditions : this.o.renditions.map((r) => ({ ...r, copy: false, copyAudio: false }));
+    const ffmpeg = new FfmpegProcess(ffmpegSpec({ ...this.o, preset: this.preset, renditions }, dir));
     const run: Run = {
-      index, dir, ffmpeg, startedAt: Date.now(), csvOffsets: new Map(), grouper: new SegmentGrouper(this.o.renditions.map((r) => r.name)), watcher: null,
+      index, dir, ffmpeg, startedAt: replayOf?.startedAt ?? Date.now(), csvOffsets: new Map(), grouper: new SegmentGrouper(this.o.renditions.map((r) => r.name)), watcher: null,
       poll: setInterval(() => this.scan(run), 250), lastProgress: null,
+      watch: this.copying ? new CopyWatch(this.o.segmentDuration, renditions[0]!.bandwidth, this.maxBacklog) : null,
+      discarded: false,
+      first: replayOf ? replayOf.first : index === 0,
     };
     this.run = run;
     try {
@@ -225,6 +271,9 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     if (this.audioHeader) input.write(flvTag(this.audioHeader));
     if (this.videoHeader) input.write(flvTag(this.videoHeader));
     input.write(flvTag(keyframe));
+    const misfit = run.watch?.packet(keyframe);
+    if (misfit) this.misfit(run, misfit);
+    return run;
   }
 
   private progress(run: Run, media: number, fps: number): void {
@@ -240,6 +289,7 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
 
   /** Reads new CSV lines of every rendition and emits each complete group, in order. */
   private scan(run: Run): void {
+    if (run.discarded) return;
     for (const r of this.o.renditions) {
       const file = join(run.dir, `${r.name}.csv`);
       let text: string;
@@ -284,10 +334,13 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     }
     const { segments, afterGap } = grouped;
     const first = segments[0]!;
+    // the copied rendition is the top one, first in the group
+    const heavy = run.watch?.segment(first.bytes.length, first.duration);
+    if (heavy) this.misfit(run, heavy);
     this.emit("group", {
       run: run.index,
       pdt: run.startedAt + first.start * 1000,
-      disc: (run.index > 0 && first.index === 0) || afterGap,
+      disc: (!run.first && first.index === 0) || afterGap,
       finishedAt: Date.now(),
       segments,
     });

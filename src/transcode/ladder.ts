@@ -39,7 +39,26 @@ export interface PlannedRendition extends LadderEntry {
   audioBitrate: number;
   /** Frame rate to force with the fps filter, or null to keep the source's. */
   fpsFilter: number | null;
+  x264Profile: string;
   x264Level: string;
+  /** Copies the source's video instead of encoding it (passthrough.ts decides). */
+  copy: boolean;
+  /** Copies the source's audio too (AAC-LC as the ladder encodes it, at most its bitrate and a margin). */
+  copyAudio: boolean;
+}
+
+/** H.264 profiles every HLS player decodes, by profile_idc, as x264 names them. */
+const X264_PROFILES: Record<number, string> = { 66: "baseline", 77: "main", 100: "high" };
+
+/**
+ * x264's profile and level for an RFC 6381 codecs string (`avc1.PPCCLL`), so an encode says what CODECS says;
+ * null when it is not H.264 of a profile every player decodes.
+ */
+export function x264ProfileOf(codecs: string): { profile: string; level: string } | null {
+  const match = /avc1\.([0-9a-f]{2})[0-9a-f]{2}([0-9a-f]{2})/i.exec(codecs);
+  const profile = match ? X264_PROFILES[parseInt(match[1]!, 16)] : undefined;
+  if (!profile) return null;
+  return { profile, level: (parseInt(match![2]!, 16) / 10).toFixed(1) };
 }
 
 /**
@@ -70,7 +89,10 @@ export function planLadder(ladder: Rendition[], source: SourceInfo): PlannedRend
       averageBandwidth: (r.videoBitrate + (source.hasAudio ? r.audioBitrate : 0)) * 1000,
       codecs: `avc1.6400${level.hex}` + (source.hasAudio ? ",mp4a.40.2" : ""),
       fpsFilter: capped ? r.maxFrameRate : null,
+      x264Profile: "high",
       x264Level: level.level,
+      copy: false,
+      copyAudio: false,
     };
   });
 }
@@ -85,7 +107,11 @@ export function replanLadder(fixed: LadderEntry[], ladder: Rendition[], source: 
       videoBitrate: config?.videoBitrate ?? Math.round(entry.averageBandwidth / 1000),
       audioBitrate: source.hasAudio ? (config?.audioBitrate ?? 96) : 0,
       fpsFilter: Math.abs(sourceRate - entry.frameRate) > 0.01 ? entry.frameRate : null,
-      x264Level: h264Level(entry.width, entry.height, entry.frameRate).level,
+      // an entry recorded from a copied source keeps its profile and level when it is encoded
+      x264Profile: x264ProfileOf(entry.codecs)?.profile ?? "high",
+      x264Level: x264ProfileOf(entry.codecs)?.level ?? h264Level(entry.width, entry.height, entry.frameRate).level,
+      copy: false,
+      copyAudio: false,
     };
   });
 }

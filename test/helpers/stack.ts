@@ -172,6 +172,14 @@ export interface PublishOptions {
   width?: number;
   height?: number;
   audio?: boolean;
+  /** Seconds between keyframes (default 1). */
+  gop?: number;
+  /** kbit/s of video, declared in onMetaData (default: x264's rate control, none declared). */
+  videoKbps?: number;
+  /** Stereo audio (default: mono). */
+  stereo?: boolean;
+  /** An ffmpeg -force_key_frames expression (`gop` then bounds the interval). */
+  keyframes?: string;
 }
 
 /** ffmpeg pushing a synthetic stream in real time (test pattern and a tone). */

@@ -111,6 +111,17 @@ describe("capacity", () => {
     assert.ok(ladderCost({ ...DEFAULTS.transcode, preset: "medium" }) > production);
   });
 
+  it("counts a top rendition that copies the source as cheap: about the cost of the renditions below it", () => {
+    const full = ladderCost(DEFAULTS.transcode);
+    const copied = ladderCost(DEFAULTS.transcode, true);
+    const below = ladderCost({ ...DEFAULTS.transcode, ladder: DEFAULTS.transcode.ladder.slice(1) });
+    assert.equal(copied, below);
+    // the 720p encode is over half the default ladder's pixels
+    assert.ok(copied < full * 0.6, `copied ${copied} against full ${full}`);
+    assert.equal(ladderCost({ ...DEFAULTS.transcode, passthrough: "always" }), copied);
+    assert.equal(ladderCost({ ...DEFAULTS.transcode, passthrough: "auto" }), full, "auto cannot know its sources fit");
+  });
+
   it("knows whether another ready node with a fresh record has room", () => {
     const record = (id: string, state: NodeRecord["state"], slots: number, age: number): NodeRecord => ({
       id, state, httpUrl: "", rtmpUrl: "", version: "", startedAt: 0, heartbeatAt: 10_000 - age,

@@ -19,6 +19,12 @@ export interface SyntheticPush {
   audio?: boolean;
   /** Stop after this many seconds of media; omitted: until killed. */
   seconds?: number;
+  /** Seconds between keyframes; omitted: 1. */
+  gop?: number;
+  /** Stereo audio (as most encoders send); omitted: the tone in mono. */
+  stereo?: boolean;
+  /** An ffmpeg -force_key_frames expression (with `gop` as the longest interval); omitted: every `gop`. */
+  keyframes?: string;
 }
 
 /** ffmpeg's arguments to push the synthetic source to `url` in real time, as a camera encoder would. */
@@ -26,9 +32,9 @@ export function syntheticPushArgs(url: string, o: SyntheticPush = {}): string[] 
   const audio = o.audio !== false;
   return [
     "-hide_banner", "-nostdin", "-loglevel", "error", "-re", ...syntheticInputs(o.width ?? 640, o.height ?? 360, audio),
-    "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30", "-pix_fmt", "yuv420p",
+    "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", String(Math.round((o.gop ?? 1) * 30)), ...(o.keyframes ? ["-force_key_frames", o.keyframes] : []), "-pix_fmt", "yuv420p",
     ...(o.videoKbps ? ["-b:v", `${o.videoKbps}k`, "-maxrate", `${o.videoKbps}k`, "-bufsize", `${o.videoKbps}k`] : []),
-    ...(audio ? ["-c:a", "aac", "-b:a", `${o.audioKbps ?? 64}k`] : []),
+    ...(audio ? ["-c:a", "aac", "-b:a", `${o.audioKbps ?? 64}k`, ...(o.stereo ? ["-ac", "2"] : [])] : []),
     ...(o.seconds ? ["-t", String(o.seconds)] : []),
     "-f", "flv", url,
   ];
