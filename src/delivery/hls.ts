@@ -11,8 +11,9 @@
 // session at all.
 import { CLAIM_ID_PATTERN, RENDITION_PATTERN, SESSION_ID_PATTERN, STREAM_ID_PATTERN, isStreamId } from "../core/ids.ts";
 import type { Metrics } from "../core/metrics.ts";
+import type { Answer, HotRequest } from "../http/answer.ts";
 import type { ClientAddresses } from "../http/client-address.ts";
-import { CORS_HEADERS, HttpError, type HttpServer, type Request } from "../http/server.ts";
+import { CORS_HEADERS, HttpError, type HttpServer } from "../http/server.ts";
 import type { StreamStore } from "../state/store.ts";
 import type { StreamSnapshot } from "../core/model.ts";
 import { renderMaster, renderMedia } from "./playlist.ts";
@@ -62,7 +63,7 @@ export class HlsDelivery {
   /** Renditions viewers asked this node for lately, per stream: what is worth fetching ahead. */
   private readonly watched = new Map<string, Map<string, number>>();
 
-  constructor(http: Pick<HttpServer, "addRoute">, private readonly o: HlsOptions) {
+  constructor(http: Pick<HttpServer, "addHotRoute">, private readonly o: HlsOptions) {
     this.viewers = new ViewerTracker(o.addresses);
     // each change of a watched stream is read once; its newest segments are fetched into memory at once, so
     // viewers get them from memory, and a short Redis outage finds them there
@@ -74,16 +75,16 @@ export class HlsDelivery {
     // a segment in memory is re-read after two minutes: far longer than any viewer needs it
     this.segments = new SegmentCache(o.segmentCacheBytes, 120000);
     const [STREAM, RENDITION, TOKEN] = [STREAM_ID_PATTERN, RENDITION_PATTERN, TOKEN_PATTERN];
-    // every answer's head is one precomputed object, CORS included
-    const OWN = { ownHeaders: true };
+    // hot routes: each answer is data with one precomputed head (CORS included), which either of the node's
+    // HTTP front ends sends (http/answer.ts)
     const SEGMENT = `(\\d{1,15})\\.(${CLAIM_ID_PATTERN})\\.ts`;
-    http.addRoute(["GET", "HEAD"], "master", new RegExp(`^/live/(${STREAM})/index\\.m3u8$`), (r) => this.master(r), OWN);
-    http.addRoute(["GET", "HEAD"], "media", new RegExp(`^/live/(${STREAM})/(${RENDITION})/index\\.m3u8$`), (r) => this.media(r, null), OWN);
-    http.addRoute(["GET", "HEAD"], "segment", new RegExp(`^/live/(${STREAM})/(${RENDITION})/${SEGMENT}$`), (r) => this.segment(r, null), OWN);
+    http.addHotRoute("master", new RegExp(`^/live/(${STREAM})/index\\.m3u8$`), (r) => this.master(r));
+    http.addHotRoute("media", new RegExp(`^/live/(${STREAM})/(${RENDITION})/index\\.m3u8$`), (r) => this.media(r, null));
+    http.addHotRoute("segment", new RegExp(`^/live/(${STREAM})/(${RENDITION})/${SEGMENT}$`), (r) => this.segment(r, null));
     // the same, with a session in the path: params shift by one, the token first
-    const withSession = (r: Request): [Request, string] => [{ ...r, params: [r.params[0]!, ...r.params.slice(2)] }, r.params[1]!];
-    http.addRoute(["GET", "HEAD"], "media", new RegExp(`^/live/(${STREAM})/s/(${TOKEN})/(${RENDITION})/index\\.m3u8$`), (r) => this.media(...withSession(r)), OWN);
-    http.addRoute(["GET", "HEAD"], "segment", new RegExp(`^/live/(${STREAM})/s/(${TOKEN})/(${RENDITION})/${SEGMENT}$`), (r) => this.segment(...withSession(r)), OWN);
+    const withSession = (r: HotRequest): [HotRequest, string] => [{ ...r, params: [r.params[0]!, ...r.params.slice(2)] }, r.params[1]!];
+    http.addHotRoute("media", new RegExp(`^/live/(${STREAM})/s/(${TOKEN})/(${RENDITION})/index\\.m3u8$`), (r) => this.media(...withSession(r)));
+    http.addHotRoute("segment", new RegExp(`^/live/(${STREAM})/s/(${TOKEN})/(${RENDITION})/${SEGMENT}$`), (r) => this.segment(...withSession(r)));
   }
 
   /** Starts the timers that keep its memory bounded. */
@@ -129,7 +130,7 @@ export class HlsDelivery {
    * never used in time) is one no more, and the request starts another. In CDN mode no session is started
    * or written: the text is the same for everyone.
    */
-  private async master({ params, res, method, req, query }: Request): Promise<void> {
+  private async master({ params, client, query }: HotRequest): Promise<Answer> {
     const streamId = params[0]!;
     let session = this.o.sessions.check(query.get("session"), streamId);
     if (session && !(await this.o.sessions.loading(session))) session = null;
@@ -140,17 +141,16 @@ export class HlsDelivery {
     if (this.o.cdn) {
       // counted as its media playlist requests are, which name no session: by address and user agent; a
       // client not counted yet is a new viewer, and the viewer caps apply to it
-      if (!this.viewers.counted(stream.id, req)) this.o.admitViewer?.(stream.id);
-      this.viewers.seen(stream.id, req, null);
-      PlaylistBody.of(renderMaster(stream.ladder), stream.state === "ended").send(res, method, req.headers, query.has("session"));
-      return;
+      if (!this.viewers.counted(stream.id, client)) this.o.admitViewer?.(stream.id);
+      this.viewers.seen(stream.id, client, null);
+      return PlaylistBody.of(renderMaster(stream.ladder), stream.state === "ended").answer(client.headers["accept-encoding"], query.has("session"));
     }
-    const token = session?.token ?? this.o.sessions.start(req, stream.id).token;
-    this.viewers.seen(stream.id, req, token);
+    const token = session?.token ?? this.o.sessions.start(client, stream.id).token;
+    this.viewers.seen(stream.id, client, token);
     // a paused session's resume point rides in its media playlist URIs (read afresh here, on the player's load)
     const resume = session ? await this.o.sessions.resumeAt(session.sessionId) : null;
     const text = renderMaster(stream.ladder, resume === null ? "" : `?resume=${resume}`, `s/${token}/`);
-    PlaylistBody.of(text, stream.state === "ended").send(res, method, req.headers, true);
+    return PlaylistBody.of(text, stream.state === "ended").answer(client.headers["accept-encoding"], true);
   }
 
   /**
@@ -158,7 +158,7 @@ export class HlsDelivery {
    * it. A paused session's playlist points EXT-X-START at its position while it is in the window (rendered
    * for it; a delta update is a reload, where a player no longer uses EXT-X-START, so it gets the shared one).
    */
-  private async media({ params, res, method, req, query }: Request, token: string | null): Promise<void> {
+  private async media({ params, client, query }: HotRequest, token: string | null): Promise<Answer> {
     const legacy = token === null ? query.get("session") : null;
     const session = this.o.sessions.check(token ?? legacy, params[0]);
     const stream = await this.snapshot(params[0]!);
@@ -169,25 +169,21 @@ export class HlsDelivery {
       // a URI of an earlier release (?session=): to the session's path, where its segments carry the session
       const resume = query.get("resume");
       const location = `/live/${stream.id}/s/${session.token}/${rendition}/index.m3u8${resume && /^\d{13}$/.test(resume) ? `?resume=${resume}` : ""}`;
-      res.writeHead(302, { ...CORS_HEADERS, Location: location, "Cache-Control": "private, no-store", "Content-Length": 0 });
-      res.end();
-      return;
+      return { status: 302, headers: { ...CORS_HEADERS, Location: location, "Cache-Control": "private, no-store", "Content-Length": 0 }, body: null };
     }
-    this.viewers.seen(stream.id, req, session?.token ?? null);
+    this.viewers.seen(stream.id, client, session?.token ?? null);
     const watched = this.watched.get(stream.id) ?? new Map<string, number>();
     this.watched.set(stream.id, watched.set(rendition, Date.now()));
     const delta = wantsDelta(query);
     const personal = session !== null;
+    const encoding = client.headers["accept-encoding"];
     if (session) {
       this.o.sessions.touch(session, rendition);
       const known = delta ? undefined : this.startOffset(session, stream, rendition, query.get("resume"));
       const startOffset = known === undefined ? undefined : await known;
-      if (startOffset !== undefined) {
-        PlaylistBody.of(renderMedia(stream, rendition, "", { startOffset }), stream.state === "ended").send(res, method, req.headers, personal);
-        return;
-      }
+      if (startOffset !== undefined) return PlaylistBody.of(renderMedia(stream, rendition, "", { startOffset }), stream.state === "ended").answer(encoding, personal);
     }
-    this.rendered.media(stream, rendition, delta).send(res, method, req.headers, personal);
+    return this.rendered.media(stream, rendition, delta).answer(encoding, personal);
   }
 
   /** A paused session's EXT-X-START offset: undefined at once when it is known to be playing, else read. */
@@ -198,7 +194,7 @@ export class HlsDelivery {
     return this.o.sessions.startOffset(session.sessionId, stream, rendition, resume);
   }
 
-  private async segment({ params, req, res, method, query }: Request, token: string | null): Promise<void> {
+  private async segment({ params, client, query }: HotRequest, token: string | null): Promise<Answer> {
     const [streamId, rendition, seqText, claim] = params as [string, string, string, string];
     const seq = Number(seqText);
     if (!isStreamId(streamId) || !Number.isSafeInteger(seq)) throw new HttpError(400, "BAD_PATH", "invalid segment path");
@@ -218,7 +214,7 @@ export class HlsDelivery {
     );
     if (!bytes) throw new HttpError(404, "UNKNOWN_SEGMENT", `segment ${rendition}/${seq}.${claim} of ${streamId} is not available`);
     const kind = session ? "private" : "public";
-    const range = req.headers.range === undefined ? null : /^bytes=(\d*)-(\d*)$/.exec(req.headers.range);
+    const range = client.headers.range === undefined ? null : /^bytes=(\d*)-(\d*)$/.exec(client.headers.range);
     if (range && (range[1] || range[2])) {
       const start = range[1] ? Number(range[1]) : Math.max(0, bytes.length - Number(range[2]));
       const end = range[1] && range[2] ? Math.min(Number(range[2]), bytes.length - 1) : bytes.length - 1;
@@ -226,12 +222,9 @@ export class HlsDelivery {
         throw new HttpError(416, "RANGE", "range not satisfiable", { "Content-Range": `bytes */${bytes.length}` });
       }
       const headers = { ...this.segmentHeadersOf(bytes, kind), "Content-Length": end - start + 1, "Content-Range": `bytes ${start}-${end}/${bytes.length}` };
-      res.writeHead(206, headers);
-      res.end(method === "HEAD" ? undefined : bytes.subarray(start, end + 1));
-      return;
+      return { status: 206, headers, body: bytes.subarray(start, end + 1) };
     }
-    res.writeHead(200, this.segmentHeadersOf(bytes, kind));
-    res.end(method === "HEAD" ? undefined : bytes);
+    return { status: 200, headers: this.segmentHeadersOf(bytes, kind), body: bytes };
   }
 
   private segmentHeadersOf(bytes: Buffer, kind: "public" | "private"): Record<string, string | number> {

@@ -3,9 +3,9 @@
 // through by this node's updates), positions converted between seconds on the stream's timeline and program
 // date-time, and the resume point a paused viewer's playlists carry. A new session is its token alone: the
 // record comes with its first use (state/sessions.ts), so starting one costs Redis nothing.
-import type { IncomingMessage } from "node:http";
 import { startWindowMs, type Session, type SessionOrigin, type SessionStore } from "../state/sessions.ts";
 import type { StreamSnapshot } from "../core/model.ts";
+import type { Client } from "../http/answer.ts";
 import type { ClientAddresses } from "../http/client-address.ts";
 import { HttpError } from "../http/errors.ts";
 import { checkPlaybackToken } from "./playback-token.ts";
@@ -149,7 +149,7 @@ export class ViewerSessions {
    * Starts a session (after `authorize`, for a stream that exists): 429 past the client address's rate, 503
    * when the stream or the node has all the viewers it may.
    */
-  start(req: IncomingMessage, streamId: string): { session: Session; token: string } {
+  start(req: Client, streamId: string): { session: Session; token: string } {
     this.o.admitViewer?.(streamId);
     const wait = this.starts.take(this.o.addresses.of(req));
     if (wait > 0) {

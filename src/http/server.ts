@@ -1,6 +1,9 @@
 // The node's HTTP transport: the listener and its limits (connection caps, the first-request deadline, idle
 // sockets), the router, CORS, error mapping, the drain's socket control, WebSocket upgrades, and the node's own
-// endpoints (health, readiness, metrics). Features add their routes with addRoute() (HLS: delivery/hls.ts).
+// endpoints (health, readiness, metrics). Features add their routes with addRoute(), and the viewers' hot
+// routes with addHotRoute() (HLS: delivery/hls.ts), whose answers are data (answer.ts) that either front end
+// sends: the lean front (front.ts), which accepts every connection and answers plain GET/HEAD requests of
+// hot routes itself, or Node's http server, which it hands every other connection to.
 // Paths are matched against strict patterns; nothing here reads a file named by a request.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
@@ -10,9 +13,11 @@ import { clientKey } from "../core/address.ts";
 import { listen } from "../core/listen.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
+import { UNAVAILABLE, errorAnswer, type Answer, type Client, type HotHandler, type HotRequest } from "./answer.ts";
 import { checkBearer } from "./bearer.ts";
 import type { ClientAddresses } from "./client-address.ts";
 import { HttpError, sendJson } from "./errors.ts";
+import { LeanFront } from "./front.ts";
 import { rejectUpgrade } from "./upgrade.ts";
 
 export interface Readiness {
@@ -39,6 +44,8 @@ interface Route {
   name: string;
   handler: Handler;
   ownHeaders: boolean;
+  /** A hot route's handler: its answer is data, which the lean front can send too. */
+  hot: HotHandler | null;
 }
 
 export interface RouteOptions {
@@ -89,12 +96,14 @@ const TIMED_ROUTES = new Set(["master", "media", "segment"]);
 
 export class HttpServer {
   private readonly routes: Route[] = [];
+  private readonly hotRoutes: Route[] = [];
   private server: Server | null = null;
+  private front: LeanFront | null = null;
   private readonly sockets = new Set<Socket>();
   /** Open sockets per direct peer (not counting the trusted balancer), for the per-address cap. */
   private readonly perAddress = new Map<string, number>();
-  /** While set, every response carries `Connection: close` (a drain). */
-  private draining = false;
+  /** While set, every response carries `Connection: close` (a drain; the lean front hands every request to Node). */
+  draining = false;
   /** Requests being answered, health checks left out (the balancer keeps sending those). */
   inFlight = 0;
   /** /readyz answered "ready" this many times in a row. */
@@ -132,15 +141,79 @@ export class HttpServer {
   }
 
   addRoute(methods: string[], name: string, pattern: RegExp, handler: Handler, options: RouteOptions = {}): void {
-    this.routes.push({ methods, pattern, name, handler, ownHeaders: options.ownHeaders === true });
+    this.routes.push({ methods, pattern, name, handler, ownHeaders: options.ownHeaders === true, hot: null });
+  }
+
+  /**
+   * A viewers' route (GET and HEAD) whose handler makes its answer as data, with its CORS headers in its own
+   * head: answered by the lean front for a plain request, by Node's server for any other (a Range, a drain).
+   */
+  addHotRoute(name: string, pattern: RegExp, hot: HotHandler): void {
+    const route: Route = {
+      methods: ["GET", "HEAD"], pattern, name, ownHeaders: true, hot,
+      handler: async ({ method, path, params, query, req, res }) => {
+        const answer = await this.answerOf(route, { method: method as "GET" | "HEAD", path, params, query, client: req }, req.url);
+        res.writeHead(answer.status, answer.headers);
+        res.end(method === "HEAD" || answer.body === null ? undefined : answer.body);
+      },
+    };
+    this.routes.push(route);
+    this.hotRoutes.push(route);
+  }
+
+  /** A hot route's answer: a handler's error mapped as handle() maps every route's. */
+  private async answerOf(route: Route, request: HotRequest, target: string | undefined): Promise<Answer> {
+    try {
+      return await route.hot!(request);
+    } catch (error) {
+      return errorAnswer(this.failure(error, route.name, target), CORS_HEADERS);
+    }
+  }
+
+  /** The HttpError a handler's error answers: its own, or a 503 (logged) for a failure that is not the client's. */
+  private failure(error: unknown, route: string, target: string | undefined): HttpError {
+    if (error instanceof HttpError) return error;
+    this.o.log.warn("request failed", { route, path: loggedPath(target), error: errorMessage(error) });
+    return UNAVAILABLE;
+  }
+
+  /**
+   * The lean front's request: the answer of the hot route its target names (counted and timed as handle()
+   * counts Node's requests), or null when it names none (the front hands the connection to Node).
+   */
+  private hot(method: "GET" | "HEAD", target: string, client: Client): Promise<Answer> | null {
+    const mark = target.indexOf("?");
+    const path = mark === -1 ? target : target.slice(0, mark);
+    if (target.includes("#")) return null;
+    for (const route of this.hotRoutes) {
+      const match = route.pattern.exec(path);
+      if (!match) continue;
+      const query = mark === -1 ? NO_QUERY : new URLSearchParams(target.slice(mark + 1));
+      return this.timed(route, this.answerOf(route, { method, path, params: match.slice(1), query, client }, target));
+    }
+    return null;
+  }
+
+  private async timed(route: Route, answering: Promise<Answer>): Promise<Answer> {
+    const arrived = process.hrtime.bigint();
+    this.inFlight += 1;
+    try {
+      const answer = await answering;
+      this.counted(route.name, answer.status).inc();
+      this.timer(route.name).observe(Number(process.hrtime.bigint() - arrived) / 1e9);
+      return answer;
+    } finally {
+      this.inFlight -= 1;
+    }
   }
 
   get port(): number {
-    const address = this.server?.address();
+    const address = this.front?.server.address();
     return typeof address === "object" && address ? address.port : this.o.port;
   }
 
   async start(): Promise<void> {
+    // Node's http server never listens: it takes the connections the lean front hands it
     const server = createServer((req, res) => {
       this.handle(req, res).catch(() => res.destroy());
     });
@@ -149,7 +222,6 @@ export class HttpServer {
     server.headersTimeout = 10000;
     server.requestTimeout = 30000;
     server.timeout = SOCKET_IDLE_MS;
-    server.maxConnections = this.o.maxConnections;
     // a malformed request line or header: Node answers 400 (431, 408) itself and closes that socket only
     server.on("request", (req: IncomingMessage) => this.firstRequest(req.socket));
     server.on("upgrade", (req, socket, head) => {
@@ -165,15 +237,24 @@ export class HttpServer {
         rejectUpgrade(socket, 500, "Internal Server Error");
       }
     });
-    server.on("connection", (socket: Socket) => this.accept(socket));
-    await listen(server, { port: this.o.port, bind: this.o.bind, what: "HTTP", key: "http.port / BATON_HTTP_PORT" });
+    const front = new LeanFront({
+      accept: (socket) => this.accept(socket),
+      firstRequest: (socket) => this.firstRequest(socket),
+      hot: (method, target, client) => this.hot(method, target, client),
+      handOver: (socket) => server.emit("connection", socket),
+      draining: () => this.draining,
+    }, this.o.maxConnections);
+    await listen(front.server, { port: this.o.port, bind: this.o.bind, what: "HTTP", key: "http.port / BATON_HTTP_PORT" });
+    // what starts Node's own checks of its connections (headersTimeout, requestTimeout) when it listens
+    server.emit("listening");
     this.server = server;
+    this.front = front;
   }
 
   private readonly awaitingRequest = new WeakMap<Socket, NodeJS.Timeout>();
 
-  /** A new socket: counted, capped per direct peer, and closed unless a request arrives in time. */
-  private accept(socket: Socket): void {
+  /** A new socket: counted, capped per direct peer, and closed unless a request arrives in time (false: refused). */
+  private accept(socket: Socket): boolean {
     socket.on("error", () => undefined);
     const direct = this.o.addresses.peer(socket);
     // an IPv6 client is its /64: walking through its own addresses buys it no more sockets
@@ -183,7 +264,7 @@ export class HttpServer {
       if (open > this.o.maxConnectionsPerAddress) {
         this.o.metrics.httpConnectionsRefused.inc({ reason: "per_address" });
         socket.destroy();
-        return;
+        return false;
       }
       this.perAddress.set(peer, open);
     }
@@ -202,6 +283,7 @@ export class HttpServer {
       if (left > 0) this.perAddress.set(peer, left);
       else this.perAddress.delete(peer);
     });
+    return true;
   }
 
   private firstRequest(socket: Socket): void {
@@ -212,11 +294,13 @@ export class HttpServer {
   }
 
   async close(): Promise<void> {
-    const server = this.server;
+    const [server, front] = [this.server, this.front];
     this.server = null;
-    if (!server) return;
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    server.closeIdleConnections();
+    this.front = null;
+    if (!server || !front) return;
+    const closed = new Promise<void>((resolve) => front.server.close(() => resolve()));
+    // Node's server stops its connection checks (it never listened: its close callback would only say so)
+    server.close();
     for (const socket of this.sockets) socket.destroy();
     await closed;
   }
@@ -224,7 +308,7 @@ export class HttpServer {
   /** A drain starts: answer every request with `Connection: close` and close idle keep-alive sockets. */
   drain(): void {
     this.draining = true;
-    this.server?.closeIdleConnections();
+    this.closeIdle();
   }
 
   undrain(): void {
@@ -238,6 +322,7 @@ export class HttpServer {
 
   /** Ends the drain's HTTP side: closes what is idle now; sockets with a request in flight finish first. */
   closeIdle(): void {
+    this.front?.closeIdle();
     this.server?.closeIdleConnections();
   }
 

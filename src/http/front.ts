@@ -1,0 +1,289 @@
+// The lean HTTP/1.1 front of the node's HTTP port. Every connection is accepted here (a plain `net` server);
+// the simple GET and HEAD requests of the hot routes (the viewers' HLS playlists and segments) are parsed by a
+// strict, bounded parser and answered here from the answer their route makes (answer.ts): one precomputed
+// head per kind of answer and the body in one write, which costs about half of what Node's http machinery
+// costs per request. Anything else (an API, an upgrade, a body, a Range, a header this parser does not take,
+// a request it cannot read) goes to Node's own http server unchanged, at a request boundary, with the bytes
+// already read (`socket.unshift` + `emit("connection")`); from then on Node owns the connection, so Node's
+// strict parser and its error answers (400, 431, 408) decide everything that is unusual.
+import { STATUS_CODES } from "node:http";
+import { createServer, type Server, type Socket } from "node:net";
+import type { Answer, Client } from "./answer.ts";
+
+/** What the front needs of the node's HTTP server. */
+export interface FrontHost {
+  /** A connection arrived: counted and capped (false: refused, already destroyed). */
+  accept(socket: Socket): boolean;
+  /** The connection brought its first request (the first-request deadline is over). */
+  firstRequest(socket: Socket): void;
+  /** The answer of a hot request (counted, timed, errors mapped); null when no hot route takes the target. */
+  hot(method: "GET" | "HEAD", target: string, client: Client): Promise<Answer> | null;
+  /** Node's http server takes the connection from here on. */
+  handOver(socket: Socket): void;
+  /** A drain: every request goes to Node's server, which answers `Connection: close`. */
+  draining(): boolean;
+}
+
+/** A request head larger than this is Node's to refuse (431), as its own limit (16 KiB) is. */
+const MAX_HEAD = 16384;
+/** Input read ahead of the answers (pipelined requests): past this the socket is not read until they are. */
+const MAX_BUFFERED = 65536;
+/** Answer bytes queued on a socket that does not read: past this no further request is answered until it drains. */
+const MAX_QUEUED = 262144;
+/** Bodies up to this size are copied behind the head into one write; larger ones go out as a second buffer. */
+const COPY_MAX = 16384;
+/** A connection with no traffic either way for this long is closed (Node's keep-alive timeout, 30 s). */
+const KEEP_ALIVE_MS = 30000;
+/** A request head begun must be complete within this time (Node's headersTimeout): else 408 and close. */
+const HEAD_MS = 10000;
+const HEAD_END = Buffer.from("\r\n\r\n");
+/** What Node answers a request whose head took too long. */
+const REQUEST_TIMEOUT = Buffer.from("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n");
+
+/** A request this front answers: what the hot routes read of it. */
+export interface HotHead {
+  method: "GET" | "HEAD";
+  target: string;
+  headers: Client["headers"];
+}
+
+const REQUEST_LINE = /^(GET|HEAD) (\/[!-~]*) HTTP\/1\.1$/;
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** Anything but visible ASCII, space, tab and CRLF (a bare CR or LF too): Node's parser decides what it means. */
+const UNUSUAL = /[^\t\x20-\x7e\r\n]|\r(?!\n)|(?<!\r)\n/;
+
+/**
+ * Reads a request head (without its final CRLF CRLF) when it is a plain one this front answers: GET or
+ * HEAD, HTTP/1.1, one Host, no body (no Content-Length, no Transfer-Encoding), no Range, Upgrade or Expect,
+ * no Connection other than keep-alive, no obs-fold, no bare CR or LF, no control byte. null: Node's server
+ * reads it instead.
+ */
+export function parseHead(head: string): HotHead | null {
+  if (UNUSUAL.test(head)) return null;
+  const lines = head.split("\r\n");
+  const line = REQUEST_LINE.exec(lines[0]!);
+  if (!line) return null;
+  const headers: Client["headers"] = {};
+  let host = false;
+  for (let i = 1; i < lines.length; i++) {
+    const text = lines[i]!;
+    const colon = text.indexOf(":");
+    if (colon <= 0) return null;
+    const name = text.slice(0, colon);
+    if (!TOKEN.test(name)) return null;
+    const value = text.slice(colon + 1).trim();
+    switch (name.toLowerCase()) {
+      case "host":
+        if (host) return null;
+        host = true;
+        break;
+      // joined as Node joins repeated ones
+      case "accept-encoding":
+        headers["accept-encoding"] = headers["accept-encoding"] === undefined ? value : `${headers["accept-encoding"]}, ${value}`;
+        break;
+      case "x-forwarded-for":
+        headers["x-forwarded-for"] = headers["x-forwarded-for"] === undefined ? value : `${headers["x-forwarded-for"]}, ${value}`;
+        break;
+      // Node keeps the first
+      case "user-agent":
+        headers["user-agent"] ??= value;
+        break;
+      case "connection":
+        if (value.toLowerCase() !== "keep-alive") return null;
+        break;
+      case "content-length":
+      case "transfer-encoding":
+      case "range":
+      case "upgrade":
+      case "expect":
+        return null;
+    }
+  }
+  return host ? { method: line[1] as "GET" | "HEAD", target: line[2]!, headers } : null;
+}
+
+const heads = new WeakMap<Answer["headers"], { status: number; bytes: Buffer }>();
+
+/** An answer's status line and headers (without Date and Connection), serialized once per headers object. */
+function headOf(answer: Answer): Buffer {
+  const made = heads.get(answer.headers);
+  if (made && made.status === answer.status) return made.bytes;
+  let text = `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status] ?? "unknown"}\r\n`;
+  for (const [name, value] of Object.entries(answer.headers)) text += `${name}: ${value}\r\n`;
+  const bytes = Buffer.from(text, "latin1");
+  heads.set(answer.headers, { status: answer.status, bytes });
+  return bytes;
+}
+
+let tailSecond = -1;
+let tail = Buffer.alloc(0);
+
+/** What ends every head: the date (made once a second, as Node does) and the keep-alive headers Node sends. */
+function tailNow(): Buffer {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== tailSecond) {
+    tailSecond = second;
+    tail = Buffer.from(`Date: ${new Date(now).toUTCString()}\r\nConnection: keep-alive\r\nKeep-Alive: timeout=${KEEP_ALIVE_MS / 1000}\r\n\r\n`, "latin1");
+  }
+  return tail;
+}
+
+/** One connection while this front owns it. */
+class Connection {
+  private pending: Buffer | null = null;
+  /** An answer is being made or its bytes wait for the socket to drain: the next request waits. */
+  private busy = false;
+  private paused = false;
+  private ended = false;
+  private started = false;
+  private headTimer: NodeJS.Timeout | null = null;
+  private readonly onData = (chunk: Buffer): void => this.data(chunk);
+  private readonly onEnd = (): void => {
+    this.ended = true;
+    if (!this.busy) this.pump();
+  };
+  private readonly onTimeout = (): void => {
+    this.socket.destroy();
+  };
+
+  constructor(readonly socket: Socket, private readonly host: FrontHost, private readonly owned: Set<Connection>) {
+    owned.add(this);
+    socket.on("data", this.onData);
+    socket.on("end", this.onEnd);
+    socket.setTimeout(KEEP_ALIVE_MS);
+    socket.on("timeout", this.onTimeout);
+    socket.once("close", () => {
+      this.clearHeadTimer();
+      owned.delete(this);
+    });
+  }
+
+  /** Nothing asked and nothing being answered: a drain may close it. */
+  get idle(): boolean {
+    return !this.busy && this.pending === null;
+  }
+
+  private data(chunk: Buffer): void {
+    this.pending = this.pending === null ? chunk : Buffer.concat([this.pending, chunk]);
+    if (this.pending.length > MAX_BUFFERED && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    }
+    if (!this.busy) this.pump();
+  }
+
+  /** Answers the requests read, in order, one at a time. */
+  private pump(): void {
+    while (!this.busy) {
+      const buffer = this.pending;
+      if (this.paused && (buffer === null || buffer.length <= MAX_BUFFERED)) {
+        this.paused = false;
+        this.socket.resume();
+      }
+      if (buffer === null) {
+        if (this.ended) this.socket.end();
+        return;
+      }
+      const end = buffer.indexOf(HEAD_END);
+      if (end === -1 && buffer.length <= MAX_HEAD) {
+        // a head begun and not complete: it has its time (the first one: the server's first-request deadline)
+        if (this.ended) this.socket.destroy();
+        else if (this.started) this.headTimer ??= setTimeout(() => this.socket.end(REQUEST_TIMEOUT), HEAD_MS);
+        return;
+      }
+      const head = end === -1 || end > MAX_HEAD || this.host.draining() ? null : parseHead(buffer.toString("latin1", 0, end));
+      const answer = head === null ? null : this.host.hot(head.method, head.target, { headers: head.headers, socket: this.socket });
+      if (head === null || answer === null) {
+        this.handOver();
+        return;
+      }
+      this.clearHeadTimer();
+      if (!this.started) {
+        this.started = true;
+        this.host.firstRequest(this.socket);
+      }
+      this.pending = end + 4 < buffer.length ? buffer.subarray(end + 4) : null;
+      this.busy = true;
+      answer.then(
+        (a) => this.send(head.method, a),
+        () => this.socket.destroy(),
+      );
+    }
+  }
+
+  private send(method: "GET" | "HEAD", answer: Answer): void {
+    const socket = this.socket;
+    if (socket.destroyed) return;
+    const head = headOf(answer);
+    const body = method === "HEAD" ? null : answer.body;
+    if (body === null || body.length === 0) socket.write(Buffer.concat([head, tailNow()]));
+    else if (body.length <= COPY_MAX) socket.write(Buffer.concat([head, tailNow(), body]));
+    else {
+      socket.cork();
+      socket.write(Buffer.concat([head, tailNow()]));
+      socket.write(body);
+      socket.uncork();
+    }
+    if (socket.writableLength > MAX_QUEUED) {
+      socket.once("drain", () => {
+        this.busy = false;
+        this.pump();
+      });
+      return;
+    }
+    this.busy = false;
+    this.pump();
+  }
+
+  private clearHeadTimer(): void {
+    if (this.headTimer === null) return;
+    clearTimeout(this.headTimer);
+    this.headTimer = null;
+  }
+
+  /** Node's server takes the connection, with the bytes read and not answered. */
+  private handOver(): void {
+    const socket = this.socket;
+    this.clearHeadTimer();
+    this.owned.delete(this);
+    socket.off("data", this.onData);
+    socket.off("end", this.onEnd);
+    socket.off("timeout", this.onTimeout);
+    socket.setTimeout(0);
+    // the client closed its side: a request that is not ours cannot be handed on (the stream has ended)
+    if (this.ended) {
+      socket.destroy();
+      return;
+    }
+    if (this.pending !== null) socket.unshift(this.pending);
+    this.pending = null;
+    this.host.handOver(socket);
+    // Node's parser reads on once the socket flows; the bytes put back come first (they flush before any read)
+    if (this.paused) socket.resume();
+  }
+}
+
+/** The listener of the node's HTTP port. */
+export class LeanFront {
+  readonly server: Server;
+  private readonly connections = new Set<Connection>();
+
+  constructor(host: FrontHost, maxConnections: number) {
+    // half-open as Node's http server is: a client's FIN ends the connection once its answers are sent
+    this.server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+      if (host.accept(socket)) new Connection(socket, host, this.connections);
+    });
+    this.server.maxConnections = maxConnections;
+  }
+
+  /** Closes the connections this front owns that have nothing to answer (a drain). */
+  closeIdle(): void {
+    for (const connection of this.connections) if (connection.idle) connection.socket.destroy();
+  }
+
+  /** Connections this front owns (not handed over). */
+  get size(): number {
+    return this.connections.size;
+  }
+}
