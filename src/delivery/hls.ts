@@ -11,7 +11,7 @@
 // session at all.
 import { CLAIM_ID_PATTERN, RENDITION_PATTERN, SESSION_ID_PATTERN, STREAM_ID_PATTERN, isStreamId } from "../core/ids.ts";
 import type { Metrics } from "../core/metrics.ts";
-import type { Answer, HotRequest } from "../http/answer.ts";
+import { after, type Answer, type HotRequest, type Soon } from "../http/answer.ts";
 import type { ClientAddresses } from "../http/client-address.ts";
 import { CORS_HEADERS, HttpError, type HttpServer } from "../http/server.ts";
 import type { StreamStore } from "../state/store.ts";
@@ -117,11 +117,12 @@ export class HlsDelivery {
     }
   }
 
-  private async snapshot(streamId: string): Promise<NonNullable<Awaited<ReturnType<TimelineCache["get"]>>["snapshot"]>> {
+  /** The stream's timeline: at once when memory holds a fresh one (every watched stream's), else once read. */
+  private snapshot(streamId: string): Soon<StreamSnapshot> {
     if (!isStreamId(streamId)) throw new HttpError(400, "BAD_STREAM_ID", "invalid stream id");
-    const { snapshot } = await this.timelines.get(streamId);
-    if (!snapshot) throw new HttpError(404, "UNKNOWN_STREAM", `stream ${streamId} is not live`);
-    return snapshot;
+    const held = this.timelines.peek(streamId);
+    if (held !== undefined) return live(held, streamId);
+    return this.timelines.get(streamId).then(({ snapshot }) => live(snapshot, streamId));
   }
 
   /**
@@ -158,10 +159,13 @@ export class HlsDelivery {
    * it. A paused session's playlist points EXT-X-START at its position while it is in the window (rendered
    * for it; a delta update is a reload, where a player no longer uses EXT-X-START, so it gets the shared one).
    */
-  private async media({ params, client, query }: HotRequest, token: string | null): Promise<Answer> {
-    const legacy = token === null ? query.get("session") : null;
-    const session = this.o.sessions.check(token ?? legacy, params[0]);
-    const stream = await this.snapshot(params[0]!);
+  private media(request: HotRequest, token: string | null): Soon<Answer> {
+    const legacy = token === null ? request.query.get("session") : null;
+    const session = this.o.sessions.check(token ?? legacy, request.params[0]);
+    return after(this.snapshot(request.params[0]!), (stream) => this.mediaOf(request, stream, session, legacy));
+  }
+
+  private mediaOf({ params, client, query }: HotRequest, stream: StreamSnapshot, session: NamedSession | null, legacy: string | null): Soon<Answer> {
     const rendition = params[1]!;
     if (!stream.ladder) throw new HttpError(503, "STARTING", "the stream is starting", { "Retry-After": "1" });
     if (!stream.ladder.some((r) => r.name === rendition)) throw new HttpError(404, "UNKNOWN_RENDITION", `no rendition ${rendition}`);
@@ -177,13 +181,16 @@ export class HlsDelivery {
     const delta = wantsDelta(query);
     const personal = session !== null;
     const encoding = client.headers["accept-encoding"];
+    const shared = (): Answer => this.rendered.media(stream, rendition, delta).answer(encoding, personal);
     if (session) {
       this.o.sessions.touch(session, rendition);
       const known = delta ? undefined : this.startOffset(session, stream, rendition, query.get("resume"));
-      const startOffset = known === undefined ? undefined : await known;
-      if (startOffset !== undefined) return PlaylistBody.of(renderMedia(stream, rendition, "", { startOffset }), stream.state === "ended").answer(encoding, personal);
+      if (known !== undefined) {
+        return known.then((startOffset) =>
+          startOffset === undefined ? shared() : PlaylistBody.of(renderMedia(stream, rendition, "", { startOffset }), stream.state === "ended").answer(encoding, personal));
+      }
     }
-    return this.rendered.media(stream, rendition, delta).answer(encoding, personal);
+    return shared();
   }
 
   /** A paused session's EXT-X-START offset: undefined at once when it is known to be playing, else read. */
@@ -194,27 +201,33 @@ export class HlsDelivery {
     return this.o.sessions.startOffset(session.sessionId, stream, rendition, resume);
   }
 
-  private async segment({ params, client, query }: HotRequest, token: string | null): Promise<Answer> {
+  private segment({ params, client, query }: HotRequest, token: string | null): Soon<Answer> {
     const [streamId, rendition, seqText, claim] = params as [string, string, string, string];
     const seq = Number(seqText);
     if (!isStreamId(streamId) || !Number.isSafeInteger(seq)) throw new HttpError(400, "BAD_PATH", "invalid segment path");
     const session = this.o.sessions.check(token ?? query.get("session"), streamId);
     // the timeline (in memory for a watched stream) names the broadcast whose media holds the segment
-    const stream = await this.snapshot(streamId);
-    if (session) {
-      // players that never report (Safari's native player, VLC) still leave a resume point
-      const entry = entryOf(stream, seq, claim);
-      if (entry && stream.ladder?.some((r) => r.name === rendition)) this.o.sessions.inferred(session, stream, entry.pdt, rendition);
-    }
-    const bytes = await this.segments.get(
+    return after(this.snapshot(streamId), (stream) => {
+      if (session) {
+        // players that never report (Safari's native player, VLC) still leave a resume point
+        const entry = entryOf(stream, seq, claim);
+        if (entry && stream.ladder?.some((r) => r.name === rendition)) this.o.sessions.inferred(session, stream, entry.pdt, rendition);
+      }
       // the key names the claim: a URI of a timeline that lost its history finds nothing (404), never new bytes
-      segmentKey(streamId, rendition, seq, claim),
-      () => this.o.store.readSegment(streamId, stream.broadcast, rendition, seq, claim),
-      () => this.o.metrics.segmentCacheMisses.inc(),
-    );
-    if (!bytes) throw new HttpError(404, "UNKNOWN_SEGMENT", `segment ${rendition}/${seq}.${claim} of ${streamId} is not available`);
-    const kind = session ? "private" : "public";
-    const range = client.headers.range === undefined ? null : /^bytes=(\d*)-(\d*)$/.exec(client.headers.range);
+      const key = segmentKey(streamId, rendition, seq, claim);
+      const answer = (bytes: Buffer | null): Answer => {
+        if (!bytes) throw new HttpError(404, "UNKNOWN_SEGMENT", `segment ${rendition}/${seq}.${claim} of ${streamId} is not available`);
+        return this.segmentAnswer(bytes, session ? "private" : "public", client.headers.range);
+      };
+      const held = this.segments.peek(key);
+      if (held) return answer(held);
+      return this.segments.get(key, () => this.o.store.readSegment(streamId, stream.broadcast, rendition, seq, claim), () => this.o.metrics.segmentCacheMisses.inc()).then(answer);
+    });
+  }
+
+  /** A segment's bytes, or the byte range asked for. */
+  private segmentAnswer(bytes: Buffer, kind: "public" | "private", rangeHeader: string | undefined): Answer {
+    const range = rangeHeader === undefined ? null : /^bytes=(\d*)-(\d*)$/.exec(rangeHeader);
     if (range && (range[1] || range[2])) {
       const start = range[1] ? Number(range[1]) : Math.max(0, bytes.length - Number(range[2]));
       const end = range[1] && range[2] ? Math.min(Number(range[2]), bytes.length - 1) : bytes.length - 1;
@@ -238,6 +251,12 @@ export class HlsDelivery {
       "Content-Length": bytes.length,
     });
   }
+}
+
+/** A stream that is live (or ended and kept): else 404. */
+function live(snapshot: StreamSnapshot | null, streamId: string): StreamSnapshot {
+  if (!snapshot) throw new HttpError(404, "UNKNOWN_STREAM", `stream ${streamId} is not live`);
+  return snapshot;
 }
 
 /** The timeline entry of a segment: sequence numbers are consecutive, so its place is known; else a search. */

@@ -91,6 +91,8 @@ export const pdtOf = (stream: Pick<StreamSnapshot, "createdAt">, position: numbe
 
 export class ViewerSessions {
   private readonly cache = new Map<string, { session: Session; at: number }>();
+  /** Sessions read and found to have no record yet, and when: not paused, so a playlist reload reads nothing. */
+  private readonly absent = new Map<string, number>();
   /** Tokens whose signature was good (only ours get in: a forged token is checked every time). */
   private readonly verified = new Map<string, Readonly<NamedSession>>();
   private readonly starts: AddressLimiter;
@@ -175,8 +177,14 @@ export class ViewerSessions {
     const cached = this.cache.get(sessionId);
     if (!fresh && cached && Date.now() - cached.at < maxAgeMs) return cached.session;
     const session = await this.store.get(sessionId);
-    if (session) this.remember(session);
-    else this.cache.delete(sessionId);
+    if (session) {
+      this.remember(session);
+      this.absent.delete(sessionId);
+    } else {
+      this.cache.delete(sessionId);
+      if (this.absent.size >= MAX_CACHED) this.absent.clear();
+      this.absent.set(sessionId, Date.now());
+    }
     return session;
   }
 
@@ -217,6 +225,7 @@ export class ViewerSessions {
     const pdt = stream ? pdtOf(stream, position) : null;
     const cached = this.cache.get(named.sessionId);
     if (cached) Object.assign(cached.session, { position, pdt, paused, source: "reported", updatedAt: Date.now() });
+    this.absent.delete(named.sessionId);
     return this.store.update(named.sessionId, { node: this.o.nodeId, report: { position, pdt, paused } }, origin(named));
   }
 
@@ -226,7 +235,12 @@ export class ViewerSessions {
    */
   knownResumeAt(sessionId: string): number | null | undefined {
     const cached = this.cache.get(sessionId);
-    if (!cached || Date.now() - cached.at >= START_CACHE_MS) return undefined;
+    if (!cached) {
+      // a session that had no record when last read (a player that never reports) is not paused either
+      const readAt = this.absent.get(sessionId);
+      return readAt !== undefined && Date.now() - readAt < START_CACHE_MS ? null : undefined;
+    }
+    if (Date.now() - cached.at >= START_CACHE_MS) return undefined;
     return cached.session.paused && cached.session.pdt !== null ? cached.session.pdt : null;
   }
 

@@ -8,7 +8,7 @@
 // strict parser and its error answers (400, 431, 408) decide everything that is unusual.
 import { STATUS_CODES } from "node:http";
 import { createServer, type Server, type Socket } from "node:net";
-import type { Answer, Client } from "./answer.ts";
+import type { Answer, Client, Soon } from "./answer.ts";
 
 /** What the front needs of the node's HTTP server. */
 export interface FrontHost {
@@ -17,7 +17,7 @@ export interface FrontHost {
   /** The connection brought its first request (the first-request deadline is over). */
   firstRequest(socket: Socket): void;
   /** The answer of a hot request (counted, timed, errors mapped); null when no hot route takes the target. */
-  hot(method: "GET" | "HEAD", target: string, client: Client): Promise<Answer> | null;
+  hot(method: "GET" | "HEAD", target: string, client: Client): Soon<Answer> | null;
   /** Node's http server takes the connection from here on. */
   handOver(socket: Socket): void;
   /** A drain: every request goes to Node's server, which answers `Connection: close`. */
@@ -34,8 +34,6 @@ const MAX_QUEUED = 262144;
 const COPY_MAX = 16384;
 /** A connection with no traffic either way for this long is closed (Node's keep-alive timeout, 30 s). */
 const KEEP_ALIVE_MS = 30000;
-/** A request head begun must be complete within this time (Node's headersTimeout): else 408 and close. */
-const HEAD_MS = 10000;
 const HEAD_END = Buffer.from("\r\n\r\n");
 /** What Node answers a request whose head took too long. */
 const REQUEST_TIMEOUT = Buffer.from("HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n");
@@ -102,31 +100,33 @@ export function parseHead(head: string): HotHead | null {
   return host ? { method: line[1] as "GET" | "HEAD", target: line[2]!, headers } : null;
 }
 
-const heads = new WeakMap<Answer["headers"], { status: number; bytes: Buffer }>();
-
-/** An answer's status line and headers (without Date and Connection), serialized once per headers object. */
-function headOf(answer: Answer): Buffer {
-  const made = heads.get(answer.headers);
-  if (made && made.status === answer.status) return made.bytes;
-  let text = `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status] ?? "unknown"}\r\n`;
-  for (const [name, value] of Object.entries(answer.headers)) text += `${name}: ${value}\r\n`;
-  const bytes = Buffer.from(text, "latin1");
-  heads.set(answer.headers, { status: answer.status, bytes });
-  return bytes;
+/** An answer's bytes for the current second (its Date): the head, and head and body as one buffer once asked. */
+interface Made {
+  second: number;
+  status: number;
+  head: Buffer;
+  body: Buffer | null;
+  whole: Buffer | null;
 }
 
-let tailSecond = -1;
-let tail = Buffer.alloc(0);
+/** Per headers object (one per kind of answer: a playlist body's, a segment's): its bytes, made once a second. */
+const made = new WeakMap<Answer["headers"], Made>();
 
-/** What ends every head: the date (made once a second, as Node does) and the keep-alive headers Node sends. */
-function tailNow(): Buffer {
+/**
+ * An answer's status line and headers, then what Node adds (the date, and the keep-alive headers Node sends),
+ * serialized once a second per headers object.
+ */
+function madeOf(answer: Answer): Made {
   const now = Date.now();
   const second = Math.floor(now / 1000);
-  if (second !== tailSecond) {
-    tailSecond = second;
-    tail = Buffer.from(`Date: ${new Date(now).toUTCString()}\r\nConnection: keep-alive\r\nKeep-Alive: timeout=${KEEP_ALIVE_MS / 1000}\r\n\r\n`, "latin1");
-  }
-  return tail;
+  let bytes = made.get(answer.headers);
+  if (bytes && bytes.second === second && bytes.status === answer.status) return bytes;
+  let text = `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status] ?? "unknown"}\r\n`;
+  for (const [name, value] of Object.entries(answer.headers)) text += `${name}: ${value}\r\n`;
+  text += `Date: ${new Date(now).toUTCString()}\r\nConnection: keep-alive\r\nKeep-Alive: timeout=${KEEP_ALIVE_MS / 1000}\r\n\r\n`;
+  bytes = { second, status: answer.status, head: Buffer.from(text, "latin1"), body: null, whole: null };
+  made.set(answer.headers, bytes);
+  return bytes;
 }
 
 /** One connection while this front owns it. */
@@ -147,7 +147,7 @@ class Connection {
     this.socket.destroy();
   };
 
-  constructor(readonly socket: Socket, private readonly host: FrontHost, private readonly owned: Set<Connection>) {
+  constructor(readonly socket: Socket, private readonly host: FrontHost, private readonly owned: Set<Connection>, private readonly headMs: number) {
     owned.add(this);
     socket.on("data", this.onData);
     socket.on("end", this.onEnd);
@@ -189,7 +189,7 @@ class Connection {
       if (end === -1 && buffer.length <= MAX_HEAD) {
         // a head begun and not complete: it has its time (the first one: the server's first-request deadline)
         if (this.ended) this.socket.destroy();
-        else if (this.started) this.headTimer ??= setTimeout(() => this.socket.end(REQUEST_TIMEOUT), HEAD_MS);
+        else if (this.started) this.headTimer ??= setTimeout(() => this.socket.end(REQUEST_TIMEOUT), this.headMs);
         return;
       }
       const head = end === -1 || end > MAX_HEAD || this.host.draining() ? null : parseHead(buffer.toString("latin1", 0, end));
@@ -204,36 +204,46 @@ class Connection {
         this.host.firstRequest(this.socket);
       }
       this.pending = end + 4 < buffer.length ? buffer.subarray(end + 4) : null;
-      this.busy = true;
-      answer.then(
-        (a) => this.send(head.method, a),
-        () => this.socket.destroy(),
-      );
+      if (answer instanceof Promise) {
+        // read on once it is written: answers leave in the order their requests came
+        this.busy = true;
+        answer.then(
+          (made) => {
+            this.busy = false;
+            if (this.write(head.method, made)) this.pump();
+          },
+          () => this.socket.destroy(),
+        );
+        return;
+      }
+      if (!this.write(head.method, answer)) return;
     }
   }
 
-  private send(method: "GET" | "HEAD", answer: Answer): void {
+  /** Writes an answer; false when the socket is gone or holds enough unsent bytes (reading on waits for it to drain). */
+  private write(method: "GET" | "HEAD", answer: Answer): boolean {
     const socket = this.socket;
-    if (socket.destroyed) return;
-    const head = headOf(answer);
+    if (socket.destroyed) return false;
+    const bytes = madeOf(answer);
     const body = method === "HEAD" ? null : answer.body;
-    if (body === null || body.length === 0) socket.write(Buffer.concat([head, tailNow()]));
-    else if (body.length <= COPY_MAX) socket.write(Buffer.concat([head, tailNow(), body]));
-    else {
+    if (body === null || body.length === 0) socket.write(bytes.head);
+    else if (body.length <= COPY_MAX) {
+      // a playlist: its head and body in one buffer, made once a second
+      if (bytes.body !== body) [bytes.body, bytes.whole] = [body, Buffer.concat([bytes.head, body])];
+      socket.write(bytes.whole!);
+    } else {
       socket.cork();
-      socket.write(Buffer.concat([head, tailNow()]));
+      socket.write(bytes.head);
       socket.write(body);
       socket.uncork();
     }
-    if (socket.writableLength > MAX_QUEUED) {
-      socket.once("drain", () => {
-        this.busy = false;
-        this.pump();
-      });
-      return;
-    }
-    this.busy = false;
-    this.pump();
+    if (socket.writableLength <= MAX_QUEUED) return true;
+    this.busy = true;
+    socket.once("drain", () => {
+      this.busy = false;
+      this.pump();
+    });
+    return false;
   }
 
   private clearHeadTimer(): void {
@@ -269,12 +279,13 @@ export class LeanFront {
   readonly server: Server;
   private readonly connections = new Set<Connection>();
 
-  constructor(host: FrontHost, maxConnections: number) {
+  /** `headMs`: a request head begun after the first must be complete within it (as Node's headersTimeout): else 408. */
+  constructor(host: FrontHost, o: { maxConnections: number; headMs: number }) {
     // half-open as Node's http server is: a client's FIN ends the connection once its answers are sent
     this.server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
-      if (host.accept(socket)) new Connection(socket, host, this.connections);
+      if (host.accept(socket)) new Connection(socket, host, this.connections, o.headMs);
     });
-    this.server.maxConnections = maxConnections;
+    this.server.maxConnections = o.maxConnections;
   }
 
   /** Closes the connections this front owns that have nothing to answer (a drain). */

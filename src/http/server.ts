@@ -13,7 +13,7 @@ import { clientKey } from "../core/address.ts";
 import { listen } from "../core/listen.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
-import { UNAVAILABLE, errorAnswer, type Answer, type Client, type HotHandler, type HotRequest } from "./answer.ts";
+import { UNAVAILABLE, errorAnswer, type Answer, type Client, type HotHandler, type HotRequest, type Soon } from "./answer.ts";
 import { checkBearer } from "./bearer.ts";
 import type { ClientAddresses } from "./client-address.ts";
 import { HttpError, sendJson } from "./errors.ts";
@@ -77,7 +77,10 @@ export interface HttpServerOptions {
   opsToken: string | null;
   /** Called before /metrics is rendered (gauges read from other parts). */
   beforeScrape?: () => void;
-  /** Milliseconds a new connection has to bring its first request (FIRST_REQUEST_MS; tests shorten it). */
+  /**
+   * Milliseconds a new connection has to bring its first request, and a later request head begun on the lean
+   * front to be complete (FIRST_REQUEST_MS; tests shorten it).
+   */
   firstRequestMs?: number;
 }
 
@@ -161,50 +164,51 @@ export class HttpServer {
     this.hotRoutes.push(route);
   }
 
-  /** A hot route's answer: a handler's error mapped as handle() maps every route's. */
-  private async answerOf(route: Route, request: HotRequest, target: string | undefined): Promise<Answer> {
+  /** A hot route's answer (at once when the handler has it at once): a handler's error mapped as handle() maps every route's. */
+  private answerOf(route: Route, request: HotRequest, target: string | undefined): Soon<Answer> {
     try {
-      return await route.hot!(request);
+      const answer = route.hot!(request);
+      return answer instanceof Promise ? answer.catch((error: unknown) => this.errorAnswerOf(error, route.name, target)) : answer;
     } catch (error) {
-      return errorAnswer(this.failure(error, route.name, target), CORS_HEADERS);
+      return this.errorAnswerOf(error, route.name, target);
     }
   }
 
-  /** The HttpError a handler's error answers: its own, or a 503 (logged) for a failure that is not the client's. */
-  private failure(error: unknown, route: string, target: string | undefined): HttpError {
-    if (error instanceof HttpError) return error;
+  /** What a handler's error answers: its own HttpError, or a 503 (logged) for a failure that is not the client's. */
+  private errorAnswerOf(error: unknown, route: string, target: string | undefined): Answer {
+    if (error instanceof HttpError) return errorAnswer(error, CORS_HEADERS);
     this.o.log.warn("request failed", { route, path: loggedPath(target), error: errorMessage(error) });
-    return UNAVAILABLE;
+    return errorAnswer(UNAVAILABLE, CORS_HEADERS);
   }
 
   /**
    * The lean front's request: the answer of the hot route its target names (counted and timed as handle()
-   * counts Node's requests), or null when it names none (the front hands the connection to Node).
+   * counts Node's requests; never a rejected promise), or null when it names none (Node's server answers it).
    */
-  private hot(method: "GET" | "HEAD", target: string, client: Client): Promise<Answer> | null {
+  private hot(method: "GET" | "HEAD", target: string, client: Client): Soon<Answer> | null {
     const mark = target.indexOf("?");
     const path = mark === -1 ? target : target.slice(0, mark);
     if (target.includes("#")) return null;
     for (const route of this.hotRoutes) {
       const match = route.pattern.exec(path);
       if (!match) continue;
+      const arrived = performance.now();
       const query = mark === -1 ? NO_QUERY : new URLSearchParams(target.slice(mark + 1));
-      return this.timed(route, this.answerOf(route, { method, path, params: match.slice(1), query, client }, target));
+      const answer = this.answerOf(route, { method, path, params: match.slice(1), query, client }, target);
+      if (!(answer instanceof Promise)) return this.answered(route, answer, arrived);
+      this.inFlight += 1;
+      return answer.then((a) => {
+        this.inFlight -= 1;
+        return this.answered(route, a, arrived);
+      });
     }
     return null;
   }
 
-  private async timed(route: Route, answering: Promise<Answer>): Promise<Answer> {
-    const arrived = process.hrtime.bigint();
-    this.inFlight += 1;
-    try {
-      const answer = await answering;
-      this.counted(route.name, answer.status).inc();
-      this.timer(route.name).observe(Number(process.hrtime.bigint() - arrived) / 1e9);
-      return answer;
-    } finally {
-      this.inFlight -= 1;
-    }
+  private answered(route: Route, answer: Answer, arrived: number): Answer {
+    this.counted(route.name, answer.status).inc();
+    this.timer(route.name).observe((performance.now() - arrived) / 1000);
+    return answer;
   }
 
   get port(): number {
@@ -243,7 +247,7 @@ export class HttpServer {
       hot: (method, target, client) => this.hot(method, target, client),
       handOver: (socket) => server.emit("connection", socket),
       draining: () => this.draining,
-    }, this.o.maxConnections);
+    }, { maxConnections: this.o.maxConnections, headMs: this.o.firstRequestMs ?? FIRST_REQUEST_MS });
     await listen(front.server, { port: this.o.port, bind: this.o.bind, what: "HTTP", key: "http.port / BATON_HTTP_PORT" });
     // what starts Node's own checks of its connections (headersTimeout, requestTimeout) when it listens
     server.emit("listening");
