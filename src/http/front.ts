@@ -129,6 +129,12 @@ function madeOf(answer: Answer): Made {
   return bytes;
 }
 
+/** Whether the bytes hold an LF without a CR before it. */
+function bareLf(bytes: Buffer): boolean {
+  for (let at = bytes.indexOf(10); at !== -1; at = bytes.indexOf(10, at + 1)) if (at === 0 || bytes[at - 1] !== 13) return true;
+  return false;
+}
+
 /** One connection while this front owns it. */
 class Connection {
   private pending: Buffer | null = null;
@@ -147,15 +153,15 @@ class Connection {
     this.socket.destroy();
   };
 
-  constructor(readonly socket: Socket, private readonly host: FrontHost, private readonly owned: Set<Connection>, private readonly headMs: number) {
-    owned.add(this);
+  constructor(readonly socket: Socket, private readonly host: FrontHost, private readonly front: LeanFront, private readonly headMs: number) {
+    front.connections.add(this);
     socket.on("data", this.onData);
     socket.on("end", this.onEnd);
     socket.setTimeout(KEEP_ALIVE_MS);
     socket.on("timeout", this.onTimeout);
     socket.once("close", () => {
       this.clearHeadTimer();
-      owned.delete(this);
+      front.connections.delete(this);
     });
   }
 
@@ -186,7 +192,8 @@ class Connection {
         return;
       }
       const end = buffer.indexOf(HEAD_END);
-      if (end === -1 && buffer.length <= MAX_HEAD) {
+      // a head that is not complete yet; one with a bare LF (LF-only line ends) never is here: Node's to read
+      if (end === -1 && buffer.length <= MAX_HEAD && !bareLf(buffer)) {
         // a head begun and not complete: it has its time (the first one: the server's first-request deadline)
         if (this.ended) this.socket.destroy();
         else if (this.started) this.headTimer ??= setTimeout(() => this.socket.end(REQUEST_TIMEOUT), this.headMs);
@@ -256,7 +263,8 @@ class Connection {
   private handOver(): void {
     const socket = this.socket;
     this.clearHeadTimer();
-    this.owned.delete(this);
+    this.front.connections.delete(this);
+    this.front.handedOver += 1;
     socket.off("data", this.onData);
     socket.off("end", this.onEnd);
     socket.off("timeout", this.onTimeout);
@@ -277,13 +285,16 @@ class Connection {
 /** The listener of the node's HTTP port. */
 export class LeanFront {
   readonly server: Server;
-  private readonly connections = new Set<Connection>();
+  /** The connections this front owns (not handed over). */
+  readonly connections = new Set<Connection>();
+  /** Connections handed to Node's server so far. */
+  handedOver = 0;
 
   /** `headMs`: a request head begun after the first must be complete within it (as Node's headersTimeout): else 408. */
   constructor(host: FrontHost, o: { maxConnections: number; headMs: number }) {
     // half-open as Node's http server is: a client's FIN ends the connection once its answers are sent
     this.server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
-      if (host.accept(socket)) new Connection(socket, host, this.connections, o.headMs);
+      if (host.accept(socket)) new Connection(socket, host, this, o.headMs);
     });
     this.server.maxConnections = o.maxConnections;
   }
@@ -291,10 +302,5 @@ export class LeanFront {
   /** Closes the connections this front owns that have nothing to answer (a drain). */
   closeIdle(): void {
     for (const connection of this.connections) if (connection.idle) connection.socket.destroy();
-  }
-
-  /** Connections this front owns (not handed over). */
-  get size(): number {
-    return this.connections.size;
   }
 }

@@ -101,7 +101,7 @@ export class HttpServer {
   private readonly routes: Route[] = [];
   private readonly hotRoutes: Route[] = [];
   private server: Server | null = null;
-  private front: LeanFront | null = null;
+  private leanFront: LeanFront | null = null;
   private readonly sockets = new Set<Socket>();
   /** Open sockets per direct peer (not counting the trusted balancer), for the per-address cap. */
   private readonly perAddress = new Map<string, number>();
@@ -212,7 +212,7 @@ export class HttpServer {
   }
 
   get port(): number {
-    const address = this.front?.server.address();
+    const address = this.leanFront?.server.address();
     return typeof address === "object" && address ? address.port : this.o.port;
   }
 
@@ -252,7 +252,7 @@ export class HttpServer {
     // what starts Node's own checks of its connections (headersTimeout, requestTimeout) when it listens
     server.emit("listening");
     this.server = server;
-    this.front = front;
+    this.leanFront = front;
   }
 
   private readonly awaitingRequest = new WeakMap<Socket, NodeJS.Timeout>();
@@ -298,9 +298,9 @@ export class HttpServer {
   }
 
   async close(): Promise<void> {
-    const [server, front] = [this.server, this.front];
+    const [server, front] = [this.server, this.leanFront];
     this.server = null;
-    this.front = null;
+    this.leanFront = null;
     if (!server || !front) return;
     const closed = new Promise<void>((resolve) => front.server.close(() => resolve()));
     // Node's server stops its connection checks (it never listened: its close callback would only say so)
@@ -319,6 +319,11 @@ export class HttpServer {
     this.draining = false;
   }
 
+  /** Connections the lean front answers on now, and those it handed to Node's server so far (tests). */
+  get front(): { owned: number; handedOver: number } {
+    return { owned: this.leanFront?.connections.size ?? 0, handedOver: this.leanFront?.handedOver ?? 0 };
+  }
+
   /** Open sockets (viewers' keep-alive connections, the balancer's pooled ones). */
   get openSockets(): number {
     return this.sockets.size;
@@ -326,7 +331,7 @@ export class HttpServer {
 
   /** Ends the drain's HTTP side: closes what is idle now; sockets with a request in flight finish first. */
   closeIdle(): void {
-    this.front?.closeIdle();
+    this.leanFront?.closeIdle();
     this.server?.closeIdleConnections();
   }
 
