@@ -46,6 +46,8 @@ interface Route {
   ownHeaders: boolean;
   /** A hot route's handler: its answer is data, which the lean front can send too. */
   hot: HotHandler | null;
+  /** The lean front's answers by status since the last scrape (plain numbers: a counter's inc costs more than the rest). */
+  answered: Map<number, number>;
 }
 
 export interface RouteOptions {
@@ -127,6 +129,7 @@ export class HttpServer {
     this.addRoute(["GET"], "metrics", /^\/metrics$/, async ({ req, res }) => {
       this.guardOps(req);
       o.beforeScrape?.();
+      this.countAnswered();
       const text = await o.metrics.registry.metrics();
       res.writeHead(200, { "Content-Type": o.metrics.registry.contentType, "Cache-Control": "no-store" });
       res.end(text);
@@ -144,7 +147,7 @@ export class HttpServer {
   }
 
   addRoute(methods: string[], name: string, pattern: RegExp, handler: Handler, options: RouteOptions = {}): void {
-    this.routes.push({ methods, pattern, name, handler, ownHeaders: options.ownHeaders === true, hot: null });
+    this.routes.push({ methods, pattern, name, handler, ownHeaders: options.ownHeaders === true, hot: null, answered: new Map() });
   }
 
   /**
@@ -153,7 +156,7 @@ export class HttpServer {
    */
   addHotRoute(name: string, pattern: RegExp, hot: HotHandler): void {
     const route: Route = {
-      methods: ["GET", "HEAD"], pattern, name, ownHeaders: true, hot,
+      methods: ["GET", "HEAD"], pattern, name, ownHeaders: true, hot, answered: new Map(),
       handler: async ({ method, path, params, query, req, res }) => {
         const answer = await this.answerOf(route, { method: method as "GET" | "HEAD", path, params, query, client: req }, req.url);
         res.writeHead(answer.status, answer.headers);
@@ -206,9 +209,17 @@ export class HttpServer {
   }
 
   private answered(route: Route, answer: Answer, arrived: number): Answer {
-    this.counted(route.name, answer.status).inc();
+    route.answered.set(answer.status, (route.answered.get(answer.status) ?? 0) + 1);
     this.timer(route.name).observe((performance.now() - arrived) / 1000);
     return answer;
+  }
+
+  /** Adds the lean front's answers to the request counters (before a scrape reads them). */
+  private countAnswered(): void {
+    for (const route of this.hotRoutes) {
+      for (const [status, count] of route.answered) this.counted(route.name, status).inc(count);
+      route.answered.clear();
+    }
   }
 
   get port(): number {
@@ -341,14 +352,14 @@ export class HttpServer {
   }
 
   /** The request counter of a route and status (both bounded: route names, the statuses baton sends). */
-  private counted(route: string, status: number): { inc(): void } {
+  private counted(route: string, status: number): { inc(by?: number): void } {
     const key = `${route} ${status}`;
     let counter = this.counters.get(key);
     if (!counter) this.counters.set(key, (counter = this.o.metrics.httpRequests.labels({ route, status: String(status) })));
     return counter;
   }
 
-  private readonly counters = new Map<string, { inc(): void }>();
+  private readonly counters = new Map<string, { inc(by?: number): void }>();
 
   /** The answer-time histogram of an HLS route (its child kept, as the counters'). */
   private timer(route: string): { observe(seconds: number): void } {
