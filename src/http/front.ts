@@ -50,6 +50,9 @@ const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 /** Anything but visible ASCII, space, tab and CRLF (a bare CR or LF too): Node's parser decides what it means. */
 const UNUSUAL = /[^\t\x20-\x7e\r\n]|\r(?!\n)|(?<!\r)\n/;
 
+/** A header line's value: after its colon, without the whitespace around it. */
+const valueOf = (head: string, colon: number, end: number): string => head.slice(colon + 1, end).trim();
+
 /**
  * Reads a request head (without its final CRLF CRLF) when it is a plain one this front answers: GET or
  * HEAD, HTTP/1.1, one Host, no body (no Content-Length, no Transfer-Encoding), no Range, Upgrade or Expect,
@@ -58,18 +61,21 @@ const UNUSUAL = /[^\t\x20-\x7e\r\n]|\r(?!\n)|(?<!\r)\n/;
  */
 export function parseHead(head: string): HotHead | null {
   if (UNUSUAL.test(head)) return null;
-  const lines = head.split("\r\n");
-  const line = REQUEST_LINE.exec(lines[0]!);
+  let eol = head.indexOf("\r\n");
+  const line = REQUEST_LINE.exec(eol === -1 ? head : head.slice(0, eol));
   if (!line) return null;
   const headers: Client["headers"] = {};
   let host = false;
-  for (let i = 1; i < lines.length; i++) {
-    const text = lines[i]!;
-    const colon = text.indexOf(":");
-    if (colon <= 0) return null;
-    const name = text.slice(0, colon);
+  // line by line without splitting: a value is taken only from the headers the routes read
+  while (eol !== -1) {
+    const start = eol + 2;
+    eol = head.indexOf("\r\n", start);
+    const colon = head.indexOf(":", start);
+    // no name, no colon on the line, or an empty line (a head ends at the first one)
+    if (colon <= start || (eol !== -1 && colon > eol)) return null;
+    const name = head.slice(start, colon);
     if (!TOKEN.test(name)) return null;
-    const value = text.slice(colon + 1).trim();
+    const end = eol === -1 ? head.length : eol;
     switch (name.toLowerCase()) {
       case "host":
         if (host) return null;
@@ -77,17 +83,17 @@ export function parseHead(head: string): HotHead | null {
         break;
       // joined as Node joins repeated ones
       case "accept-encoding":
-        headers["accept-encoding"] = headers["accept-encoding"] === undefined ? value : `${headers["accept-encoding"]}, ${value}`;
+        headers["accept-encoding"] = headers["accept-encoding"] === undefined ? valueOf(head, colon, end) : `${headers["accept-encoding"]}, ${valueOf(head, colon, end)}`;
         break;
       case "x-forwarded-for":
-        headers["x-forwarded-for"] = headers["x-forwarded-for"] === undefined ? value : `${headers["x-forwarded-for"]}, ${value}`;
+        headers["x-forwarded-for"] = headers["x-forwarded-for"] === undefined ? valueOf(head, colon, end) : `${headers["x-forwarded-for"]}, ${valueOf(head, colon, end)}`;
         break;
       // Node keeps the first
       case "user-agent":
-        headers["user-agent"] ??= value;
+        headers["user-agent"] ??= valueOf(head, colon, end);
         break;
       case "connection":
-        if (value.toLowerCase() !== "keep-alive") return null;
+        if (valueOf(head, colon, end).toLowerCase() !== "keep-alive") return null;
         break;
       case "content-length":
       case "transfer-encoding":
