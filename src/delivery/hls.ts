@@ -11,7 +11,7 @@
 // session at all.
 import { CLAIM_ID_PATTERN, RENDITION_PATTERN, SESSION_ID_PATTERN, STREAM_ID_PATTERN, isStreamId } from "../core/ids.ts";
 import type { Metrics } from "../core/metrics.ts";
-import { after, type Answer, type HotRequest, type Soon } from "../http/answer.ts";
+import type { Answer, HotRequest, Soon } from "../http/answer.ts";
 import type { ClientAddresses } from "../http/client-address.ts";
 import { CORS_HEADERS, HttpError, type HttpServer } from "../http/server.ts";
 import type { StreamStore } from "../state/store.ts";
@@ -162,7 +162,9 @@ export class HlsDelivery {
   private media(request: HotRequest, token: string | null): Soon<Answer> {
     const legacy = token === null ? request.query.get("session") : null;
     const session = this.o.sessions.check(token ?? legacy, request.params[0]);
-    return after(this.snapshot(request.params[0]!), (stream) => this.mediaOf(request, stream, session, legacy));
+    const stream = this.snapshot(request.params[0]!);
+    // no closure when the timeline is in memory: this runs for every playlist request
+    return stream instanceof Promise ? stream.then((s) => this.mediaOf(request, s, session, legacy)) : this.mediaOf(request, stream, session, legacy);
   }
 
   private mediaOf({ params, client, query }: HotRequest, stream: StreamSnapshot, session: NamedSession | null, legacy: string | null): Soon<Answer> {
@@ -181,16 +183,17 @@ export class HlsDelivery {
     const delta = wantsDelta(query);
     const personal = session !== null;
     const encoding = client.headers["accept-encoding"];
-    const shared = (): Answer => this.rendered.media(stream, rendition, delta).answer(encoding, personal);
     if (session) {
       this.o.sessions.touch(session, rendition);
       const known = delta ? undefined : this.startOffset(session, stream, rendition, query.get("resume"));
       if (known !== undefined) {
         return known.then((startOffset) =>
-          startOffset === undefined ? shared() : PlaylistBody.of(renderMedia(stream, rendition, "", { startOffset }), stream.state === "ended").answer(encoding, personal));
+          startOffset === undefined
+            ? this.rendered.media(stream, rendition, delta).answer(encoding, personal)
+            : PlaylistBody.of(renderMedia(stream, rendition, "", { startOffset }), stream.state === "ended").answer(encoding, personal));
       }
     }
-    return shared();
+    return this.rendered.media(stream, rendition, delta).answer(encoding, personal);
   }
 
   /** A paused session's EXT-X-START offset: undefined at once when it is known to be playing, else read. */
@@ -201,27 +204,31 @@ export class HlsDelivery {
     return this.o.sessions.startOffset(session.sessionId, stream, rendition, resume);
   }
 
-  private segment({ params, client, query }: HotRequest, token: string | null): Soon<Answer> {
+  private segment(request: HotRequest, token: string | null): Soon<Answer> {
+    const [streamId, , seqText] = request.params as [string, string, string, string];
+    if (!isStreamId(streamId) || !Number.isSafeInteger(Number(seqText))) throw new HttpError(400, "BAD_PATH", "invalid segment path");
+    const session = this.o.sessions.check(token ?? request.query.get("session"), streamId);
+    // the timeline (in memory for a watched stream) names the broadcast whose media holds the segment
+    const stream = this.snapshot(streamId);
+    return stream instanceof Promise ? stream.then((s) => this.segmentOf(request, s, session)) : this.segmentOf(request, stream, session);
+  }
+
+  private segmentOf({ params, client }: HotRequest, stream: StreamSnapshot, session: NamedSession | null): Soon<Answer> {
     const [streamId, rendition, seqText, claim] = params as [string, string, string, string];
     const seq = Number(seqText);
-    if (!isStreamId(streamId) || !Number.isSafeInteger(seq)) throw new HttpError(400, "BAD_PATH", "invalid segment path");
-    const session = this.o.sessions.check(token ?? query.get("session"), streamId);
-    // the timeline (in memory for a watched stream) names the broadcast whose media holds the segment
-    return after(this.snapshot(streamId), (stream) => {
-      if (session) {
-        // players that never report (Safari's native player, VLC) still leave a resume point
-        const entry = entryOf(stream, seq, claim);
-        if (entry && stream.ladder?.some((r) => r.name === rendition)) this.o.sessions.inferred(session, stream, entry.pdt, rendition);
-      }
-      // the key names the claim: a URI of a timeline that lost its history finds nothing (404), never new bytes
-      const key = segmentKey(streamId, rendition, seq, claim);
-      const answer = (bytes: Buffer | null): Answer => {
-        if (!bytes) throw new HttpError(404, "UNKNOWN_SEGMENT", `segment ${rendition}/${seq}.${claim} of ${streamId} is not available`);
-        return this.segmentAnswer(bytes, session ? "private" : "public", client.headers.range);
-      };
-      const held = this.segments.peek(key);
-      if (held) return answer(held);
-      return this.segments.get(key, () => this.o.store.readSegment(streamId, stream.broadcast, rendition, seq, claim), () => this.o.metrics.segmentCacheMisses.inc()).then(answer);
+    if (session) {
+      // players that never report (Safari's native player, VLC) still leave a resume point
+      const entry = entryOf(stream, seq, claim);
+      if (entry && stream.ladder?.some((r) => r.name === rendition)) this.o.sessions.inferred(session, stream, entry.pdt, rendition);
+    }
+    const kind = session ? "private" : "public";
+    // the key names the claim: a URI of a timeline that lost its history finds nothing (404), never new bytes
+    const key = segmentKey(streamId, rendition, seq, claim);
+    const held = this.segments.peek(key);
+    if (held) return this.segmentAnswer(held, kind, client.headers.range);
+    return this.segments.get(key, () => this.o.store.readSegment(streamId, stream.broadcast, rendition, seq, claim), () => this.o.metrics.segmentCacheMisses.inc()).then((bytes) => {
+      if (!bytes) throw new HttpError(404, "UNKNOWN_SEGMENT", `segment ${rendition}/${seq}.${claim} of ${streamId} is not available`);
+      return this.segmentAnswer(bytes, kind, client.headers.range);
     });
   }
 

@@ -88,9 +88,9 @@ export class RenderedPlaylists {
     let bodies = renditions.get(rendition);
     if (!bodies) renditions.set(rendition, (bodies = {}));
     const ended = stream.state === "ended";
-    const lines = this.linesOf(stream, rendition);
-    if (delta) return (bodies.delta ??= PlaylistBody.of(renderMedia(stream, rendition, "", { skip: true, lines }), ended));
-    return (bodies.full ??= PlaylistBody.of(renderMedia(stream, rendition, "", { lines }), ended));
+    // the rendered entries are looked up (and kept in use) only for a render: a live stream renders at each change
+    if (delta) return (bodies.delta ??= PlaylistBody.of(renderMedia(stream, rendition, "", { skip: true, lines: this.linesOf(stream, rendition) }), ended));
+    return (bodies.full ??= PlaylistBody.of(renderMedia(stream, rendition, "", { lines: this.linesOf(stream, rendition) }), ended));
   }
 
   /** The rendition's rendered entries, holding no more than about its current window. */

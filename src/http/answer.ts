@@ -31,11 +31,6 @@ export interface HotRequest {
 /** A value now, or once something was read: the hot routes answer from memory without a promise when they can. */
 export type Soon<T> = T | Promise<T>;
 
-/** `fn` of a value now or later: at once (and throwing at once) for a value now. */
-export function after<T, R>(value: Soon<T>, fn: (value: T) => Soon<R>): Soon<R> {
-  return value instanceof Promise ? value.then(fn) : fn(value);
-}
-
 export type HotHandler = (request: HotRequest) => Soon<Answer>;
 
 /** What a handler's error answers (as sendJson writes it), with the route's CORS headers. */
