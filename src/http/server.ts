@@ -364,7 +364,7 @@ export class HttpServer {
   /** The answer-time histogram of an HLS route (its child kept, as the counters'). */
   private timer(route: string): { observe(seconds: number): void } {
     let timer = this.timers.get(route);
-    if (!timer) this.timers.set(route, (timer = this.o.metrics.httpDuration.labels({ route })));
+    if (!timer) this.timers.set(route, (timer = this.o.metrics.httpDuration.tally({ route })));
     return timer;
   }
 

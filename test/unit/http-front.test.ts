@@ -298,15 +298,24 @@ describe("HTTP front: answering the hot routes on node:net, handing the rest to 
   });
 
   it("counts its answers in the request metrics, and closes its idle connections on a drain", async () => {
-    const metric = async (): Promise<number> => {
+    const metric = async (): Promise<{ requests: number; timed: number; fast: number }> => {
       const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-      return Number(/^baton_http_requests_total\{route="media",status="200"[^}]*\} (\d+)/m.exec(text)?.[1] ?? 0);
+      const read = (pattern: RegExp): number => Number(pattern.exec(text)?.[1] ?? 0);
+      return {
+        requests: read(/^baton_http_requests_total\{route="media",status="200"[^}]*\} (\d+)/m),
+        timed: read(/^baton_http_request_duration_seconds_count\{route="media"[^}]*\} (\d+)/m),
+        // an answer from memory takes well under a second: every one is in the 1-s bucket
+        fast: read(/^baton_http_request_duration_seconds_bucket\{route="media",le="1"[^}]*\} (\d+)/m),
+      };
     };
     const counted = await metric();
     const idle = new Raw(port);
     idle.socket.write(request("/live/a/index.m3u8"));
     await idle.answers(1);
-    assert.equal(await metric(), counted + 1);
+    const after = await metric();
+    assert.equal(after.requests, counted.requests + 1);
+    assert.equal(after.timed, counted.timed + 1, "timed in the duration histogram");
+    assert.equal(after.fast, counted.fast + 1);
     http.drain();
     try {
       await idle.closing();
