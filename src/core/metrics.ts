@@ -1,6 +1,7 @@
 // Prometheus metrics of one node (prom-client). Labels stay bounded: route names, status codes, refusal
 // reasons, store operations, stream ids of streams live on or watched from this node; never a session id or an address.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { TalliedHistogram } from "./tallied-histogram.ts";
 
 export class Metrics {
   readonly registry = new Registry();
@@ -55,7 +56,8 @@ export class Metrics {
   readonly httpRequests = new Counter({
     name: "baton_http_requests_total", help: "HTTP requests by route and status", labelNames: ["route", "status"] as const, registers: [this.registry],
   });
-  readonly httpDuration = new Histogram({
+  // tallied: the lean HTTP front counts its answers' times in plain numbers (src/core/tallied-histogram.ts)
+  readonly httpDuration = new TalliedHistogram({
     name: "baton_http_request_duration_seconds",
     help: "Time to answer a viewer's HLS request (routes master, media, segment), from its arrival to the last byte handed to the socket",
     labelNames: ["route"] as const,

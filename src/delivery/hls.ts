@@ -9,10 +9,12 @@
 // session (position inference for players that never report). Session-free URLs (/live/{id}/{rendition}/...)
 // are public; anything with a session in its URL is private. In CDN mode (delivery.cdn) no URI carries a
 // session at all.
+import type { IncomingHttpHeaders } from "node:http";
 import { CLAIM_ID_PATTERN, RENDITION_PATTERN, SESSION_ID_PATTERN, STREAM_ID_PATTERN, isStreamId } from "../core/ids.ts";
 import type { Metrics } from "../core/metrics.ts";
+import type { Answer, HotRequest, Soon } from "../http/answer.ts";
 import type { ClientAddresses } from "../http/client-address.ts";
-import { CORS_HEADERS, HttpError, type HttpServer, type Request } from "../http/server.ts";
+import { CORS_HEADERS, HttpError, type HttpServer } from "../http/server.ts";
 import type { StreamStore } from "../state/store.ts";
 import type { StreamSnapshot } from "../core/model.ts";
 import { renderMaster, renderMedia } from "./playlist.ts";
@@ -64,7 +66,7 @@ export class HlsDelivery {
   /** Renditions viewers asked this node for lately, per stream: what is worth fetching ahead. */
   private readonly watched = new Map<string, Map<string, number>>();
 
-  constructor(http: Pick<HttpServer, "addRoute">, private readonly o: HlsOptions) {
+  constructor(http: Pick<HttpServer, "addHotRoute">, private readonly o: HlsOptions) {
     this.viewers = new ViewerTracker(o.addresses);
     this.experience = new ViewerExperience(o.metrics);
     // each change of a watched stream is read once; its newest segments are fetched into memory at once, so
@@ -77,16 +79,16 @@ export class HlsDelivery {
     // a segment in memory is re-read after two minutes: far longer than any viewer needs it
     this.segments = new SegmentCache(o.segmentCacheBytes, 120000);
     const [STREAM, RENDITION, TOKEN] = [STREAM_ID_PATTERN, RENDITION_PATTERN, TOKEN_PATTERN];
-    // every answer's head is one precomputed object, CORS included
-    const OWN = { ownHeaders: true };
+    // hot routes: each answer is data with one precomputed head (CORS included), which either of the node's
+    // HTTP front ends sends (http/answer.ts)
     const SEGMENT = `(\\d{1,15})\\.(${CLAIM_ID_PATTERN})\\.ts`;
-    http.addRoute(["GET", "HEAD"], "master", new RegExp(`^/live/(${STREAM})/index\\.m3u8$`), (r) => this.master(r), OWN);
-    http.addRoute(["GET", "HEAD"], "media", new RegExp(`^/live/(${STREAM})/(${RENDITION})/index\\.m3u8$`), (r) => this.media(r, null), OWN);
-    http.addRoute(["GET", "HEAD"], "segment", new RegExp(`^/live/(${STREAM})/(${RENDITION})/${SEGMENT}$`), (r) => this.segment(r, null), OWN);
+    http.addHotRoute("master", new RegExp(`^/live/(${STREAM})/index\\.m3u8$`), (r) => this.master(r));
+    http.addHotRoute("media", new RegExp(`^/live/(${STREAM})/(${RENDITION})/index\\.m3u8$`), (r) => this.media(r, null));
+    http.addHotRoute("segment", new RegExp(`^/live/(${STREAM})/(${RENDITION})/${SEGMENT}$`), (r) => this.segment(r, null));
     // the same, with a session in the path: params shift by one, the token first
-    const withSession = (r: Request): [Request, string] => [{ ...r, params: [r.params[0]!, ...r.params.slice(2)] }, r.params[1]!];
-    http.addRoute(["GET", "HEAD"], "media", new RegExp(`^/live/(${STREAM})/s/(${TOKEN})/(${RENDITION})/index\\.m3u8$`), (r) => this.media(...withSession(r)), OWN);
-    http.addRoute(["GET", "HEAD"], "segment", new RegExp(`^/live/(${STREAM})/s/(${TOKEN})/(${RENDITION})/${SEGMENT}$`), (r) => this.segment(...withSession(r)), OWN);
+    const withSession = (r: HotRequest): [HotRequest, string] => [{ ...r, params: [r.params[0]!, ...r.params.slice(2)] }, r.params[1]!];
+    http.addHotRoute("media", new RegExp(`^/live/(${STREAM})/s/(${TOKEN})/(${RENDITION})/index\\.m3u8$`), (r) => this.media(...withSession(r)));
+    http.addHotRoute("segment", new RegExp(`^/live/(${STREAM})/s/(${TOKEN})/(${RENDITION})/${SEGMENT}$`), (r) => this.segment(...withSession(r)));
   }
 
   /** Starts the timers that keep its memory bounded. */
@@ -119,11 +121,12 @@ export class HlsDelivery {
     }
   }
 
-  private async snapshot(streamId: string): Promise<NonNullable<Awaited<ReturnType<TimelineCache["get"]>>["snapshot"]>> {
+  /** The stream's timeline: at once when memory holds a fresh one (every watched stream's), else once read. */
+  private snapshot(streamId: string): Soon<StreamSnapshot> {
     if (!isStreamId(streamId)) throw new HttpError(400, "BAD_STREAM_ID", "invalid stream id");
-    const { snapshot } = await this.timelines.get(streamId);
-    if (!snapshot) throw new HttpError(404, "UNKNOWN_STREAM", `stream ${streamId} is not live`);
-    return snapshot;
+    const held = this.timelines.peek(streamId);
+    if (held !== undefined) return live(held, streamId);
+    return this.timelines.get(streamId).then(({ snapshot }) => live(snapshot, streamId));
   }
 
   /**
@@ -132,7 +135,7 @@ export class HlsDelivery {
    * never used in time) is one no more, and the request starts another. In CDN mode no session is started
    * or written: the text is the same for everyone.
    */
-  private async master({ params, res, method, req, query }: Request): Promise<void> {
+  private async master({ params, client, query }: HotRequest): Promise<Answer> {
     const streamId = params[0]!;
     let session = this.o.sessions.check(query.get("session"), streamId);
     if (session && !(await this.o.sessions.loading(session))) session = null;
@@ -143,17 +146,16 @@ export class HlsDelivery {
     if (this.o.cdn) {
       // counted as its media playlist requests are, which name no session: by address and user agent; a
       // client not counted yet is a new viewer, and the viewer caps apply to it
-      if (!this.viewers.counted(stream.id, req)) this.o.admitViewer?.(stream.id);
-      this.viewers.seen(stream.id, req, null);
-      PlaylistBody.of(renderMaster(stream.ladder), stream.state === "ended").send(res, method, req.headers, query.has("session"));
-      return;
+      if (!this.viewers.counted(stream.id, client)) this.o.admitViewer?.(stream.id);
+      this.viewers.seen(stream.id, client, null);
+      return PlaylistBody.of(renderMaster(stream.ladder), stream.state === "ended").answer(client.headers["accept-encoding"], query.has("session"));
     }
-    const token = session?.token ?? this.o.sessions.start(req, stream.id).token;
-    this.viewers.seen(stream.id, req, token);
+    const token = session?.token ?? this.o.sessions.start(client, stream.id).token;
+    this.viewers.seen(stream.id, client, token);
     // a paused session's resume point rides in its media playlist URIs (read afresh here, on the player's load)
     const resume = session ? await this.o.sessions.resumeAt(session.sessionId) : null;
     const text = renderMaster(stream.ladder, resume === null ? "" : `?resume=${resume}`, `s/${token}/`);
-    PlaylistBody.of(text, stream.state === "ended").send(res, method, req.headers, true);
+    return PlaylistBody.of(text, stream.state === "ended").answer(client.headers["accept-encoding"], true);
   }
 
   /**
@@ -162,16 +164,25 @@ export class HlsDelivery {
    * for it; a delta update is a reload, where a player no longer uses EXT-X-START, so it gets the shared one).
    */
   /** What the player's CMCD says (stalls, buffer, watched time); a request without CMCD says nothing. */
-  private observe(req: Request["req"], query: URLSearchParams, route: "media" | "segment"): void {
-    const cmcd = readCmcd(query.get("CMCD") ?? undefined, req.headers);
+  private observe(request: HotRequest, route: "media" | "segment"): void {
+    const q = request.query.get("CMCD");
+    // the common case, a request without CMCD, costs one lookup (Node's requests carry CMCD-* headers too)
+    const h = request.client.headers as IncomingHttpHeaders;
+    if (q === null && h["cmcd-request"] === undefined && h["cmcd-object"] === undefined && h["cmcd-status"] === undefined && h["cmcd-session"] === undefined) return;
+    const cmcd = readCmcd(q ?? undefined, h);
     if (cmcd) this.experience.request(cmcd, route);
   }
 
-  private async media({ params, res, method, req, query }: Request, token: string | null): Promise<void> {
-    this.observe(req, query, "media");
-    const legacy = token === null ? query.get("session") : null;
-    const session = this.o.sessions.check(token ?? legacy, params[0]);
-    const stream = await this.snapshot(params[0]!);
+  private media(request: HotRequest, token: string | null): Soon<Answer> {
+    this.observe(request, "media");
+    const legacy = token === null ? request.query.get("session") : null;
+    const session = this.o.sessions.check(token ?? legacy, request.params[0]);
+    const stream = this.snapshot(request.params[0]!);
+    // no closure when the timeline is in memory: this runs for every playlist request
+    return stream instanceof Promise ? stream.then((s) => this.mediaOf(request, s, session, legacy)) : this.mediaOf(request, stream, session, legacy);
+  }
+
+  private mediaOf({ params, client, query }: HotRequest, stream: StreamSnapshot, session: NamedSession | null, legacy: string | null): Soon<Answer> {
     const rendition = params[1]!;
     if (!stream.ladder) throw new HttpError(503, "STARTING", "the stream is starting", { "Retry-After": "1" });
     if (!stream.ladder.some((r) => r.name === rendition)) throw new HttpError(404, "UNKNOWN_RENDITION", `no rendition ${rendition}`);
@@ -179,25 +190,25 @@ export class HlsDelivery {
       // a URI of an earlier release (?session=): to the session's path, where its segments carry the session
       const resume = query.get("resume");
       const location = `/live/${stream.id}/s/${session.token}/${rendition}/index.m3u8${resume && /^\d{13}$/.test(resume) ? `?resume=${resume}` : ""}`;
-      res.writeHead(302, { ...CORS_HEADERS, Location: location, "Cache-Control": "private, no-store", "Content-Length": 0 });
-      res.end();
-      return;
+      return { status: 302, headers: { ...CORS_HEADERS, Location: location, "Cache-Control": "private, no-store", "Content-Length": 0 }, body: null };
     }
-    this.viewers.seen(stream.id, req, session?.token ?? null);
+    this.viewers.seen(stream.id, client, session?.token ?? null);
     const watched = this.watched.get(stream.id) ?? new Map<string, number>();
     this.watched.set(stream.id, watched.set(rendition, Date.now()));
     const delta = wantsDelta(query);
     const personal = session !== null;
+    const encoding = client.headers["accept-encoding"];
     if (session) {
       this.o.sessions.touch(session, rendition);
       const known = delta ? undefined : this.startOffset(session, stream, rendition, query.get("resume"));
-      const startOffset = known === undefined ? undefined : await known;
-      if (startOffset !== undefined) {
-        PlaylistBody.of(renderMedia(stream, rendition, "", { startOffset }), stream.state === "ended").send(res, method, req.headers, personal);
-        return;
+      if (known !== undefined) {
+        return known.then((startOffset) =>
+          startOffset === undefined
+            ? this.rendered.media(stream, rendition, delta).answer(encoding, personal)
+            : PlaylistBody.of(renderMedia(stream, rendition, "", { startOffset }), stream.state === "ended").answer(encoding, personal));
       }
     }
-    this.rendered.media(stream, rendition, delta).send(res, method, req.headers, personal);
+    return this.rendered.media(stream, rendition, delta).answer(encoding, personal);
   }
 
   /** A paused session's EXT-X-START offset: undefined at once when it is known to be playing, else read. */
@@ -208,28 +219,38 @@ export class HlsDelivery {
     return this.o.sessions.startOffset(session.sessionId, stream, rendition, resume);
   }
 
-  private async segment({ params, req, res, method, query }: Request, token: string | null): Promise<void> {
-    this.observe(req, query, "segment");
+  private segment(request: HotRequest, token: string | null): Soon<Answer> {
+    this.observe(request, "segment");
+    const [streamId, , seqText] = request.params as [string, string, string, string];
+    if (!isStreamId(streamId) || !Number.isSafeInteger(Number(seqText))) throw new HttpError(400, "BAD_PATH", "invalid segment path");
+    const session = this.o.sessions.check(token ?? request.query.get("session"), streamId);
+    // the timeline (in memory for a watched stream) names the broadcast whose media holds the segment
+    const stream = this.snapshot(streamId);
+    return stream instanceof Promise ? stream.then((s) => this.segmentOf(request, s, session)) : this.segmentOf(request, stream, session);
+  }
+
+  private segmentOf({ params, client }: HotRequest, stream: StreamSnapshot, session: NamedSession | null): Soon<Answer> {
     const [streamId, rendition, seqText, claim] = params as [string, string, string, string];
     const seq = Number(seqText);
-    if (!isStreamId(streamId) || !Number.isSafeInteger(seq)) throw new HttpError(400, "BAD_PATH", "invalid segment path");
-    const session = this.o.sessions.check(token ?? query.get("session"), streamId);
-    // the timeline (in memory for a watched stream) names the broadcast whose media holds the segment
-    const stream = await this.snapshot(streamId);
     if (session) {
       // players that never report (Safari's native player, VLC) still leave a resume point
       const entry = entryOf(stream, seq, claim);
       if (entry && stream.ladder?.some((r) => r.name === rendition)) this.o.sessions.inferred(session, stream, entry.pdt, rendition);
     }
-    const bytes = await this.segments.get(
-      // the key names the claim: a URI of a timeline that lost its history finds nothing (404), never new bytes
-      segmentKey(streamId, rendition, seq, claim),
-      () => this.o.store.readSegment(streamId, stream.broadcast, rendition, seq, claim),
-      () => this.o.metrics.segmentCacheMisses.inc(),
-    );
-    if (!bytes) throw new HttpError(404, "UNKNOWN_SEGMENT", `segment ${rendition}/${seq}.${claim} of ${streamId} is not available`);
     const kind = session ? "private" : "public";
-    const range = req.headers.range === undefined ? null : /^bytes=(\d*)-(\d*)$/.exec(req.headers.range);
+    // the key names the claim: a URI of a timeline that lost its history finds nothing (404), never new bytes
+    const key = segmentKey(streamId, rendition, seq, claim);
+    const held = this.segments.peek(key);
+    if (held) return this.segmentAnswer(held, kind, client.headers.range);
+    return this.segments.get(key, () => this.o.store.readSegment(streamId, stream.broadcast, rendition, seq, claim), () => this.o.metrics.segmentCacheMisses.inc()).then((bytes) => {
+      if (!bytes) throw new HttpError(404, "UNKNOWN_SEGMENT", `segment ${rendition}/${seq}.${claim} of ${streamId} is not available`);
+      return this.segmentAnswer(bytes, kind, client.headers.range);
+    });
+  }
+
+  /** A segment's bytes, or the byte range asked for. */
+  private segmentAnswer(bytes: Buffer, kind: "public" | "private", rangeHeader: string | undefined): Answer {
+    const range = rangeHeader === undefined ? null : /^bytes=(\d*)-(\d*)$/.exec(rangeHeader);
     if (range && (range[1] || range[2])) {
       const start = range[1] ? Number(range[1]) : Math.max(0, bytes.length - Number(range[2]));
       const end = range[1] && range[2] ? Math.min(Number(range[2]), bytes.length - 1) : bytes.length - 1;
@@ -237,12 +258,9 @@ export class HlsDelivery {
         throw new HttpError(416, "RANGE", "range not satisfiable", { "Content-Range": `bytes */${bytes.length}` });
       }
       const headers = { ...this.segmentHeadersOf(bytes, kind), "Content-Length": end - start + 1, "Content-Range": `bytes ${start}-${end}/${bytes.length}` };
-      res.writeHead(206, headers);
-      res.end(method === "HEAD" ? undefined : bytes.subarray(start, end + 1));
-      return;
+      return { status: 206, headers, body: bytes.subarray(start, end + 1) };
     }
-    res.writeHead(200, this.segmentHeadersOf(bytes, kind));
-    res.end(method === "HEAD" ? undefined : bytes);
+    return { status: 200, headers: this.segmentHeadersOf(bytes, kind), body: bytes };
   }
 
   private segmentHeadersOf(bytes: Buffer, kind: "public" | "private"): Record<string, string | number> {
@@ -256,6 +274,12 @@ export class HlsDelivery {
       "Content-Length": bytes.length,
     });
   }
+}
+
+/** A stream that is live (or ended and kept): else 404. */
+function live(snapshot: StreamSnapshot | null, streamId: string): StreamSnapshot {
+  if (!snapshot) throw new HttpError(404, "UNKNOWN_STREAM", `stream ${streamId} is not live`);
+  return snapshot;
 }
 
 /** The timeline entry of a segment: sequence numbers are consecutive, so its place is known; else a search. */

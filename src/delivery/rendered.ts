@@ -2,8 +2,8 @@
 // as a delta update) per timeline snapshot, its gzip form made on first demand, and the response headers of
 // each form, so a request costs a map lookup and a write, never a render or a compression.
 import { gzipSync } from "node:zlib";
-import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import type { StreamSnapshot } from "../core/model.ts";
+import type { Answer } from "../http/answer.ts";
 import { CORS_HEADERS } from "../http/server.ts";
 import { renderMedia } from "./playlist.ts";
 
@@ -12,7 +12,7 @@ const PLAYLIST = "application/vnd.apple.mpegurl";
 /** A playlist's text with its gzip form and headers, each made once. */
 export class PlaylistBody {
   private gzipped: Buffer | null = null;
-  private readonly headers = new Map<number, OutgoingHttpHeaders>();
+  private readonly headers = new Map<number, Answer["headers"]>();
 
   constructor(readonly text: Buffer, private readonly ended: boolean) {}
 
@@ -25,9 +25,9 @@ export class PlaylistBody {
     return (this.gzipped ??= gzipSync(this.text, { level: 6 }));
   }
 
-  /** Answers with this body; `personal`: the URL carries a session, so no shared cache may keep the answer. */
-  send(res: ServerResponse, method: string, requestHeaders: IncomingHttpHeaders, personal: boolean): void {
-    const gzip = acceptsGzip(requestHeaders["accept-encoding"]);
+  /** The answer of this body; `personal`: the URL carries a session, so no shared cache may keep the answer. */
+  answer(acceptEncoding: string | undefined, personal: boolean): Answer {
+    const gzip = acceptsGzip(acceptEncoding);
     const body = gzip ? this.gzip : this.text;
     const key = (gzip ? 1 : 0) + (personal ? 2 : 0);
     let headers = this.headers.get(key);
@@ -43,8 +43,7 @@ export class PlaylistBody {
       };
       this.headers.set(key, headers);
     }
-    res.writeHead(200, headers);
-    res.end(method === "HEAD" ? undefined : body);
+    return { status: 200, headers, body };
   }
 }
 
@@ -89,9 +88,9 @@ export class RenderedPlaylists {
     let bodies = renditions.get(rendition);
     if (!bodies) renditions.set(rendition, (bodies = {}));
     const ended = stream.state === "ended";
-    const lines = this.linesOf(stream, rendition);
-    if (delta) return (bodies.delta ??= PlaylistBody.of(renderMedia(stream, rendition, "", { skip: true, lines }), ended));
-    return (bodies.full ??= PlaylistBody.of(renderMedia(stream, rendition, "", { lines }), ended));
+    // the rendered entries are looked up (and kept in use) only for a render: a live stream renders at each change
+    if (delta) return (bodies.delta ??= PlaylistBody.of(renderMedia(stream, rendition, "", { skip: true, lines: this.linesOf(stream, rendition) }), ended));
+    return (bodies.full ??= PlaylistBody.of(renderMedia(stream, rendition, "", { lines: this.linesOf(stream, rendition) }), ended));
   }
 
   /** The rendition's rendered entries, holding no more than about its current window. */

@@ -16,13 +16,18 @@ export class SegmentCache {
     return this.size;
   }
 
-  async get(key: string, load: () => Promise<Buffer | null>, onMiss: () => void = () => undefined): Promise<Buffer | null> {
+  /** The bytes when memory holds them (fresh), without waiting; undefined: get() must load them. */
+  peek(key: string): Buffer | undefined {
     const hit = this.entries.get(key);
-    if (hit && Date.now() - hit.at < this.maxAgeMs) {
-      this.entries.delete(key);
-      this.entries.set(key, hit);
-      return hit.bytes;
-    }
+    if (!hit || Date.now() - hit.at >= this.maxAgeMs) return undefined;
+    this.entries.delete(key);
+    this.entries.set(key, hit);
+    return hit.bytes;
+  }
+
+  async get(key: string, load: () => Promise<Buffer | null>, onMiss: () => void = () => undefined): Promise<Buffer | null> {
+    const hit = this.peek(key);
+    if (hit) return hit;
     const pending = this.loading.get(key);
     if (pending) return pending;
     onMiss();

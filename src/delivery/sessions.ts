@@ -3,9 +3,9 @@
 // through by this node's updates), positions converted between seconds on the stream's timeline and program
 // date-time, and the resume point a paused viewer's playlists carry. A new session is its token alone: the
 // record comes with its first use (state/sessions.ts), so starting one costs Redis nothing.
-import type { IncomingMessage } from "node:http";
 import { startWindowMs, type Session, type SessionOrigin, type SessionStore } from "../state/sessions.ts";
 import type { StreamSnapshot } from "../core/model.ts";
+import type { Client } from "../http/answer.ts";
 import type { ClientAddresses } from "../http/client-address.ts";
 import { HttpError } from "../http/errors.ts";
 import { checkPlaybackToken } from "./playback-token.ts";
@@ -91,6 +91,8 @@ export const pdtOf = (stream: Pick<StreamSnapshot, "createdAt">, position: numbe
 
 export class ViewerSessions {
   private readonly cache = new Map<string, { session: Session; at: number }>();
+  /** Sessions read and found to have no record yet, and when: not paused, so a playlist reload reads nothing. */
+  private readonly absent = new Map<string, number>();
   /** Tokens whose signature was good (only ours get in: a forged token is checked every time). */
   private readonly verified = new Map<string, Readonly<NamedSession>>();
   private readonly starts: AddressLimiter;
@@ -149,7 +151,7 @@ export class ViewerSessions {
    * Starts a session (after `authorize`, for a stream that exists): 429 past the client address's rate, 503
    * when the stream or the node has all the viewers it may.
    */
-  start(req: IncomingMessage, streamId: string): { session: Session; token: string } {
+  start(req: Client, streamId: string): { session: Session; token: string } {
     this.o.admitViewer?.(streamId);
     const wait = this.starts.take(this.o.addresses.of(req));
     if (wait > 0) {
@@ -175,8 +177,14 @@ export class ViewerSessions {
     const cached = this.cache.get(sessionId);
     if (!fresh && cached && Date.now() - cached.at < maxAgeMs) return cached.session;
     const session = await this.store.get(sessionId);
-    if (session) this.remember(session);
-    else this.cache.delete(sessionId);
+    if (session) {
+      this.remember(session);
+      this.absent.delete(sessionId);
+    } else {
+      this.cache.delete(sessionId);
+      if (this.absent.size >= MAX_CACHED) this.absent.clear();
+      this.absent.set(sessionId, Date.now());
+    }
     return session;
   }
 
@@ -217,6 +225,7 @@ export class ViewerSessions {
     const pdt = stream ? pdtOf(stream, position) : null;
     const cached = this.cache.get(named.sessionId);
     if (cached) Object.assign(cached.session, { position, pdt, paused, source: "reported", updatedAt: Date.now() });
+    this.absent.delete(named.sessionId);
     return this.store.update(named.sessionId, { node: this.o.nodeId, report: { position, pdt, paused } }, origin(named));
   }
 
@@ -226,7 +235,12 @@ export class ViewerSessions {
    */
   knownResumeAt(sessionId: string): number | null | undefined {
     const cached = this.cache.get(sessionId);
-    if (!cached || Date.now() - cached.at >= START_CACHE_MS) return undefined;
+    if (!cached) {
+      // a session that had no record when last read (a player that never reports) is not paused either
+      const readAt = this.absent.get(sessionId);
+      return readAt !== undefined && Date.now() - readAt < START_CACHE_MS ? null : undefined;
+    }
+    if (Date.now() - cached.at >= START_CACHE_MS) return undefined;
     return cached.session.paused && cached.session.pdt !== null ? cached.session.pdt : null;
   }
 

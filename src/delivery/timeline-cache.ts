@@ -38,14 +38,22 @@ export class TimelineCache {
 
   constructor(private readonly read: (streamId: string) => Promise<StreamSnapshot | null>) {}
 
+  /** The timeline when memory holds a fresh one (null: a fresh miss), without waiting; undefined: get() reads it. */
+  peek(streamId: string): StreamSnapshot | null | undefined {
+    const entry = this.entries.get(streamId);
+    if (!entry) return undefined;
+    const now = Date.now();
+    const maxAge = entry.snapshot === null ? MISS_MS : this.subscribed ? MAX_AGE_SUBSCRIBED_MS : MAX_AGE_UNSUBSCRIBED_MS;
+    if (entry.version !== this.version(streamId) || now - entry.at >= maxAge) return undefined;
+    entry.usedAt = now;
+    return entry.snapshot;
+  }
+
   async get(streamId: string): Promise<TimelineRead> {
+    const held = this.peek(streamId);
+    if (held !== undefined) return { snapshot: held, stale: false };
     const entry = this.entries.get(streamId);
     const now = Date.now();
-    const maxAge = entry?.snapshot === null ? MISS_MS : this.subscribed ? MAX_AGE_SUBSCRIBED_MS : MAX_AGE_UNSUBSCRIBED_MS;
-    if (entry && entry.version === this.version(streamId) && now - entry.at < maxAge) {
-      entry.usedAt = now;
-      return { snapshot: entry.snapshot, stale: false };
-    }
     try {
       const snapshot = await this.load(streamId);
       const fresh = this.entries.get(streamId);

@@ -4,7 +4,7 @@
 // few user agents, the whole table has a ceiling, and it forgets on its own timer (prune()), never waiting on
 // Redis.
 import { createHash } from "node:crypto";
-import type { IncomingMessage } from "node:http";
+import type { Client } from "../http/answer.ts";
 import type { ClientAddresses } from "../http/client-address.ts";
 
 const WINDOW_MS = 30000;
@@ -26,7 +26,7 @@ export class ViewerTracker {
   constructor(private readonly addresses: Pick<ClientAddresses, "of">) {}
 
   /** A playlist request of a stream, by a session (its token) or by an address and a user agent. */
-  seen(streamId: string, req: IncomingMessage, session: string | null): void {
+  seen(streamId: string, req: Client, session: string | null): void {
     const key = session === null ? this.anonymous(streamId, this.addresses.of(req), req.headers["user-agent"] ?? "") : `s:${session.slice(0, 64)}`;
     let viewers = this.streams.get(streamId);
     if (!viewers) this.streams.set(streamId, (viewers = new Map()));
@@ -41,7 +41,7 @@ export class ViewerTracker {
   }
 
   /** Whether a client without a session is counted as a viewer of the stream now (CDN mode's viewer caps). */
-  counted(streamId: string, req: IncomingMessage): boolean {
+  counted(streamId: string, req: Client): boolean {
     const viewers = this.streams.get(streamId);
     if (!viewers) return false;
     const address = this.addresses.of(req);

@@ -2,7 +2,7 @@
 // balancer, `http.trustedProxies`) is the client the proxy names in X-Forwarded-For: HAProxy sets that header
 // to the address it saw, replacing whatever the client sent, so its first value is the one to believe. From
 // anyone else the header is the client's own word and is ignored.
-import type { IncomingMessage } from "node:http";
+import type { Client } from "./answer.ts";
 import { isIP, type Socket } from "node:net";
 
 /** `::ffff:127.0.0.1` (an IPv4 peer on a dual-stack socket) is 127.0.0.1. */
@@ -25,7 +25,7 @@ export class ClientAddresses {
     return this.trustAll || this.trusted.has(peer) ? null : peer;
   }
 
-  of(req: IncomingMessage): string {
+  of(req: Client): string {
     const peer = plain(req.socket.remoteAddress ?? "");
     if (!this.trustAll && !this.trusted.has(peer)) return peer;
     const header = req.headers["x-forwarded-for"];

@@ -1,6 +1,9 @@
 // The node's HTTP transport: the listener and its limits (connection caps, the first-request deadline, idle
 // sockets), the router, CORS, error mapping, the drain's socket control, WebSocket upgrades, and the node's own
-// endpoints (health, readiness, metrics). Features add their routes with addRoute() (HLS: delivery/hls.ts).
+// endpoints (health, readiness, metrics). Features add their routes with addRoute(), and the viewers' hot
+// routes with addHotRoute() (HLS: delivery/hls.ts), whose answers are data (answer.ts) that either front end
+// sends: the lean front (front.ts), which accepts every connection and answers plain GET/HEAD requests of
+// hot routes itself, or Node's http server, which it hands every other connection to.
 // Paths are matched against strict patterns; nothing here reads a file named by a request.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
@@ -10,9 +13,11 @@ import { clientKey } from "../core/address.ts";
 import { listen } from "../core/listen.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
+import { UNAVAILABLE, errorAnswer, type Answer, type Client, type HotHandler, type HotRequest, type Soon } from "./answer.ts";
 import { checkBearer } from "./bearer.ts";
 import type { ClientAddresses } from "./client-address.ts";
 import { HttpError, sendJson } from "./errors.ts";
+import { LeanFront } from "./front.ts";
 import { rejectUpgrade } from "./upgrade.ts";
 
 export interface Readiness {
@@ -39,6 +44,10 @@ interface Route {
   name: string;
   handler: Handler;
   ownHeaders: boolean;
+  /** A hot route's handler: its answer is data, which the lean front can send too. */
+  hot: HotHandler | null;
+  /** The lean front's answers by status since the last scrape (plain numbers: a counter's inc costs more than the rest). */
+  answered: Map<number, number>;
 }
 
 export interface RouteOptions {
@@ -70,7 +79,10 @@ export interface HttpServerOptions {
   opsToken: string | null;
   /** Called before /metrics is rendered (gauges read from other parts). */
   beforeScrape?: () => void;
-  /** Milliseconds a new connection has to bring its first request (FIRST_REQUEST_MS; tests shorten it). */
+  /**
+   * Milliseconds a new connection has to bring its first request, and a later request head begun on the lean
+   * front to be complete (FIRST_REQUEST_MS; tests shorten it).
+   */
   firstRequestMs?: number;
 }
 
@@ -89,12 +101,14 @@ const TIMED_ROUTES = new Set(["master", "media", "segment"]);
 
 export class HttpServer {
   private readonly routes: Route[] = [];
+  private readonly hotRoutes: Route[] = [];
   private server: Server | null = null;
+  private leanFront: LeanFront | null = null;
   private readonly sockets = new Set<Socket>();
   /** Open sockets per direct peer (not counting the trusted balancer), for the per-address cap. */
   private readonly perAddress = new Map<string, number>();
-  /** While set, every response carries `Connection: close` (a drain). */
-  private draining = false;
+  /** While set, every response carries `Connection: close` (a drain; the lean front hands every request to Node). */
+  draining = false;
   /** Requests being answered, health checks left out (the balancer keeps sending those). */
   inFlight = 0;
   /** /readyz answered "ready" this many times in a row. */
@@ -115,6 +129,7 @@ export class HttpServer {
     this.addRoute(["GET"], "metrics", /^\/metrics$/, async ({ req, res }) => {
       this.guardOps(req);
       o.beforeScrape?.();
+      this.countAnswered();
       const text = await o.metrics.registry.metrics();
       res.writeHead(200, { "Content-Type": o.metrics.registry.contentType, "Cache-Control": "no-store" });
       res.end(text);
@@ -132,15 +147,88 @@ export class HttpServer {
   }
 
   addRoute(methods: string[], name: string, pattern: RegExp, handler: Handler, options: RouteOptions = {}): void {
-    this.routes.push({ methods, pattern, name, handler, ownHeaders: options.ownHeaders === true });
+    this.routes.push({ methods, pattern, name, handler, ownHeaders: options.ownHeaders === true, hot: null, answered: new Map() });
+  }
+
+  /**
+   * A viewers' route (GET and HEAD) whose handler makes its answer as data, with its CORS headers in its own
+   * head: answered by the lean front for a plain request, by Node's server for any other (a Range, a drain).
+   */
+  addHotRoute(name: string, pattern: RegExp, hot: HotHandler): void {
+    const route: Route = {
+      methods: ["GET", "HEAD"], pattern, name, ownHeaders: true, hot, answered: new Map(),
+      handler: async ({ method, path, params, query, req, res }) => {
+        const answer = await this.answerOf(route, { method: method as "GET" | "HEAD", path, params, query, client: req }, req.url);
+        res.writeHead(answer.status, answer.headers);
+        res.end(method === "HEAD" || answer.body === null ? undefined : answer.body);
+      },
+    };
+    this.routes.push(route);
+    this.hotRoutes.push(route);
+  }
+
+  /** A hot route's answer (at once when the handler has it at once): a handler's error mapped as handle() maps every route's. */
+  private answerOf(route: Route, request: HotRequest, target: string | undefined): Soon<Answer> {
+    try {
+      const answer = route.hot!(request);
+      return answer instanceof Promise ? answer.catch((error: unknown) => this.errorAnswerOf(error, route.name, target)) : answer;
+    } catch (error) {
+      return this.errorAnswerOf(error, route.name, target);
+    }
+  }
+
+  /** What a handler's error answers: its own HttpError, or a 503 (logged) for a failure that is not the client's. */
+  private errorAnswerOf(error: unknown, route: string, target: string | undefined): Answer {
+    if (error instanceof HttpError) return errorAnswer(error, CORS_HEADERS);
+    this.o.log.warn("request failed", { route, path: loggedPath(target), error: errorMessage(error) });
+    return errorAnswer(UNAVAILABLE, CORS_HEADERS);
+  }
+
+  /**
+   * The lean front's request: the answer of the hot route its target names (counted and timed as handle()
+   * counts Node's requests; never a rejected promise), or null when it names none (Node's server answers it).
+   */
+  private hot(method: "GET" | "HEAD", target: string, client: Client): Soon<Answer> | null {
+    const mark = target.indexOf("?");
+    const path = mark === -1 ? target : target.slice(0, mark);
+    if (target.includes("#")) return null;
+    for (const route of this.hotRoutes) {
+      const match = route.pattern.exec(path);
+      if (!match) continue;
+      const arrived = performance.now();
+      const query = mark === -1 ? NO_QUERY : new URLSearchParams(target.slice(mark + 1));
+      const answer = this.answerOf(route, { method, path, params: match.slice(1), query, client }, target);
+      if (!(answer instanceof Promise)) return this.answered(route, answer, arrived);
+      this.inFlight += 1;
+      return answer.then((a) => {
+        this.inFlight -= 1;
+        return this.answered(route, a, arrived);
+      });
+    }
+    return null;
+  }
+
+  private answered(route: Route, answer: Answer, arrived: number): Answer {
+    route.answered.set(answer.status, (route.answered.get(answer.status) ?? 0) + 1);
+    this.timer(route.name).observe((performance.now() - arrived) / 1000);
+    return answer;
+  }
+
+  /** Adds the lean front's answers to the request counters (before a scrape reads them). */
+  private countAnswered(): void {
+    for (const route of this.hotRoutes) {
+      for (const [status, count] of route.answered) this.counted(route.name, status).inc(count);
+      route.answered.clear();
+    }
   }
 
   get port(): number {
-    const address = this.server?.address();
+    const address = this.leanFront?.server.address();
     return typeof address === "object" && address ? address.port : this.o.port;
   }
 
   async start(): Promise<void> {
+    // Node's http server never listens: it takes the connections the lean front hands it
     const server = createServer((req, res) => {
       this.handle(req, res).catch(() => res.destroy());
     });
@@ -149,7 +237,6 @@ export class HttpServer {
     server.headersTimeout = 10000;
     server.requestTimeout = 30000;
     server.timeout = SOCKET_IDLE_MS;
-    server.maxConnections = this.o.maxConnections;
     // a malformed request line or header: Node answers 400 (431, 408) itself and closes that socket only
     server.on("request", (req: IncomingMessage) => this.firstRequest(req.socket));
     server.on("upgrade", (req, socket, head) => {
@@ -165,15 +252,24 @@ export class HttpServer {
         rejectUpgrade(socket, 500, "Internal Server Error");
       }
     });
-    server.on("connection", (socket: Socket) => this.accept(socket));
-    await listen(server, { port: this.o.port, bind: this.o.bind, what: "HTTP", key: "http.port / BATON_HTTP_PORT" });
+    const front = new LeanFront({
+      accept: (socket) => this.accept(socket),
+      firstRequest: (socket) => this.firstRequest(socket),
+      hot: (method, target, client) => this.hot(method, target, client),
+      handOver: (socket) => server.emit("connection", socket),
+      draining: () => this.draining,
+    }, { maxConnections: this.o.maxConnections, headMs: this.o.firstRequestMs ?? FIRST_REQUEST_MS });
+    await listen(front.server, { port: this.o.port, bind: this.o.bind, what: "HTTP", key: "http.port / BATON_HTTP_PORT" });
+    // what starts Node's own checks of its connections (headersTimeout, requestTimeout) when it listens
+    server.emit("listening");
     this.server = server;
+    this.leanFront = front;
   }
 
   private readonly awaitingRequest = new WeakMap<Socket, NodeJS.Timeout>();
 
-  /** A new socket: counted, capped per direct peer, and closed unless a request arrives in time. */
-  private accept(socket: Socket): void {
+  /** A new socket: counted, capped per direct peer, and closed unless a request arrives in time (false: refused). */
+  private accept(socket: Socket): boolean {
     socket.on("error", () => undefined);
     const direct = this.o.addresses.peer(socket);
     // an IPv6 client is its /64: walking through its own addresses buys it no more sockets
@@ -183,7 +279,7 @@ export class HttpServer {
       if (open > this.o.maxConnectionsPerAddress) {
         this.o.metrics.httpConnectionsRefused.inc({ reason: "per_address" });
         socket.destroy();
-        return;
+        return false;
       }
       this.perAddress.set(peer, open);
     }
@@ -202,6 +298,7 @@ export class HttpServer {
       if (left > 0) this.perAddress.set(peer, left);
       else this.perAddress.delete(peer);
     });
+    return true;
   }
 
   private firstRequest(socket: Socket): void {
@@ -212,11 +309,13 @@ export class HttpServer {
   }
 
   async close(): Promise<void> {
-    const server = this.server;
+    const [server, front] = [this.server, this.leanFront];
     this.server = null;
-    if (!server) return;
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    server.closeIdleConnections();
+    this.leanFront = null;
+    if (!server || !front) return;
+    const closed = new Promise<void>((resolve) => front.server.close(() => resolve()));
+    // Node's server stops its connection checks (it never listened: its close callback would only say so)
+    server.close();
     for (const socket of this.sockets) socket.destroy();
     await closed;
   }
@@ -224,11 +323,16 @@ export class HttpServer {
   /** A drain starts: answer every request with `Connection: close` and close idle keep-alive sockets. */
   drain(): void {
     this.draining = true;
-    this.server?.closeIdleConnections();
+    this.closeIdle();
   }
 
   undrain(): void {
     this.draining = false;
+  }
+
+  /** Connections the lean front answers on now, and those it handed to Node's server so far (tests). */
+  get front(): { owned: number; handedOver: number } {
+    return { owned: this.leanFront?.connections.size ?? 0, handedOver: this.leanFront?.handedOver ?? 0 };
   }
 
   /** Open sockets (viewers' keep-alive connections, the balancer's pooled ones). */
@@ -238,6 +342,7 @@ export class HttpServer {
 
   /** Ends the drain's HTTP side: closes what is idle now; sockets with a request in flight finish first. */
   closeIdle(): void {
+    this.leanFront?.closeIdle();
     this.server?.closeIdleConnections();
   }
 
@@ -247,19 +352,19 @@ export class HttpServer {
   }
 
   /** The request counter of a route and status (both bounded: route names, the statuses baton sends). */
-  private counted(route: string, status: number): { inc(): void } {
+  private counted(route: string, status: number): { inc(by?: number): void } {
     const key = `${route} ${status}`;
     let counter = this.counters.get(key);
     if (!counter) this.counters.set(key, (counter = this.o.metrics.httpRequests.labels({ route, status: String(status) })));
     return counter;
   }
 
-  private readonly counters = new Map<string, { inc(): void }>();
+  private readonly counters = new Map<string, { inc(by?: number): void }>();
 
   /** The answer-time histogram of an HLS route (its child kept, as the counters'). */
   private timer(route: string): { observe(seconds: number): void } {
     let timer = this.timers.get(route);
-    if (!timer) this.timers.set(route, (timer = this.o.metrics.httpDuration.labels({ route })));
+    if (!timer) this.timers.set(route, (timer = this.o.metrics.httpDuration.tally({ route })));
     return timer;
   }
 

@@ -2,7 +2,6 @@
 // log line, at a 2-hour window (3,600 segments of 2 s). Read back with parsers baton does not use.
 import assert from "node:assert/strict";
 import { gunzipSync } from "node:zlib";
-import type { ServerResponse } from "node:http";
 import type { M3u8Manifest } from "m3u8-parser";
 import type { TimelineEntry } from "../../src/core/model.ts";
 import { renderMedia, serverControl } from "../../src/delivery/playlist.ts";
@@ -23,16 +22,6 @@ function window(count: number, first = 1000, disc: (seq: number) => boolean = ()
 
 /** m3u8-parser's reading of the delta-update tags (its published types leave them out). */
 const lowLatency = (manifest: M3u8Manifest): { serverControl?: { canSkipUntil?: number }; skip?: { skippedSegments?: number } } => manifest as never;
-
-/** What a response got: status, headers and body (a stand-in for a ServerResponse). */
-function capture(): { res: ServerResponse; out: { status: number; headers: Record<string, unknown>; body: Buffer | undefined } } {
-  const out = { status: 0, headers: {} as Record<string, unknown>, body: undefined as Buffer | undefined };
-  const res = {
-    writeHead: (status: number, headers: Record<string, unknown>) => Object.assign(out, { status, headers }),
-    end: (body?: Buffer) => (out.body = body),
-  } as unknown as ServerResponse;
-  return { res, out };
-}
 
 describe("delta updates and render-once playlists", () => {
   strictParsers();
@@ -97,25 +86,20 @@ describe("delta updates and render-once playlists", () => {
     assert.notEqual(cache.media(snapshot(window(TWO_HOURS)), "720p", false), body, "a new snapshot: a new render");
     assert.equal(body.text.toString(), renderMedia(stream, "720p"));
 
-    const plain = capture();
-    body.send(plain.res, "GET", {}, false);
-    assert.equal(plain.out.headers["Content-Encoding"], undefined);
-    assert.equal(plain.out.headers["Cache-Control"], "public, max-age=1");
-    assert.equal(plain.out.headers.Vary, "Accept-Encoding");
-    assert.equal(plain.out.body, body.text);
-    const zipped = capture();
-    body.send(zipped.res, "GET", { "accept-encoding": "gzip, deflate, br" }, true);
-    assert.equal(zipped.out.headers["Content-Encoding"], "gzip");
-    assert.equal(zipped.out.headers["Cache-Control"], "private, max-age=1", "a URL with a session");
-    assert.equal(zipped.out.headers["Content-Length"], zipped.out.body!.length);
-    assert.deepEqual(gunzipSync(zipped.out.body!), body.text);
-    assert.ok(zipped.out.body!.length * 5 < body.text.length, `gzip ${zipped.out.body!.length} of ${body.text.length} bytes`);
-    const again = capture();
-    body.send(again.res, "GET", { "accept-encoding": "gzip" }, true);
-    assert.equal(again.out.body, zipped.out.body, "compressed once");
-    const head = capture();
-    body.send(head.res, "HEAD", { "accept-encoding": "gzip" }, false);
-    assert.equal(head.out.body, undefined);
+    const plain = body.answer(undefined, false);
+    assert.equal(plain.headers["Content-Encoding"], undefined);
+    assert.equal(plain.headers["Cache-Control"], "public, max-age=1");
+    assert.equal(plain.headers.Vary, "Accept-Encoding");
+    assert.equal(plain.body, body.text);
+    const zipped = body.answer("gzip, deflate, br", true);
+    assert.equal(zipped.headers["Content-Encoding"], "gzip");
+    assert.equal(zipped.headers["Cache-Control"], "private, max-age=1", "a URL with a session");
+    assert.equal(zipped.headers["Content-Length"], zipped.body!.length);
+    assert.deepEqual(gunzipSync(zipped.body!), body.text);
+    assert.ok(zipped.body!.length * 5 < body.text.length, `gzip ${zipped.body!.length} of ${body.text.length} bytes`);
+    const again = body.answer("gzip", true);
+    assert.equal(again.body, zipped.body, "compressed once");
+    assert.equal(again.headers, zipped.headers, "one head object per kind of answer");
   });
 
   it("renders a slid 2-hour window by rendering only its new segment, to the same text as a render from scratch", () => {
