@@ -8,6 +8,7 @@ import { addAdminApi, runAdminCommand, type AdminCommand } from "./cluster/admin
 import { addClusterApi } from "./cluster/api.ts";
 import { Drainer, readiness, type DrainReport } from "./cluster/drain.ts";
 import { HEARTBEAT_MS, NODE_TTL_MS, Registry } from "./cluster/registry.ts";
+import { PeerLink, addPeerRoutes, peerKey } from "./cluster/peers.ts";
 import { Sweeper } from "./cluster/sweeper.ts";
 import type { Config } from "./config/defaults.ts";
 import { adminToken, playbackSecret, publishSecret, sessionSecret } from "./config/state-dir.ts";
@@ -30,6 +31,7 @@ import { HttpServer } from "./http/server.ts";
 import { admitPublish, recordRefusal } from "./ingest/admission.ts";
 import { RtmpIngest } from "./ingest/rtmp-server.ts";
 import { Feed } from "./state/feed.ts";
+import { RedisHealth } from "./state/health.ts";
 import { NodeRecords } from "./state/nodes.ts";
 import { SessionStore } from "./state/sessions.ts";
 import { StreamStore } from "./state/store.ts";
@@ -60,6 +62,10 @@ export class BatonNode {
   /** Viewers per stream on the other nodes, by their last registry records (delivery.maxViewersPerStream). */
   private viewersElsewhere = new Map<string, number>();
   private readonly nodes: NodeRecords;
+  /** Whether this node reaches Redis now (answers, not the connection's status). */
+  readonly health: RedisHealth;
+  /** The other nodes' HTTP URLs at the last registry read (kept while Redis is away): where offers go. */
+  private peerUrls: string[] = [];
   private readonly feed: Feed;
   private readonly sweeper: Sweeper;
   private readonly registry: Registry;
@@ -93,6 +99,14 @@ export class BatonNode {
       media: this.media,
     });
     this.nodes = new NodeRecords(this.store.redis, this.store.keys);
+    this.health = new RedisHealth(() => this.store.redis.ping());
+    const linkKey = peerKey(sessionSecret(config));
+    const peers = new PeerLink({
+      key: linkKey, peers: () => this.peerUrls, log: log.child("peers"), metrics: this.metrics,
+      local: (offer) => {
+        if (!this.health.reachable()) this.hls.timelines.show(offer.stream, offer.claim, offer.entries);
+      },
+    });
     this.feed = new Feed(this.store);
     this.owners = new StreamOwners({
       store: this.store,
@@ -100,6 +114,7 @@ export class BatonNode {
       config,
       log,
       metrics: this.metrics,
+      peers,
       nodeAlive: async (id) => {
         const record = (await this.nodes.list()).find((n) => n.id === id);
         return record !== undefined && Date.now() - record.heartbeatAt < 2 * HEARTBEAT_MS;
@@ -170,7 +185,20 @@ export class BatonNode {
         for (const [stream, count] of Object.entries(this.hls.viewers.counts())) this.metrics.viewers.set({ stream }, count);
       },
     });
-    this.hls = new HlsDelivery(this.http, { store: this.store, segmentCacheBytes: config.hls.segmentCacheBytes, metrics: this.metrics, sessions, addresses, cdn: config.delivery.cdn, admitViewer });
+    this.hls = new HlsDelivery(this.http, { store: this.store, segmentCacheBytes: config.hls.segmentCacheBytes, metrics: this.metrics, sessions, addresses, cdn: config.delivery.cdn, admitViewer,
+      timelineOptions: {
+        reachable: () => this.health.reachable(),
+        trim: (entries) => this.store.pages.trim(entries),
+        conflict: (id) => {
+          this.metrics.timelineConflicts.inc();
+          log.error("Redis's timeline differs from entries listed from an owner's offer", { stream: id });
+        },
+      },
+    });
+    addPeerRoutes(this.http, {
+      key: linkKey, nodeId: this.id, store: this.store, reachable: () => this.health.reachable(),
+      show: (id, claim, entries) => this.hls.timelines.show(id, claim, entries), log: log.child("peers"), metrics: this.metrics,
+    });
     this.channel = new ViewerChannel(sessions, this.hls.timelines, config.sessions.maxReportsPerSecond, this.metrics, log.child("ws"));
     this.http.onUpgrade((req, socket, head) => this.channel.upgrade(req, socket, head));
     addSessionsApi(this.http, this.hls.timelines, sessions);
@@ -244,6 +272,7 @@ export class BatonNode {
       .list()
       .then((records) => {
         this.roomElsewhere = roomElsewhere(records, this.id, Date.now(), NODE_TTL_MS);
+        this.peerUrls = records.filter((r) => r.id !== this.id && Date.now() - r.heartbeatAt < NODE_TTL_MS).map((r) => r.httpUrl);
         this.viewersElsewhere = viewersElsewhere(records, this.id, Date.now(), NODE_TTL_MS);
       })
       .catch(() => undefined);
@@ -313,6 +342,7 @@ export class BatonNode {
       },
     });
     this.sweeper.start();
+    this.health.start();
     this.capacityTimer ??= setInterval(() => this.measure(), HEARTBEAT_MS);
     this.measure();
     this.registry.start();
@@ -329,6 +359,7 @@ export class BatonNode {
 
   private async shutdown(): Promise<void> {
     this.sweeper.stop();
+    this.health.stop();
     if (this.capacityTimer) clearInterval(this.capacityTimer);
     void this.registry.beat();
     await this.owners.closeAll("node shutting down");

@@ -7,7 +7,7 @@ import type { Metrics } from "../core/metrics.ts";
 import type { Config } from "../config/defaults.ts";
 import type { PublisherConnection } from "../ingest/rtmp-server.ts";
 import type { TranscoderSample } from "../cluster/capacity.ts";
-import { StreamOwner, type PublishGrants, type TimelineWriter } from "./owner.ts";
+import { StreamOwner, type OwnerOptions, type PublishGrants, type TimelineWriter } from "./owner.ts";
 
 export interface OwnersOptions {
   store: TimelineWriter & PublishGrants;
@@ -17,6 +17,8 @@ export interface OwnersOptions {
   metrics: Metrics;
   /** Whether a node is alive (its heartbeat is fresh): a dead holder's lease is waited out, not refused. */
   nodeAlive(nodeId: string): Promise<boolean>;
+  /** Where owners offer entries whose append does not land (cluster/peers.ts). */
+  peers?: OwnerOptions["peers"];
 }
 
 export class StreamOwners {
