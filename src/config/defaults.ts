@@ -199,7 +199,9 @@ export interface Config {
     /**
      * Scheduling niceness (0 to 19) of the transcoders' ffmpeg processes, above the node's own: on a machine
      * whose CPU the transcoders fill, the node still runs the moment it has work (a finished segment to
-     * publish, a lease to renew, a playlist to answer), and ffmpeg takes the rest. 0: the node's own priority.
+     * publish, a lease to renew, a playlist to answer), and ffmpeg takes the rest. 5 gives ffmpeg a third of the
+     * share of a process at the node's priority when both want the CPU: more starves transcoders beside other
+     * work on the machine. 0: the node's own priority.
      * Used by: transcode.
      */
     niceness: number;
@@ -358,7 +360,7 @@ export const DEFAULTS: Config = {
     maxRestarts: 5,
     capacity: 4,
     cpuTarget: 0.85,
-    niceness: 10,
+    niceness: 5,
   },
   auth: {
     requirePublishToken: true,
