@@ -138,6 +138,10 @@ describe("Redis away: the live edge keeps moving on every node", function () {
       const newest = p.segments.at(-1)!.uri;
       const bytes = await get(nodes[2]!.http(`/live/frozen-all/240p/${newest}`));
       assert.equal(bytes.status, 200, `the newest segment from a node without Redis: ${bytes.status}`);
+      // a new viewer still starts: its session is a signed token, nothing in Redis until its first report
+      const master = await get(nodes[1]!.http("/live/frozen-all/index.m3u8"));
+      assert.equal(master.status, 200, master.text);
+      assert.match(master.text, /^s\/[^/\s]+\/240p\/index\.m3u8$/m, "the new viewer's session is in its media playlist's path");
       assert.ok(stopped(pid), "those answers came while Redis was stopped");
     } finally {
       redis.proc.child.kill("SIGCONT");
