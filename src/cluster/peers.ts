@@ -18,7 +18,7 @@ import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import type { ClaimRef } from "../core/model.ts";
 import { readBody, parseJson } from "../http/body.ts";
-import { HttpError, sendJson, type Routes } from "../http/server.ts";
+import { HttpError, type Routes } from "../http/server.ts";
 import type { OfferedEntry, StreamStore } from "../state/store.ts";
 
 export const PEER_PATH = "/internal/timeline";
@@ -67,6 +67,12 @@ function sign(key: Buffer, body: Buffer | string): string {
   return createHmac("sha256", key).update(body).digest("hex");
 }
 
+/** Whether `signature` (hex, as sent) is the key's HMAC of `body`, compared in constant time. */
+function signedBy(key: Buffer, body: Buffer, signature: string | string[] | null | undefined): boolean {
+  if (typeof signature !== "string" || !/^[0-9a-f]{64}$/.test(signature)) return false;
+  return timingSafeEqual(Buffer.from(signature, "hex"), Buffer.from(sign(key, body), "hex"));
+}
+
 /** Sends offers to the other nodes. */
 export class PeerLink {
   constructor(
@@ -97,7 +103,9 @@ export class PeerLink {
           });
           const text = await response.text();
           if (!response.ok) throw new Error(`HTTP ${response.status}: ${text.slice(0, 200)}`);
-          const reply = readReply(parseJson(Buffer.from(text)));
+          // the answer is signed too: an answer that says "committed" makes the owner skip its own appends
+          if (!signedBy(this.o.key, Buffer.from(text), response.headers.get(SIGNATURE_HEADER))) throw new Error("an answer not signed with the cluster's key");
+          const reply = readReply(parseJson(Buffer.from(text)), offer.entries.length);
           this.o.metrics.peerOffers.inc({ result: reply.fenced ? "fenced" : reply.committed > 0 ? "relayed" : reply.shown > 0 ? "shown" : "none" });
           return reply;
         } catch (error) {
@@ -111,12 +119,12 @@ export class PeerLink {
   }
 }
 
-function readReply(value: unknown): OfferReply {
+function readReply(value: unknown, offered: number): OfferReply {
   const r = value as Partial<OfferReply> | null;
-  if (!r || typeof r !== "object" || !Number.isInteger(r.committed) || !Number.isInteger(r.shown)) throw new Error("an unreadable reply");
+  if (!r || typeof r !== "object" || !isInt(r.committed, 0, offered) || !isInt(r.shown, 0, offered)) throw new Error("an unreadable reply");
   return {
-    committed: r.committed!,
-    shown: r.shown!,
+    committed: r.committed,
+    shown: r.shown,
     fenced: typeof r.fenced === "string" ? r.fenced.slice(0, 200) : null,
     renewed: typeof r.renewed === "boolean" ? r.renewed : null,
   };
@@ -135,13 +143,12 @@ export interface OfferTarget {
 export function addPeerRoutes(http: Routes, o: OfferTarget & { key: Buffer; nodeId: string; log: Logger; metrics: Metrics }): void {
   http.addRoute(["POST"], "peer_offer", /^\/internal\/timeline$/, async ({ req, res }) => {
     const body = await readBody(req, MAX_BODY);
-    const given = req.headers[SIGNATURE_HEADER];
-    const expected = Buffer.from(sign(o.key, body), "hex");
-    const got = typeof given === "string" && /^[0-9a-f]{64}$/.test(given) ? Buffer.from(given, "hex") : null;
-    if (!got || !timingSafeEqual(got, expected)) throw new HttpError(403, "FORBIDDEN", "not signed with the cluster's key");
+    if (!signedBy(o.key, body, req.headers[SIGNATURE_HEADER])) throw new HttpError(403, "FORBIDDEN", "not signed with the cluster's key");
     const offer = checkOffer(parseJson(body), Date.now());
     if (offer.from === o.nodeId) throw new HttpError(400, "BAD_OFFER", "an offer from this node itself");
-    sendJson(res, 200, await receive(offer, o));
+    const answer = JSON.stringify(await receive(offer, o));
+    res.writeHead(200, { "Content-Type": "application/json", "Cache-Control": "no-store", [SIGNATURE_HEADER]: sign(o.key, answer) });
+    res.end(answer);
   });
 }
 

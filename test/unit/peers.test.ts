@@ -2,6 +2,8 @@
 // the owner when it reaches Redis, list it from memory when it does not), signed end to end over a real HTTP
 // server, and the timeline cache's side (delivery/timeline-cache.ts show()).
 import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { FencedError } from "../../src/core/errors.ts";
 import { createLogger } from "../../src/core/log.ts";
 import { Metrics } from "../../src/core/metrics.ts";
@@ -175,6 +177,21 @@ describe("peer offers", () => {
       const r = await fetch(`http://127.0.0.1:${port}/internal/timeline`, { method: "POST", body: JSON.stringify({ ...offer(10, 2), at: Date.now() }) });
       assert.equal(r.status, 403);
       assert.deepEqual(shown, []);
+    });
+
+    it("an answer not signed with the cluster's key is not believed (it would make the owner skip appends)", async () => {
+      const forger = createServer((_req, res) => {
+        res.writeHead(200, { "Content-Type": "application/json" });
+        res.end(JSON.stringify({ committed: 2, shown: 0, fenced: null, renewed: true }));
+      });
+      await new Promise<void>((resolve) => forger.listen(0, "127.0.0.1", resolve));
+      try {
+        const at = (forger.address() as AddressInfo).port;
+        const forged = new PeerLink({ key, peers: () => [`http://127.0.0.1:${at}`], log, metrics: new Metrics({ node: "a" }) });
+        assert.deepEqual(await forged.offer({ ...offer(10, 2), at: Date.now() }), []);
+      } finally {
+        forger.close();
+      }
     });
 
     it("a body past its bound is refused unread (413)", async () => {
