@@ -259,6 +259,69 @@ export async function measurePropagation(c: Cluster, o: { count: number; store: 
   }
 }
 
+/** ffmpeg finished to listed on every node, ms, for segments finished while Redis was frozen. */
+export interface FrozenPropagation {
+  segments: number;
+  fromFinish: number[];
+  finishP99PerNode: string;
+  /** How long Redis was frozen, ms. */
+  frozenMs: number;
+}
+
+/**
+ * The live stream's next `count` segments with Redis frozen (SIGSTOP: it keeps its sockets and answers
+ * nothing): each node lists them from the owner's offers (cluster/peers.ts). Redis is thawed after, and the
+ * stream goes on.
+ */
+export async function frozenPropagation(c: Cluster, live: LiveStream, o: { count: number; log: (line: string) => void }): Promise<FrozenPropagation> {
+  const renditions = benchRenditions();
+  const path = `/live/${live.id}/${renditions[0]}/index.m3u8`;
+  const finished = new Map<number, number>();
+  const seen = c.nodes.map(() => new Map<number, number>());
+  let over = false;
+  const done = (): boolean => over;
+  const loops = [watchFinishes(c.nodes[0]!, live.id, renditions, finished, done), ...c.nodes.map((node, i) => pollNode(node, path, seen[i]!, done))];
+  const pid = c.redis.proc.child.pid!;
+  let frozenAt = 0;
+  try {
+    // what every node lists now: the measured segments are the ones finished after the freeze
+    await waitFor("every node polled", () => (seen.every((m) => m.size > 0) ? true : undefined), 10000, 50);
+    const before = Math.max(...seen.map((m) => Math.max(...m.keys())));
+    o.log(`fs, Redis frozen: measuring segments ${before + 2} to ${before + 1 + o.count} on ${c.nodes.length} nodes`);
+    process.kill(pid, "SIGSTOP");
+    frozenAt = performance.now();
+    // the first segment after the freeze may have been finished before it: it is left out
+    const wanted = Array.from({ length: o.count }, (_, i) => before + 2 + i);
+    await waitFor(`segment ${wanted.at(-1)} on every node while Redis is frozen`, () => {
+      if (live.publisher.child.exitCode !== null) throw new Error("the publisher exited");
+      return wanted.every((seq) => finished.has(seq) && seen.every((m) => m.has(seq))) ? true : undefined;
+    }, (o.count * DEFAULTS.hls.segmentDuration * 2 + 20) * 1000, 100).catch((error: unknown) => {
+      const listed = seen.map((m, i) => `${Math.max(-1, ...m.keys())} on ${c.nodes[i]!.id}`).join(", ");
+      throw new Error(`${errorMessage(error)}: finished up to ${Math.max(-1, ...finished.keys())}, listed up to ${listed}`, { cause: error });
+    });
+    const perNode = c.nodes.map((_, i) => wanted.map((seq) => seen[i]!.get(seq)! - finished.get(seq)!));
+    return {
+      segments: o.count,
+      fromFinish: perNode.flat(),
+      finishP99PerNode: perNode.map((list, i) => `${c.nodes[i]!.id.replace("bench-", "")} ${percentile(list, 99).toFixed(1)}`).join(", "),
+      frozenMs: performance.now() - frozenAt,
+    };
+  } finally {
+    if (frozenAt > 0) process.kill(pid, "SIGCONT");
+    over = true;
+    await Promise.all(loops).catch(() => undefined);
+  }
+}
+
+/** ffmpeg finished to listed on every node with Redis frozen, against the same with Redis up (same run). */
+export function frozenFigure(frozen: FrozenPropagation, fs: Propagation): Figure {
+  const p99 = percentile(frozen.fromFinish, 99);
+  return compared("fs, Redis frozen: ffmpeg finished to listed on every node p99", "ms", p99, "Redis up p99", percentile(fs.fromFinish, 99), {
+    samples: frozen.fromFinish,
+    note: `${frozen.segments} segments x 3 nodes during a ${(frozen.frozenMs / 1000).toFixed(1)}-s SIGSTOP of Redis (listed from the owner's offers); p50 ${percentile(frozen.fromFinish, 50).toFixed(1)} ms; p99 per node: ${frozen.finishP99PerNode}; goal: within a second`,
+  });
+}
+
 /** The same measurement on a cluster of its own whose segment store is s3rver's bucket; stops it all after. */
 export async function s3Propagation(o: { count: number; log: (line: string) => void }): Promise<Propagation> {
   o.log(`starting s3rver (bucket ${S3RVER_BUCKET}), redis-server and 3 baton nodes on the s3 store`);

@@ -12,7 +12,7 @@ import { capacity } from "./capacity.ts";
 import { hostile } from "./hostile.ts";
 import { redisFootprint } from "./redis-footprint.ts";
 import { cleanup, cpuTotals } from "./procs.ts";
-import { PROPAGATION_ENV, measurePropagation, propagationFigures, s3Propagation, type LiveStream } from "./propagation.ts";
+import { PROPAGATION_ENV, frozenFigure, frozenPropagation, measurePropagation, propagationFigures, s3Propagation, type LiveStream } from "./propagation.ts";
 import { reconnect } from "./reconnect.ts";
 import { rollout } from "./rollout.ts";
 import { sessions } from "./sessions.ts";
@@ -58,7 +58,8 @@ const BENCHES: Bench[] = [
       const s3 = await s3Propagation({ count, log: ctx.log });
       const fs = await measurePropagation(await cluster(ctx), { count, store: "fs", log: ctx.log });
       ctx.live = fs.live;
-      return propagationFigures(fs, s3);
+      const frozen = await frozenPropagation(await cluster(ctx), fs.live, { count: ctx.quick ? 6 : 15, log: ctx.log });
+      return [...propagationFigures(fs, s3), frozenFigure(frozen, fs)];
     },
   },
   { name: "reconnect", run: async (ctx) => reconnect(await cluster(ctx), ctx.live, ctx) },

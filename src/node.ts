@@ -8,6 +8,7 @@ import { addAdminApi, runAdminCommand, type AdminCommand } from "./cluster/admin
 import { addClusterApi } from "./cluster/api.ts";
 import { Drainer, readiness, type DrainReport } from "./cluster/drain.ts";
 import { HEARTBEAT_MS, NODE_TTL_MS, Registry } from "./cluster/registry.ts";
+import { PeerLink, addPeerRoutes, peerKey } from "./cluster/peers.ts";
 import { Sweeper } from "./cluster/sweeper.ts";
 import type { Config } from "./config/defaults.ts";
 import { adminToken, playbackSecret, publishSecret, sessionSecret } from "./config/state-dir.ts";
@@ -33,6 +34,7 @@ import { RolloutStore } from "./state/rollouts.ts";
 import { SCHEMA_VERSION, checkSchema } from "./state/schema.ts";
 import { RtmpIngest } from "./ingest/rtmp-server.ts";
 import { Feed } from "./state/feed.ts";
+import { RedisHealth } from "./state/health.ts";
 import { NodeRecords } from "./state/nodes.ts";
 import { SessionStore } from "./state/sessions.ts";
 import { StreamStore } from "./state/store.ts";
@@ -75,6 +77,10 @@ export class BatonNode {
   /** Why this node may not use the cluster's data (state/schema.ts); until first read, it does not. */
   private schemaRefused: string | null = "the cluster's schema version is not read yet";
   private readonly nodes: NodeRecords;
+  /** Whether this node reaches Redis now (answers, not the connection's status). */
+  readonly health: RedisHealth;
+  /** The other nodes' HTTP URLs at the last registry read (kept while Redis is away): where offers go. */
+  private peerUrls: string[] = [];
   private readonly feed: Feed;
   private readonly sweeper: Sweeper;
   private readonly registry: Registry;
@@ -108,6 +114,14 @@ export class BatonNode {
       media: this.media,
     });
     this.nodes = new NodeRecords(this.store.redis, this.store.keys);
+    this.health = new RedisHealth(() => this.store.redis.ping());
+    const linkKey = peerKey(sessionSecret(config));
+    const peers = new PeerLink({
+      key: linkKey, peers: () => this.peerUrls, log: log.child("peers"), metrics: this.metrics,
+      local: (offer) => {
+        if (!this.health.reachable()) this.hls.timelines.show(offer.stream, offer.claim, offer.entries);
+      },
+    });
     this.feed = new Feed(this.store);
     this.rollouts = new RolloutStore(this.store.redis, this.store.keys);
     // a window of 0 ends a stream as its input is lost: no slate to show
@@ -119,6 +133,7 @@ export class BatonNode {
       config,
       log,
       metrics: this.metrics,
+      peers,
       nodeAlive: async (id) => {
         const record = (await this.nodes.list()).find((n) => n.id === id);
         return record !== undefined && Date.now() - record.heartbeatAt < 2 * HEARTBEAT_MS;
@@ -194,7 +209,20 @@ export class BatonNode {
         for (const [stream, count] of Object.entries(this.hls.viewers.counts())) this.metrics.viewers.set({ stream }, count);
       },
     });
-    this.hls = new HlsDelivery(this.http, { store: this.store, segmentCacheBytes: config.hls.segmentCacheBytes, metrics: this.metrics, sessions, addresses, cdn: config.delivery.cdn, admitViewer });
+    this.hls = new HlsDelivery(this.http, { store: this.store, segmentCacheBytes: config.hls.segmentCacheBytes, metrics: this.metrics, sessions, addresses, cdn: config.delivery.cdn, admitViewer,
+      timelineOptions: {
+        reachable: () => this.health.reachable(),
+        trim: (entries) => this.store.pages.trim(entries),
+        conflict: (id) => {
+          this.metrics.timelineConflicts.inc();
+          log.error("Redis's timeline differs from entries listed from an owner's offer", { stream: id });
+        },
+      },
+    });
+    addPeerRoutes(this.http, {
+      key: linkKey, nodeId: this.id, store: this.store, reachable: () => this.health.reachable(),
+      show: (id, claim, entries) => this.hls.timelines.show(id, claim, entries), log: log.child("peers"), metrics: this.metrics,
+    });
     this.channel = new ViewerChannel(sessions, this.hls.timelines, config.sessions.maxReportsPerSecond, this.metrics, log.child("ws"));
     this.http.onUpgrade((req, socket, head) => this.channel.upgrade(req, socket, head));
     addSessionsApi(this.http, this.hls.timelines, sessions);
@@ -292,6 +320,7 @@ export class BatonNode {
     Promise.all([this.nodes.list(), this.rollouts.active(), this.rollouts.counts()])
       .then(([records, active, counts]) => {
         this.roomElsewhere = roomElsewhere(records, this.id, Date.now(), NODE_TTL_MS);
+        this.peerUrls = records.filter((r) => r.id !== this.id && Date.now() - r.heartbeatAt < NODE_TTL_MS).map((r) => r.httpUrl);
         this.viewersElsewhere = viewersElsewhere(records, this.id, Date.now(), NODE_TTL_MS);
         this.steered = steeredAway(active, records, this.id, Date.now(), NODE_TTL_MS);
         this.metrics.rolloutInProgress.set(active ? 1 : 0);
@@ -385,6 +414,7 @@ export class BatonNode {
         slates.round().catch((error: unknown) => this.log.debug("slate round failed", { error: errorMessage(error) })).finally(() => (looking = false));
       }, HEARTBEAT_MS);
     }
+    this.health.start();
     this.capacityTimer ??= setInterval(() => this.measure(), HEARTBEAT_MS);
     this.measure();
     this.registry.start();
@@ -401,6 +431,7 @@ export class BatonNode {
 
   private async shutdown(): Promise<void> {
     this.sweeper.stop();
+    this.health.stop();
     if (this.capacityTimer) clearInterval(this.capacityTimer);
     if (this.slateTimer) clearInterval(this.slateTimer);
     void this.registry.beat();

@@ -171,6 +171,14 @@ export class LocalCluster {
     return true;
   }
 
+  /** Freezes (SIGSTOP) or thaws (SIGCONT) the cluster's own Redis: its sockets stay open, it answers nothing. */
+  signalRedis(signal: "SIGSTOP" | "SIGCONT"): boolean {
+    const pid = this.redis?.child.pid;
+    if (!pid) return false;
+    process.kill(pid, signal);
+    return true;
+  }
+
   /** HAProxy's runtime counters, summed over the HTTP backend: retries and redispatches. */
   async haproxyStats(): Promise<{ retries: number; redispatches: number }> {
     let retries = 0;

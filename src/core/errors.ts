@@ -58,7 +58,12 @@ export class AlreadyLiveError extends AdmissionError {
 
 /** A timeline write refused by Redis: the writer lost the stream, wrote out of order, or the stream ended. */
 export class FencedError extends BatonError {
-  constructor(code: "STALE_EPOCH" | "SEQ_MISMATCH" | "STREAM_ENDED" | "NO_STREAM", message: string) {
+  constructor(
+    code: "STALE_EPOCH" | "SEQ_MISMATCH" | "STREAM_ENDED" | "NO_STREAM",
+    message: string,
+    /** With SEQ_MISMATCH: the sequence number the timeline expects next. */
+    readonly expectedSeq: number | null = null,
+  ) {
     super(code, message);
   }
 }

@@ -96,6 +96,21 @@ export class Metrics {
     help: "Segment store calls that failed, by operation and StorageError code (STORAGE_UNAVAILABLE, STORAGE_FAILED, STORAGE_DENIED, ...)",
     labelNames: ["op", "code"] as const, registers: [this.registry],
   });
+  readonly peerOffers = new Counter({
+    name: "baton_peer_offers_total",
+    help: "Timeline entries an owner offered another node directly while its appends did not land (cluster/peers.ts), by the answer: relayed (the node appended them to Redis), shown (listed from memory: it cannot reach Redis either), fenced, none, failed",
+    labelNames: ["result"] as const, registers: [this.registry],
+  });
+  readonly peerRelays = new Counter({
+    name: "baton_peer_relayed_entries_total",
+    help: "Entries other owners offered this node: relayed (appended to Redis for them), shown (listed from memory while Redis is unreachable), fenced (offers refused)",
+    labelNames: ["result"] as const, registers: [this.registry],
+  });
+  readonly timelineConflicts = new Counter({
+    name: "baton_timeline_conflicts_total",
+    help: "Times Redis's timeline named other segments than this node had listed from an owner's offer while Redis was away (two writers for one sequence number: should stay 0)",
+    registers: [this.registry],
+  });
   readonly redisUp = new Gauge({ name: "baton_redis_up", help: "1 while this node reaches Redis", registers: [this.registry] });
   readonly streamFailures = new Counter({
     name: "baton_stream_failures_total", help: "Streams this node stopped because their pipeline failed, by reason",

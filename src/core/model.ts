@@ -76,6 +76,9 @@ export interface Claim {
   inputLost?: boolean;
 }
 
+/** What names a claim's writes and where its media goes: enough to write for it (an append relayed by another node). */
+export type ClaimRef = Pick<Claim, "id" | "epoch" | "broadcast" | "targetDuration">;
+
 export interface SegmentGroup {
   seq: number;
   pdt: number;

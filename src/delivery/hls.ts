@@ -21,7 +21,7 @@ import { renderMaster, renderMedia } from "./playlist.ts";
 import { PlaylistBody, RenderedPlaylists } from "./rendered.ts";
 import { SegmentCache } from "./segment-cache.ts";
 import type { NamedSession, ViewerSessions } from "./sessions.ts";
-import { TimelineCache } from "./timeline-cache.ts";
+import { TimelineCache, type TimelineCacheOptions } from "./timeline-cache.ts";
 import { ViewerTracker } from "./viewers.ts";
 import { ViewerExperience, readCmcd } from "./cmcd.ts";
 
@@ -35,6 +35,8 @@ export interface HlsOptions {
   cdn?: boolean;
   /** Throws when a new viewer of the stream is over a cap (viewer-limits.ts); sessions check it on start. */
   admitViewer?: (streamId: string) => void;
+  /** Redis health, the timeline's cut and conflicts, for timelines listed from owners' offers (cluster/peers.ts). */
+  timelineOptions?: TimelineCacheOptions;
 }
 
 /** How often the viewer counts forget viewers gone quiet (its own timer: it must not wait on Redis). */
@@ -75,7 +77,7 @@ export class HlsDelivery {
       const snapshot = await o.store.read(id);
       if (snapshot) this.prefetch(snapshot);
       return snapshot;
-    });
+    }, o.timelineOptions);
     // a segment in memory is re-read after two minutes: far longer than any viewer needs it
     this.segments = new SegmentCache(o.segmentCacheBytes, 120000);
     const [STREAM, RENDITION, TOKEN] = [STREAM_ID_PATTERN, RENDITION_PATTERN, TOKEN_PATTERN];

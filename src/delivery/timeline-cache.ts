@@ -1,14 +1,27 @@
 // A node's cache of stream timelines. Redis publishes each change on a channel; the node reads the changed
 // stream once and every viewer request is answered from memory. While the subscription is down, entries
 // are trusted only briefly. While Redis is down, the last known timeline keeps being served, so viewers do
-// not see an error during a short Redis restart.
-import type { StreamSnapshot } from "../core/model.ts";
+// not see an error during a short Redis restart; and the entries an owner offers directly (cluster/peers.ts)
+// are listed next to it, so the live edge keeps moving while nobody can reach Redis.
+import type { ClaimRef, StreamSnapshot, TimelineEntry } from "../core/model.ts";
+import type { OfferedEntry } from "../state/store.ts";
 
 interface Entry {
   snapshot: StreamSnapshot | null;
   at: number;
   usedAt: number;
   version: number;
+  /** The first sequence number listed from an owner's offer rather than read from Redis, or null. */
+  shownFrom: number | null;
+}
+
+export interface TimelineCacheOptions {
+  /** Whether this node reaches Redis now (state/health.ts); while not, reads are not waited for. */
+  reachable?: () => boolean;
+  /** Cuts a timeline to what its playlists list (the DVR window, or the playlist window). */
+  trim?: (entries: TimelineEntry[]) => TimelineEntry[];
+  /** Redis's timeline differs from entries listed from an offer: two writers for one sequence number. */
+  conflict?: (streamId: string) => void;
 }
 
 export interface TimelineRead {
@@ -36,7 +49,10 @@ export class TimelineCache {
   private readonly versions = new Map<string, number>();
   subscribed = false;
 
-  constructor(private readonly read: (streamId: string) => Promise<StreamSnapshot | null>) {}
+  constructor(
+    private readonly read: (streamId: string) => Promise<StreamSnapshot | null>,
+    private readonly o: TimelineCacheOptions = {},
+  ) {}
 
   /** The timeline when memory holds a fresh one (null: a fresh miss), without waiting; undefined: get() reads it. */
   peek(streamId: string): StreamSnapshot | null | undefined {
@@ -54,6 +70,12 @@ export class TimelineCache {
     if (held !== undefined) return { snapshot: held, stale: false };
     const entry = this.entries.get(streamId);
     const now = Date.now();
+    if (entry && this.o.reachable && !this.o.reachable()) {
+      // Redis is away from this node: what it has now is the answer, a read goes on behind it
+      entry.usedAt = now;
+      void this.load(streamId).catch(() => undefined);
+      return { snapshot: entry.snapshot, stale: true };
+    }
     try {
       const snapshot = await this.load(streamId);
       const fresh = this.entries.get(streamId);
@@ -63,6 +85,33 @@ export class TimelineCache {
       if (entry) return { snapshot: entry.snapshot, stale: true };
       throw error;
     }
+  }
+
+  /**
+   * Entries an owner offered directly (cluster/peers.ts) while this node cannot read Redis: listed after the
+   * timeline held, when they continue it (the same claim and epoch, the next sequence numbers, not ended).
+   * Returns how many were added. Redis's timeline replaces them once it is read (the same entries, since
+   * the owner appends exactly what it offered).
+   */
+  show(streamId: string, claim: Pick<ClaimRef, "id" | "epoch">, offered: OfferedEntry[]): number {
+    const entry = this.entries.get(streamId);
+    const snapshot = entry?.snapshot;
+    if (!entry || !snapshot || snapshot.claim !== claim.id || snapshot.epoch !== claim.epoch || snapshot.state === "ended") return 0;
+    let next = snapshot.nextSeq;
+    let cc = snapshot.entries.at(-1)?.cc ?? 0;
+    const added: TimelineEntry[] = [];
+    for (const e of offered) {
+      if (e.seq < next) continue;
+      if (e.seq !== next) break;
+      if (e.disc) cc += 1;
+      added.push({ ...e, cc });
+      next += 1;
+    }
+    if (added.length === 0) return 0;
+    const entries = [...snapshot.entries, ...added];
+    entry.snapshot = { ...snapshot, state: "live", nextSeq: next, entries: this.o.trim ? this.o.trim(entries) : entries };
+    entry.shownFrom ??= added[0]!.seq;
+    return added.length;
   }
 
   /** A change was announced for the stream. */
@@ -93,11 +142,15 @@ export class TimelineCache {
         // that is a Redis that lost history (a lagging replica promoted), and every node must render what
         // Redis has; a stream recreated after its state expired has another createdAt and replaces it too
         const keep = old && snapshot && snapshot.createdAt === old.createdAt && snapshot.claim === old.claim && snapshot.nextSeq < old.nextSeq;
+        const held = this.entries.get(streamId);
+        const shownFrom = keep ? (held?.shownFrom ?? null) : null;
+        if (!keep && old && held?.shownFrom != null && differs(old, snapshot, held.shownFrom)) this.o.conflict?.(streamId);
         this.entries.set(streamId, {
           snapshot: keep ? old : snapshot,
           at: Date.now(),
-          usedAt: this.entries.get(streamId)?.usedAt ?? Date.now(),
+          usedAt: held?.usedAt ?? Date.now(),
           version,
+          shownFrom,
         });
         if (this.entries.size > MAX_ENTRIES) this.evict();
         return keep ? old : snapshot;
@@ -141,4 +194,15 @@ export class TimelineCache {
       if (now - entry.usedAt > WATCHED_MS * 4 || (entry.snapshot === null && now - entry.at > MISS_MS)) this.forget(id);
     }
   }
+}
+
+/** Whether `now` names other segments than `was` did for sequence numbers from `from` on (both list them). */
+function differs(was: StreamSnapshot, now: StreamSnapshot | null, from: number): boolean {
+  if (!now) return false;
+  const first = now.entries[0]?.seq ?? 0;
+  return was.entries.some((e) => {
+    if (e.seq < from) return false;
+    const other = now.entries[e.seq - first];
+    return other !== undefined && other.seq === e.seq && (other.claim !== e.claim || other.pdt !== e.pdt);
+  });
 }

@@ -54,7 +54,7 @@ export function mapScriptError(error: unknown): unknown {
     case "STALE_EPOCH":
       return new FencedError("STALE_EPOCH", `write refused: the stream moved to epoch ${detail}`);
     case "SEQ_MISMATCH":
-      return new FencedError("SEQ_MISMATCH", `write refused: the next sequence number is ${detail}`);
+      return new FencedError("SEQ_MISMATCH", `write refused: the next sequence number is ${detail}`, Number.isInteger(Number(detail)) ? Number(detail) : null);
     case "STREAM_ENDED":
       return new FencedError("STREAM_ENDED", "write refused: the stream ended (EXT-X-ENDLIST was served)");
     case "HANDOFF_PENDING":

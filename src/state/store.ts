@@ -4,7 +4,7 @@ import { Cluster } from "ioredis";
 import { StorageError } from "../core/errors.ts";
 import { storageKeys } from "../storage/keys.ts";
 import type { SegmentStore } from "../storage/store.ts";
-import type { Claim, InputRole, LadderEntry, SegmentGroup, StreamSnapshot, StreamState, TimelineEntry } from "../core/model.ts";
+import type { Claim, ClaimRef, InputRole, LadderEntry, SegmentGroup, StreamSnapshot, StreamState, TimelineEntry } from "../core/model.ts";
 import { BatonError } from "../core/errors.ts";
 import { newClaimId } from "./claim-id.ts";
 import { redisClient, closeRedis, type RedisClient, type RedisTarget } from "./client.ts";
@@ -72,6 +72,23 @@ export interface InputView {
   /** The active input's role ("primary" for a stream claimed before roles existed). */
   role: InputRole;
   ladder: LadderEntry[] | null;
+}
+
+/**
+ * A timeline entry as its writer knows it before Redis numbers its discontinuities: what append-2.lua is given
+ * (the date-time in whole ms, durations rounded to the ms, as the script stores them).
+ */
+export type OfferedEntry = Omit<TimelineEntry, "cc">;
+
+/**
+ * The entry `group` becomes in `claim`'s timeline. Its discontinuity flag is the one append-2.lua records: the
+ * group's own, or the claim's first segment when the claim continued a timeline (claim-4.lua's `discNext`).
+ */
+export function entryOf(claim: Pick<Claim, "id" | "nextSeq">, group: SegmentGroup): OfferedEntry {
+  const dur: Record<string, number> = {};
+  for (const r of group.renditions) dur[r.name] = Math.round(r.duration * 1000) / 1000;
+  const disc = group.disc || (group.seq === claim.nextSeq && claim.nextSeq > 0);
+  return { seq: group.seq, claim: claim.id, pdt: Math.round(group.pdt), disc, dur, ...(group.slate ? { slate: true as const } : {}) };
 }
 
 export class StreamStore {
@@ -189,7 +206,7 @@ export class StreamStore {
    * marked for the slate). Adds the stream to the stream set again each time (idempotent), so a stream the
    * claim could not list is listed within a second.
    */
-  async renew(streamId: string, claim: Claim, leaseTtlMs: number, handingOver = false): Promise<boolean> {
+  async renew(streamId: string, claim: Pick<Claim, "holder" | "epoch" | "id" | "slate">, leaseTtlMs: number, handingOver = false): Promise<boolean> {
     const k = this.keys;
     // two commands, not one pipeline: the set and the stream's keys may be on different Cluster shards
     const [result] = await Promise.all([
@@ -237,19 +254,31 @@ export class StreamStore {
    * stream ended. Safe to retry after a timeout: a write Redis ran anyway is answered again.
    */
   async append(streamId: string, claim: Claim, group: SegmentGroup): Promise<TimelineEntry> {
-    const k = this.keys;
-    const media = this.options.media;
     // the bytes first: a segment the timeline lists is readable from every node (a retry writes them again)
+    await this.writeMedia(streamId, claim, group);
+    return await this.appendEntry(streamId, claim, entryOf(claim, group));
+  }
+
+  /** Writes a group's segments to the segment store (the first half of append). */
+  async writeMedia(streamId: string, claim: Claim, group: SegmentGroup): Promise<void> {
+    const media = this.options.media;
     await Promise.all(group.renditions.map((r) => media.put(storageKeys.segment(streamId, claim.broadcast, r.name, group.seq, claim.id), r.bytes)));
-    const durations: Record<string, number> = {};
-    for (const r of group.renditions) durations[r.name] = Math.round(r.duration * 1000) / 1000;
-    const [entry, length, ...left] = (await runScript(this.redis, "append", [
+  }
+
+  /**
+   * Appends an entry whose media is in the store (the second half of append): by the owner, or by another
+   * node relaying it for an owner that cannot reach Redis (cluster/peers.ts). Fenced like any write: only the
+   * claim that is current, only the next sequence number, never after the end.
+   */
+  async appendEntry(streamId: string, claim: ClaimRef, entry: OfferedEntry): Promise<TimelineEntry> {
+    const k = this.keys;
+    const [appended, length, ...left] = (await runScript(this.redis, "append", [
       k.meta(streamId), k.timeline(streamId),
-      claim.epoch, claim.id, group.seq, Math.round(group.pdt), group.disc ? "1" : "0", this.pages.on ? 0 : this.options.window, group.slate ? "1" : "",
-      k.timelineChannel(), streamId, JSON.stringify(durations),
+      claim.epoch, claim.id, entry.seq, entry.pdt, entry.disc ? "1" : "0", this.pages.on ? 0 : this.options.window, entry.slate ? "1" : "",
+      k.timelineChannel(), streamId, JSON.stringify(entry.dur),
     ])) as [string, number, ...string[]];
     await this.pages.appended(streamId, claim, length, left);
-    return JSON.parse(entry) as TimelineEntry;
+    return JSON.parse(appended) as TimelineEntry;
   }
 
   /**

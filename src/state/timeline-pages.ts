@@ -3,7 +3,7 @@
 // Redis keeps a small reference to it instead (archive-3.lua). Readers put the pages and the tail back
 // together; pages never change, so each node caches them (bounded by bytes) and a timeline change costs one
 // small Redis read plus any page it has not seen.
-import type { Claim, TimelineEntry } from "../core/model.ts";
+import type { ClaimRef, TimelineEntry } from "../core/model.ts";
 import { storageKeys } from "../storage/keys.ts";
 import type { SegmentStore } from "../storage/store.ts";
 import type { RedisClient } from "./client.ts";
@@ -153,7 +153,7 @@ export class TimelinePages {
   }
 
   /** After an append: `left`, the entries append-2.lua trimmed, and the tail's length after it. */
-  async appended(streamId: string, claim: Claim, tailLength: number, left: string[]): Promise<void> {
+  async appended(streamId: string, claim: ClaimRef, tailLength: number, left: string[]): Promise<void> {
     if (left.length > 0) this.deleteEntries(streamId, claim, left.map((line) => JSON.parse(line) as TimelineEntry));
     // a failed archive leaves the page in the tail: the next append (this owner's or a later one's) tries again
     if (this.on && tailLength >= 2 * this.pageSize) await this.archive(streamId, claim).catch(() => undefined);
@@ -167,6 +167,11 @@ export class TimelinePages {
     return this.on ? inWindow(entries, this.o.dvrWindowMs, this.o.window) : entries;
   }
 
+  /** Cuts a timeline held in memory as a read from Redis would (the DVR window, or the playlist window). */
+  trim(entries: TimelineEntry[]): TimelineEntry[] {
+    return this.on ? inWindow(entries, this.o.dvrWindowMs, this.o.window) : entries.slice(-this.o.window);
+  }
+
   close(): void {
     for (const timer of this.pendingDeletes) clearTimeout(timer);
     this.pendingDeletes.clear();
@@ -176,7 +181,7 @@ export class TimelinePages {
    * Moves the tail's oldest page into the segment store (the object first, then the fenced trim: a ref always
    * names a readable page), and schedules the deletion of the pages that left the DVR window.
    */
-  private async archive(streamId: string, claim: Claim): Promise<void> {
+  private async archive(streamId: string, claim: ClaimRef): Promise<void> {
     const { redis, keys } = this.o;
     const lines = await redis.lrange(keys.timeline(streamId), 0, this.pageSize - 1);
     if (lines.length < this.pageSize) return;
@@ -203,16 +208,16 @@ export class TimelinePages {
    * Their keys name the claim that wrote them, known only from their entries. A node that stops before then
    * leaves them to the broadcast's expiry (deleteExpired), which deletes all its media.
    */
-  private deleteEntries(streamId: string, claim: Claim, entries: TimelineEntry[]): void {
+  private deleteEntries(streamId: string, claim: ClaimRef, entries: TimelineEntry[]): void {
     const keys = this.segmentKeys(streamId, claim, entries);
     this.afterGrace(claim, () => this.o.media.delete(keys));
   }
 
-  private segmentKeys(streamId: string, claim: Claim, entries: TimelineEntry[]): string[] {
+  private segmentKeys(streamId: string, claim: ClaimRef, entries: TimelineEntry[]): string[] {
     return entries.flatMap((e) => Object.keys(e.dur).map((r) => storageKeys.segment(streamId, claim.broadcast, r, e.seq, e.claim)));
   }
 
-  private afterGrace(claim: Claim, remove: () => Promise<void>): void {
+  private afterGrace(claim: ClaimRef, remove: () => Promise<void>): void {
     const timer = setTimeout(() => {
       this.pendingDeletes.delete(timer);
       remove().catch(() => undefined);

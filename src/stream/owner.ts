@@ -10,8 +10,9 @@ import { isKeyframe, isSequenceHeader, type AVPacket } from "../ingest/nms.ts";
 import type { PublisherConnection } from "../ingest/rtmp-server.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
-import type { StreamStore } from "../state/store.ts";
-import type { Claim, InputRole, LadderEntry } from "../core/model.ts";
+import { entryOf, type StreamStore } from "../state/store.ts";
+import type { PeerLink } from "../cluster/peers.ts";
+import type { Claim, InputRole, LadderEntry, SegmentGroup } from "../core/model.ts";
 import type { SlateGroup } from "./slate-keeper.ts";
 import { Standby, mayStandBy, type HeldGroup, type StandbyGroups, type Takeover } from "./standby.ts";
 import { PresetGovernor } from "../transcode/degrade.ts";
@@ -20,7 +21,7 @@ import { ladderEntries, planLadder, replanLadder } from "../transcode/ladder.ts"
 import { passthroughPlan } from "../transcode/passthrough.ts";
 
 /** The part of the store an owner writes through (a test can hand it a fake). */
-export type TimelineWriter = Pick<StreamStore, "claim" | "renew" | "setLadder" | "append" | "release" | "markHandoff" | "inputView">;
+export type TimelineWriter = Pick<StreamStore, "claim" | "renew" | "setLadder" | "writeMedia" | "appendEntry" | "release" | "markHandoff" | "inputView">;
 /** What a publish token is checked against before the claim: revocations and the live broadcast's grant. */
 export type PublishGrants = Pick<StreamStore, "publishGrant" | "setGrant">;
 
@@ -37,6 +38,17 @@ const FLUSH_MS = 10000;
 const HANDOFF_WAIT_MS = 5000 + FLUSH_MS + 1000;
 /** Segment groups kept while Redis is away (at 2-s segments, two minutes). */
 const MAX_QUEUE = 60;
+/** An append that has not landed in this long is offered to the other nodes meanwhile (cluster/peers.ts). */
+const OFFER_AFTER_MS = 150;
+
+/** A segment group waiting for its append, numbered when it was queued. */
+interface Queued {
+  group: SegmentGroup;
+  finishedAt: number;
+  /** Its media write to the segment store (started when it was queued; retried by the pump). */
+  media: Promise<void>;
+  written: boolean;
+}
 
 type OwnerEvents = {
   /** The owner let go of the stream: the publisher left, the stream moved, or transcoding failed. */
@@ -55,6 +67,8 @@ export interface OwnerOptions {
   nodeAlive(nodeId: string): Promise<boolean>;
   /** Input loss (hls.inputLoss "slate"): takes the stream's claim over for the slate when the publisher leaves. */
   slate?: SlateHandover;
+  /** The direct line to the other nodes for entries whose append does not land (cluster/peers.ts). */
+  peers?: Pick<PeerLink, "offer">;
 }
 
 /** Where an owner whose publisher left hands its claim (stream/slate-keepers.ts); false: it releases instead. */
@@ -88,7 +102,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     return this.job?.pid ?? null;
   }
   private readonly early: AVPacket[] = [];
-  private queue: QueuedGroup[] = [];
+  private queue: Queued[] = [];
   /** The slate until the first segment, when this publish took over a stream without input. */
   private fill: SlateFill | null = null;
   /**
@@ -98,7 +112,19 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
   private pdtShift: number | null = null;
   /** Where the queued timeline ends: the last queued group's media end (ms) and when it was queued. */
   private end: { endsAt: number; listedAt: number } = { endsAt: 0, listedAt: 0 };
+  /** Whether the last queued group was slate (null: none yet in this claim): a discontinuity where it changes. */
+  private lastSlate: boolean | null = null;
+  /** The sequence number of the queue's head (the next to append). */
   private nextSeq = 0;
+  /** Appended by other nodes for this owner, up to this sequence number (offers relayed); -1: none. */
+  private committedThrough = -1;
+  /** The highest sequence number offered to other nodes; -1: none. */
+  private offeredThrough = -1;
+  /** An append did not land promptly or failed: Redis is away from this node, new groups are offered too. */
+  private redisTrouble = false;
+  private offering: Promise<void> | null = null;
+  private offerAgain = false;
+  private renewWanted = false;
   private pumping = false;
   private dropped = false;
   private renewTimer: NodeJS.Timeout | null = null;
@@ -168,6 +194,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
   private activate(claim: Claim, bridgeSlate = true): void {
     this.claim = claim;
     this.nextSeq = claim.nextSeq;
+    this.lastSlate = null;
     this.renewTimer = setInterval(() => {
       this.renewing ??= this.renew().finally(() => (this.renewing = null));
     }, RENEW_EVERY_MS);
@@ -407,12 +434,32 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       if (!continued) return;
       group = continued;
     }
+    if (!this.claim) return;
     if (this.queue.length >= MAX_QUEUE) {
-      this.queue.shift();
+      // the queued groups keep their numbers (other nodes may list them from an offer already): the new one
+      // is the one given up, and the next one kept starts a discontinuity
       this.dropped = true;
       this.o.metrics.segmentsDropped.inc();
+      return;
     }
-    this.queue.push(this.dropped ? { ...group, disc: true } : group);
+    const claim = this.claim;
+    const seq = this.nextSeq + this.queue.length;
+    const slate = group.slate === true;
+    // numbered now, with the discontinuity append-2.lua records (slate starts or ends here), so an offer of it
+    // says exactly what Redis will hold
+    const out: SegmentGroup = {
+      seq, pdt: group.pdt, disc: group.disc || this.dropped || (this.lastSlate !== null && this.lastSlate !== slate), slate,
+      renditions: group.segments.map((s) => ({ name: s.rendition, duration: s.duration, bytes: s.bytes })),
+    };
+    this.lastSlate = slate;
+    // the media goes to the segment store at once, Redis or not: an offer names only segments it can read
+    const queued: Queued = { group: out, finishedAt: group.finishedAt, written: false, media: Promise.resolve() };
+    queued.media = this.o.store.writeMedia(this.streamId, claim, out).then(() => {
+      queued.written = true;
+      if (this.redisTrouble) this.offerQueued(false);
+    });
+    queued.media.catch(() => undefined);
+    this.queue.push(queued);
     this.end = { endsAt: group.pdt + Math.max(0, ...group.segments.map((s) => s.duration)) * 1000, listedAt: Date.now() };
     this.dropped = false;
     this.o.metrics.segmentQueue.inc();
@@ -425,45 +472,122 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     this.pumping = true;
     try {
       while (this.queue.length > 0 && !this.lost) {
-        const group = this.queue[0]!;
+        const head = this.queue[0]!;
         const claim = this.claim!;
+        const seq = head.group.seq;
         try {
-          await this.o.store.append(this.streamId, claim, {
-            seq: this.nextSeq,
-            pdt: group.pdt,
-            disc: group.disc,
-            slate: group.slate === true,
-            renditions: group.segments.map((s) => ({ name: s.rendition, duration: s.duration, bytes: s.bytes })),
-          });
+          // another node may have appended it for this owner (an offer relayed while Redis was away from here)
+          if (seq > this.committedThrough) {
+            await head.media.catch(() => (head.media = this.o.store.writeMedia(this.streamId, claim, head.group).then(() => void (head.written = true))));
+            await this.appendHead(claim, head);
+          }
         } catch (error) {
-          if (error instanceof FencedError) {
+          if (error instanceof FencedError && !this.relayedPast(error, seq)) {
             this.lostStream(error.message);
             return;
           }
-          this.log.warn("segment not published yet; retrying", { stream: this.streamId, seq: this.nextSeq, queued: this.queue.length, error: errorMessage(error) });
-          await new Promise<void>((resolve) => {
-            this.retryTimer = setTimeout(resolve, 250);
-          });
-          this.retryTimer = null;
+          if (!(error instanceof FencedError)) {
+            this.log.warn("segment not published yet; retrying", { stream: this.streamId, seq, queued: this.queue.length, error: errorMessage(error) });
+            await new Promise<void>((resolve) => {
+              this.retryTimer = setTimeout(resolve, 250);
+            });
+            this.retryTimer = null;
+          }
           continue;
         }
         this.queue.shift();
         this.o.metrics.segmentQueue.dec();
-        this.nextSeq += 1;
-        if (group.slate) {
+        this.nextSeq = seq + 1;
+        if (head.group.slate) {
           this.o.metrics.slateSegments.inc();
           continue;
         }
         this.o.metrics.segmentsPublished.inc();
-        this.o.metrics.segmentPublishLatency.observe((Date.now() - group.finishedAt) / 1000);
+        this.o.metrics.segmentPublishLatency.observe((Date.now() - head.finishedAt) / 1000);
         // ffmpeg's own bitrate is N/A with the segment muxer: measure what was published
-        const seconds = group.segments[0]?.duration ?? 0;
-        const bits = group.segments.reduce((sum, s) => sum + s.bytes.length * 8, 0);
+        const seconds = head.group.renditions[0]?.duration ?? 0;
+        const bits = head.group.renditions.reduce((sum, r) => sum + r.bytes.length * 8, 0);
         if (seconds > 0.5) this.o.metrics.transcoderKbps.set({ stream: this.streamId }, Math.round(bits / seconds / 1000));
       }
     } finally {
       this.pumping = false;
     }
+  }
+
+  /** Appends the head; one that does not land promptly is offered to the other nodes meanwhile. */
+  private async appendHead(claim: Claim, head: Queued): Promise<void> {
+    const timer = setTimeout(() => {
+      this.redisTrouble = true;
+      this.offerQueued(false);
+    }, OFFER_AFTER_MS);
+    try {
+      await this.o.store.appendEntry(this.streamId, claim, entryOf(claim, head.group));
+      this.redisTrouble = false;
+    } catch (error) {
+      if (!(error instanceof FencedError)) {
+        this.redisTrouble = true;
+        this.offerQueued(false);
+      }
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * A SEQ_MISMATCH past `seq`, for entries this owner offered: other nodes appended them for it (only this
+   * claim writes them, so they are this owner's own); the queue moves on to what Redis expects.
+   */
+  private relayedPast(error: FencedError, seq: number): boolean {
+    if (error.code !== "SEQ_MISMATCH" || error.expectedSeq === null || error.expectedSeq <= seq || error.expectedSeq - 1 > this.offeredThrough) return false;
+    this.committedThrough = Math.max(this.committedThrough, error.expectedSeq - 1);
+    return true;
+  }
+
+  /**
+   * Offers the queued entries whose media is in the store (and, with `renew`, the lease) to the other nodes:
+   * one that reaches Redis appends them for this owner, one that does not lists them from memory
+   * (cluster/peers.ts). One offer at a time; a later call while one is out sends again after it.
+   */
+  private offerQueued(renew: boolean): void {
+    const peers = this.o.peers;
+    const claim = this.claim;
+    if (!peers || !claim || this.lost) return;
+    this.renewWanted ||= renew;
+    if (this.offering) {
+      this.offerAgain = true;
+      return;
+    }
+    const ready: SegmentGroup[] = [];
+    for (const q of this.queue) {
+      if (!q.written) break;
+      if (q.group.seq > this.committedThrough) ready.push(q.group);
+    }
+    const withRenew = this.renewWanted;
+    if (ready.length === 0 && !withRenew) return;
+    this.renewWanted = false;
+    const entries = ready.map((group) => entryOf(claim, group));
+    if (entries.length > 0) this.offeredThrough = Math.max(this.offeredThrough, entries.at(-1)!.seq);
+    this.offering = peers
+      .offer({
+        v: 1, from: this.o.nodeId, at: Date.now(), stream: this.streamId,
+        claim: { id: claim.id, epoch: claim.epoch, broadcast: claim.broadcast, targetDuration: claim.targetDuration, holder: claim.holder },
+        entries, renew: withRenew ? { leaseMs: LEASE_TTL_MS, handingOver: this.closing !== null } : null,
+      })
+      .then((replies) => {
+        for (const reply of replies) {
+          if (reply.fenced) return this.lostStream(`refused by Redis through another node: ${reply.fenced}`);
+          if (reply.committed > 0 && entries.length > 0) this.committedThrough = Math.max(this.committedThrough, entries[0]!.seq + reply.committed - 1);
+        }
+      })
+      .catch((error: unknown) => this.log.warn("offer failed", { stream: this.streamId, error: errorMessage(error) }))
+      .finally(() => {
+        this.offering = null;
+        if (this.offerAgain) {
+          this.offerAgain = false;
+          this.offerQueued(false);
+        }
+      });
   }
 
   private async renew(): Promise<void> {
@@ -478,7 +602,10 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     try {
       if (!(await this.o.store.renew(this.streamId, claim, LEASE_TTL_MS, handingOver))) this.lostStream("publish lease taken over");
     } catch {
-      // Redis away: the lease may lapse; the epoch check on the next append decides
+      // Redis away from this node: another node that reaches it renews the lease for this owner (an owner
+      // cut off from Redis alone keeps its stream); otherwise the lease may lapse, and the epoch check on the
+      // next append decides
+      this.offerQueued(true);
     }
   }
 

@@ -8,7 +8,7 @@ import type { Config } from "../config/defaults.ts";
 import type { PublisherConnection } from "../ingest/rtmp-server.ts";
 import type { TranscoderSample } from "../cluster/capacity.ts";
 import type { InputRole } from "../core/model.ts";
-import { StreamOwner, type PublishGrants, type TimelineWriter } from "./owner.ts";
+import { StreamOwner, type OwnerOptions, type PublishGrants, type TimelineWriter } from "./owner.ts";
 import type { SlateKeepers } from "./slate-keepers.ts";
 
 export interface OwnersOptions {
@@ -21,6 +21,8 @@ export interface OwnersOptions {
   nodeAlive(nodeId: string): Promise<boolean>;
   /** The slates this node keeps (hls.inputLoss "slate"); absent: "off", a publisher's leaving releases the stream. */
   slates?: SlateKeepers;
+  /** Where owners offer entries whose append does not land (cluster/peers.ts). */
+  peers?: OwnerOptions["peers"];
 }
 
 export class StreamOwners {

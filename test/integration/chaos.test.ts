@@ -78,7 +78,22 @@ describe("chaos harness (quick)", function () {
     process.stderr.write(`      rolling-update --backup: ${report.stalls.simulated.count} stalls (browser ${report.stalls.browser.count}), gaps ${report.publisherGapsMs.join("/")} ms\n`);
   });
 
-  for (const scenario of ["node-crash", "redis-restart", "publisher-flap"]) {
+  // Redis away (stopped 10 s; frozen 15 s) longer than a lease and a cached timeline's trust: viewers see nothing
+  for (const scenario of ["redis-restart", "redis-freeze"]) {
+    it(`${scenario}: no viewer stalls or sees an error, a real hls.js player included`, async () => {
+      const { code, report, output } = await chaos(scenario, 1);
+      assert.equal(code, 0, output);
+      invariants(report, output);
+      // from Redis going away on (a stall at a viewer's start, before, is the busy machine's, not the outage's)
+      const stoppedAt = report.timeline.events.find((e) => e.kind === "redis-stop")?.at;
+      assert.ok(stoppedAt, "the scenario marked Redis going away");
+      const after = <T extends { at: number }>(list: T[]): T[] => list.filter((x) => x.at >= stoppedAt);
+      assert.deepEqual(after(report.timeline.stalls), [], `no viewer stalled from Redis going away on\n${output}`);
+      assert.deepEqual(after(report.timeline.errors), [], `no viewer saw an error from Redis going away on\n${output}`);
+    });
+  }
+
+  for (const scenario of ["node-crash", "publisher-flap"]) {
     it(`${scenario}: the invariants hold, and what viewers saw is reported`, async () => {
       const { code, report, output } = await chaos(scenario, 0);
       assert.equal(code, 0, output);

@@ -101,17 +101,19 @@ describe("Redis Sentinel failover (primary SIGKILLed)", function () {
   }
 
   /** A viewer's reloads of the playlist until stopped: the media sequence of each answer. */
-  function watch(node: TestNode): { sequences: number[]; stop(): Promise<void> } {
+  function watch(node: TestNode): { sequences: number[]; newest: [number, number][]; stop(): Promise<void> } {
     const sequences: number[] = [];
+    const newest: [number, number][] = [];
     let watching = true;
     const done = (async () => {
       while (watching) {
         const p = await media(node).catch(() => undefined);
         if (p) sequences.push(p.mediaSequence);
+        if (p) newest.push([Date.now(), lastSeq(p)]);
         await new Promise((resolve) => setTimeout(resolve, 250));
       }
     })();
-    return { sequences, stop: () => ((watching = false), done) };
+    return { sequences, newest, stop: () => ((watching = false), done) };
   }
 
   async function promoted(s: Stack): Promise<void> {
@@ -155,6 +157,11 @@ describe("Redis Sentinel failover (primary SIGKILLed)", function () {
     await viewer.stop();
 
     const { sequences } = viewer;
+    // while no primary answered (a failover takes seconds: down-after 1 s, then the vote and the promotion), the
+    // node kept listing the owner's new segments from memory (cluster/peers.ts): the live edge never waited
+    const listedAtKill = viewer.newest.find(([at]) => at >= killedAt)?.[1] ?? -1;
+    const listedBeforeWritten = Math.max(-1, ...viewer.newest.filter(([at]) => at < writtenAt).map(([, seq]) => seq));
+    assert.ok(listedBeforeWritten > listedAtKill, `new segments listed during the failover: ${JSON.stringify(viewer.newest.map(([at, seq]) => [at - killedAt, seq]))}, written again after ${writtenAt - killedAt} ms`);
     for (let i = 1; i < sequences.length; i++) assert.ok(sequences[i]! >= sequences[i - 1]!, `media sequence went back: ${sequences.join(",")}`);
     assert.ok(after.mediaSequence >= before.mediaSequence, "no restart at 0");
     // every connection of the node found the new primary: commands, the claims' WAIT connection, the subscriber

@@ -6,10 +6,10 @@ import { DEFAULTS } from "../../src/config/defaults.ts";
 import { AlreadyLiveError } from "../../src/core/errors.ts";
 import { createLogger } from "../../src/core/log.ts";
 import { Metrics } from "../../src/core/metrics.ts";
-import type { Claim, SegmentGroup, TimelineEntry } from "../../src/core/model.ts";
+import type { Claim, ClaimRef, SegmentGroup, TimelineEntry } from "../../src/core/model.ts";
 import { admitPublish, type AdmissionPolicy } from "../../src/ingest/admission.ts";
 import type { PublisherConnection } from "../../src/ingest/rtmp-server.ts";
-import type { InputView } from "../../src/state/store.ts";
+import type { InputView, OfferedEntry } from "../../src/state/store.ts";
 import { StreamOwner, type PublishGrants, type TimelineWriter } from "../../src/stream/owner.ts";
 import { ActiveWatch, StandbyGroups } from "../../src/stream/standby.ts";
 import type { SegmentGroupOut } from "../../src/transcode/job.ts";
@@ -127,9 +127,16 @@ class StandbyWriter implements TimelineWriter, PublishGrants {
   async setLadder(_s: string, _c: Claim, ladder: Parameters<TimelineWriter["setLadder"]>[2]): ReturnType<TimelineWriter["setLadder"]> {
     return ladder;
   }
-  async append(_s: string, _c: Claim, g: SegmentGroup): Promise<TimelineEntry> {
-    this.appended.push(g);
-    return { seq: g.seq, pdt: g.pdt, disc: g.disc, cc: 0, claim: "0123456789ab", dur: {} };
+  /** Groups whose media was written, by sequence number: appended once their entry is. */
+  private readonly media = new Map<number, SegmentGroup>();
+  async writeMedia(_s: string, _c: Claim, g: SegmentGroup): Promise<void> {
+    this.media.set(g.seq, g);
+  }
+  async appendEntry(_s: string, _c: ClaimRef, e: OfferedEntry): Promise<TimelineEntry> {
+    const g = this.media.get(e.seq);
+    assert.ok(g, `seq ${e.seq} appended before its media was written`);
+    this.appended.push({ ...g, pdt: e.pdt });
+    return { ...e, cc: 0 };
   }
   async markHandoff(): Promise<boolean> {
     return true;

@@ -6,7 +6,8 @@ import { DEFAULTS } from "../../src/config/defaults.ts";
 import { AlreadyLiveError, FencedError } from "../../src/core/errors.ts";
 import { createLogger } from "../../src/core/log.ts";
 import { Metrics } from "../../src/core/metrics.ts";
-import type { Claim, SegmentGroup, StreamState, TimelineEntry } from "../../src/core/model.ts";
+import type { Claim, ClaimRef, SegmentGroup, StreamState, TimelineEntry } from "../../src/core/model.ts";
+import type { OfferedEntry } from "../../src/state/store.ts";
 import type { PublisherConnection } from "../../src/ingest/rtmp-server.ts";
 import type { PublishCredential } from "../../src/ingest/token.ts";
 import { FakeConnection } from "../helpers/fake-connection.ts";
@@ -41,12 +42,18 @@ class FakeWriter implements TimelineWriter, PublishGrants {
   }
   /** Sequence numbers the owner tried to append, in order, failed attempts included. */
   attempts: number[] = [];
-  async append(_s: string, _c: Claim, group: SegmentGroup): Promise<TimelineEntry> {
-    this.attempts.push(group.seq);
+  /** Groups whose media was written, by sequence number. */
+  media: number[] = [];
+  async writeMedia(_s: string, _c: Claim, group: SegmentGroup): Promise<void> {
+    this.media.push(group.seq);
+  }
+  async appendEntry(_s: string, _c: ClaimRef, entry: OfferedEntry): Promise<TimelineEntry> {
+    this.attempts.push(entry.seq);
     if (this.failAppends === "transient") throw new Error("redis away");
     if (this.failAppends === "fenced") throw new FencedError("STALE_EPOCH", "write refused: the stream moved to epoch 4");
-    this.appended.push(group.seq);
-    return { seq: group.seq, pdt: group.pdt, disc: group.disc, cc: 0, claim: this.claimOf.id, dur: {} } as TimelineEntry;
+    assert.ok(this.media.includes(entry.seq), `seq ${entry.seq} appended before its media was written`);
+    this.appended.push(entry.seq);
+    return { ...entry, cc: 0 };
   }
   async markHandoff(): Promise<boolean> {
     this.calls.push("markHandoff");

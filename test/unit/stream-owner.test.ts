@@ -25,9 +25,10 @@ function gated(store: StreamStore): { writer: TimelineWriter; shut(): void; open
     setLadder: (...args) => store.setLadder(...args),
     markHandoff: (...args) => store.markHandoff(...args),
     release: (...args) => store.release(...args),
-    append: async (...args) => {
+    writeMedia: (...args) => store.writeMedia(...args),
+    appendEntry: async (...args) => {
       await gate;
-      return store.append(...args);
+      return store.appendEntry(...args);
     },
   };
   return {

@@ -2,7 +2,7 @@
 // with --url), prints progress and a summary, writes the JSON report and a PNG timeline (--out), and exits
 // non-zero when an invariant broke.
 //
-//   npm run chaos -- --scenario rolling-update|node-crash|redis-restart|publisher-flap|all
+//   npm run chaos -- --scenario rolling-update|node-crash|redis-restart|redis-freeze|publisher-flap|bad-release|all
 //                    [--quick] [--backup] [--streams N] [--viewers N] [--browsers N] [--nodes N] [--out FILE]
 //                    [--url URL --admin-token TOKEN --publish-url URL ...]
 import { writeFileSync } from "node:fs";

@@ -36,6 +36,9 @@ export class ConsistencyChecker {
     private readonly everyMs = 500,
   ) {}
 
+  /** The nodes at the last successful listing. */
+  private known: NodeUrl[] = [];
+
   start(): void {
     this.timer ??= setInterval(() => void this.poll(), this.everyMs);
   }
@@ -49,7 +52,8 @@ export class ConsistencyChecker {
     if (this.running) return;
     this.running = true;
     try {
-      const nodes = await this.nodes().catch(() => []);
+      // the node list comes through Redis: while Redis is away, the nodes known last are checked
+      const nodes = await this.nodes().then((list) => (this.known = list)).catch(() => this.known);
       await Promise.all(nodes.flatMap((node) => this.streams.map((s) => this.check(node, s.id, s.rendition))));
       this.polls += 1;
     } finally {

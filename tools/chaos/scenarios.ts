@@ -13,7 +13,7 @@ import type { LocalCluster } from "../local-cluster.ts";
 import type { ReconnectingPublisher } from "./publisher.ts";
 import type { TimelineEventKind } from "./timeline-chart.ts";
 
-export const SCENARIOS = ["rolling-update", "node-crash", "redis-restart", "publisher-flap", "bad-release"] as const;
+export const SCENARIOS = ["rolling-update", "node-crash", "redis-restart", "redis-freeze", "publisher-flap", "bad-release"] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 export interface ScenarioContext {
@@ -94,16 +94,36 @@ async function nodeCrash(ctx: ScenarioContext): Promise<void> {
   }
 }
 
-/** Redis away for a few seconds: nodes keep serving what they know and queue segments; nothing is lost. */
+/**
+ * Redis stopped for longer than the owner's lease and a cached timeline's trust: the owners offer their new
+ * segments to the other nodes directly, every node keeps listing them, nothing is lost.
+ */
 async function redisRestart(ctx: ScenarioContext): Promise<void> {
   const local = needLocal(ctx, "redis-restart");
   ctx.progress("stopping Redis");
   ctx.mark("redis-stop", "redis stop");
   if (!(await local.stopRedis())) throw new Error("the redis-restart scenario needs the local cluster's own Redis (unset REDIS_URL)");
-  await sleep(ctx.quick ? 3000 : 8000);
+  await sleep(ctx.quick ? 10000 : 15000);
   ctx.progress("starting Redis");
   await local.startRedis();
   ctx.mark("redis-start", "redis start");
+  await waitUntil("every node ready", async () => (await nodesOf(ctx.admin)).every((n) => n.state === "ready"), 30000);
+  await ctx.settle(3);
+}
+
+/** Redis frozen (SIGSTOP: its sockets open, no answer) for 15 s, then thawed: the same as a stop for viewers. */
+async function redisFreeze(ctx: ScenarioContext): Promise<void> {
+  const local = needLocal(ctx, "redis-freeze");
+  ctx.progress("freezing Redis (SIGSTOP)");
+  ctx.mark("redis-stop", "redis freeze");
+  if (!local.signalRedis("SIGSTOP")) throw new Error("the redis-freeze scenario needs the local cluster's own Redis (unset REDIS_URL)");
+  try {
+    await sleep(15000);
+  } finally {
+    local.signalRedis("SIGCONT");
+  }
+  ctx.mark("redis-start", "redis thaw");
+  ctx.progress("Redis thawed (SIGCONT)");
   await waitUntil("every node ready", async () => (await nodesOf(ctx.admin)).every((n) => n.state === "ready"), 30000);
   await ctx.settle(3);
 }
@@ -157,5 +177,6 @@ export const RUN: Record<ScenarioName, (ctx: ScenarioContext) => Promise<void>> 
   "rolling-update": rolling,
   "node-crash": nodeCrash,
   "redis-restart": redisRestart,
+  "redis-freeze": redisFreeze,
   "publisher-flap": publisherFlap,
 };
