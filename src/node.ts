@@ -15,7 +15,7 @@ import { adminToken, playbackSecret, publishSecret, sessionSecret } from "./conf
 import { errorMessage } from "./core/errors.ts";
 import type { Logger } from "./core/log.ts";
 import { Metrics } from "./core/metrics.ts";
-import type { NodeState } from "./core/model.ts";
+import type { NodeRecord, NodeState } from "./core/model.ts";
 import { currentRelease, type Release } from "./core/release.ts";
 import { VERSION } from "./core/version.ts";
 import { HlsDelivery } from "./delivery/hls.ts";
@@ -81,6 +81,8 @@ export class BatonNode {
   readonly health: RedisHealth;
   /** The other nodes' HTTP URLs at the last registry read (kept while Redis is away): where offers go. */
   private peerUrls: string[] = [];
+  /** The registry at the last look (a second ago at most). */
+  private records: NodeRecord[] = [];
   private readonly feed: Feed;
   private readonly sweeper: Sweeper;
   private readonly registry: Registry;
@@ -278,6 +280,12 @@ export class BatonNode {
       lease: { ttlMs: LEASE_TTL_MS, renewEveryMs: RENEW_EVERY_MS },
       deadNodes: (ids) => liveness.dead(ids),
       accepting: () => this.closing === null && this.drainer.state === "ready" && this.store.ready,
+      standbyOf: (id) => {
+        if (this.owners.standbyHere(id)) return "here";
+        const now = Date.now();
+        return this.records.some((r) => r.id !== this.id && now - r.heartbeatAt < NODE_TTL_MS && r.load.inputs?.[id]?.state === "standby") ? "elsewhere" : null;
+      },
+      takeOverDead: (id, holder) => this.owners.activeDied(id, holder),
       log: log.child("slate"),
       metrics: this.metrics,
     });
@@ -321,6 +329,7 @@ export class BatonNode {
       .then(([records, active, counts]) => {
         this.roomElsewhere = roomElsewhere(records, this.id, Date.now(), NODE_TTL_MS);
         this.peerUrls = records.filter((r) => r.id !== this.id && Date.now() - r.heartbeatAt < NODE_TTL_MS).map((r) => r.httpUrl);
+        this.records = records;
         this.viewersElsewhere = viewersElsewhere(records, this.id, Date.now(), NODE_TTL_MS);
         this.steered = steeredAway(active, records, this.id, Date.now(), NODE_TTL_MS);
         this.metrics.rolloutInProgress.set(active ? 1 : 0);

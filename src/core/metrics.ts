@@ -122,7 +122,7 @@ export class Metrics {
     labelNames: ["role", "state"] as const, registers: [this.registry],
   });
   readonly standbyTakeovers = new Counter({
-    name: "baton_standby_takeovers_total", help: "Hot standbys on this node that took over their stream, by reason (released: the active input's lease ended; handoff: it was leaving; stalled: no segment for standby.takeoverAfter)",
+    name: "baton_standby_takeovers_total", help: "Hot standbys on this node that took over their stream, by reason (released: the active input's lease ended; handoff: it was leaving; stalled: no segment for standby.takeoverAfter; slate: another node kept it on the slate; dead: its node was found dead)",
     labelNames: ["reason"] as const, registers: [this.registry],
   });
   readonly standbyShift = new Histogram({

@@ -153,6 +153,11 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     return !this.o.connection.closed;
   }
 
+  /** This owner is a hot standby and the active input's node is dead (SlateKeepers saw it): take over now. */
+  activeDied(holder: string): void {
+    void this.standby?.activeDied(holder);
+  }
+
   /** Which input this owner's publisher is, and whether it feeds the timeline (active) or stands by. */
   get input(): { role: InputRole; state: "active" | "standby" } {
     return { role: this.o.connection.role, state: this.standby ? "standby" : "active" };

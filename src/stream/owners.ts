@@ -87,6 +87,17 @@ export class StreamOwners {
     await Promise.all([...this.owners.values()].map((owner) => owner.close(reason)));
   }
 
+  /** Whether this node runs a hot standby of the stream. */
+  standbyHere(streamId: string): boolean {
+    return this.owners.get(streamId)?.input.state === "standby";
+  }
+
+  /** The stream's active input's node died (holding `holder`): this node's standby of it takes over now. */
+  activeDied(streamId: string, holder: string): void {
+    const owner = this.owners.get(streamId);
+    if (owner?.input.state === "standby") owner.activeDied(holder);
+  }
+
   /** The role of this node's live publisher of the stream, if it has one (a backup goes to another node). */
   liveRole(streamId: string): InputRole | null {
     const owner = this.owners.get(streamId);

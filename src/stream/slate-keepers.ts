@@ -29,6 +29,13 @@ export interface SlateKeepersOptions {
   deadNodes(ids: Iterable<string>): Promise<Set<string>>;
   /** Whether this node takes streams' slates now (ready: not draining, not closing). */
   accepting(): boolean;
+  /**
+   * Where a hot standby of the stream runs (redundant ingest): "here", "elsewhere" (another live node's record
+   * says so), or null. A dead owner's stream with a standby goes to the standby, not to the slate.
+   */
+  standbyOf?(streamId: string): "here" | "elsewhere" | null;
+  /** Tells this node's standby of the stream that the active input's node (holding `holder`) is dead. */
+  takeOverDead?(streamId: string, holder: string): void;
   log: Logger;
   metrics: Metrics;
 }
@@ -96,7 +103,13 @@ export class SlateKeepers {
     }
     const dead = await this.o.deadNodes(candidates.flatMap((c) => (c.node ? [c.node] : [])));
     for (const { id, node, holder } of candidates) {
-      if (node === "" || dead.has(node)) await this.adopt(id, holder ? node : "");
+      if (node !== "" && !dead.has(node)) continue;
+      // while the dead node's lease stands, a standby of the stream replaces it (its media, not the slate):
+      // this node's at once, another node's in its own round; once the lease is gone the slate goes on anyway
+      const standby = holder ? (this.o.standbyOf?.(id) ?? null) : null;
+      if (standby === "here") this.o.takeOverDead?.(id, holder!);
+      if (standby !== null) continue;
+      await this.adopt(id, holder ? node : "");
     }
   }
 

@@ -16,7 +16,7 @@ import type { SegmentGroupOut } from "../transcode/job.ts";
 
 /** A standby's decision to take over: why, and the lease holder it preempts (null: the lease is free). */
 export interface Takeover {
-  reason: "released" | "handoff" | "stalled" | "slate";
+  reason: "released" | "handoff" | "stalled" | "slate" | "dead";
   preempt: string | null;
 }
 
@@ -151,6 +151,22 @@ export class Standby {
     this.groups = new StandbyGroups(STANDBY_GROUPS, o.onCut);
     this.watch = new ActiveWatch(o.takeoverAfterMs, Date.now());
     this.timer = setInterval(() => void this.look(), WATCH_EVERY_MS);
+  }
+
+  /**
+   * The active input's node is known dead (its port refused, its record expired: cluster/liveness.ts), its
+   * lease `holder` still standing: take over now, rather than after takeoverAfter, if this standby has media.
+   */
+  async activeDied(holder: string): Promise<void> {
+    if (this.looking || this.stopped || Date.now() - this.groups.lastAt >= this.o.freshMs) return;
+    this.looking = true;
+    try {
+      await this.o.takeOver({ reason: "dead", preempt: holder.endsWith("#handoff") ? holder.slice(0, -"#handoff".length) : holder });
+    } catch (error) {
+      this.o.log.debug("standby could not take over from a dead node", { stream: this.o.streamId, error: errorMessage(error) });
+    } finally {
+      this.looking = false;
+    }
   }
 
   /** Stops watching (a takeover, or the publisher left). Safe twice. */

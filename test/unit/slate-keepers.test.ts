@@ -31,11 +31,12 @@ describe("input loss: slate keepers", function () {
   let slates: Slates;
   const keepers: SlateKeepers[] = [];
 
-  /** A node's keepers; `dead` is what its liveness check says. */
-  function node(id: string, dead: Set<string> = new Set()): SlateKeepers {
+  /** A node's keepers; `dead` is what its liveness check says; `standby`, where a stream's hot standby runs. */
+  function node(id: string, dead: Set<string> = new Set(), standby?: { of: "here" | "elsewhere"; told: string[] }): SlateKeepers {
     const k = new SlateKeepers({
       store, nodeId: id, config: CONFIG, slates, lease: LEASE, deadNodes: async () => dead, accepting: () => true,
       log: createLogger({ level: "error", node: id }), metrics: new Metrics({ node: id }),
+      ...(standby ? { standbyOf: () => standby.of, takeOverDead: (stream: string, holder: string) => void standby.told.push(`${stream} ${holder}`) } : {}),
     });
     keepers.push(k);
     return k;
@@ -130,6 +131,20 @@ describe("input loss: slate keepers", function () {
     const other = node("node-e", new Set(["node-dead"]));
     await other.round();
     assert.equal(other.has("crash"), false);
+  });
+
+  it("leaves a dead owner's stream to its hot standby (redundant ingest), telling this node's standby at once", async () => {
+    await liveStream("backed", "node-gone", 2);
+    const holder = (await store.redis.get(store.keys.lease("backed")))!;
+    const here = { of: "here" as const, told: [] as string[] };
+    const withStandby = node("node-s", new Set(["node-gone"]), here);
+    await withStandby.round();
+    assert.equal(withStandby.has("backed"), false, "no slate: the standby's media replaces the dead input");
+    assert.deepEqual(here.told, [`backed ${holder}`]);
+    const elsewhere = node("node-t", new Set(["node-gone"]), { of: "elsewhere", told: [] });
+    await elsewhere.round();
+    assert.equal(elsewhere.has("backed"), false, "another node's standby takes it in its own round");
+    assert.equal(await store.redis.get(store.keys.lease("backed")), holder, "nobody claimed it for a slate");
   });
 
   it("leaves a stream whose lease lapsed while its owner lives (Redis was away) to that owner; takes one its owner released", async () => {
