@@ -97,6 +97,8 @@ export function haproxyConfig(o: HaproxyOptions): string {
     // the node believes this header from the balancer only: set it to the peer, never append to what the
     // client sent (a client could otherwise name any address and count as any number of viewers)
     "    http-request set-header X-Forwarded-For %[src]",
+    // the nodes' own line to each other (cluster/peers.ts: signed, but no client's business)
+    "    http-request deny deny_status 404 if { path_beg /internal/ }",
     // one address holds at most this many connections (players need one or two; a NAT of many viewers more)
     "    stick-table type ipv6 size 100k expire 60s store conn_cur",
     "    tcp-request connection track-sc0 src",

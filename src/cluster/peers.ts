@@ -11,7 +11,7 @@
 // exact: a node takes no stream without Redis (claims still need it), every write to Redis is fenced, and an
 // entry is listed from memory only by a node that cannot read Redis, for a claim whose timeline it already
 // holds, contiguous with it.
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { FencedError, errorMessage } from "../core/errors.ts";
 import { isBroadcastId, isClaimId, isNodeId, isRendition, isStreamId } from "../core/ids.ts";
 import type { Logger } from "../core/log.ts";
@@ -26,8 +26,13 @@ const SIGNATURE_HEADER = "x-baton-peer";
 /** Entries one offer may carry: an owner's whole queue (owner.ts MAX_QUEUE) and some. */
 export const MAX_OFFERED = 120;
 const MAX_BODY = 64 * 1024;
-/** An offer older or newer than this (clock skew included) is refused: it cannot be a replay of an old one. */
+/**
+ * An offer older or newer than this (clock skew included) is refused, and within it each offer's nonce is
+ * taken once: a captured offer cannot be replayed.
+ */
 const MAX_SKEW_MS = 60000;
+/** Nonces remembered at most (offers within MAX_SKEW_MS); past it the oldest go, and older offers are refused. */
+const MAX_NONCES = 100000;
 const OFFER_TIMEOUT_MS = 1500;
 
 /** The owner's claim as an offer names it: enough to write for it, and its lease value for the renewal. */
@@ -35,6 +40,8 @@ export type OfferedClaim = ClaimRef & { holder: string };
 
 export interface Offer {
   v: 1;
+  /** 16 random bytes, hex: each offer is taken once. */
+  nonce: string;
   /** The owner's node id. */
   from: string;
   /** When the owner sent it (ms since the epoch). */
@@ -103,8 +110,9 @@ export class PeerLink {
           });
           const text = await response.text();
           if (!response.ok) throw new Error(`HTTP ${response.status}: ${text.slice(0, 200)}`);
-          // the answer is signed too: an answer that says "committed" makes the owner skip its own appends
-          if (!signedBy(this.o.key, Buffer.from(text), response.headers.get(SIGNATURE_HEADER))) throw new Error("an answer not signed with the cluster's key");
+          // the answer is signed too, bound to this offer's nonce: an answer that says "committed" makes the
+          // owner skip its own appends
+          if (!signedBy(this.o.key, Buffer.from(`${offer.nonce}\n${text}`), response.headers.get(SIGNATURE_HEADER))) throw new Error("an answer not signed with the cluster's key for this offer");
           const reply = readReply(parseJson(Buffer.from(text)), offer.entries.length);
           this.o.metrics.peerOffers.inc({ result: reply.fenced ? "fenced" : reply.committed > 0 ? "relayed" : reply.shown > 0 ? "shown" : "none" });
           return reply;
@@ -139,15 +147,38 @@ export interface OfferTarget {
   show(streamId: string, claim: ClaimRef, entries: OfferedEntry[]): number;
 }
 
+/** Offers' nonces seen within MAX_SKEW_MS: each taken once (bounded: the oldest go first). */
+export class Nonces {
+  private readonly seen = new Map<string, number>();
+
+  take(nonce: string, now: number): boolean {
+    if (this.seen.has(nonce)) return false;
+    for (const [old, at] of this.seen) {
+      if (now - at <= 2 * MAX_SKEW_MS && this.seen.size < MAX_NONCES) break;
+      this.seen.delete(old);
+    }
+    this.seen.set(nonce, now);
+    return true;
+  }
+}
+
+/** A fresh nonce for an offer. */
+export function newNonce(): string {
+  return randomBytes(16).toString("hex");
+}
+
 /** The receiving side: POST /internal/timeline, signed with the cluster's key. */
 export function addPeerRoutes(http: Routes, o: OfferTarget & { key: Buffer; nodeId: string; log: Logger; metrics: Metrics }): void {
+  const nonces = new Nonces();
   http.addRoute(["POST"], "peer_offer", /^\/internal\/timeline$/, async ({ req, res }) => {
     const body = await readBody(req, MAX_BODY);
     if (!signedBy(o.key, body, req.headers[SIGNATURE_HEADER])) throw new HttpError(403, "FORBIDDEN", "not signed with the cluster's key");
-    const offer = checkOffer(parseJson(body), Date.now());
+    const now = Date.now();
+    const offer = checkOffer(parseJson(body), now);
     if (offer.from === o.nodeId) throw new HttpError(400, "BAD_OFFER", "an offer from this node itself");
+    if (!nonces.take(offer.nonce, now)) throw new HttpError(409, "REPLAYED", "this offer was taken already");
     const answer = JSON.stringify(await receive(offer, o));
-    res.writeHead(200, { "Content-Type": "application/json", "Cache-Control": "no-store", [SIGNATURE_HEADER]: sign(o.key, answer) });
+    res.writeHead(200, { "Content-Type": "application/json", "Cache-Control": "no-store", [SIGNATURE_HEADER]: sign(o.key, `${offer.nonce}\n${answer}`) });
     res.end(answer);
   });
 }
@@ -198,6 +229,7 @@ const isInt = (v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): v is num
 export function checkOffer(value: unknown, now: number): Offer {
   const v = value as Partial<Offer> | null;
   if (!v || typeof v !== "object" || v.v !== 1) throw bad("not an offer of version 1");
+  if (typeof v.nonce !== "string" || !/^[0-9a-f]{32}$/.test(v.nonce)) throw bad("nonce: 16 bytes, hex");
   if (typeof v.from !== "string" || !isNodeId(v.from)) throw bad("from: a node id");
   if (!isInt(v.at, 0) || Math.abs(now - v.at) > MAX_SKEW_MS) throw bad("at: a time within a minute of this node's");
   if (typeof v.stream !== "string" || !isStreamId(v.stream)) throw bad("stream: a stream id");
@@ -224,7 +256,7 @@ export function checkOffer(value: unknown, now: number): Offer {
   const r = v.renew;
   if (r !== null && (typeof r !== "object" || !isInt(r?.leaseMs, 100, 60000) || typeof r?.handingOver !== "boolean")) throw bad("renew: null, or a lease in ms");
   return {
-    v: 1, from: v.from, at: v.at, stream: v.stream,
+    v: 1, nonce: v.nonce, from: v.from, at: v.at, stream: v.stream,
     claim: { id: c.id, epoch: c.epoch, broadcast: c.broadcast, targetDuration: c.targetDuration, holder: c.holder },
     entries, renew: r ? { leaseMs: r.leaseMs, handingOver: r.handingOver } : null,
   };

@@ -63,7 +63,8 @@ export function readCmcd(query: string | string[] | undefined, headers: Incoming
     startup: flag("su"),
     bufferMs: integer(pairs, "bl", 3600000),
     bitrateKbps: integer(pairs, "br", 1000000),
-    durationMs: integer(pairs, "d", 3600000),
+    // a segment is at most a minute long (hls.segmentDuration): more would inflate the watched time
+    durationMs: integer(pairs, "d", 60000),
   };
 }
 

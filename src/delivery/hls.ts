@@ -176,9 +176,11 @@ export class HlsDelivery {
   }
 
   private media(request: HotRequest, token: string | null): Soon<Answer> {
-    this.observe(request, "media");
     const legacy = token === null ? request.query.get("session") : null;
     const session = this.o.sessions.check(token ?? legacy, request.params[0]);
+    // CMCD counts only from a viewer's own session (a signed token for this stream): an anonymous request could
+    // otherwise fail or pass a rollout's viewer-stall gate
+    if (session) this.observe(request, "media");
     const stream = this.snapshot(request.params[0]!);
     // no closure when the timeline is in memory: this runs for every playlist request
     return stream instanceof Promise ? stream.then((s) => this.mediaOf(request, s, session, legacy)) : this.mediaOf(request, stream, session, legacy);
@@ -222,10 +224,10 @@ export class HlsDelivery {
   }
 
   private segment(request: HotRequest, token: string | null): Soon<Answer> {
-    this.observe(request, "segment");
     const [streamId, , seqText] = request.params as [string, string, string, string];
     if (!isStreamId(streamId) || !Number.isSafeInteger(Number(seqText))) throw new HttpError(400, "BAD_PATH", "invalid segment path");
     const session = this.o.sessions.check(token ?? request.query.get("session"), streamId);
+    if (session) this.observe(request, "segment");
     // the timeline (in memory for a watched stream) names the broadcast whose media holds the segment
     const stream = this.snapshot(streamId);
     return stream instanceof Promise ? stream.then((s) => this.segmentOf(request, s, session)) : this.segmentOf(request, stream, session);

@@ -72,6 +72,8 @@ export interface InputView {
   /** The active input's role ("primary" for a stream claimed before roles existed). */
   role: InputRole;
   ladder: LadderEntry[] | null;
+  /** Its owner let it go (release-2): a lease merely gone may be one that lapsed while Redis was away. */
+  released?: boolean;
 }
 
 /**
@@ -187,13 +189,14 @@ export class StreamStore {
   /** What a hot standby watches (src/stream/standby.ts): who holds the lease, how far the timeline got, its ladder. */
   async inputView(streamId: string): Promise<InputView> {
     const k = this.keys;
-    const replies = await this.redis.multi().get(k.lease(streamId)).hmget(k.meta(streamId), "state", "nextSeq", "role", "ladder").exec();
+    const replies = await this.redis.multi().get(k.lease(streamId)).hmget(k.meta(streamId), "state", "nextSeq", "role", "ladder", "released").exec();
     if (!replies) throw new Error("redis transaction aborted");
     const [[leaseError, lease], [metaError, meta]] = replies as [[Error | null, string | null], [Error | null, (string | null)[]]];
     if (leaseError || metaError) throw leaseError ?? metaError;
-    const [state, nextSeq, role, ladder] = meta;
+    const [state, nextSeq, role, ladder, released] = meta;
     return {
       holder: lease,
+      released: released === "1",
       state: (state as StreamState | null) ?? null,
       nextSeq: Number(nextSeq ?? 0),
       role: role === "backup" ? "backup" : "primary",

@@ -11,7 +11,7 @@ import type { PublisherConnection } from "../ingest/rtmp-server.ts";
 import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { entryOf, type StreamStore } from "../state/store.ts";
-import type { PeerLink } from "../cluster/peers.ts";
+import { newNonce, type PeerLink } from "../cluster/peers.ts";
 import type { Claim, InputRole, LadderEntry, SegmentGroup } from "../core/model.ts";
 import type { SlateGroup } from "./slate-keeper.ts";
 import { Standby, mayStandBy, type HeldGroup, type StandbyGroups, type Takeover } from "./standby.ts";
@@ -244,6 +244,9 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
   /** Claims the stream at a higher epoch and lists the held groups that continue its timeline. */
   private async takeOver(takeover: Takeover): Promise<void> {
     const { connection, store, nodeId, config, metrics } = this.o;
+    // held before the claim's await: the publisher may close meanwhile (shutdown clears this.standby)
+    const standby = this.standby;
+    if (!standby || this.closing) return;
     let claim: Claim;
     try {
       claim = await store.claim(this.streamId, nodeId, connection.id, LEASE_TTL_MS, config.hls.segmentDuration, { role: connection.role, preempt: takeover.preempt ?? "" });
@@ -252,7 +255,6 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       if (error instanceof AlreadyLiveError || error instanceof HandoffPendingError) return;
       throw error;
     }
-    const standby = this.standby!;
     standby.stop();
     this.standby = null;
     if (this.closing) {
@@ -388,8 +390,9 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     });
     job.on("restart", () => {
       metrics.transcoderRestarts.inc();
-      // no media until the next run's first segment: the slate fills the gap
-      const claim = this.claim!;
+      // no media until the next run's first segment: the slate fills the gap (a standby has no claim: nothing)
+      const claim = this.claim;
+      if (!claim) return;
       this.slateUntilMedia({ ...claim, ladder: claim.ladder ?? ladderEntries(renditions), nextSeq: this.nextSeq + this.queue.length, ...this.end });
     });
     job.on("dropped", (bytes) => metrics.transcoderInputDropped.inc(bytes));
@@ -424,6 +427,8 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
   private media(group: SegmentGroupOut): QueuedGroup {
     this.fill?.stop();
     this.fill = null;
+    // after a standby's takeover its groups are moved onto the timeline by the cut (continuation): only once
+    if (this.continuation) return group;
     if (this.pdtShift === null || group.disc) this.pdtShift = Math.max(this.pdtShift ?? 0, this.end.endsAt - group.pdt);
     return { ...group, pdt: group.pdt + this.pdtShift };
   }
@@ -575,7 +580,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     if (entries.length > 0) this.offeredThrough = Math.max(this.offeredThrough, entries.at(-1)!.seq);
     this.offering = peers
       .offer({
-        v: 1, from: this.o.nodeId, at: Date.now(), stream: this.streamId,
+        v: 1, nonce: newNonce(), from: this.o.nodeId, at: Date.now(), stream: this.streamId,
         claim: { id: claim.id, epoch: claim.epoch, broadcast: claim.broadcast, targetDuration: claim.targetDuration, holder: claim.holder },
         entries, renew: withRenew ? { leaseMs: LEASE_TTL_MS, handingOver: this.closing !== null } : null,
       })
@@ -672,6 +677,8 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     if (this.renewTimer) clearInterval(this.renewTimer);
     this.renewTimer = null;
     await this.renewing;
+    // an offer out (its relayed appends and renewal) lands before the release or the slate's keeping
+    await this.offering;
     const claim = this.claim;
     const slate = inputLost && stillOurs && claim !== null && this.o.slate !== undefined && (await this.o.slate.keep(this.streamId, claim));
     if (claim && !slate) {

@@ -38,13 +38,24 @@ export class ActiveWatch {
     this.since = now;
   }
 
+  /** A look failed (Redis away): time without appends counts only across looks that saw the timeline. */
+  unseen(now: number): void {
+    this.since = now;
+  }
+
   /** What to do after one look; `mediaFresh`: the standby's own transcoder delivered a group lately. */
   look(view: InputView, now: number, mediaFresh: boolean): Takeover | null {
     if (view.nextSeq !== this.seq) {
       this.seq = view.nextSeq;
       this.since = now;
     }
-    if (view.holder === null) return { reason: "released", preempt: null };
+    // no lease: taken at once only when its owner let it go; a lease that lapsed (Redis was away longer than
+    // its TTL) is the live owner's to take back, so the stall rule decides below
+    if (view.holder === null && view.released) return { reason: "released", preempt: null };
+    if (view.holder === null) {
+      if (!mediaFresh || now - this.since < this.takeoverAfterMs) return null;
+      return { reason: "stalled", preempt: null };
+    }
     // only a standby that has media to replace the active input with takes a held lease: one marked for a
     // handoff (the active input is leaving: its publisher closed, its node drains) at once, rather than after
     // the owner's flush of its last, partial segment, whose media the standby has; a stalled one after
@@ -189,7 +200,9 @@ export class Standby {
       // standby then plans the ladder as a first owner does
       if (takeover && !this.stopped) await this.o.takeOver(takeover);
     } catch (error) {
-      // Redis away: look again; the claim decides
+      // Redis away: look again; the claim decides. The active input's appends were not seen meanwhile, which is
+      // no stall of its own: the stall clock starts again
+      this.watch.unseen(Date.now());
       this.o.log.debug("standby could not read the active input", { stream: this.o.streamId, error: errorMessage(error) });
     } finally {
       this.looking = false;

@@ -184,12 +184,13 @@ export class CopyWatch {
     if (this.probe) {
       this.probe.packets.push(packet);
       this.probe.bytes += packet.size;
+      // checked for every packet: a publisher sending one keyframe, then only audio, must not be kept forever
+      if (this.probe.bytes > this.maxProbeBytes) return this.misfit(`the source sent over ${this.maxProbeBytes} bytes in its first segment`);
     }
     if (packet.codec_type !== 9) return null;
     const why = this.cadence.video(packet.dts, isKeyframe(packet));
     if (this.probe && this.cadence.cuts > 0) this.probe = null;
     if (why) return this.misfit(why);
-    if (this.probe && this.probe.bytes > this.maxProbeBytes) return this.misfit(`the source sent over ${this.maxProbeBytes} bytes in its first segment`);
     return null;
   }
 

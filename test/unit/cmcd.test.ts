@@ -21,6 +21,7 @@ describe("CMCD", () => {
     assert.equal(readCmcd("", {}), null);
     assert.equal(readCmcd(`bl=1,${"x".repeat(2000)}`, {}), null);
     assert.deepEqual(readCmcd("bl=-5,br=1e9,d=abc,BS,<script>", {}), { starved: false, startup: false, bufferMs: null, bitrateKbps: null, durationMs: null });
+    assert.equal(readCmcd("d=3600000", {})?.durationMs ?? null, null, "no segment lasts an hour: it would inflate the watched time");
     assert.deepEqual(readCmcd(["bs", "su"], {})?.starved, true, "a repeated argument: the first");
   });
 

@@ -215,6 +215,14 @@ describe("passthrough", () => {
       assert.equal(watch.packet(video(99_000, false)), null);
     });
 
+    it("bounds the first segment's packets also when only audio follows its keyframe (memory)", () => {
+      const watch = new CopyWatch(2, 500_000, 50_000);
+      assert.equal(watch.packet(video(0, true)), null);
+      let misfit: Misfit | null = null;
+      for (let ms = 0; ms < 600_000 && !misfit; ms += 21) misfit = watch.packet(audio(ms));
+      assert.match(misfit?.why ?? "", /over 50000 bytes in its first segment/, "a keyframe, then audio only, is not kept forever");
+    });
+
     it("refuses a first segment heavier than the input backlog bound", () => {
       const { misfit } = feed(new CopyWatch(2, 500_000, 50_000), 2, 3);
       assert.match(misfit?.why ?? "", /over 50000 bytes in its first segment/);

@@ -8,7 +8,7 @@ import { FencedError } from "../../src/core/errors.ts";
 import { createLogger } from "../../src/core/log.ts";
 import { Metrics } from "../../src/core/metrics.ts";
 import type { ClaimRef, StreamSnapshot, TimelineEntry } from "../../src/core/model.ts";
-import { PeerLink, addPeerRoutes, checkOffer, peerKey, receive, type Offer, type OfferTarget } from "../../src/cluster/peers.ts";
+import { PeerLink, addPeerRoutes, checkOffer, newNonce, peerKey, receive, type Offer, type OfferTarget } from "../../src/cluster/peers.ts";
 import { TimelineCache } from "../../src/delivery/timeline-cache.ts";
 import { ClientAddresses } from "../../src/http/client-address.ts";
 import { HttpServer } from "../../src/http/server.ts";
@@ -24,7 +24,7 @@ function entry(seq: number, disc = false): OfferedEntry {
 }
 
 function offer(first: number, count: number, more: Partial<Offer> = {}): Offer {
-  return { v: 1, from: "node-a", at: NOW, stream: "cam", claim: { ...CLAIM }, entries: Array.from({ length: count }, (_, i) => entry(first + i)), renew: null, ...more };
+  return { v: 1, nonce: newNonce(), from: "node-a", at: NOW, stream: "cam", claim: { ...CLAIM }, entries: Array.from({ length: count }, (_, i) => entry(first + i)), renew: null, ...more };
 }
 
 describe("peer offers", () => {
@@ -36,6 +36,7 @@ describe("peer offers", () => {
 
     const broken: [string, (o: Record<string, unknown>) => void][] = [
       ["another version", (o) => (o.v = 2)],
+      ["no nonce", (o) => delete o.nonce],
       ["a bad node id", (o) => (o.from = "../x")],
       ["an old offer (a replay)", (o) => (o.at = NOW - 120000)],
       ["a bad stream id", (o) => (o.stream = "a/b")],
@@ -169,6 +170,14 @@ describe("peer offers", () => {
       const replies = await link(key).offer({ ...offer(10, 2), at: Date.now() });
       assert.deepEqual(replies, [{ committed: 0, shown: 2, fenced: null, renewed: null }]);
       assert.deepEqual(shown, [10, 11]);
+    });
+
+    it("an offer is taken once: a replay of it is refused (409) and lists nothing", async () => {
+      shown.length = 0;
+      const once = { ...offer(20, 1), at: Date.now() };
+      assert.equal((await link(key).offer(once)).length, 1);
+      assert.deepEqual(await link(key).offer(once), [], "the same offer again");
+      assert.deepEqual(shown, [20]);
     });
 
     it("anyone else is refused (403) and changes nothing", async () => {

@@ -21,7 +21,10 @@ if lease == ARGV[1] or lease == ARGV[1] .. '#handoff' or lease == ARGV[1] .. '#s
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
-if not lease and redis.call('HGET', KEYS[2], 'epoch') == ARGV[3] and redis.call('HGET', KEYS[2], 'claim') == ARGV[4] then
+-- never a stream its owner released (release-2 marks it): a late renewal (one relayed by another node for an
+-- owner that let go meanwhile) must not bring it back to life
+if not lease and redis.call('HGET', KEYS[2], 'epoch') == ARGV[3] and redis.call('HGET', KEYS[2], 'claim') == ARGV[4] and
+    redis.call('HGET', KEYS[2], 'released') ~= '1' then
   local state = redis.call('HGET', KEYS[2], 'state')
   if ARGV[5] == 'slate' and (state == 'live' or state == 'reconnecting') then
     redis.call('SET', KEYS[1], ARGV[1] .. '#slate', 'PX', ARGV[2])
