@@ -28,6 +28,11 @@ export interface FrontHost {
 const MAX_HEAD = 16384;
 /** Input read ahead of the answers (pipelined requests): past this the socket is not read until they are. */
 const MAX_BUFFERED = 65536;
+/**
+ * Reads a head may come in before it is Node's: each piece costs a copy of what came before (the head is kept
+ * whole), so a head dripped a byte at a time would cost its size squared; Node's parser reads pieces as they come.
+ */
+const MAX_HEAD_PIECES = 32;
 /** Answer bytes queued on a socket that does not read: past this no further request is answered until it drains. */
 const MAX_QUEUED = 262144;
 /** Bodies up to this size are copied behind the head into one write; larger ones go out as a second buffer. */
@@ -153,6 +158,8 @@ class Connection {
   /** An answer is being made or its bytes wait for the socket to drain: the next request waits. */
   private busy = false;
   private paused = false;
+  /** Pieces read since the last head was taken (see MAX_HEAD_PIECES). */
+  private pieces = 0;
   private ended = false;
   private started = false;
   private headTimer: NodeJS.Timeout | null = null;
@@ -183,6 +190,7 @@ class Connection {
   }
 
   private data(chunk: Buffer): void {
+    if (this.pending !== null) this.pieces += 1;
     this.pending = this.pending === null ? chunk : Buffer.concat([this.pending, chunk]);
     if (this.pending.length > MAX_BUFFERED && !this.paused) {
       this.paused = true;
@@ -205,6 +213,10 @@ class Connection {
       }
       const end = buffer.indexOf(HEAD_END);
       // a head that is not complete yet; one with a bare LF (LF-only line ends) never is here: Node's to read
+      if (end === -1 && this.pieces > MAX_HEAD_PIECES) {
+        this.handOver();
+        return;
+      }
       if (end === -1 && buffer.length <= MAX_HEAD && !bareLf(buffer)) {
         // a head begun and not complete: it has its time (the first one: the server's first-request deadline)
         if (this.ended) this.socket.destroy();
@@ -223,6 +235,7 @@ class Connection {
         this.host.firstRequest(this.socket);
       }
       this.pending = end + 4 < buffer.length ? buffer.subarray(end + 4) : null;
+      this.pieces = 0;
       if (answer instanceof Promise) {
         // read on once it is written: answers leave in the order their requests came
         this.busy = true;

@@ -248,6 +248,20 @@ describe("HTTP front: answering the hot routes on node:net, handing the rest to 
     raw.socket.destroy();
   });
 
+  it("answers a head dripped in many pieces (Node's parser reads it: the front would copy it whole per piece)", async () => {
+    const raw = new Raw(port);
+    raw.socket.setNoDelay(true);
+    const bytes = Buffer.from(request("/live/a/index.m3u8", "User-Agent: dripping\r\n"));
+    for (let i = 0; i < bytes.length; i += 2) {
+      raw.socket.write(bytes.subarray(i, i + 2));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const [answer] = await raw.answers(1);
+    assert.equal(answer!.status, 200);
+    assert.deepEqual(answer!.body, PLAYLIST);
+    raw.socket.destroy();
+  });
+
   it("refuses an oversize head and a junk burst as Node does (431, 400) and closes the connection", async () => {
     const big = new Raw(port);
     big.socket.write(request("/live/a/index.m3u8", `X-Big: ${"x".repeat(20000)}\r\n`));
