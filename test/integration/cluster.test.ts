@@ -134,6 +134,12 @@ describe("cluster: the cluster owns the HLS timeline", function () {
       const r = await fetch(lb.http(path), { headers: { Connection: "close" } });
       assert.equal(r.status, status, path);
       await r.arrayBuffer();
+      // the bounded-load hash counts each node's open sessions: with so few, one still closing would move the
+      // next request to another node, so each request waits until HAProxy has closed the last one's
+      await waitFor("HAProxy's sessions to the nodes closed", async () => {
+        const servers = (await showStat(lb.statsSocket)).filter((row) => row.pxname === "http_nodes" && row.svname !== "BACKEND" && row.svname !== "FRONTEND");
+        return servers.every((row) => Number(row.scur) === 0) ? true : undefined;
+      }, 10000, 20);
     }
   };
 

@@ -138,7 +138,7 @@ describe("rolling updates to a release: canary, gates, rollback", function () {
     await caughtAtCanary(makeBadRelease("crash-loop", tempDir("release")), /gate node_back failed: updated nodes node-\d not ready 30 s after its restart/);
   });
 
-  it("catches a config whose transcoder cannot keep up (the slow preset) at the canary, and rolls it back", async () => {
+  it("catches a release whose transcoder cannot keep up (it reads its input at half real time) at the canary, and rolls it back", async () => {
     // long enough for the moved stream's transcoder to be measured and, behind real time, step its preset down
     await caughtAtCanary(makeBadRelease("slow-transcoder", tempDir("release")), /gate transcoder_speed failed/, { BATON_ROLLOUT_CANARYSOAK: "24" });
   });
