@@ -31,7 +31,16 @@ const live = (o: Partial<InputView> = {}): InputView => ({ holder: "node-a/pub/3
 describe("standby: when a hot standby takes over", () => {
   it("takes a released lease at once, with nothing to preempt", () => {
     const watch = new ActiveWatch(3000, 0);
-    assert.deepEqual(watch.look(live({ holder: null }), 0, false), { reason: "released", preempt: null });
+    assert.deepEqual(watch.look(live({ holder: null, released: true }), 0, false), { reason: "released", preempt: null });
+  });
+
+  it("leaves a lease that merely lapsed (Redis away longer than its TTL) to the live owner, unless it stalls", () => {
+    const watch = new ActiveWatch(3000, 0);
+    assert.equal(watch.look(live({ holder: null }), 0, true), null, "the owner takes its lease back on its next renewal");
+    // a look that could not read Redis: the active input's appends were not seen, which is no stall of its own
+    watch.unseen(5000);
+    assert.equal(watch.look(live({ holder: null }), 6000, true), null);
+    assert.deepEqual(watch.look(live({ holder: null }), 8000, true), { reason: "stalled", preempt: null }, "no append for takeoverAfter");
   });
 
   it("never preempts an active input that keeps appending, however long it runs", () => {
@@ -179,7 +188,7 @@ describe("standby: a standby owner (fake writer)", () => {
     writer.view = { ...writer.view, nextSeq: 11 };
     await new Promise((resolve) => setTimeout(resolve, 700));
     assert.equal(writer.appended.length, 0, "a standby's segments are not listed");
-    writer.view = { ...writer.view, holder: null, state: "reconnecting" };
+    writer.view = { ...writer.view, holder: null, state: "reconnecting", released: true };
     await waitFor("the takeover's appends", () => (writer.appended.length === 2 ? true : undefined), 5000, 20);
     assert.deepEqual(owner.input, { role: "backup", state: "active" });
     assert.deepEqual(writer.appended.map((g) => [g.seq, g.pdt - T, g.renditions[0]!.bytes.toString()]), [[11, 6000, "360p/6"], [12, 7000, "360p/7"]], "from the group that continues the end at 6 s, at the next sequence number");
@@ -193,7 +202,7 @@ describe("standby: a standby owner (fake writer)", () => {
     writer.view = { ...writer.view, ladder: null };
     const { owner } = standbyOwner(writer, "backup");
     assert.equal(await owner.start(), true);
-    writer.view = { ...writer.view, holder: null };
+    writer.view = { ...writer.view, holder: null, released: true };
     await waitFor("the takeover", () => (owner.input.state === "active" ? true : undefined), 5000, 20);
     await owner.close("test over");
   });
