@@ -49,13 +49,9 @@ export class ActiveWatch {
       this.seq = view.nextSeq;
       this.since = now;
     }
-    // no lease: taken at once only when its owner let it go; a lease that lapsed (Redis was away longer than
-    // its TTL) is the live owner's to take back, so the stall rule decides below
-    if (view.holder === null && view.released) return { reason: "released", preempt: null };
-    if (view.holder === null) {
-      if (!mediaFresh || now - this.since < this.takeoverAfterMs) return null;
-      return { reason: "stalled", preempt: null };
-    }
+    // no lease: the active input let it go, or its node died and the lease ran out (a lease that lapsed while
+    // Redis was away longer than its TTL is taken too: the live owner is then fenced and its encoder stands by)
+    if (view.holder === null) return { reason: "released", preempt: null };
     // only a standby that has media to replace the active input with takes a held lease: one marked for a
     // handoff (the active input is leaving: its publisher closed, its node drains) at once, rather than after
     // the owner's flush of its last, partial segment, whose media the standby has; a stalled one after
