@@ -77,6 +77,8 @@ export class BatonNode {
   /** Why this node may not use the cluster's data (state/schema.ts); until first read, it does not. */
   private schemaRefused: string | null = "the cluster's schema version is not read yet";
   private readonly nodes: NodeRecords;
+  /** Which nodes are known dead, sooner than their leases say (slate keepers, standbys). */
+  private readonly liveness: NodeLiveness;
   /** Whether this node reaches Redis now (answers, not the connection's status). */
   readonly health: RedisHealth;
   /** The other nodes' HTTP URLs at the last registry read (kept while Redis is away): where offers go. */
@@ -127,6 +129,7 @@ export class BatonNode {
     this.feed = new Feed(this.store);
     this.rollouts = new RolloutStore(this.store.redis, this.store.keys);
     // a window of 0 ends a stream as its input is lost: no slate to show
+    this.liveness = new NodeLiveness(this.nodes, this.id);
     this.slates = config.hls.inputLoss === "slate" && config.hls.inputLossWindow > 0 ? this.slateKeepers(config, log) : null;
     this.owners = new StreamOwners({
       ...(this.slates ? { slates: this.slates } : {}),
@@ -140,6 +143,7 @@ export class BatonNode {
         const record = (await this.nodes.list()).find((n) => n.id === id);
         return record !== undefined && Date.now() - record.heartbeatAt < 2 * HEARTBEAT_MS;
       },
+      nodeDead: async (id) => (await this.liveness.dead([id])).has(id),
     });
     this.capacity = new Capacity({ limit: config.transcode.capacity, cpuTarget: config.transcode.cpuTarget, prior: ladderCost(config.transcode) });
     const secret = config.auth.requirePublishToken ? publishSecret(config) : "";
@@ -271,14 +275,13 @@ export class BatonNode {
       segmentDuration: config.hls.segmentDuration,
       workDir: config.transcode.spoolDir,
     });
-    const liveness = new NodeLiveness(this.nodes, this.id);
     return new SlateKeepers({
       store: this.store,
       nodeId: this.id,
       config,
       slates,
       lease: { ttlMs: LEASE_TTL_MS, renewEveryMs: RENEW_EVERY_MS },
-      deadNodes: (ids) => liveness.dead(ids),
+      deadNodes: (ids) => this.liveness.dead(ids),
       accepting: () => this.closing === null && this.drainer.state === "ready" && this.store.ready,
       standbyOf: (id) => {
         if (this.owners.standbyHere(id)) return "here";

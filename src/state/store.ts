@@ -74,6 +74,8 @@ export interface InputView {
   ladder: LadderEntry[] | null;
   /** Its owner let it go (release-2): a lease merely gone may be one that lapsed while Redis was away. */
   released?: boolean;
+  /** The node that claimed it last ("" before any claim): whether it lives decides a lapsed lease. */
+  owner: string;
 }
 
 /**
@@ -189,14 +191,15 @@ export class StreamStore {
   /** What a hot standby watches (src/stream/standby.ts): who holds the lease, how far the timeline got, its ladder. */
   async inputView(streamId: string): Promise<InputView> {
     const k = this.keys;
-    const replies = await this.redis.multi().get(k.lease(streamId)).hmget(k.meta(streamId), "state", "nextSeq", "role", "ladder", "released").exec();
+    const replies = await this.redis.multi().get(k.lease(streamId)).hmget(k.meta(streamId), "state", "nextSeq", "role", "ladder", "released", "owner").exec();
     if (!replies) throw new Error("redis transaction aborted");
     const [[leaseError, lease], [metaError, meta]] = replies as [[Error | null, string | null], [Error | null, (string | null)[]]];
     if (leaseError || metaError) throw leaseError ?? metaError;
-    const [state, nextSeq, role, ladder, released] = meta;
+    const [state, nextSeq, role, ladder, released, owner] = meta;
     return {
       holder: lease,
       released: released === "1",
+      owner: owner ?? "",
       state: (state as StreamState | null) ?? null,
       nextSeq: Number(nextSeq ?? 0),
       role: role === "backup" ? "backup" : "primary",

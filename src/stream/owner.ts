@@ -65,6 +65,8 @@ export interface OwnerOptions {
   metrics: Metrics;
   /** Whether a node is alive (its heartbeat is fresh): a dead holder's lease is waited out, not refused. */
   nodeAlive(nodeId: string): Promise<boolean>;
+  /** Whether a node is known dead (cluster/liveness.ts): a standby takes a lapsed lease of a dead owner only. */
+  nodeDead(nodeId: string): Promise<boolean>;
   /** Input loss (hls.inputLoss "slate"): takes the stream's claim over for the slate when the publisher leaves. */
   slate?: SlateHandover;
   /** The direct line to the other nodes for entries whose append does not land (cluster/peers.ts). */
@@ -223,6 +225,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       takeoverAfterMs: config.standby.takeoverAfter * 1000,
       freshMs: (2 * config.hls.segmentDuration + 1) * 1000,
       view: () => store.inputView(this.streamId),
+      nodeDead: (id) => this.o.nodeDead(id),
       ladderKnown: () => {
         for (const packet of this.early.splice(0)) this.packet(packet);
       },
@@ -661,7 +664,11 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     this.o.connection.close(reason);
     this.fill?.stop();
     await this.job?.close();
-    const deadline = Date.now() + flushMs;
+    // the publisher left while Redis is away: its queued segments (offered to the other nodes, which list them)
+    // wait for Redis as long as the stream would show the slate, so that the timeline resumes with them and
+    // never with other entries under their numbers
+    const outageMs = inputLost ? this.o.config.hls.inputLossWindow * 1000 : 0;
+    const deadline = Date.now() + Math.max(flushMs, outageMs);
     while ((this.queue.length > 0 || this.pumping) && !this.lost && Date.now() < deadline) {
       void this.pump();
       await new Promise((resolve) => setTimeout(resolve, 50));

@@ -19,6 +19,8 @@ export interface OwnersOptions {
   metrics: Metrics;
   /** Whether a node is alive (its heartbeat is fresh): a dead holder's lease is waited out, not refused. */
   nodeAlive(nodeId: string): Promise<boolean>;
+  /** Whether a node is known dead (cluster/liveness.ts). */
+  nodeDead(nodeId: string): Promise<boolean>;
   /** The slates this node keeps (hls.inputLoss "slate"); absent: "off", a publisher's leaving releases the stream. */
   slates?: SlateKeepers;
   /** Where owners offer entries whose append does not land (cluster/peers.ts). */

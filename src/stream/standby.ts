@@ -43,20 +43,26 @@ export class ActiveWatch {
     this.since = now;
   }
 
-  /** What to do after one look; `mediaFresh`: the standby's own transcoder delivered a group lately. */
-  look(view: InputView, now: number, mediaFresh: boolean): Takeover | null {
+  /**
+   * What to do after one look; `mediaFresh`: the standby's own transcoder delivered a group lately;
+   * `ownerDead`: the node that last owned the stream is known dead (cluster/liveness.ts; asked only when the
+   * lease is gone without a release).
+   */
+  look(view: InputView, now: number, mediaFresh: boolean, ownerDead = false): Takeover | null {
     if (view.nextSeq !== this.seq) {
       this.seq = view.nextSeq;
       this.since = now;
     }
-    // no lease: the active input let it go, or its node died and the lease ran out (a lease that lapsed while
-    // Redis was away longer than its TTL is taken too: the live owner is then fenced and its encoder stands by)
-    if (view.holder === null) return { reason: "released", preempt: null };
+    // no lease: the active input let it go, or its node died and the lease ran out
+    if (view.holder === null && view.released) return { reason: "released", preempt: null };
+    if (view.holder === null && ownerDead) return { reason: "dead", preempt: null };
     // only a standby that has media to replace the active input with takes a held lease: one marked for a
     // handoff (the active input is leaving: its publisher closed, its node drains) at once, rather than after
     // the owner's flush of its last, partial segment, whose media the standby has; a stalled one after
-    // takeoverAfter
+    // takeoverAfter. A lease that lapsed while its owner lives (Redis was away longer than its TTL: the owner
+    // renews it when Redis returns) is left to it, unless the stream stalls as a held one would
     if (!mediaFresh) return null;
+    if (view.holder === null) return now - this.since >= this.takeoverAfterMs ? { reason: "stalled", preempt: null } : null;
     // the active input is gone and a node keeps the stream on the slate (input loss): a publish claim takes
     // a "#slate" lease at once (claim-4.lua), so the standby's media replaces the slate
     if (view.holder.endsWith("#slate")) return { reason: "slate", preempt: null };
@@ -135,6 +141,8 @@ export interface StandbyOptions {
   freshMs: number;
   /** Reads the active input's state (StreamStore.inputView). */
   view(): Promise<InputView>;
+  /** Whether a node is known dead (cluster/liveness.ts: its port refuses, its record expired). */
+  nodeDead(nodeId: string): Promise<boolean>;
   /** The stream's ladder became known: the standby's transcoder may start. */
   ladderKnown(): void;
   /** Claims the stream and lists the held groups; a claim another holder won leaves the standby as it was. */
@@ -191,7 +199,8 @@ export class Standby {
         this.ladder = view.ladder;
         this.o.ladderKnown();
       }
-      const takeover = this.watch.look(view, Date.now(), Date.now() - this.groups.lastAt < this.o.freshMs);
+      const ownerDead = view.holder === null && !view.released && (view.owner === "" || (await this.o.nodeDead(view.owner)));
+      const takeover = this.watch.look(view, Date.now(), Date.now() - this.groups.lastAt < this.o.freshMs, ownerDead);
       // without a ladder (the active input left before setting one) only a released lease is taken: the
       // standby then plans the ladder as a first owner does
       if (takeover && !this.stopped) await this.o.takeOver(takeover);

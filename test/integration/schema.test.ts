@@ -16,11 +16,13 @@ describe("cluster schema version", function () {
     try {
       await client.set(`${prefix}schema`, String(SCHEMA_VERSION + 1));
       const node = await startTestNode({ redisUrl: redis.url, prefix });
-      const answer = await waitFor("/readyz", async () => {
+      // first "not read yet", then the reason once the node read the cluster's schema
+      const refusal = new RegExp(`cluster's data is schema ${SCHEMA_VERSION + 1}; this release reads schema ${SCHEMA_VERSION} at most`);
+      const answer = await waitFor("/readyz naming the cluster's schema", async () => {
         const r = await get(node.http("/readyz"));
-        return r.status === 503 && r.text.includes("schema") ? r : undefined;
+        return r.status === 503 && refusal.test(r.text) ? r : undefined;
       });
-      assert.match(JSON.parse(answer.text).reason, new RegExp(`cluster's data is schema ${SCHEMA_VERSION + 1}; this release reads schema ${SCHEMA_VERSION} at most`));
+      assert.match((JSON.parse(answer.text) as { reason: string }).reason, refusal);
       await node.waitForLog(/refusing work: this release cannot read the cluster's data/);
       // a few heartbeats' time: still no record, and the schema is left as it was
       const health = await get(node.http("/healthz"));

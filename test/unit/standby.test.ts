@@ -26,7 +26,7 @@ function group(n: number, offsetMs = 0): SegmentGroupOut {
   };
 }
 
-const live = (o: Partial<InputView> = {}): InputView => ({ holder: "node-a/pub/3", state: "live", nextSeq: 10, role: "primary", ladder: null, ...o });
+const live = (o: Partial<InputView> = {}): InputView => ({ holder: "node-a/pub/3", state: "live", nextSeq: 10, role: "primary", ladder: null, owner: "node-a", ...o });
 
 describe("standby: when a hot standby takes over", () => {
   it("takes a released lease at once, with nothing to preempt", () => {
@@ -57,6 +57,22 @@ describe("standby: when a hot standby takes over", () => {
     // the active input left and another node keeps the stream on the slate: the standby replaces the slate
     assert.deepEqual(watch.look(live({ holder: "node-c/slate/4#slate" }), 0, true), { reason: "slate", preempt: null });
     assert.equal(watch.look(live({ holder: "node-c/slate/4#slate" }), 0, false), null, "not without media of its own");
+  });
+
+  it("leaves a lease that lapsed while its owner lives (Redis was away) to that owner, unless the stream stalls", () => {
+    const watch = new ActiveWatch(3000, 0);
+    const lapsed = live({ holder: null, state: "live" });
+    assert.equal(watch.look(lapsed, 0, true, false), null, "its owner renews it when Redis returns");
+    assert.equal(watch.look(lapsed, 2999, true, false), null);
+    assert.equal(watch.look({ ...lapsed, nextSeq: 11 }, 2000, true, false), null, "the owner appends again: no stall");
+    assert.equal(watch.look({ ...lapsed, nextSeq: 11 }, 4999, true, false), null);
+    assert.equal(watch.look({ ...lapsed, nextSeq: 11 }, 5000, false, false), null, "not without media of its own");
+    assert.deepEqual(watch.look({ ...lapsed, nextSeq: 11 }, 5000, true, false), { reason: "stalled", preempt: null });
+  });
+
+  it("takes a lapsed lease at once when its owner's node is known dead, media or not", () => {
+    const watch = new ActiveWatch(3000, 0);
+    assert.deepEqual(watch.look(live({ holder: null }), 0, false, true), { reason: "dead", preempt: null });
   });
 });
 
@@ -157,7 +173,7 @@ describe("standby: a standby owner (fake writer)", () => {
     const owner = new StreamOwner({
       connection: connection as unknown as PublisherConnection, store: writer, grants: writer, nodeId: "node-b",
       config: { ...DEFAULTS, hls: { ...DEFAULTS.hls, segmentDuration: 1 }, standby: { takeoverAfter: 1 } },
-      log: createLogger({ level: "error" }), metrics, nodeAlive: async () => true,
+      log: createLogger({ level: "error" }), metrics, nodeAlive: async () => true, nodeDead: async () => false,
     });
     return { owner, connection, metrics };
   }

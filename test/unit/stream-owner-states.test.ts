@@ -33,7 +33,7 @@ class FakeWriter implements TimelineWriter, PublishGrants {
     return true;
   }
   /** What a standby of the stream would see: the lease of another publisher of `activeRole`. */
-  view: Awaited<ReturnType<TimelineWriter["inputView"]>> = { holder: "node-b/other/2", state: "live", nextSeq: 7, role: "primary", ladder: null };
+  view: Awaited<ReturnType<TimelineWriter["inputView"]>> = { holder: "node-b/other/2", state: "live", nextSeq: 7, role: "primary", ladder: null, owner: "node-b" };
   async inputView(): ReturnType<TimelineWriter["inputView"]> {
     return { ...this.view };
   }
@@ -89,6 +89,7 @@ function owner(writer: FakeWriter, connection: FakeConnection, nodeAlive = async
     log: createLogger({ level: "error" }),
     metrics,
     nodeAlive,
+    nodeDead: async () => false,
   });
   return { owner: o, metrics };
 }
@@ -127,6 +128,24 @@ describe("stream owner state machine (fake writer)", () => {
     assert.deepEqual(writer.appended, [7, 8, 9]);
     await o.close("test over");
     assert.deepEqual(writer.calls.slice(-2), ["markHandoff", "release"], "a close marks the handoff, then releases");
+  });
+
+  it("a publisher leaving while Redis is away: its queued segments wait for Redis past the flush, then land in order before the release", async () => {
+    const writer = new FakeWriter();
+    const connection = new FakeConnection("cam");
+    const { owner: o } = owner(writer, connection);
+    assert.equal(await o.start(), true);
+    writer.failAppends = "transient";
+    for (let n = 0; n < 2; n++) enqueue(o, group(n));
+    const flushMs = 200;
+    const closedAt = Date.now();
+    const closed = o.close("publisher left", flushMs, true);
+    await waitFor("the flush window over, the head still retried", () => (Date.now() - closedAt > 2 * flushMs && writer.attempts.length >= 2 ? true : undefined), 5000, 20);
+    assert.deepEqual(writer.appended, []);
+    writer.failAppends = "no";
+    await closed;
+    assert.deepEqual(writer.appended, [7, 8], "nothing dropped, nothing out of order");
+    assert.deepEqual(writer.calls.slice(-2), ["markHandoff", "release"]);
   });
 
   it("a fenced append means another node owns the stream: it stops writing and drops the publisher", async () => {
