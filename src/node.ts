@@ -143,7 +143,7 @@ export class BatonNode {
         const record = (await this.nodes.list()).find((n) => n.id === id);
         return record !== undefined && Date.now() - record.heartbeatAt < 2 * HEARTBEAT_MS;
       },
-      nodeDead: async (id) => (await this.liveness.dead([id])).has(id),
+      ownerGone: (id, claimedAt) => this.liveness.gone(id, claimedAt),
     });
     this.capacity = new Capacity({ limit: config.transcode.capacity, cpuTarget: config.transcode.cpuTarget, prior: ladderCost(config.transcode) });
     const secret = config.auth.requirePublishToken ? publishSecret(config) : "";
@@ -282,6 +282,7 @@ export class BatonNode {
       slates,
       lease: { ttlMs: LEASE_TTL_MS, renewEveryMs: RENEW_EVERY_MS },
       deadNodes: (ids) => this.liveness.dead(ids),
+      restarted: (id, at) => this.liveness.restarted(id, at),
       accepting: () => this.closing === null && this.drainer.state === "ready" && this.store.ready,
       standbyOf: (id) => {
         if (this.owners.standbyHere(id)) return "here";

@@ -13,7 +13,8 @@ import { makePublishToken } from "../src/ingest/token.ts";
 import { showStat } from "./haproxy-stats.ts";
 import { PidFile } from "./pid-file.ts";
 import { assignedRelease, configKeysEnv } from "./rollout/release.ts";
-import { isPortFree, nodeCommand, nodeEnv, startHaproxy, startProcess, startRedis, stopProcess, waitForPort, type Managed } from "./processes.ts";
+import { LOCAL_SENTINEL, LocalRedis } from "./local-redis.ts";
+import { isPortFree, nodeCommand, nodeEnv, startHaproxy, startProcess, stopProcess, waitForPort, type Managed } from "./processes.ts";
 
 export interface LocalClusterOptions {
   nodes: number;
@@ -23,6 +24,8 @@ export interface LocalClusterOptions {
   onNotice?: (line: string) => void;
   /** More BATON_* settings for every node (the chaos harness's). */
   nodeEnv?: Record<string, string>;
+  /** Redis as a primary, a replica and three sentinels (local-redis.ts), the nodes knowing only the sentinels. */
+  sentinel?: boolean;
 }
 
 /** Node i (from 1) listens on the configured ports plus i; the configured ports themselves are HAProxy's. */
@@ -47,7 +50,8 @@ export class LocalCluster {
   readonly pids = new PidFile(join(this.dir, "local-cluster.pids"));
   readonly nodes: BalancedNode[] = [];
   redisUrl = process.env.REDIS_URL ?? "";
-  private redis: Managed | null = null;
+  /** The cluster's own Redis; null when REDIS_URL names one. */
+  private redis: LocalRedis | null = null;
   private haproxy: Managed | null = null;
   private readonly running = new Map<string, Managed>();
   private stopping = false;
@@ -85,8 +89,11 @@ export class LocalCluster {
       if (!(await isPortFree(HOST, port))) {
         throw new Error(`port ${port} (Redis) is in use: stop that Redis, or use it with REDIS_URL=redis://127.0.0.1:${port} npm start`);
       }
-      this.redisUrl = `redis://${HOST}:${port}`;
-      await this.startRedis();
+      this.redis = new LocalRedis({ port, dir, pids: this.pids, sentinel: this.o.sentinel === true });
+      this.redisUrl = this.redis.url;
+      await this.redis.start();
+    } else if (this.o.sentinel) {
+      throw new Error("Sentinel runs with the local cluster's own Redis only: unset REDIS_URL");
     }
     for (let i = 1; i <= this.o.nodes; i++) {
       const node = { id: `node-${i}`, host: HOST, ...nodePorts(config, i) };
@@ -118,7 +125,10 @@ export class LocalCluster {
         storagePath: join(this.dir, "segments"),
       },
       // HAProxy names each publisher in a PROXY header, so the nodes' connection caps count publishers, not it
-      { rtmp: { proxyProtocol: true }, rtmps: { port: node.rtmpsPort ?? 0 } },
+      {
+        rtmp: { proxyProtocol: true }, rtmps: { port: node.rtmpsPort ?? 0 },
+        ...(this.redis?.sentinelAddresses.length ? { redis: { sentinels: this.redis.sentinelAddresses, sentinelName: LOCAL_SENTINEL.name } } : {}),
+      },
     );
     const env = { ...own, ...this.o.nodeEnv };
     // the release a rolling update assigned it (tools/rollout/release.ts), else the checkout the cluster runs
@@ -154,29 +164,35 @@ export class LocalCluster {
     this.running.get(nodeId)?.child.kill("SIGKILL");
   }
 
+  /** How a client outside the nodes reaches the cluster's Redis (with Sentinel, through the sentinels). */
+  get redisConfig(): Config["redis"] {
+    const sentinels = this.redis?.sentinelAddresses ?? [];
+    return { ...this.config.redis, url: this.redisUrl, ...(sentinels.length ? { sentinels, sentinelName: LOCAL_SENTINEL.name } : {}) };
+  }
+
+  /** Starts the cluster's own Redis again after stopRedis (with Sentinel, in the roles the sentinels name). */
   async startRedis(): Promise<void> {
-    const port = Number(new URL(this.redisUrl).port);
-    this.redis = startRedis({ port, dir: join(this.dir, "redis"), persistent: true, logFile: join(this.dir, "logs", "redis.log"), ownGroup: true });
-    this.pids.add("redis-server", this.redis.child.pid);
-    await waitForPort(HOST, port, 10000, this.redis).catch((error: Error) => {
-      throw new Error(`Redis did not start: ${error.message} (see ${join(this.dir, "logs", "redis.log")})`);
-    });
+    await this.redis?.startServers();
   }
 
   /** Stops the cluster's own Redis (it saves its append-only file); false when Redis is not the cluster's. */
   async stopRedis(): Promise<boolean> {
     if (!this.redis) return false;
-    await stopProcess(this.redis, "SIGTERM", 10000);
-    this.redis = null;
+    await this.redis.stopServers();
     return true;
   }
 
   /** Freezes (SIGSTOP) or thaws (SIGCONT) the cluster's own Redis: its sockets stay open, it answers nothing. */
   signalRedis(signal: "SIGSTOP" | "SIGCONT"): boolean {
-    const pid = this.redis?.child.pid;
-    if (!pid) return false;
-    process.kill(pid, signal);
+    if (!this.redis) return false;
+    this.redis.signal(signal);
     return true;
+  }
+
+  /** A Sentinel failover: the primary SIGKILLed, the replica promoted, the old primary back as its replica. */
+  async failoverRedis(): Promise<{ from: number; to: number }> {
+    if (!this.redis) throw new Error("a failover needs the local cluster's own Redis (unset REDIS_URL)");
+    return this.redis.failover();
   }
 
   /** HAProxy's runtime counters, summed over the HTTP backend: retries and redispatches. */
@@ -196,7 +212,7 @@ export class LocalCluster {
     this.stopping = true;
     await Promise.all([...this.running.values()].map((p) => stopProcess(p, "SIGINT", 15000)));
     if (this.haproxy) await stopProcess(this.haproxy, "SIGTERM", 5000);
-    if (this.redis) await stopProcess(this.redis, "SIGTERM", 10000);
+    await this.redis?.stop();
     this.pids.clear();
   }
 }

@@ -25,6 +25,8 @@ async function probe(httpUrl: string): Promise<Probe> {
 
 export class NodeLiveness {
   private readonly urls = new Map<string, string>();
+  /** When each registered node's process started, as its record said at the last look. */
+  private readonly starts = new Map<string, number>();
 
   constructor(private readonly records: Pick<NodeRecords, "list">, private readonly selfId: string) {}
 
@@ -34,7 +36,11 @@ export class NodeLiveness {
     const dead = new Set<string>();
     if (wanted.size === 0) return dead;
     const listed = new Map((await this.records.list()).map((r) => [r.id, r]));
-    for (const [id, record] of listed) this.remember(id, record.httpUrl);
+    for (const [id, record] of listed) {
+      this.remember(id, record.httpUrl);
+      this.starts.set(id, record.startedAt);
+    }
+    for (const id of this.starts.keys()) if (!listed.has(id)) this.starts.delete(id);
     await Promise.all([...wanted].map(async (id) => {
       const url = this.urls.get(id);
       // never seen and not registered: its heartbeat stopped before this node looked
@@ -46,6 +52,20 @@ export class NodeLiveness {
       if (answer === "refused" || (answer === "unknown" && !listed.has(id))) dead.add(id);
     }));
     return dead;
+  }
+
+  /**
+   * Whether the node's process started after `at` (ms since the epoch), as its record said at the last dead()
+   * call: a claim made before then was its previous process's, which is gone (a crash and a restart between
+   * two looks leaves the node answering, its streams' claims held by nobody).
+   */
+  restarted(id: string, at: number): boolean {
+    return (this.starts.get(id) ?? 0) > at;
+  }
+
+  /** Whether the process of `id` that claimed something at `claimedAt` is gone: the node dead, or restarted since. */
+  async gone(id: string, claimedAt: number): Promise<boolean> {
+    return (await this.dead([id])).has(id) || this.restarted(id, claimedAt);
   }
 
   private remember(id: string, url: string): void {

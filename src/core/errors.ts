@@ -39,7 +39,9 @@ export type RefusalReason =
 
   // redundant ingest (src/stream/standby.ts): an unknown ?role=, and a backup sent to its primary's node
   | "bad_role"
-  | "other_input_here";
+  | "other_input_here"
+  // this node's config cannot continue the stream's live timeline (another hls.segmentDuration: a rollout's bad config)
+  | "config_conflict";
 
 export class AdmissionError extends BatonError {
   readonly reason: RefusalReason;

@@ -89,14 +89,53 @@ export function readPlayerReport(m: { type?: unknown; ms?: unknown; kind?: unkno
   return null;
 }
 
+/** A session's CMCD counts at most one stall in this long (a player reports `bs` on the request after one). */
+export const CMCD_STALL_EVERY_MS = 2000;
+/** Watched time a session may claim ahead of the clock (a player fetches a few segments ahead of playback). */
+export const CMCD_WATCH_AHEAD_S = 30;
+/** Sessions whose CMCD budget is remembered; the oldest is forgotten beyond this. */
+const MAX_BUDGETS = 50000;
+
+interface Budget {
+  /** When the last stall was counted (ms). */
+  stallAt: number;
+  /** Watched seconds it may still claim, as of `at`. */
+  watch: number;
+  at: number;
+}
+
 /** Counts what viewers experience into the node's metrics. */
 export class ViewerExperience {
+  /**
+   * Per session: what its CMCD may still count. One viewer's player could otherwise send `bs` on every
+   * request, or the same segment's `d` again and again, and fail or pass a rollout's stall gate by itself.
+   */
+  private readonly budgets = new Map<string, Budget>();
+
   constructor(private readonly metrics: Pick<Metrics, "viewerStalls" | "viewerWatchedSeconds" | "viewerStartup" | "viewerBuffer" | "viewerErrors">) {}
 
-  /** A request's CMCD: a segment request's object duration counts as watched time. */
-  request(cmcd: Cmcd, route: "media" | "segment"): void {
-    if (cmcd.starved) this.metrics.viewerStalls.inc({ source: "cmcd" });
-    if (route === "segment" && cmcd.durationMs !== null) this.metrics.viewerWatchedSeconds.inc({ source: "cmcd" }, cmcd.durationMs / 1000);
+  /**
+   * A request's CMCD from session `sessionId`: a segment request's object duration counts as watched time, at
+   * most as much as the clock gave the session (plus CMCD_WATCH_AHEAD_S); a stall at most every
+   * CMCD_STALL_EVERY_MS.
+   */
+  request(cmcd: Cmcd, route: "media" | "segment", sessionId: string, now = Date.now()): void {
+    let budget = this.budgets.get(sessionId);
+    if (budget) this.budgets.delete(sessionId);
+    else budget = { stallAt: -Infinity, watch: CMCD_WATCH_AHEAD_S, at: now };
+    this.budgets.set(sessionId, budget);
+    if (this.budgets.size > MAX_BUDGETS) this.budgets.delete(this.budgets.keys().next().value!);
+    budget.watch = Math.min(CMCD_WATCH_AHEAD_S, budget.watch + Math.max(0, now - budget.at) / 1000);
+    budget.at = now;
+    if (cmcd.starved && now - budget.stallAt >= CMCD_STALL_EVERY_MS) {
+      budget.stallAt = now;
+      this.metrics.viewerStalls.inc({ source: "cmcd" });
+    }
+    if (route === "segment" && cmcd.durationMs !== null) {
+      const seconds = Math.min(budget.watch, cmcd.durationMs / 1000);
+      budget.watch -= seconds;
+      if (seconds > 0) this.metrics.viewerWatchedSeconds.inc({ source: "cmcd" }, seconds);
+    }
     if (cmcd.bufferMs !== null) this.metrics.viewerBuffer.observe(cmcd.bufferMs / 1000);
   }
 

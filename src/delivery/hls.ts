@@ -160,27 +160,27 @@ export class HlsDelivery {
     return PlaylistBody.of(text, stream.state === "ended").answer(client.headers["accept-encoding"], true);
   }
 
-  /**
-   * A media playlist: the rendition's shared text (rendered once per timeline change), or a delta update of
-   * it. A paused session's playlist points EXT-X-START at its position while it is in the window (rendered
-   * for it; a delta update is a reload, where a player no longer uses EXT-X-START, so it gets the shared one).
-   */
   /** What the player's CMCD says (stalls, buffer, watched time); a request without CMCD says nothing. */
-  private observe(request: HotRequest, route: "media" | "segment"): void {
+  private observe(request: HotRequest, route: "media" | "segment", sessionId: string): void {
     const q = request.query.get("CMCD");
     // the common case, a request without CMCD, costs one lookup (Node's requests carry CMCD-* headers too)
     const h = request.client.headers as IncomingHttpHeaders;
     if (q === null && h["cmcd-request"] === undefined && h["cmcd-object"] === undefined && h["cmcd-status"] === undefined && h["cmcd-session"] === undefined) return;
     const cmcd = readCmcd(q ?? undefined, h);
-    if (cmcd) this.experience.request(cmcd, route);
+    if (cmcd) this.experience.request(cmcd, route, sessionId);
   }
 
+  /**
+   * A media playlist: the rendition's shared text (rendered once per timeline change), or a delta update of
+   * it. A paused session's playlist points EXT-X-START at its position while it is in the window (rendered
+   * for it; a delta update is a reload, where a player no longer uses EXT-X-START, so it gets the shared one).
+   */
   private media(request: HotRequest, token: string | null): Soon<Answer> {
     const legacy = token === null ? request.query.get("session") : null;
     const session = this.o.sessions.check(token ?? legacy, request.params[0]);
     // CMCD counts only from a viewer's own session (a signed token for this stream): an anonymous request could
     // otherwise fail or pass a rollout's viewer-stall gate
-    if (session) this.observe(request, "media");
+    if (session) this.observe(request, "media", session.sessionId);
     const stream = this.snapshot(request.params[0]!);
     // no closure when the timeline is in memory: this runs for every playlist request
     return stream instanceof Promise ? stream.then((s) => this.mediaOf(request, s, session, legacy)) : this.mediaOf(request, stream, session, legacy);
@@ -227,7 +227,7 @@ export class HlsDelivery {
     const [streamId, , seqText] = request.params as [string, string, string, string];
     if (!isStreamId(streamId) || !Number.isSafeInteger(Number(seqText))) throw new HttpError(400, "BAD_PATH", "invalid segment path");
     const session = this.o.sessions.check(token ?? request.query.get("session"), streamId);
-    if (session) this.observe(request, "segment");
+    if (session) this.observe(request, "segment", session.sessionId);
     // the timeline (in memory for a watched stream) names the broadcast whose media holds the segment
     const stream = this.snapshot(streamId);
     return stream instanceof Promise ? stream.then((s) => this.segmentOf(request, s, session)) : this.segmentOf(request, stream, session);

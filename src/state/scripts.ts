@@ -4,7 +4,7 @@
 import { readFileSync, readdirSync } from "node:fs";
 import type { ChainableCommander } from "ioredis";
 import type { RedisClient } from "./client.ts";
-import { AlreadyLiveError, BatonError, FencedError, HandoffPendingError } from "../core/errors.ts";
+import { AdmissionError, AlreadyLiveError, BatonError, FencedError, HandoffPendingError } from "../core/errors.ts";
 import { VERSION } from "../core/version.ts";
 
 const DIR = new URL("./scripts/", import.meta.url);
@@ -61,6 +61,10 @@ export function mapScriptError(error: unknown): unknown {
       return new HandoffPendingError(`the stream is being handed over by ${detail.split("/")[0]}`);
     case "NOT_LIVE":
       return new BatonError("NOT_LIVE", `no live timeline to keep a slate for (state ${detail})`);
+    case "CONFIG_CONFLICT": {
+      const [had, asked] = detail.split(" ");
+      return new AdmissionError("config_conflict", `the stream's live timeline has ${had}-s segments (EXT-X-TARGETDURATION); this node's hls.segmentDuration is ${asked}: it does not take the stream`);
+    }
     case "ALREADY_LIVE":
       return new AlreadyLiveError(detail.split("/")[0] ?? "");
     default:

@@ -59,6 +59,8 @@ export interface InputLossState {
   owner: string;
   /** Its owner let it go (release-2), rather than its lease lapsing while the owner may live. */
   released: boolean;
+  /** When its current claim was made (ms, Redis's clock; 0: unknown): a node restarted since holds it no more. */
+  claimedAt: number;
 }
 
 /** A claim's options as the standby names them. */
@@ -76,6 +78,8 @@ export interface InputView {
   released?: boolean;
   /** The node that claimed it last ("" before any claim): whether it lives decides a lapsed lease. */
   owner: string;
+  /** When that claim was made (ms, Redis's clock; 0 before any): a node restarted since holds it no more. */
+  claimedAt: number;
 }
 
 /**
@@ -191,15 +195,16 @@ export class StreamStore {
   /** What a hot standby watches (src/stream/standby.ts): who holds the lease, how far the timeline got, its ladder. */
   async inputView(streamId: string): Promise<InputView> {
     const k = this.keys;
-    const replies = await this.redis.multi().get(k.lease(streamId)).hmget(k.meta(streamId), "state", "nextSeq", "role", "ladder", "released", "owner").exec();
+    const replies = await this.redis.multi().get(k.lease(streamId)).hmget(k.meta(streamId), "state", "nextSeq", "role", "ladder", "released", "owner", "claimedAt").exec();
     if (!replies) throw new Error("redis transaction aborted");
     const [[leaseError, lease], [metaError, meta]] = replies as [[Error | null, string | null], [Error | null, (string | null)[]]];
     if (leaseError || metaError) throw leaseError ?? metaError;
-    const [state, nextSeq, role, ladder, released, owner] = meta;
+    const [state, nextSeq, role, ladder, released, owner, claimedAt] = meta;
     return {
       holder: lease,
       released: released === "1",
       owner: owner ?? "",
+      claimedAt: Number(claimedAt ?? 0),
       state: (state as StreamState | null) ?? null,
       nextSeq: Number(nextSeq ?? 0),
       role: role === "backup" ? "backup" : "primary",
@@ -305,12 +310,12 @@ export class StreamStore {
    */
   async inputLoss(streamId: string): Promise<InputLossState> {
     const k = this.keys;
-    const replies = await this.redis.multi().hmget(k.meta(streamId), "state", "nextSeq", "ladder", "owner", "released").get(k.lease(streamId)).exec();
+    const replies = await this.redis.multi().hmget(k.meta(streamId), "state", "nextSeq", "ladder", "owner", "released", "claimedAt").get(k.lease(streamId)).exec();
     if (!replies) throw new Error("redis transaction aborted");
     const [[metaError, meta], [leaseError, holder]] = replies as [[Error | null, (string | null)[]], [Error | null, string | null]];
     if (metaError || leaseError) throw metaError ?? leaseError;
     const ladder = meta[2] ? (JSON.parse(meta[2]) as LadderEntry[]) : null;
-    return { state: (meta[0] as StreamState | null) ?? null, segments: Number(meta[1] ?? 0) > 0, holder, ladder, owner: meta[3] ?? "", released: meta[4] === "1" };
+    return { state: (meta[0] as StreamState | null) ?? null, segments: Number(meta[1] ?? 0) > 0, holder, ladder, owner: meta[3] ?? "", released: meta[4] === "1", claimedAt: Number(meta[5] ?? 0) };
   }
 
   /** Marks the caller's lease as being handed over (a drain); claims elsewhere wait for the release. */

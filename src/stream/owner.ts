@@ -65,8 +65,11 @@ export interface OwnerOptions {
   metrics: Metrics;
   /** Whether a node is alive (its heartbeat is fresh): a dead holder's lease is waited out, not refused. */
   nodeAlive(nodeId: string): Promise<boolean>;
-  /** Whether a node is known dead (cluster/liveness.ts): a standby takes a lapsed lease of a dead owner only. */
-  nodeDead(nodeId: string): Promise<boolean>;
+  /**
+   * Whether the process of a node that made a claim at `claimedAt` is gone (cluster/liveness.ts: dead, or
+   * restarted since): a standby takes a lapsed lease at once only from a gone owner.
+   */
+  ownerGone(nodeId: string, claimedAt: number): Promise<boolean>;
   /** Input loss (hls.inputLoss "slate"): takes the stream's claim over for the slate when the publisher leaves. */
   slate?: SlateHandover;
   /** The direct line to the other nodes for entries whose append does not land (cluster/peers.ts). */
@@ -225,7 +228,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       takeoverAfterMs: config.standby.takeoverAfter * 1000,
       freshMs: (2 * config.hls.segmentDuration + 1) * 1000,
       view: () => store.inputView(this.streamId),
-      nodeDead: (id) => this.o.nodeDead(id),
+      ownerGone: (id, claimedAt) => this.o.ownerGone(id, claimedAt),
       ladderKnown: () => {
         for (const packet of this.early.splice(0)) this.packet(packet);
       },

@@ -19,8 +19,8 @@ export interface OwnersOptions {
   metrics: Metrics;
   /** Whether a node is alive (its heartbeat is fresh): a dead holder's lease is waited out, not refused. */
   nodeAlive(nodeId: string): Promise<boolean>;
-  /** Whether a node is known dead (cluster/liveness.ts). */
-  nodeDead(nodeId: string): Promise<boolean>;
+  /** Whether the process of a node that made a claim at `claimedAt` is gone (cluster/liveness.ts). */
+  ownerGone(nodeId: string, claimedAt: number): Promise<boolean>;
   /** The slates this node keeps (hls.inputLoss "slate"); absent: "off", a publisher's leaving releases the stream. */
   slates?: SlateKeepers;
   /** Where owners offer entries whose append does not land (cluster/peers.ts). */

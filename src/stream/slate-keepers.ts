@@ -34,6 +34,8 @@ export interface SlateKeepersOptions {
    * says so), or null. A dead owner's stream with a standby goes to the standby, not to the slate.
    */
   standbyOf?(streamId: string): "here" | "elsewhere" | null;
+  /** Whether a node's process started after `at` (NodeLiveness.restarted, read after deadNodes). */
+  restarted?(nodeId: string, at: number): boolean;
   /** Tells this node's standby of the stream that the active input's node (holding `holder`) is dead. */
   takeOverDead?(streamId: string, holder: string): void;
   log: Logger;
@@ -90,20 +92,23 @@ export class SlateKeepers {
   async round(): Promise<void> {
     if (this.closed || !this.o.accepting()) return;
     // each stream that may need a slate, and the node whose death would mean it does ("": none needed)
-    const candidates: { id: string; node: string; holder: string | null }[] = [];
+    const candidates: { id: string; node: string; holder: string | null; claimedAt: number }[] = [];
     for (const id of await this.o.store.listStreams()) {
       if (this.has(id)) continue;
-      const { state, segments, holder, ladder, owner, released } = await this.o.store.inputLoss(id);
+      const { state, segments, holder, ladder, owner, released, claimedAt } = await this.o.store.inputLoss(id);
       if ((state !== "live" && state !== "reconnecting") || !segments) continue;
       if (ladder) this.prepare(ladder);
       // a lease held, or one that lapsed while its owner may live (Redis was away: it takes it back)
       const node = holder ? holderNode(holder) : released ? "" : owner;
-      if (node === this.o.nodeId) continue;
-      candidates.push({ id, node, holder });
+      // this node's own lapsed claim is another process's when this one started after it (a crash, a restart)
+      if (node === this.o.nodeId && (holder !== null || !this.o.restarted?.(node, claimedAt))) continue;
+      candidates.push({ id, node, holder, claimedAt });
     }
     const dead = await this.o.deadNodes(candidates.flatMap((c) => (c.node ? [c.node] : [])));
-    for (const { id, node, holder } of candidates) {
-      if (node !== "" && !dead.has(node)) continue;
+    for (const { id, node, holder, claimedAt } of candidates) {
+      // a lapsed lease's owner restarted since its claim: the process that held it is gone
+      const gone = node === "" || dead.has(node) || (holder === null && (this.o.restarted?.(node, claimedAt) ?? false));
+      if (!gone) continue;
       // while the dead node's lease stands, a standby of the stream replaces it (its media, not the slate):
       // this node's at once, another node's in its own round; once the lease is gone the slate goes on anyway
       const standby = holder ? (this.o.standbyOf?.(id) ?? null) : null;

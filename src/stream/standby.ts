@@ -45,8 +45,8 @@ export class ActiveWatch {
 
   /**
    * What to do after one look; `mediaFresh`: the standby's own transcoder delivered a group lately;
-   * `ownerDead`: the node that last owned the stream is known dead (cluster/liveness.ts; asked only when the
-   * lease is gone without a release).
+   * `ownerDead`: the process that last claimed the stream is gone (its node dead or restarted since:
+   * cluster/liveness.ts; asked only when the lease is gone without a release).
    */
   look(view: InputView, now: number, mediaFresh: boolean, ownerDead = false): Takeover | null {
     if (view.nextSeq !== this.seq) {
@@ -141,8 +141,8 @@ export interface StandbyOptions {
   freshMs: number;
   /** Reads the active input's state (StreamStore.inputView). */
   view(): Promise<InputView>;
-  /** Whether a node is known dead (cluster/liveness.ts: its port refuses, its record expired). */
-  nodeDead(nodeId: string): Promise<boolean>;
+  /** Whether the node's process that made a claim at `claimedAt` is gone (dead, or restarted since). */
+  ownerGone(nodeId: string, claimedAt: number): Promise<boolean>;
   /** The stream's ladder became known: the standby's transcoder may start. */
   ladderKnown(): void;
   /** Claims the stream and lists the held groups; a claim another holder won leaves the standby as it was. */
@@ -199,7 +199,7 @@ export class Standby {
         this.ladder = view.ladder;
         this.o.ladderKnown();
       }
-      const ownerDead = view.holder === null && !view.released && (view.owner === "" || (await this.o.nodeDead(view.owner)));
+      const ownerDead = view.holder === null && !view.released && (view.owner === "" || (await this.o.ownerGone(view.owner, view.claimedAt)));
       const takeover = this.watch.look(view, Date.now(), Date.now() - this.groups.lastAt < this.o.freshMs, ownerDead);
       // without a ladder (the active input left before setting one) only a released lease is taken: the
       // standby then plans the ladder as a first owner does

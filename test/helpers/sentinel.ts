@@ -1,9 +1,8 @@
 // Redis Sentinel for failover tests: sentinel processes (redis-server in sentinel mode, so no package beyond
 // redis-server is needed) watching a primary on free loopback ports, tracked for stopAll().
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { Redis } from "ioredis";
-import { freePort, startProcess, waitForPort } from "../../tools/processes.ts";
+import { startSentinel, type SentinelSettings } from "../../tools/local-redis.ts";
+import { freePort } from "../../tools/processes.ts";
 import { HOST, tempDir, track, waitFor } from "./stack.ts";
 
 export interface TestSentinels {
@@ -17,28 +16,7 @@ export interface TestSentinels {
   close(): void;
 }
 
-export interface SentinelOptions {
-  name: string;
-  primaryPort: number;
-  count: number;
-  /** Milliseconds without an answer before a sentinel thinks the primary is down. */
-  downAfterMs: number;
-  /** Milliseconds a failover may take before another sentinel may try again. */
-  failoverTimeoutMs: number;
-}
-
-function sentinelConfig(port: number, dir: string, o: SentinelOptions): string {
-  // a majority of the sentinels agree the primary is down, then one is elected to promote a replica
-  const quorum = Math.floor(o.count / 2) + 1;
-  return [
-    `port ${port}`, `bind ${HOST}`, "daemonize no", `dir ${dir}`,
-    `sentinel monitor ${o.name} ${HOST} ${o.primaryPort} ${quorum}`,
-    `sentinel down-after-milliseconds ${o.name} ${o.downAfterMs}`,
-    `sentinel failover-timeout ${o.name} ${o.failoverTimeoutMs}`,
-    `sentinel parallel-syncs ${o.name} 1`,
-    "",
-  ].join("\n");
-}
+export type SentinelOptions = SentinelSettings;
 
 /**
  * Starts `count` sentinels monitoring the primary and resolves once each of them knows the others and at least
@@ -49,12 +27,7 @@ export async function startTestSentinels(o: SentinelOptions): Promise<TestSentin
   const clients: Redis[] = [];
   for (let i = 0; i < o.count; i++) {
     const port = await freePort();
-    const dir = tempDir(`sentinel-${i}`);
-    // sentinels rewrite their config file as they learn the topology: one writable file each
-    const file = join(dir, "sentinel.conf");
-    writeFileSync(file, sentinelConfig(port, dir, o));
-    const proc = track(startProcess(`redis-sentinel:${port}`, "redis-server", [file, "--sentinel"]));
-    await waitForPort(HOST, port, 10000, proc);
+    track(await startSentinel(port, tempDir(`sentinel-${i}`), o));
     ports.push(port);
     const client = new Redis({ host: HOST, port, lazyConnect: true, maxRetriesPerRequest: 1 });
     client.on("error", () => undefined);

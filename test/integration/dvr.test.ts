@@ -17,8 +17,11 @@ import {
 import { directoryBytes } from "../helpers/store-size.ts";
 import { getSession } from "../helpers/viewer-api.ts";
 
-/** Seconds of media the stream runs on while the viewer is paused (1 s segments in the test nodes). */
-const PAUSE_SECONDS = 120;
+/**
+ * Seconds of media the stream runs on while the viewer is paused (1 s segments in the test nodes): longer than
+ * the media used to live when it was kept in Redis (the 12-s window plus a margin, about 45 s).
+ */
+const PAUSE_SECONDS = 70;
 /** The DVR window and page size of the test clusters: the pause stays inside the window, pages are many. */
 const DVR_ENV = { BATON_HLS_DVRWINDOW: "180", BATON_HLS_DVRPAGESIZE: "5" };
 
@@ -100,7 +103,7 @@ async function pauseAndResume(c: Cluster, id: string): Promise<string> {
   await waitFor(`${id}: the pause recorded`, async () => ((await getSession(a, session)).paused ? true : undefined));
   ws.close();
 
-  // the stream runs on: two minutes of segments past the paused one
+  // the stream runs on: PAUSE_SECONDS of segments past the paused one
   const pausedSeq = watching.mediaSequence + watching.segments.length - 2;
   await waitFor(`${id}: ${PAUSE_SECONDS} s of stream after the pause`, async () => {
     const r = await get(b.http(`/live/${id}/240p/index.m3u8`));
@@ -147,7 +150,7 @@ async function soak(): Promise<string> {
   const node = await startTestNode({ redisUrl: redis.url, prefix, id: "dvr-soak", env: { BATON_HLS_DVRWINDOW: "10", BATON_HLS_DVRPAGESIZE: "3" } });
   publish(node.rtmp("soak"));
   const sizes: number[] = [];
-  for (const seconds of [60, 90, 120, 140]) {
+  for (const seconds of [45, 60, 75, 90]) {
     await waitFor(`soak: ${seconds} s of media`, async () => {
       const r = await get(node.http("/live/soak/240p/index.m3u8"));
       return r.status === 200 && lastSeq(parseM3u8(r.text)) >= seconds ? true : undefined;
@@ -155,9 +158,9 @@ async function soak(): Promise<string> {
     sizes.push(directoryBytes(segmentDir(prefix)));
   }
   const [settled] = sizes as [number];
-  // without deletion 140 s of media would be over twice the 60 s the store held when it settled
+  // without deletion 90 s of media would be twice the 45 s the store held when it settled
   for (const bytes of sizes) assert.ok(bytes <= settled * 1.5, `the store grew from ${settled} to ${bytes} bytes (${sizes.join(", ")})`);
-  return `soak: store bytes at 60, 90, 120, 140 s of media: ${sizes.join(", ")}`;
+  return `soak: store bytes at 45, 60, 75, 90 s of media: ${sizes.join(", ")}`;
 }
 
 describe("DVR window: pause anywhere, resume there on any node", function () {
@@ -212,7 +215,7 @@ describe("DVR window: pause anywhere, resume there on any node", function () {
     assert.deepEqual((await vod(b, first.id)).segments.map((x) => x.uri), firstSegments.slice(0, firstSegments.length / 2));
   });
 
-  it("fs and s3 clusters: a viewer paused two minutes resumes in the segment it paused in; a fresh viewer starts live; a short window's store stays flat", async () => {
+  it("fs and s3 clusters: a viewer paused 70 s resumes in the segment it paused in; a fresh viewer starts live; a short window's store stays flat", async () => {
     const s3 = await startTestS3();
     const clusters = [
       await startCluster("dvr-fs", {}),

@@ -38,8 +38,8 @@ describe("CMCD", () => {
   it("counts stalls per source, watched seconds from segment durations, startup and errors", async () => {
     const metrics = new Metrics({ node: "t" });
     const x = new ViewerExperience(metrics);
-    x.request(readCmcd("bs,d=2000,bl=1500", {})!, "segment");
-    x.request(readCmcd("d=4000", {})!, "media");
+    x.request(readCmcd("bs,d=2000,bl=1500", {})!, "segment", "s1");
+    x.request(readCmcd("d=4000", {})!, "media", "s1");
     x.report({ type: "stall" });
     x.report({ type: "startup", ms: 1200 });
     x.report({ type: "player_error", kind: "media" });
@@ -52,5 +52,22 @@ describe("CMCD", () => {
     assert.match(text, /baton_viewer_startup_seconds_count\{node="t"\} 1/);
     assert.match(text, /baton_viewer_errors_total\{kind="media",node="t"\} 1/);
     assert.match(text, /baton_viewer_buffer_seconds_count\{node="t"\} 1/);
+  });
+
+  it("one session's CMCD counts a stall at most every 2 s and no more watched time than the clock gave it", async () => {
+    const metrics = new Metrics({ node: "t" });
+    const x = new ViewerExperience(metrics);
+    const value = async (name: string): Promise<number> => (await metrics.registry.getSingleMetric(name)!.get()).values.find((v) => v.labels.source === "cmcd")?.value ?? 0;
+    // a hostile player: bs and the same 2-s segment's d on 100 requests in one second
+    for (let i = 0; i < 100; i++) x.request(readCmcd("bs,d=2000", {})!, "segment", "greedy", 1_000_000 + i * 10);
+    assert.equal(await value("baton_viewer_stalls_total"), 1);
+    assert.equal(Math.round(await value("baton_viewer_watched_seconds_total")), 31, "the second that passed and what a player may fetch ahead, no more");
+    // a minute on, a real player's pace (a 2-s segment every 2 s) counts in full, and a new stall counts
+    for (let i = 0; i < 30; i++) x.request(readCmcd(i === 0 ? "bs,d=2000" : "d=2000", {})!, "segment", "greedy", 1_061_000 + i * 2000);
+    assert.equal(await value("baton_viewer_stalls_total"), 2);
+    assert.equal(Math.round(await value("baton_viewer_watched_seconds_total")), 91);
+    // another session has its own budget
+    x.request(readCmcd("bs,d=2000", {})!, "segment", "other", 1_061_000);
+    assert.equal(await value("baton_viewer_stalls_total"), 3);
   });
 });

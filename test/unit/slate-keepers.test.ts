@@ -31,10 +31,14 @@ describe("input loss: slate keepers", function () {
   let slates: Slates;
   const keepers: SlateKeepers[] = [];
 
-  /** A node's keepers; `dead` is what its liveness check says; `standby`, where a stream's hot standby runs. */
-  function node(id: string, dead: Set<string> = new Set(), standby?: { of: "here" | "elsewhere"; told: string[] }): SlateKeepers {
+  /**
+   * A node's keepers; `dead` is what its liveness check says; `standby`, where a stream's hot standby runs;
+   * `started`, when each node's process started (its registry record), for claims its earlier process made.
+   */
+  function node(id: string, dead: Set<string> = new Set(), standby?: { of: "here" | "elsewhere"; told: string[] }, started = new Map<string, number>()): SlateKeepers {
     const k = new SlateKeepers({
       store, nodeId: id, config: CONFIG, slates, lease: LEASE, deadNodes: async () => dead, accepting: () => true,
+      restarted: (nodeId, at) => (started.get(nodeId) ?? 0) > at,
       log: createLogger({ level: "error", node: id }), metrics: new Metrics({ node: id }),
       ...(standby ? { standbyOf: () => standby.of, takeOverDead: (stream: string, holder: string) => void standby.told.push(`${stream} ${holder}`) } : {}),
     });
@@ -159,6 +163,21 @@ describe("input loss: slate keepers", function () {
     await h.round();
     assert.equal(h.has("lapsed"), true);
     assert.match((await store.redis.get(store.keys.lease("lapsed"))) ?? "", /^node-h\/.*#slate$/);
+  });
+
+  it("takes a lapsed lease whose owner's node restarted since the claim (a crash and a restart between two rounds), on another node or its own", async () => {
+    await liveStream("reborn", "node-r", 2);
+    await store.redis.del(store.keys.lease("reborn"));
+    const later = new Map([["node-r", Date.now() + 1000]]);
+    const other = node("node-o", new Set(), undefined, later);
+    await other.round();
+    assert.equal(other.has("reborn"), true, "the process that claimed it is gone, though node-r answers");
+    await other.closeAll("test over", true);
+    await liveStream("reborn2", "node-r", 2);
+    await store.redis.del(store.keys.lease("reborn2"));
+    const itself = node("node-r", new Set(), undefined, new Map([["node-r", Date.now() + 1000]]));
+    await itself.round();
+    assert.equal(itself.has("reborn2"), true, "node-r's new process keeps its old process's stream on the slate");
   });
 
   it("stops when the input-loss window passes: the stream ends and the slate holder's appends are refused", async () => {

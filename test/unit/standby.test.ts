@@ -26,7 +26,7 @@ function group(n: number, offsetMs = 0): SegmentGroupOut {
   };
 }
 
-const live = (o: Partial<InputView> = {}): InputView => ({ holder: "node-a/pub/3", state: "live", nextSeq: 10, role: "primary", ladder: null, owner: "node-a", ...o });
+const live = (o: Partial<InputView> = {}): InputView => ({ holder: "node-a/pub/3", state: "live", nextSeq: 10, role: "primary", ladder: null, owner: "node-a", claimedAt: 1, ...o });
 
 describe("standby: when a hot standby takes over", () => {
   it("takes a released lease at once, with nothing to preempt", () => {
@@ -134,7 +134,10 @@ class StandbyWriter implements TimelineWriter, PublishGrants {
     this.view = { ...this.view, holder: "node-b/fakepublish1/4", role: input.role ?? "primary" };
     return { id: "0123456789ab", epoch: 4, nextSeq: this.view.nextSeq, targetDuration: 1, ladder: this.view.ladder, holder: "node-b/fakepublish1/4", broadcast: "00000000000b", endsAt: T + 6000 };
   }
+  /** How many times the standby looked at the active input. */
+  looks = 0;
   async inputView(): Promise<InputView> {
+    this.looks++;
     return { ...this.view };
   }
   async renew(): Promise<boolean> {
@@ -173,7 +176,7 @@ describe("standby: a standby owner (fake writer)", () => {
     const owner = new StreamOwner({
       connection: connection as unknown as PublisherConnection, store: writer, grants: writer, nodeId: "node-b",
       config: { ...DEFAULTS, hls: { ...DEFAULTS.hls, segmentDuration: 1 }, standby: { takeoverAfter: 1 } },
-      log: createLogger({ level: "error" }), metrics, nodeAlive: async () => true, nodeDead: async () => false,
+      log: createLogger({ level: "error" }), metrics, nodeAlive: async () => true, ownerGone: async () => false,
     });
     return { owner, connection, metrics };
   }
@@ -193,7 +196,9 @@ describe("standby: a standby owner (fake writer)", () => {
     assert.deepEqual(owner.input, { role: "backup", state: "standby" });
     for (let n = 0; n < 8; n++) enqueue(owner, group(n, 400));
     writer.view = { ...writer.view, nextSeq: 11 };
-    await new Promise((resolve) => setTimeout(resolve, 700));
+    // two looks at a live active input: nothing taken, nothing listed
+    const looked = writer.looks;
+    await waitFor("two looks at the active input", () => (writer.looks >= looked + 2 ? true : undefined), 5000, 20);
     assert.equal(writer.appended.length, 0, "a standby's segments are not listed");
     writer.view = { ...writer.view, holder: null, state: "reconnecting", released: true };
     await waitFor("the takeover's appends", () => (writer.appended.length === 2 ? true : undefined), 5000, 20);

@@ -12,6 +12,7 @@ import type { PublisherConnection } from "../../src/ingest/rtmp-server.ts";
 import type { PublishCredential } from "../../src/ingest/token.ts";
 import { FakeConnection } from "../helpers/fake-connection.ts";
 import { StreamOwner, type PublishGrants, type TimelineWriter } from "../../src/stream/owner.ts";
+import { mapScriptError } from "../../src/state/scripts.ts";
 import type { SegmentGroupOut } from "../../src/transcode/job.ts";
 import { waitFor } from "../helpers/stack.ts";
 
@@ -33,7 +34,7 @@ class FakeWriter implements TimelineWriter, PublishGrants {
     return true;
   }
   /** What a standby of the stream would see: the lease of another publisher of `activeRole`. */
-  view: Awaited<ReturnType<TimelineWriter["inputView"]>> = { holder: "node-b/other/2", state: "live", nextSeq: 7, role: "primary", ladder: null, owner: "node-b" };
+  view: Awaited<ReturnType<TimelineWriter["inputView"]>> = { holder: "node-b/other/2", state: "live", nextSeq: 7, role: "primary", ladder: null, owner: "node-b", claimedAt: 1 };
   async inputView(): ReturnType<TimelineWriter["inputView"]> {
     return { ...this.view };
   }
@@ -89,7 +90,7 @@ function owner(writer: FakeWriter, connection: FakeConnection, nodeAlive = async
     log: createLogger({ level: "error" }),
     metrics,
     nodeAlive,
-    nodeDead: async () => false,
+    ownerGone: async () => false,
   });
   return { owner: o, metrics };
 }
@@ -111,6 +112,17 @@ describe("stream owner state machine (fake writer)", () => {
     assert.match(connection.closedWith ?? "", /live on node-b/);
     assert.equal(await refusals(metrics, "already_live"), 1);
     assert.deepEqual(writer.calls, ["claim"], "nothing released: the claim was never the owner's");
+  });
+
+  it("a claim refused for another segment duration refuses the publisher with config_conflict, naming both", async () => {
+    const writer = new FakeWriter();
+    writer.claimError = mapScriptError(new Error("CONFIG_CONFLICT 2 4")) as Error;
+    const connection = new FakeConnection("cam");
+    const { owner: o, metrics } = owner(writer, connection);
+    assert.equal(await o.start(), false);
+    assert.match(connection.closedWith ?? "", /timeline has 2-s segments.*hls\.segmentDuration is 4/);
+    assert.equal(await refusals(metrics, "config_conflict"), 1);
+    assert.deepEqual(writer.calls, ["claim"]);
   });
 
   it("appends from the claim's next sequence, in order, retrying the head while the writer fails, with no gap", async () => {

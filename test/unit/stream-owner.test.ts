@@ -77,7 +77,7 @@ describe("stream owner: a handoff whose flush outlasts the lease", function () {
       log,
       metrics: new Metrics({ node: "node-a" }),
       nodeAlive: async () => true,
-      nodeDead: async () => false,
+      ownerGone: async () => false,
     });
     assert.equal(await owner.start(), true);
     // the transcoder's groups, as its "group" event hands them on

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { segmentUri } from "../../src/delivery/playlist.ts";
-import { BatonError, FencedError, HandoffPendingError } from "../../src/core/errors.ts";
+import { AdmissionError, BatonError, FencedError, HandoffPendingError } from "../../src/core/errors.ts";
 import { isClaimId } from "../../src/core/ids.ts";
 import { StreamStore, type StoreOptions } from "../../src/state/store.ts";
 import { FsSegmentStore } from "../../src/storage/fs.ts";
@@ -133,6 +133,27 @@ describe("stream store and scripts (real redis-server)", function () {
     assert.equal(snapshot?.nextSeq, 2);
     assert.deepEqual(snapshot?.entries.map((e) => e.seq), [0, 1]);
     assert.equal(await s.renew("ends", c, LEASE_MS), false, "nor is the ended stream's lease taken back");
+  });
+
+  it("refuses a claim on another target duration while the timeline is live (nothing written); a new broadcast takes the caller's", async () => {
+    const s = await store({ reconnectWindowMs: 0 });
+    const c = await claim(s, "target");
+    await s.append("target", c, group(0));
+    await s.release("target", c);
+    const before = await s.redis.hgetall(s.keys.meta("target"));
+    // a node on 2-s segments would continue a timeline of 1-s ones: refused, whatever the lease says
+    await assert.rejects(s.claim("target", "node-b", "pub-b", LEASE_MS, 2), (error: unknown) =>
+      error instanceof AdmissionError && error.reason === "config_conflict" && /timeline has 1-s segments.*hls.segmentDuration is 2/.test(error.message));
+    assert.deepEqual(await s.redis.hgetall(s.keys.meta("target")), before, "nothing written: the epoch is the same");
+    assert.equal(await s.redis.get(s.keys.lease("target")), null);
+    // the same duration continues it
+    const again = await claim(s, "target", "node-c");
+    assert.equal(again.nextSeq, 1);
+    // once it ended, a new broadcast starts on the caller's duration
+    await s.release("target", again);
+    assert.equal((await s.sweep("target")).state, "ended");
+    const fresh = await s.claim("target", "node-b", "pub-b", LEASE_MS, 2);
+    assert.deepEqual([fresh.nextSeq, fresh.targetDuration], [0, 2]);
   });
 
   it("answers a retried append that Redis already ran with the same entry, and nothing else out of order", async () => {

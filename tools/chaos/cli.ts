@@ -2,8 +2,9 @@
 // with --url), prints progress and a summary, writes the JSON report and a PNG timeline (--out), and exits
 // non-zero when an invariant broke.
 //
-//   npm run chaos -- --scenario rolling-update|node-crash|redis-restart|redis-freeze|publisher-flap|bad-release|all
-//                    [--quick] [--backup] [--streams N] [--viewers N] [--browsers N] [--nodes N] [--out FILE]
+//   npm run chaos -- --scenario rolling-update|node-crash|redis-restart|redis-freeze|redis-failover|publisher-flap|bad-release|all
+//                    (or several, comma-separated, run one after the other)
+//                    [--quick] [--backup] [--sentinel] [--streams N] [--viewers N] [--browsers N] [--nodes N] [--out FILE]
 //                    [--url URL --admin-token TOKEN --publish-url URL ...]
 import { writeFileSync } from "node:fs";
 import { runChaos, type ChaosOptions } from "./harness.ts";
@@ -12,7 +13,7 @@ import { SCENARIOS, type ScenarioName } from "./scenarios.ts";
 import { renderTimeline } from "./timeline-chart.ts";
 import { errorMessage } from "../../src/core/errors.ts";
 
-const USAGE = `usage: npm run chaos -- --scenario ${[...SCENARIOS, "all"].join("|")} [--quick] [--backup] [--streams N] [--viewers N]
+const USAGE = `usage: npm run chaos -- --scenario ${[...SCENARIOS, "all"].join("|")}[,...] [--quick] [--backup] [--sentinel] [--streams N] [--viewers N]
          [--browsers N] [--nodes N] [--out FILE] [--url URL --admin-token TOKEN --publish-url URL ...]`;
 
 function parse(argv: string[]): ChaosOptions & { out: string | null } {
@@ -20,7 +21,7 @@ function parse(argv: string[]): ChaosOptions & { out: string | null } {
   const flags = new Set<string>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    if (arg === "--quick" || arg === "--backup") flags.add(arg);
+    if (arg === "--quick" || arg === "--backup" || arg === "--sentinel") flags.add(arg);
     else if (["--scenario", "--streams", "--viewers", "--browsers", "--nodes", "--out", "--url", "--admin-token", "--publish-url"].includes(arg)) {
       const value = argv[++i];
       if (value === undefined || value.startsWith("--")) throw new Error(`${arg} needs a value`);
@@ -29,7 +30,11 @@ function parse(argv: string[]): ChaosOptions & { out: string | null } {
   }
   const one = (name: string): string | undefined => values.get(name)?.[0];
   const scenario = one("--scenario");
-  if (!scenario || ![...SCENARIOS, "all"].includes(scenario)) throw new Error(`--scenario is one of ${[...SCENARIOS, "all"].join(", ")}`);
+  const names = scenario?.split(",") ?? [];
+  const known = (name: string): name is ScenarioName => (SCENARIOS as readonly string[]).includes(name);
+  if (scenario !== "all" && (names.length === 0 || !names.every(known))) {
+    throw new Error(`--scenario is one of ${[...SCENARIOS, "all"].join(", ")}, or several of them comma-separated`);
+  }
   const quick = flags.has("--quick");
   const count = (name: string, fallback: number, max: number): number => {
     const text = one(name);
@@ -38,7 +43,7 @@ function parse(argv: string[]): ChaosOptions & { out: string | null } {
     return n;
   };
   return {
-    scenario: scenario as ScenarioName | "all",
+    scenario: scenario === "all" ? "all" : names.filter(known),
     quick,
     streams: Math.max(1, count("--streams", quick ? 1 : 2, 16)),
     viewers: count("--viewers", quick ? 20 : 100, 5000),
@@ -46,6 +51,7 @@ function parse(argv: string[]): ChaosOptions & { out: string | null } {
     nodes: Math.max(2, count("--nodes", 3, 16)),
     // a backup encoder per stream (redundant ingest): what a broadcaster who pays for no stall runs
     backup: flags.has("--backup"),
+    sentinel: flags.has("--sentinel"),
     url: one("--url"),
     adminToken: one("--admin-token") ?? process.env.BATON_ADMIN_TOKEN,
     publishUrls: values.get("--publish-url"),

@@ -14,7 +14,8 @@ import type { ChaosTimeline, TimelineEventKind } from "./timeline-chart.ts";
 import { SimulatedViewer, type ViewerReport } from "./viewer.ts";
 
 export interface ChaosOptions {
-  scenario: ScenarioName | "all";
+  /** The scenarios, run one after the other in one run ("all": every one). */
+  scenario: ScenarioName[] | "all";
   quick: boolean;
   streams: number;
   viewers: number;
@@ -27,6 +28,8 @@ export interface ChaosOptions {
   nodes: number;
   /** A second encoder per stream pushing `&role=backup` (redundant ingest): its hot standby on another node. */
   backup?: boolean;
+  /** The local cluster's Redis as a primary, a replica and three sentinels (on by itself for redis-failover). */
+  sentinel?: boolean;
   progress: (line: string) => void;
 }
 
@@ -77,16 +80,19 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   const config = loadConfig();
   // every viewer here comes from one address: the cluster started here lets them all start their sessions
   const nodeEnv = { BATON_SESSIONS_STARTSPERMINUTE: "1000000" };
-  const local = o.url ? null : new LocalCluster({ nodes: o.nodes, onNotice: (line) => o.progress(line), nodeEnv });
+  const names = o.scenario === "all" ? [...SCENARIOS] : o.scenario;
+  const label = o.scenario === "all" ? "all" : o.scenario.join(",");
+  const sentinel = o.sentinel === true || names.includes("redis-failover");
+  const local = o.url ? null : new LocalCluster({ nodes: o.nodes, onNotice: (line) => o.progress(line), nodeEnv, sentinel });
   const publishers: ReconnectingPublisher[] = [];
   const browsers = new BrowserViewers();
   const stopViewers = new AbortController();
   let checker: ConsistencyChecker | null = null;
-  const timeline: ChaosTimeline = { scenario: o.scenario, startedAt: Date.now(), endedAt: 0, events: [], stalls: [], errors: [], playlist: [] };
+  const timeline: ChaosTimeline = { scenario: label, startedAt: Date.now(), endedAt: 0, events: [], stalls: [], errors: [], playlist: [] };
   const mark = (kind: TimelineEventKind, label: string): void => void timeline.events.push({ at: Date.now(), kind, label });
   try {
     if (local) {
-      o.progress(`starting the local cluster (${o.nodes} nodes, Redis, HAProxy)`);
+      o.progress(`starting the local cluster (${o.nodes} nodes, ${sentinel ? "Redis with a replica and three sentinels" : "Redis"}, HAProxy)`);
       await local.start();
     }
     const baseUrl = (o.url ?? local!.httpUrl).replace(/\/$/, "");
@@ -141,7 +147,6 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     await settle(2);
 
     const drains: { node: string; ms: number }[] = [];
-    const names = o.scenario === "all" ? [...SCENARIOS] : [o.scenario];
     for (const name of names) {
       o.progress(`scenario ${name}`);
       mark("phase", name);
@@ -167,7 +172,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     timeline.endedAt = Date.now();
     timeline.playlist = [...checker.growth.entries()].map(([node, samples]) => ({ node, samples }));
     return buildReport({
-      scenario: o.scenario, quick: o.quick, backup: o.backup === true, timeline, simulated, browsers: browserReports, sessions, checker, drains,
+      scenario: label, quick: o.quick, backup: o.backup === true, timeline, simulated, browsers: browserReports, sessions, checker, drains,
       haproxy: haproxyBefore && haproxyAfter
         ? { retries: haproxyAfter.retries - haproxyBefore.retries, redispatches: haproxyAfter.redispatches - haproxyBefore.redispatches }
         : null,

@@ -13,7 +13,7 @@ import type { LocalCluster } from "../local-cluster.ts";
 import type { ReconnectingPublisher } from "./publisher.ts";
 import type { TimelineEventKind } from "./timeline-chart.ts";
 
-export const SCENARIOS = ["rolling-update", "node-crash", "redis-restart", "redis-freeze", "publisher-flap", "bad-release"] as const;
+export const SCENARIOS = ["rolling-update", "node-crash", "redis-restart", "redis-freeze", "redis-failover", "publisher-flap", "bad-release"] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 export interface ScenarioContext {
@@ -71,7 +71,7 @@ async function rolling(ctx: ScenarioContext): Promise<void> {
       },
     });
   const local = ctx.local;
-  await (local ? withRolloutStore({ ...local.config.redis, url: local.redisUrl }, update) : update(null));
+  await (local ? withRolloutStore(local.redisConfig, update) : update(null));
   await ctx.settle(2);
 }
 
@@ -128,6 +128,21 @@ async function redisFreeze(ctx: ScenarioContext): Promise<void> {
   await ctx.settle(3);
 }
 
+/**
+ * A Redis Sentinel failover (the local cluster runs a primary, a replica and three sentinels): the primary is
+ * SIGKILLed, the sentinels take seconds to agree and promote the replica, the nodes follow; viewers see nothing.
+ */
+async function redisFailover(ctx: ScenarioContext): Promise<void> {
+  const local = needLocal(ctx, "redis-failover");
+  ctx.progress("killing the Redis primary (SIGKILL); the sentinels promote its replica");
+  ctx.mark("redis-stop", "redis primary killed");
+  const { from, to } = await local.failoverRedis();
+  ctx.mark("redis-start", `replica promoted (port ${from} to ${to})`);
+  ctx.progress(`the sentinels promoted port ${to}; port ${from} is back as its replica`);
+  await waitUntil("every node ready", async () => (await nodesOf(ctx.admin)).every((n) => n.state === "ready"), 30000);
+  await ctx.settle(3);
+}
+
 /** The encoder's network drops and it reconnects, again and again. */
 async function publisherFlap(ctx: ScenarioContext): Promise<void> {
   const flaps = ctx.quick ? 2 : 5;
@@ -153,7 +168,7 @@ async function badRelease(ctx: ScenarioContext): Promise<void> {
   const { rollout } = local.config;
   const config = { ...local.config, rollout: { ...rollout, canarySoak: soak(10, rollout.canarySoak), stepSoak: soak(5, rollout.stepSoak), readyTimeout: 30 } };
   try {
-    await withRolloutStore({ ...local.config.redis, url: local.redisUrl }, async (store) => {
+    await withRolloutStore(local.redisConfig, async (store) => {
       for (const kind of BAD_RELEASES) {
         const [flag, path] = makeBadRelease(kind, join(dir, kind), local.config.hls.segmentDuration);
         ctx.progress(`bad release ${kind} (${flag} ${path})`);
@@ -178,5 +193,6 @@ export const RUN: Record<ScenarioName, (ctx: ScenarioContext) => Promise<void>> 
   "node-crash": nodeCrash,
   "redis-restart": redisRestart,
   "redis-freeze": redisFreeze,
+  "redis-failover": redisFailover,
   "publisher-flap": publisherFlap,
 };

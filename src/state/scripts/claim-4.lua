@@ -10,7 +10,7 @@
   ARGV[1] node id
   ARGV[2] publish id (unique per publish connection)
   ARGV[3] lease TTL in milliseconds
-  ARGV[4] target duration in seconds, set on the stream's first claim and never changed after
+  ARGV[4] target duration in seconds, set on the broadcast's first claim and never changed after
   ARGV[5] pub/sub channel for timeline changes
   ARGV[6] stream id (the message published)
   ARGV[7] claim id (random, drawn by the claiming node)
@@ -42,7 +42,10 @@
   node's), so a returning publisher shows the slate until its own first segment}. endsAt is where a standby's
   media must continue the timeline.
   Errors: ALREADY_LIVE <holder>; HANDOFF_PENDING <holder> while a draining owner finishes its last segment;
-  NOT_LIVE <state> for a slate claim of a stream with nothing to continue.
+  NOT_LIVE <state> for a slate claim of a stream with nothing to continue; CONFIG_CONFLICT <had> <asked> when
+  the caller's target duration is not the one of the live timeline it would continue (a node on another
+  hls.segmentDuration, a bad config in a rollout, would list segments its playlist's EXT-X-TARGETDURATION
+  does not allow). Nothing is written then. A stream that ended starts over with the caller's.
 ]]
 local slate = ARGV[8] == 'slate'
 local dead = ARGV[9] or ''
@@ -58,6 +61,10 @@ if holder and not preempt then
   return redis.error_reply('ALREADY_LIVE ' .. holder)
 end
 local state = redis.call('HGET', KEYS[1], 'state')
+local target = redis.call('HGET', KEYS[1], 'targetDuration')
+if target and state ~= 'ended' and tonumber(redis.call('HGET', KEYS[1], 'nextSeq') or '0') > 0 and tonumber(target) ~= tonumber(ARGV[4]) then
+  return redis.error_reply('CONFIG_CONFLICT ' .. target .. ' ' .. ARGV[4])
+end
 local inputLost = (state == 'reconnecting' or preempt) and '1' or '0'
 if slate and (state ~= 'live' and state ~= 'reconnecting' or tonumber(redis.call('HGET', KEYS[1], 'nextSeq') or '0') == 0 or
     not redis.call('HGET', KEYS[1], 'ladder')) then
@@ -69,7 +76,7 @@ local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 local nextSeq = tonumber(redis.call('HGET', KEYS[1], 'nextSeq') or '0')
 if state == 'ended' then
   redis.call('DEL', KEYS[3], KEYS[4])
-  redis.call('HDEL', KEYS[1], 'ladder', 'discNext', 'endsAt', 'lastSegmentAt', 'slate')
+  redis.call('HDEL', KEYS[1], 'ladder', 'discNext', 'endsAt', 'lastSegmentAt', 'slate', 'targetDuration')
   nextSeq = 0
   inputLost = '0'
 end
