@@ -11,6 +11,8 @@ import { httpGet, keepAlive, lastListedSeq, spawnTracked, stop, tail, tempDir, t
 
 export const HOST = "127.0.0.1";
 const SECRET = `bench-${randomBytes(16).toString("hex")}`;
+/** One sessions secret for every node of a run: session tokens and the nodes' signed offers (cluster/peers.ts) need it. */
+const SESSION_SECRET = `bench-sessions-${randomBytes(16).toString("hex")}`;
 
 export interface BenchRedis {
   url: string;
@@ -76,7 +78,7 @@ export async function startBenchNode(o: NodeOptions): Promise<BenchNode> {
   const spoolDir = join(dir, "spool");
   const env: Record<string, string> = {
     ...nodeEnv(
-      { id: o.id, host: HOST, rtmpPort, httpPort, agentPort, redisUrl: o.redisUrl, spoolDir, publishSecret: SECRET, storagePath: segmentDir(o.prefix) },
+      { id: o.id, host: HOST, rtmpPort, httpPort, agentPort, redisUrl: o.redisUrl, spoolDir, publishSecret: SECRET, sessionSecret: SESSION_SECRET, storagePath: segmentDir(o.prefix) },
       // the benchmarks read /api/streams and /metrics of their own loopback nodes
       { redis: { prefix: o.prefix }, log: { level: "info" }, admin: { openOps: true } },
     ),
