@@ -27,7 +27,7 @@ export class Metrics {
     name: "baton_segment_queue", help: "Finished segment groups waiting for Redis", registers: [this.registry],
   });
   readonly segmentsDropped = new Counter({
-    name: "baton_segments_dropped_total", help: "Segment groups dropped because the queue for Redis was full", registers: [this.registry],
+    name: "baton_segments_dropped_total", help: "Segment groups dropped unlisted: the queue for Redis was full, or Redis stayed unreachable past a closing stream's wait", registers: [this.registry],
   });
   readonly presetChanges = new Counter({
     name: "baton_transcoder_preset_changes_total",

@@ -680,6 +680,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     if (this.queue.length > 0) {
       this.log.error("segments lost: Redis unreachable while the stream closed", { stream: this.streamId, groups: this.queue.length });
       this.o.metrics.segmentQueue.dec(this.queue.length);
+      this.o.metrics.segmentsDropped.inc(this.queue.length);
       this.queue = [];
     }
     const stillOurs = !this.lost;

@@ -30,6 +30,7 @@ function invariants(r: ChaosReport, output: string): void {
   assert.equal(r.endlistsWhileLive, 0, output);
   assert.equal(r.sessionsLost, 0, output);
   assert.equal(r.positionsReset, 0, output);
+  assert.equal(r.segmentsLost, 0, `${r.segmentsLostExamples.join("\n")}\n${output}`);
   assert.equal(r.consistencyViolations, 0, `${r.consistencyExamples.join("\n")}\n${output}`);
   assert.ok(r.invariants.ok, r.invariants.broken.join("; "));
 }

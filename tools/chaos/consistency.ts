@@ -98,6 +98,34 @@ export class ConsistencyChecker {
   }
 
   /**
+   * Segments lost: sequence numbers some node listed during the run that the nodes' final playlists no longer
+   * list although they are inside them (the DVR window keeps the whole run), or that were never listed
+   * between two that were (a hole in the timeline). Fetched from every node once, at the end of the run.
+   */
+  async lost(): Promise<{ count: number; examples: string[] }> {
+    const examples: string[] = [];
+    let count = 0;
+    for (const { id, rendition } of this.streams) {
+      const seen = this.seen.get(id);
+      if (!seen || seen.size === 0) continue;
+      const finals = await Promise.all(this.known.map(async (node) => {
+        const r = await fetch(`${node.httpUrl}/live/${id}/${rendition}/index.m3u8`, { signal: AbortSignal.timeout(5000) }).catch(() => null);
+        return r?.status === 200 ? parseMedia(await r.text()) : null;
+      }));
+      const listed = new Set(finals.flatMap((p) => (p ? p.segments.map((x) => x.seq) : [])));
+      const from = Math.min(...finals.flatMap((p) => (p ? [p.mediaSequence] : [])));
+      const seqs = [...seen.keys()].sort((a, b) => a - b);
+      for (let seq = seqs[0]!; seq <= seqs.at(-1)!; seq++) {
+        const gone = seen.has(seq) ? Number.isFinite(from) && seq >= from && !listed.has(seq) : true;
+        if (!gone) continue;
+        count += 1;
+        if (examples.length < 10) examples.push(`${id} seq ${seq}: ${seen.has(seq) ? "listed during the run, not at its end" : "never listed, between listed ones"}`);
+      }
+    }
+    return { count, examples };
+  }
+
+  /**
    * The publisher gaps viewers saw: at each discontinuity, the time between the end of the last segment before
    * the move and the start of the first after, in ms.
    */

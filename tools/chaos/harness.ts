@@ -158,6 +158,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     await settle(2);
     stopViewers.abort();
     checker.stop();
+    const lost = await checker.lost();
     const simulated: ViewerReport[] = await Promise.all(running);
     const browserReports: BrowserReport[] = await browsers.reports().catch((error: unknown) => {
       o.progress(`could not read the browsers' state: ${errorMessage(error)}`);
@@ -172,7 +173,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     timeline.endedAt = Date.now();
     timeline.playlist = [...checker.growth.entries()].map(([node, samples]) => ({ node, samples }));
     return buildReport({
-      scenario: label, quick: o.quick, backup: o.backup === true, timeline, simulated, browsers: browserReports, sessions, checker, drains,
+      scenario: label, quick: o.quick, backup: o.backup === true, timeline, simulated, browsers: browserReports, sessions, checker, lost, drains,
       haproxy: haproxyBefore && haproxyAfter
         ? { retries: haproxyAfter.retries - haproxyBefore.retries, redispatches: haproxyAfter.redispatches - haproxyBefore.redispatches }
         : null,

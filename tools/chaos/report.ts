@@ -35,6 +35,9 @@ export interface ChaosReport {
   slate: { segments: number; seconds: number; losses: { event: string; toSlateMs: number | null; toLiveMs: number | null }[] };
   consistencyViolations: number;
   consistencyExamples: string[];
+  /** Segments some node listed that the final timeline does not, or holes in it (ConsistencyChecker.lost). */
+  segmentsLost: number;
+  segmentsLostExamples: string[];
   drains: { node: string; ms: number }[];
   haproxy: { retries: number; redispatches: number } | null;
   invariants: { ok: boolean; broken: string[] };
@@ -50,6 +53,7 @@ export interface ReportInput {
   browsers: BrowserReport[];
   sessions: (number | null | "lost")[];
   checker: ConsistencyChecker;
+  lost: { count: number; examples: string[] };
   drains: { node: string; ms: number }[];
   haproxy: { retries: number; redispatches: number } | null;
   streams: number;
@@ -95,6 +99,8 @@ export function buildReport(i: ReportInput): ChaosReport {
     slate: slateFigures(i.timeline, i.checker),
     consistencyViolations: i.checker.violations.length,
     consistencyExamples: i.checker.violations.slice(0, 10),
+    segmentsLost: i.lost.count,
+    segmentsLostExamples: i.lost.examples,
     drains: i.drains,
     haproxy: i.haproxy,
     invariants: { ok: true, broken: [] },
@@ -107,6 +113,7 @@ export function buildReport(i: ReportInput): ChaosReport {
   if (report.uriChanges > 0) broken.push(`${report.uriChanges} sequence numbers whose URI, duration or date-time changed`);
   if (report.endlistsWhileLive > 0) broken.push(`EXT-X-ENDLIST seen ${report.endlistsWhileLive} times while live`);
   if (sessionsLost > 0) broken.push(`${sessionsLost} sessions lost`);
+  if (report.segmentsLost > 0) broken.push(`${report.segmentsLost} segments lost (${report.segmentsLostExamples.join("; ")})`);
   if (positionsReset > 0) broken.push(`${positionsReset} positions reset`);
   if (report.consistencyViolations > 0) broken.push(`${report.consistencyViolations} consistency violations between nodes`);
   report.invariants.ok = broken.length === 0;
@@ -154,6 +161,7 @@ export function summary(r: ChaosReport): string {
     ["sequence regressions / URI changes", `${r.sequenceRegressions} / ${r.uriChanges}`],
     ["EXT-X-ENDLIST while live", String(r.endlistsWhileLive)],
     ["consistency violations", String(r.consistencyViolations)],
+    ["segments lost", String(r.segmentsLost)],
     ["publisher gaps", r.publisherGapsMs.length ? r.publisherGapsMs.map((g) => `${g} ms`).join(", ") : "none"],
     ["slate", `${r.slate.segments} segments, ${r.slate.seconds} s` + r.slate.losses
       .map((l) => `; ${l.event}: slate ${l.toSlateMs === null ? "-" : `${l.toSlateMs} ms`}, live ${l.toLiveMs === null ? "-" : `${l.toLiveMs} ms`}`).join("")],
