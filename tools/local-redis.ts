@@ -5,7 +5,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import type { PidFile } from "./pid-file.ts";
-import { freePort, startProcess, startRedis, stopProcess, waitForPort, type Managed } from "./processes.ts";
+import { freePort, startProcess, startRedis, stopProcess, waitForPort, waitUntil, type Managed } from "./processes.ts";
 
 const HOST = "127.0.0.1";
 
@@ -59,16 +59,6 @@ async function askSentinels(clients: Redis[], ...args: string[]): Promise<unknow
   throw lastError;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
 interface DataServer {
   port: number;
   dir: string;
@@ -119,14 +109,14 @@ export class LocalRedis {
       this.clients.push(client);
     }
     // before this, a failover could not be agreed on or would have nothing to promote
-    await until("the sentinels to know each other and the replica", async () => {
+    await waitUntil("the sentinels to know each other and the replica", async () => {
       for (const client of this.clients) {
         const others = (await client.call("SENTINEL", "sentinels", LOCAL_SENTINEL.name)) as unknown[];
         const replicas = (await client.call("SENTINEL", "replicas", LOCAL_SENTINEL.name)) as unknown[];
         if (others.length < LOCAL_SENTINEL.count - 1 || replicas.length < 1) return false;
       }
       return true;
-    }, 30000);
+    }, 30000, 100);
   }
 
   /** The primary's port now: the one the sentinels name (without Sentinel, the one server's). */
@@ -179,7 +169,7 @@ export class LocalRedis {
     server.proc.child.kill("SIGKILL");
     await server.proc.exited;
     server.proc = null;
-    await until("the sentinels to promote the replica", async () => (await this.primaryPort()) !== from, timeoutMs);
+    await waitUntil("the sentinels to promote the replica", async () => (await this.primaryPort()) !== from, timeoutMs, 100);
     const to = await this.primaryPort();
     await this.startServers(to);
     return { from, to };

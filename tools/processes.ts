@@ -188,3 +188,12 @@ export function nodeEnv(n: NodeProcess, more: DeepPartial<Config> = {}): Record<
     storage: { ...(n.storagePath ? { path: n.storagePath } : {}), ...more.storage },
   });
 }
+
+/** Resolves once `probe` says true (a probe that throws says false), polling every `everyMs`; throws after `timeoutMs`. */
+export async function waitUntil(what: string, probe: () => Promise<boolean>, timeoutMs: number, everyMs = 200): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+  }
+}

@@ -10,6 +10,7 @@ import { BAD_RELEASES, makeBadRelease } from "../rollout/bad-releases.ts";
 import { updateToRelease, withRolloutStore } from "../rollout/cli.ts";
 import type { RolloutStore } from "../../src/state/rollouts.ts";
 import type { LocalCluster } from "../local-cluster.ts";
+import { waitUntil } from "../processes.ts";
 import type { ReconnectingPublisher } from "./publisher.ts";
 import type { TimelineEventKind } from "./timeline-chart.ts";
 
@@ -34,14 +35,6 @@ export interface ScenarioContext {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitUntil(what: string, probe: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await probe().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
-}
 
 function needLocal(ctx: ScenarioContext, name: string): LocalCluster {
   if (!ctx.local) throw new Error(`the ${name} scenario needs the local cluster (it kills processes); run without --url`);
