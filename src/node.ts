@@ -250,7 +250,7 @@ export class BatonNode {
         release: this.release,
         schema: SCHEMA_VERSION,
         startedAt: this.startedAt,
-        load: { publishers: this.owners.size, viewers: this.hls.viewers.counts(), readyChecks: this.http.readyChecks, transcoders: this.owners.speeds(), slots: this.slots, inputs: this.owners.inputs() },
+        load: { publishers: this.owners.size, viewers: this.hls.viewers.counts(), readyChecks: this.http.readyChecks, transcoders: this.owners.speeds(), slots: this.slots, steered: this.steered !== null, inputs: this.owners.inputs() },
       }),
       log.child("registry"),
       () => this.schemaRefused !== null,

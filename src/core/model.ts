@@ -115,6 +115,8 @@ export interface NodeRecord {
     transcoders?: Record<string, number>;
     /** Streams the node may still take now, by its measured capacity (cluster/capacity.ts). */
     slots?: number;
+    /** A rolling update sends new publishers away from this node to the updated ones (cluster/steering.ts). */
+    steered?: boolean;
     /** Each stream's publisher here: its input role and whether it is active or a hot standby (stream/standby.ts). */
     inputs?: Record<string, { role: InputRole; state: "active" | "standby" }>;
   };

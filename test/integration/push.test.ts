@@ -15,6 +15,7 @@ interface StreamInfo {
   id: string;
   owner: string;
   epoch: number;
+  slate: boolean;
 }
 
 describe("baton push", function () {
@@ -48,9 +49,10 @@ describe("baton push", function () {
     const owner = nodes.find((n) => n.id === first.owner)!;
     const drained = await fetch(owner.http("/admin/drain"), { method: "POST", headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } });
     assert.equal(drained.status, 202);
-    const moved = await waitFor("the stream on the other node", async () => {
+    // the encoder back on the other node (live, not the slate a node keeps while it reconnects)
+    const moved = await waitFor("the stream live on the other node", async () => {
       const s = await streams();
-      return s && s.owner !== first.owner && s.epoch > first.epoch ? s : undefined;
+      return s && s.owner !== first.owner && s.epoch > first.epoch && !s.slate && lines.some((l) => /reconnecting \(attempt 2\)/.test(l)) ? s : undefined;
     }, 40000);
     const at = (await newest())!;
     await waitFor("new segments after the move", async () => ((await newest()) ?? 0) >= at + 2 ? true : undefined, 30000);

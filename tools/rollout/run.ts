@@ -167,20 +167,43 @@ class Update {
     }
   }
 
-  /** A live stream moved onto the canary (its encoder reconnects; steering sends it there), when it owns none. */
+  /**
+   * A live stream moved onto the canary (its encoder reconnects; steering sends it there), when it owns none.
+   * The move waits until the nodes not updated steer publishers away (they learn of the update once a second),
+   * or the reconnecting encoder could land on one of them again; if it does all the same, it is moved again.
+   */
   async giveStream(canary: NodeRecord): Promise<void> {
     const streams = (await streamsOf(this.c)).filter((s) => s.state === "live");
-    if (streams.length === 0 || streams.some((s) => s.owner === canary.id)) return;
+    if (streams.length === 0 || streams.some((s) => s.owner === canary.id && !s.slate)) return;
     const stream = [...streams].sort((a, b) => b.viewers - a.viewers)[0]!;
-    this.c.say(`canary ${canary.id}: moving stream ${stream.id} onto it (from ${stream.owner})`);
-    await call(this.c, `/admin/streams/${encodeURIComponent(stream.id)}/move`, { method: "POST", body: "{}" });
-    const deadline = Date.now() + 30000;
+    await this.steering();
+    let where = `still on ${stream.owner}`;
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const from = (await streamsOf(this.c).catch(() => [])).find((s) => s.id === stream.id) ?? stream;
+      this.c.say(`canary ${canary.id}: moving stream ${stream.id} onto it (from ${from.owner})${attempt > 1 ? `, attempt ${attempt}` : ""}`);
+      await call(this.c, `/admin/streams/${encodeURIComponent(stream.id)}/move`, { method: "POST", body: "{}" });
+      const deadline = Date.now() + 15000;
+      let elsewhere = false;
+      while (Date.now() < deadline && !elsewhere) {
+        const now = (await streamsOf(this.c).catch(() => [])).find((s) => s.id === stream.id);
+        if (now?.owner === canary.id && now.state === "live" && !now.slate) return;
+        // the encoder is back, on a node that is not the canary
+        elsewhere = now !== undefined && now.epoch > from.epoch && now.owner !== canary.id && !now.slate;
+        where = now ? `${now.slate ? "showing the slate" : "live"} on ${now.owner} (epoch ${now.epoch})` : "not live";
+        if (!elsewhere) await sleep(250);
+      }
+    }
+    this.c.say(`canary ${canary.id}: stream ${stream.id} did not land on it (it is ${where}); the canary is watched without it`);
+  }
+
+  /** Waits (10 s at most) until every ready node the update does not steer to says it steers publishers away. */
+  private async steering(): Promise<void> {
+    const deadline = Date.now() + 10000;
     while (Date.now() < deadline) {
-      const now = (await streamsOf(this.c).catch(() => [])).find((s) => s.id === stream.id);
-      if (now?.owner === canary.id && now.state === "live") return;
+      const others = (await nodesOf(this.c).catch(() => [])).filter((n) => !this.active.steerTo.includes(n.id) && n.state === "ready");
+      if (others.every((n) => n.load.steered !== false)) return;
       await sleep(250);
     }
-    this.c.say(`canary ${canary.id}: stream ${stream.id} did not land on it within 30 s; the canary is watched without it`);
   }
 
   /**
