@@ -144,6 +144,8 @@ export class BatonNode {
         return record !== undefined && Date.now() - record.heartbeatAt < 2 * HEARTBEAT_MS;
       },
       ownerGone: (id, claimedAt) => this.liveness.gone(id, claimedAt),
+      standbyElsewhere: (id) => this.standbyElsewhere(id),
+      activeOffset: (id, nodeId) => this.records.find((r) => r.id === nodeId && r.id !== this.id)?.load.inputs?.[id]?.offsetMs ?? 0,
     });
     this.capacity = new Capacity({ limit: config.transcode.capacity, cpuTarget: config.transcode.cpuTarget, prior: ladderCost(config.transcode) });
     const secret = config.auth.requirePublishToken ? publishSecret(config) : "";
@@ -210,7 +212,7 @@ export class BatonNode {
         this.metrics.capacitySlots.set(this.slots);
         this.metrics.ready.set(this.readiness().ok ? 1 : 0);
         this.metrics.ingestInputs.reset();
-        for (const input of Object.values(this.owners.inputs())) this.metrics.ingestInputs.inc(input);
+        for (const input of Object.values(this.owners.inputs())) this.metrics.ingestInputs.inc({ role: input.role, state: input.state });
         this.metrics.viewers.reset();
         for (const [stream, count] of Object.entries(this.hls.viewers.counts())) this.metrics.viewers.set({ stream }, count);
       },
@@ -284,11 +286,7 @@ export class BatonNode {
       deadNodes: (ids) => this.liveness.dead(ids),
       restarted: (id, at) => this.liveness.restarted(id, at),
       accepting: () => this.closing === null && this.drainer.state === "ready" && this.store.ready,
-      standbyOf: (id) => {
-        if (this.owners.standbyHere(id)) return "here";
-        const now = Date.now();
-        return this.records.some((r) => r.id !== this.id && now - r.heartbeatAt < NODE_TTL_MS && r.load.inputs?.[id]?.state === "standby") ? "elsewhere" : null;
-      },
+      standbyOf: (id) => (this.owners.standbyHere(id) ? "here" : this.standbyElsewhere(id) ? "elsewhere" : null),
       takeOverDead: (id, holder) => this.owners.activeDied(id, holder),
       log: log.child("slate"),
       metrics: this.metrics,
@@ -318,6 +316,12 @@ export class BatonNode {
 
   private get slots(): number {
     return this.capacity.room(this.owners.transcoders()).slots;
+  }
+
+  /** Whether another live node runs a hot standby of the stream, by the registry records read last. */
+  private standbyElsewhere(streamId: string): boolean {
+    const now = Date.now();
+    return this.records.some((r) => r.id !== this.id && now - r.heartbeatAt < NODE_TTL_MS && r.load.inputs?.[streamId]?.state === "standby");
   }
 
   /** What /readyz answers (and baton_ready says). */

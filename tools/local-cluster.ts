@@ -2,7 +2,7 @@
 // node processes on their own ports, and HAProxy on the public ports. `npm start` runs it until Ctrl-C; the
 // chaos harness drives it (kills a node, stops Redis, reads HAProxy's stats). A node that exits while the
 // cluster runs (drained for a rolling update, or crashed) is started again.
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import type { Config } from "../src/config/defaults.ts";
@@ -151,6 +151,21 @@ export class LocalCluster {
       const next = Date.now() - startedAt > 10000 ? 500 : Math.min(delay * 2, 10000);
       this.o.onNotice?.(`${node.id} exited (${signal ?? `status ${code}`}); starting it again in ${next} ms`);
       setTimeout(() => !this.stopping && this.launch(node, next), next);
+    });
+  }
+
+  /**
+   * Every node's log lines that match `pattern` and were written at `since` (ms) or later, in each node's order
+   * (its log file, appended by every run and restart; each line starts with its ISO time).
+   */
+  logLines(pattern: RegExp, since = 0): string[] {
+    return this.nodes.flatMap((node) => {
+      try {
+        return readFileSync(join(this.dir, "logs", `${node.id}.log`), "utf8").split("\n")
+          .filter((line) => pattern.test(line) && (Date.parse(line.slice(0, line.indexOf(" "))) || 0) >= since);
+      } catch {
+        return [];
+      }
     });
   }
 

@@ -118,6 +118,6 @@ export interface NodeRecord {
     /** A rolling update sends new publishers away from this node to the updated ones (cluster/steering.ts). */
     steered?: boolean;
     /** Each stream's publisher here: its input role and whether it is active or a hot standby (stream/standby.ts). */
-    inputs?: Record<string, { role: InputRole; state: "active" | "standby" }>;
+    inputs?: Record<string, { role: InputRole; state: "active" | "standby"; offsetMs?: number }>;
   };
 }

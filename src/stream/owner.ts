@@ -72,6 +72,10 @@ export interface OwnerOptions {
   ownerGone(nodeId: string, claimedAt: number): Promise<boolean>;
   /** Input loss (hls.inputLoss "slate"): takes the stream's claim over for the slate when the publisher leaves. */
   slate?: SlateHandover;
+  /** Whether another node runs a hot standby of the stream (its registry record says so). */
+  standbyElsewhere?(streamId: string): boolean;
+  /** The date-time offset (`input.offsetMs`) the stream's owner on node `nodeId` reported last (0: none known). */
+  activeOffset?(streamId: string, nodeId: string): number;
   /** The direct line to the other nodes for entries whose append does not land (cluster/peers.ts). */
   peers?: Pick<PeerLink, "offer">;
 }
@@ -137,6 +141,12 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
   private renewing: Promise<void> | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private closing: Promise<void> | null = null;
+  /**
+   * The stream was handed to a hot standby elsewhere: what the transcoder finishes from now on (the segment its
+   * input's end cuts short) is not listed, since the standby's segments, cut on the same boundaries, continue
+   * the timeline from the last one listed.
+   */
+  private tailToStandby = false;
   private lost = false;
   private readonly log: Logger;
   /** While this owner is a hot standby (the other input of a redundant broadcast is active): its state. */
@@ -164,8 +174,17 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
   }
 
   /** Which input this owner's publisher is, and whether it feeds the timeline (active) or stands by. */
-  get input(): { role: InputRole; state: "active" | "standby" } {
-    return { role: this.o.connection.role, state: this.standby ? "standby" : "active" };
+  get input(): { role: InputRole; state: "active" | "standby"; offsetMs: number } {
+    return { role: this.o.connection.role, state: this.standby ? "standby" : "active", offsetMs: this.offsetMs };
+  }
+
+  /**
+   * Ms the date-times this owner lists are later than its media's own (the wall clock at each group's first
+   * frame): the pdtShift of its publish, or after a takeover its cut's shift. A standby that takes over reads
+   * it (through the registry) to find where in its own media the listed media ended.
+   */
+  private get offsetMs(): number {
+    return this.continuation ? (this.continuation.shiftMs ?? 0) : (this.pdtShift ?? 0);
   }
 
   /** Claims the stream; refuses the publisher (closing its connection) when another holds it. */
@@ -233,7 +252,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
         for (const packet of this.early.splice(0)) this.packet(packet);
       },
       takeOver: (takeover) => this.takeOver(takeover),
-      onCut: (shiftMs) => this.cut(shiftMs),
+      onCut: (shiftMs, mismatchMs) => this.cut(shiftMs, mismatchMs),
       log: this.log,
     });
     this.log.info("standing by", { stream: this.streamId, role: connection.role, active: view.role, holder: view.holder ?? undefined, remote: connection.remote });
@@ -241,10 +260,13 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     return true;
   }
 
-  /** Where a standby's media joined the timeline: how much it repeats (< 0) or skips (> 0) at the switch. */
-  private cut(shiftMs: number): void {
-    this.log.info("standby media continues the timeline", { stream: this.streamId, shiftMs });
-    this.o.metrics.standbyShift.observe(shiftMs / 1000);
+  /**
+   * Where a standby's media joined the timeline: how much it repeats (< 0) or skips (> 0) at the switch
+   * (`mismatchMs`), and how far its date-times moved to run on from the listed end (`shiftMs`).
+   */
+  private cut(shiftMs: number, mismatchMs: number): void {
+    this.log.info("standby media continues the timeline", { stream: this.streamId, mismatchMs, shiftMs });
+    this.o.metrics.standbyShift.observe(mismatchMs / 1000);
   }
 
   /** Claims the stream at a higher epoch and lists the held groups that continue its timeline. */
@@ -268,8 +290,10 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       return;
     }
     metrics.standbyTakeovers.inc({ reason: takeover.reason });
-    const held = standby.groups.takeOver(claim.endsAt ?? 0);
-    this.log.warn("standby took over", { stream: this.streamId, role: connection.role, reason: takeover.reason, epoch: claim.epoch, nextSeq: claim.nextSeq, lastEnd: claim.endsAt, held: held.length });
+    // a slate keeper's date-times follow the listed end, not media: only a live input's offset is known
+    const activeOffsetMs = takeover.reason === "slate" ? 0 : (this.o.activeOffset?.(this.streamId, standby.activeNode) ?? 0);
+    const held = standby.groups.takeOver(claim.endsAt ?? 0, activeOffsetMs);
+    this.log.warn("standby took over", { stream: this.streamId, role: connection.role, reason: takeover.reason, epoch: claim.epoch, nextSeq: claim.nextSeq, lastEnd: claim.endsAt, activeOffsetMs, held: held.length });
     this.activate(claim, held.length === 0);
     // the held groups are cut and moved already; the transcoder's next ones go through the same cut
     for (const group of held) this.enqueue(group);
@@ -441,6 +465,10 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
 
   private enqueue(group: QueuedGroup): void {
     if (this.lost) return;
+    if (this.tailToStandby) {
+      this.log.info("segment left to the standby", { stream: this.streamId, durationMs: Math.round(Math.max(0, ...group.segments.map((s) => s.duration)) * 1000) });
+      return;
+    }
     if (this.standby) {
       this.standby.groups.hold(group);
       return;
@@ -663,7 +691,10 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     this.standby = null;
     // a returning publisher (here or on another node) waits for the release below instead of being refused;
     // the renewals go on (see renew()) until then
-    if (this.claim && !this.lost) await this.o.store.markHandoff(this.streamId, this.claim).catch(() => false);
+    if (this.claim && !this.lost) {
+      const marked = await this.o.store.markHandoff(this.streamId, this.claim).catch(() => false);
+      this.tailToStandby = marked && this.o.standbyElsewhere?.(this.streamId) === true;
+    }
     this.o.connection.close(reason);
     this.fill?.stop();
     await this.job?.close();

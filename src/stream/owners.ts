@@ -25,6 +25,10 @@ export interface OwnersOptions {
   slates?: SlateKeepers;
   /** Where owners offer entries whose append does not land (cluster/peers.ts). */
   peers?: OwnerOptions["peers"];
+  /** Whether another node runs a hot standby of the stream. */
+  standbyElsewhere?: OwnerOptions["standbyElsewhere"];
+  /** The active input's date-time offset, as its node reported it. */
+  activeOffset?: OwnerOptions["activeOffset"];
 }
 
 export class StreamOwners {
@@ -112,7 +116,7 @@ export class StreamOwners {
   }
 
   /** Each stream's input here, as the registry record carries it (`baton status` shows who is active). */
-  inputs(): Record<string, { role: InputRole; state: "active" | "standby" }> {
+  inputs(): Record<string, StreamOwner["input"]> {
     return Object.fromEntries([...this.owners].map(([id, o]) => [id, o.input]));
   }
 

@@ -85,10 +85,12 @@ function groupEnd(group: HeldGroup): number {
 
 /**
  * The standby's recent groups, and after a takeover the cut where its media continues the timeline: the
- * first group whose middle is past the last listed segment's end. Its date-time, and every later group's, is
- * moved by the difference to that end (`shiftMs`, under half a segment plus the two nodes' difference in
- * timing the same moment), so the timeline's program date-time runs on without a jump; at the switch,
- * after the discontinuity, a player sees up to that much media repeated (shift < 0) or skipped (> 0).
+ * first group whose middle is past the last listed segment's end, in media time (each group's own date-time,
+ * the wall clock when its first frame arrived: the listed end less the date-time offset the active input's
+ * owner had added, its `offsetMs`). Both pipelines cut on the same wall-clock boundaries (job.ts
+ * wallClockCuts), so that group starts where the listed media ended, give or take a frame: `mismatchMs`
+ * (< 0: media repeated, > 0: skipped). Its date-time, and every later group's, is moved onto the listed end
+ * (`shiftMs`), so the timeline's program date-time runs on without a jump.
  */
 export class StandbyGroups {
   private readonly groups: HeldGroup[] = [];
@@ -98,9 +100,11 @@ export class StandbyGroups {
   lastAt = 0;
   /** Ms added to the date-time of each group from the cut on (null until the cut). */
   shiftMs: number | null = null;
+  /** The listed end's date-time, where the cut's group goes (null before the takeover, or with nothing listed). */
+  private listedEnd: number | null = null;
 
-  /** `onCut`: told the shift once, when the cut is found (at the takeover, or at a later group). */
-  constructor(private readonly keep = STANDBY_GROUPS, private readonly onCut: (shiftMs: number) => void = () => undefined) {}
+  /** `onCut`: told the shift and the media mismatch once, when the cut is found (at the takeover, or later). */
+  constructor(private readonly keep = STANDBY_GROUPS, private readonly onCut: (shiftMs: number, mismatchMs: number) => void = () => undefined) {}
 
   /** A group from the standby's transcoder, kept (the oldest dropped beyond `keep`). */
   hold(group: HeldGroup, now = Date.now()): void {
@@ -109,9 +113,13 @@ export class StandbyGroups {
     if (this.groups.length > this.keep) this.groups.shift();
   }
 
-  /** At the takeover: the held groups that continue a timeline whose last listed segment ended at `lastEnd`. */
-  takeOver(lastEnd: number): HeldGroup[] {
-    this.continueAt = lastEnd > 0 ? lastEnd : null;
+  /**
+   * At the takeover: the held groups that continue a timeline whose last listed segment ended at `lastEnd`
+   * (its date-time), `activeOffsetMs` later than that media's own time.
+   */
+  takeOver(lastEnd: number, activeOffsetMs = 0): HeldGroup[] {
+    this.listedEnd = lastEnd > 0 ? lastEnd : null;
+    this.continueAt = lastEnd > 0 ? lastEnd - activeOffsetMs : null;
     if (this.continueAt === null) this.shiftMs = 0;
     return this.groups.splice(0).flatMap((g) => this.next(g) ?? []);
   }
@@ -121,8 +129,8 @@ export class StandbyGroups {
     if (this.shiftMs === null) {
       const at = this.continueAt!;
       if ((group.pdt + groupEnd(group)) / 2 < at) return null;
-      this.shiftMs = Math.round(at - group.pdt);
-      this.onCut(this.shiftMs);
+      this.shiftMs = Math.round(this.listedEnd! - group.pdt);
+      this.onCut(this.shiftMs, Math.round(group.pdt - at));
     }
     return this.shiftMs === 0 ? group : { ...group, pdt: group.pdt + this.shiftMs };
   }
@@ -148,7 +156,7 @@ export interface StandbyOptions {
   /** Claims the stream and lists the held groups; a claim another holder won leaves the standby as it was. */
   takeOver(takeover: Takeover): Promise<void>;
   /** Told the cut's shift once the standby's media joins the timeline. */
-  onCut(shiftMs: number): void;
+  onCut(shiftMs: number, mismatchMs: number): void;
   log: Logger;
 }
 
@@ -156,6 +164,8 @@ export interface StandbyOptions {
 export class Standby {
   readonly groups: StandbyGroups;
   ladder: LadderEntry[] | null;
+  /** The node that claimed the stream last (the active input's, or a slate keeper's), as the last look saw it. */
+  activeNode: string;
   private readonly watch: ActiveWatch;
   private readonly timer: NodeJS.Timeout;
   private looking = false;
@@ -163,6 +173,7 @@ export class Standby {
 
   constructor(first: InputView, private readonly o: StandbyOptions) {
     this.ladder = first.ladder;
+    this.activeNode = first.owner;
     this.groups = new StandbyGroups(STANDBY_GROUPS, o.onCut);
     this.watch = new ActiveWatch(o.takeoverAfterMs, Date.now());
     this.timer = setInterval(() => void this.look(), WATCH_EVERY_MS);
@@ -195,6 +206,7 @@ export class Standby {
     this.looking = true;
     try {
       const view = await this.o.view();
+      if (view.owner) this.activeNode = view.owner;
       if (!this.ladder && view.ladder) {
         this.ladder = view.ladder;
         this.o.ladderKnown();

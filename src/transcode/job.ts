@@ -1,5 +1,7 @@
 // One stream's transcoder: one ffmpeg process at a time, one decode, a split filter feeding every rendition,
-// keyframes forced at the segment duration so segment N of every rendition covers the same time. ffmpeg's
+// keyframes forced at the segment duration so segment N of every rendition covers the same time, and cut at
+// multiples of the segment duration in wall-clock time (wallClockCuts), so two pipelines of one stream (a hot
+// standby beside the active input, a transcoder after a restart) cut at the same moments. ffmpeg's
 // segment muxer appends a CSV line per finished segment; the job reads each finished segment of every
 // rendition and hands the aligned group on. A crashed ffmpeg restarts with backoff and the next group is
 // marked as a discontinuity. With passthrough (passthrough.ts) the top rendition copies the source's video, the
@@ -65,8 +67,40 @@ export interface TranscodeOptions {
   maxInputBacklog?: number;
 }
 
+/** A run's first segment shorter than this (s) is joined to the next one: never a segment of a frame or two. */
+export const MIN_FIRST_SEGMENT = 0.25;
+
+/** Where one run cuts its segments, against its own time (seconds from its first frame). */
+export interface RunCuts {
+  /**
+   * Seconds past the last wall-clock boundary (a multiple of the segment duration since the epoch) at the
+   * run's first frame. Added to the run's output timestamps (-output_ts_offset), so ffmpeg's segment muxer,
+   * which cuts at multiples of -segment_time in output time, cuts on the wall-clock boundaries.
+   */
+  offset: number;
+  /** The run's first forced keyframe: at the first boundary at least MIN_FIRST_SEGMENT into the run. */
+  firstKeyframe: number;
+}
+
+/**
+ * Segment boundaries locked to the wall clock: a run whose first frame arrived at `startedAtMs` cuts where the
+ * program date-time (which starts at that arrival) is a multiple of the segment duration. A hot standby and
+ * the active input of one stream are two pipelines fed the same pictures at the same moments; cut this way,
+ * their segment N covers the same moments, and the standby's next segment continues the timeline where the
+ * active one's last ended (pipeline locking, as AWS MediaLive's standard channels do it). The first segment
+ * of a run is shorter (up to the first boundary) or, when that would be under MIN_FIRST_SEGMENT, longer by as
+ * much (under HLS's half-a-second leeway over EXT-X-TARGETDURATION).
+ */
+export function wallClockCuts(startedAtMs: number, segmentDuration: number): RunCuts {
+  const dMs = Math.round(segmentDuration * 1000);
+  const offsetMs = ((Math.round(startedAtMs) % dMs) + dMs) % dMs;
+  let firstMs = (dMs - offsetMs) % dMs;
+  if (firstMs > 0 && firstMs < MIN_FIRST_SEGMENT * 1000) firstMs += dMs;
+  return { offset: offsetMs / 1000, firstKeyframe: firstMs / 1000 };
+}
+
 /** Argument list for one run; kept apart so tests can read exactly what ffmpeg is given. */
-export function ffmpegSpec(o: TranscodeOptions, dir: string): FfmpegSpec {
+export function ffmpegSpec(o: TranscodeOptions, dir: string, cuts: RunCuts = { offset: 0, firstKeyframe: 0 }): FfmpegSpec {
   const encoded = o.renditions.filter((r) => !r.copy);
   const copying = encoded.length < o.renditions.length;
   const split = `[0:v]split=${encoded.length}${encoded.map((_, i) => `[s${i}]`).join("")}`;
@@ -83,10 +117,11 @@ export function ffmpegSpec(o: TranscodeOptions, dir: string): FfmpegSpec {
     outputs: o.renditions.map((r) => {
       const gop = Math.max(1, Math.round(r.frameRate * d));
       // beside a copied rendition, keyframes go where the source has them (so every rendition cuts at the same
-      // frames) and x264's own interval is long enough never to put one a frame early
+      // frames); otherwise on the boundaries. Either way x264's own interval is long enough never to put one a
+      // frame early, where the segment muxer would cut too
       const keyframes = copying
         ? ["-g", String(2 * gop), "-sc_threshold", "0", "-force_key_frames", "source"]
-        : ["-g", String(gop), "-keyint_min", String(gop), "-sc_threshold", "0", "-force_key_frames", `expr:gte(t,n_forced*${d})`];
+        : ["-g", String(2 * gop), "-keyint_min", String(gop), "-sc_threshold", "0", "-force_key_frames", `expr:gte(t,${cuts.firstKeyframe}+n_forced*${d})`];
       const options = r.copy ? ["-map", "0:v:0", "-c:v", "copy"] : [
         "-map", `[v${encoded.indexOf(r)}]`,
         "-c:v", "libx264", "-preset", o.preset, "-profile:v", r.x264Profile, "-level:v", r.x264Level,
@@ -100,6 +135,7 @@ export function ffmpegSpec(o: TranscodeOptions, dir: string): FfmpegSpec {
         options.push("-map", "0:a:0", "-c:a", "aac", "-b:a", `${r.audioBitrate}k`, "-ac", "2", "-ar", "48000");
       }
       options.push(
+        "-output_ts_offset", String(cuts.offset),
         "-f", "segment", "-segment_format", "mpegts", "-segment_time", String(d), "-segment_time_delta", String(SEGMENT_TIME_DELTA),
         "-reset_timestamps", "0", "-break_non_keyframes", "0",
         "-segment_list", join(dir, `${r.name}.csv`), "-segment_list_type", "csv",
@@ -125,6 +161,8 @@ interface Run {
   discarded: boolean;
   /** The stream's first run, or the replay of it: its first group is no discontinuity. */
   first: boolean;
+  /** Where it cuts (wallClockCuts of its start). */
+  cuts: RunCuts;
 }
 
 export class TranscodeJob extends TypedEmitter<JobEvents> {
@@ -242,13 +280,16 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
       return null;
     }
     const renditions = this.copying ? this.o.renditions : this.o.renditions.map((r) => ({ ...r, copy: false, copyAudio: false }));
-    const ffmpeg = new FfmpegProcess(ffmpegSpec({ ...this.o, preset: this.preset, renditions }, dir));
+    const startedAt = replayOf?.startedAt ?? Date.now();
+    const cuts = wallClockCuts(startedAt, this.o.segmentDuration);
+    const ffmpeg = new FfmpegProcess(ffmpegSpec({ ...this.o, preset: this.preset, renditions }, dir, cuts));
     const run: Run = {
-      index, dir, ffmpeg, startedAt: replayOf?.startedAt ?? Date.now(), csvOffsets: new Map(), grouper: new SegmentGrouper(this.o.renditions.map((r) => r.name)), watcher: null,
+      index, dir, ffmpeg, startedAt, csvOffsets: new Map(), grouper: new SegmentGrouper(this.o.renditions.map((r) => r.name)), watcher: null,
       poll: setInterval(() => this.scan(run), 250), lastProgress: null,
-      watch: this.copying ? new CopyWatch(this.o.segmentDuration, renditions[0]!.bandwidth, this.maxBacklog) : null,
+      watch: this.copying ? new CopyWatch(this.o.segmentDuration, renditions[0]!.bandwidth, this.maxBacklog, cuts.offset) : null,
       discarded: false,
       first: replayOf ? replayOf.first : index === 0,
+      cuts,
     };
     this.run = run;
     try {
@@ -316,7 +357,10 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
           continue;
         }
         const index = Number(match[1]);
-        const segment: FinishedSegment = { rendition: r.name, index, start: Number(start), duration: Number(stop) - Number(start), bytes };
+        // the list's times are output times (the run's own plus its offset); the first segment is listed from
+        // 0, but its media starts at the offset
+        const from = index === 0 ? Math.max(Number(start), run.cuts.offset) : Number(start);
+        const segment: FinishedSegment = { rendition: r.name, index, start: from - run.cuts.offset, duration: Number(stop) - from, bytes };
         const dropped = run.grouper.dropped;
         const groups = run.grouper.add(segment);
         if (run.grouper.dropped > dropped) {

@@ -101,8 +101,9 @@ export function passthroughPlan(mode: PassthroughMode, planned: PlannedRendition
 
 /**
  * Follows a copied source's keyframes as ffmpeg's segment muxer cuts on them (at the first keyframe at or after
- * each multiple of the segment duration) and says when a segment would run longer than the segment duration
- * allows: the source's keyframe interval does not divide it, or its keyframes stopped.
+ * each multiple of the segment duration in output time: the run's own plus `offset`, job.ts wallClockCuts) and
+ * says when a segment would run longer than the segment duration allows: the source's keyframe interval does
+ * not divide it, or its keyframes stopped.
  */
 export class KeyframeCadence {
   private startMs: number | null = null;
@@ -110,7 +111,7 @@ export class KeyframeCadence {
   /** Segments cut so far. */
   cuts = 0;
 
-  constructor(private readonly segmentDuration: number) {}
+  constructor(private readonly segmentDuration: number, private readonly offset = 0) {}
 
   /** One video packet (its timestamp in ms); returns why the source does not fit, or null while it does. */
   video(ms: number, keyframe: boolean): string | null {
@@ -125,7 +126,7 @@ export class KeyframeCadence {
     if (t - this.lastCut > longest) {
       return `no source keyframe within ${longest.toFixed(2)} s of the last segment boundary: its keyframe interval does not divide the ${d}-s segment duration`;
     }
-    if (keyframe && t >= (this.cuts + 1) * d - SEGMENT_TIME_DELTA) {
+    if (keyframe && t + this.offset >= (this.cuts + 1) * d - SEGMENT_TIME_DELTA) {
       this.cuts += 1;
       this.lastCut = t;
     }
@@ -172,9 +173,9 @@ export class CopyWatch {
   private probe: { packets: AVPacket[]; bytes: number } | null = { packets: [], bytes: 0 };
   private over = false;
 
-  /** `bandwidth`: the copied rendition's BANDWIDTH; `maxProbeBytes`: the most a first segment may hold. */
-  constructor(segmentDuration: number, bandwidth: number, private readonly maxProbeBytes: number) {
-    this.cadence = new KeyframeCadence(segmentDuration);
+  /** `bandwidth`: the copied rendition's BANDWIDTH; `maxProbeBytes`: the most a first segment may hold; `offset`: the run's (KeyframeCadence). */
+  constructor(segmentDuration: number, bandwidth: number, private readonly maxProbeBytes: number, offset = 0) {
+    this.cadence = new KeyframeCadence(segmentDuration, offset);
     this.weight = new BitrateWatch(bandwidth);
   }
 

@@ -24,6 +24,17 @@ async function chaos(scenario: string, browsers: number, more: string[] = []): P
   return { ...result, report: JSON.parse(readFileSync(out, "utf8")) as ChaosReport, png: readFileSync(out.replace(/\.json$/, ".png")) };
 }
 
+/**
+ * Each standby took over on the boundary the active input's media ended on: both pipelines cut their segments on
+ * the same wall-clock boundaries (job.ts wallClockCuts), so the switch repeats or skips about a frame. Before the
+ * boundaries were locked it was anywhere within half of the 2-s segment; 250 ms leaves room for a busy machine's
+ * late look at a run's first keyframe.
+ */
+function aligned(r: ChaosReport, switches: number, output: string): void {
+  assert.ok(r.standbyShiftsMs.length >= switches, `${r.standbyShiftsMs.length} standby cuts logged for ${switches} switches\n${output}`);
+  assert.deepEqual(r.standbyShiftsMs.filter((ms) => Math.abs(ms) > 250), [], `the standbys' media repeated or skipped ${r.standbyShiftsMs.join("/")} ms at the switches`);
+}
+
 function invariants(r: ChaosReport, output: string): void {
   assert.equal(r.sequenceRegressions, 0, output);
   assert.equal(r.uriChanges, 0, output);
@@ -62,11 +73,12 @@ describe("chaos harness (quick)", function () {
     // the owner, then the node that was its standby at the start, are killed: two switches at least
     assert.ok(report.publisherGapsMs.length >= 2, `the stream switched inputs ${report.publisherGapsMs.length} times\n${output}`);
     assert.deepEqual(report.publisherGapsMs.filter((g) => g > 0), [], "the standby's media continues the timeline's date-time");
+    aligned(report, 2, output);
     assert.equal(report.stalls.simulated.count, 0, output);
     assert.equal(report.errors.total, 0, JSON.stringify(report.errors));
     // a real hls.js player in Chromium through both kills: no stall, no error of any kind
     assert.deepEqual(report.stalls.browser, { count: 0, seconds: 0 }, output);
-    process.stderr.write(`      node-crash --backup: ${report.stalls.simulated.count} stalls (browser ${report.stalls.browser.count}), gaps ${report.publisherGapsMs.join("/")} ms\n`);
+    process.stderr.write(`      node-crash --backup: ${report.stalls.simulated.count} stalls (browser ${report.stalls.browser.count}), gaps ${report.publisherGapsMs.join("/")} ms, standby media shifts ${report.standbyShiftsMs.join("/")} ms\n`);
   });
 
   it("rolling-update with a backup encoder: each drained active node hands its stream to the standby, with no stall, no gap and no browser error", async () => {
@@ -76,9 +88,10 @@ describe("chaos harness (quick)", function () {
     assert.equal(report.drains.length, 3);
     assert.ok(report.publisherGapsMs.length >= 1, `the stream switched inputs ${report.publisherGapsMs.length} times\n${output}`);
     assert.deepEqual(report.publisherGapsMs.filter((g) => g > 0), [], "the standby's media continues the timeline's date-time");
+    aligned(report, 1, output);
     assert.equal(report.stalls.simulated.count, 0, output);
     assert.equal(report.errors.total, 0, JSON.stringify(report.errors));
-    process.stderr.write(`      rolling-update --backup: ${report.stalls.simulated.count} stalls (browser ${report.stalls.browser.count}), gaps ${report.publisherGapsMs.join("/")} ms\n`);
+    process.stderr.write(`      rolling-update --backup: ${report.stalls.simulated.count} stalls (browser ${report.stalls.browser.count}), gaps ${report.publisherGapsMs.join("/")} ms, standby media shifts ${report.standbyShiftsMs.join("/")} ms\n`);
   });
 
   // Redis away (stopped 10 s, then frozen 15 s, in one run) longer than a lease and a cached timeline's trust,

@@ -117,7 +117,7 @@ describe("redundant ingest: a hot standby continues the timeline", function () {
   /** Prints the switch's figures: the timeline's date-time gap, and the media the standby repeated (<0) or skipped. */
   function report(what: string, gap: number, taker: TestNode): void {
     const line = taker.lines.filter((l) => /standby media continues the timeline stream=redundant/.test(l)).at(-1) ?? "";
-    console.log(`      ${what}: date-time gap across the switch ${gap} ms, media shift ${/shiftMs=(\S+)/.exec(line)?.[1] ?? "?"} ms`);
+    console.log(`      ${what}: date-time gap across the switch ${gap} ms, media repeated (<0) or skipped ${/mismatchMs=(\S+)/.exec(line)?.[1] ?? "?"} ms, date-times moved ${/shiftMs=(\S+)/.exec(line)?.[1] ?? "?"} ms`);
   }
 
   /** Total CPU ticks (user + system) of a node's ffmpeg children. */

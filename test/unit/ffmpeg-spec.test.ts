@@ -5,7 +5,7 @@ import { DEFAULTS, type Rendition } from "../../src/config/defaults.ts";
 import type { SourceInfo } from "../../src/ingest/rtmp-server.ts";
 import { createLogger } from "../../src/core/log.ts";
 import { BUFSIZE_SECONDS, MAXRATE_FACTOR, planLadder, type PlannedRendition } from "../../src/transcode/ladder.ts";
-import { ffmpegSpec, type TranscodeOptions } from "../../src/transcode/job.ts";
+import { MIN_FIRST_SEGMENT, ffmpegSpec, wallClockCuts, type TranscodeOptions } from "../../src/transcode/job.ts";
 
 const LADDER: Rendition[] = DEFAULTS.transcode.ladder;
 
@@ -69,18 +69,28 @@ describe("ffmpegSpec", () => {
 
       it("forces keyframes at the segment duration, without scene-cut keyframes", () => {
         for (const output of spec.outputs) {
-          assert.equal(value(output.options, "-force_key_frames"), `expr:gte(t,n_forced*${d})`);
+          assert.equal(value(output.options, "-force_key_frames"), `expr:gte(t,0+n_forced*${d})`);
           assert.equal(value(output.options, "-sc_threshold"), "0");
           assert.equal(value(output.options, "-segment_time"), String(d));
+          assert.equal(value(output.options, "-output_ts_offset"), "0");
         }
       });
 
-      it("uses equal -g and -keyint_min: one GOP per segment", () => {
+      it("keeps x264's own keyframes out of the way: -keyint_min one segment, -g two", () => {
         spec.outputs.forEach((output, i) => {
-          const g = value(output.options, "-g");
-          assert.equal(value(output.options, "-keyint_min"), g);
-          assert.equal(Number(g), Math.round(renditions[i]!.frameRate * d));
+          const gop = Math.round(renditions[i]!.frameRate * d);
+          assert.equal(Number(value(output.options, "-keyint_min")), gop);
+          assert.equal(Number(value(output.options, "-g")), 2 * gop);
         });
+      });
+
+      it("cuts on wall-clock boundaries: the run's offset shifts its output time, its first keyframe is forced at the first boundary", () => {
+        const cuts = wallClockCuts(1_700_000_004_300, d); // 300 ms past a multiple of 2, 3 and 4 s
+        const shifted = ffmpegSpec(options(renditions, c.src.hasAudio, d), DIR, cuts);
+        for (const output of shifted.outputs) {
+          assert.equal(value(output.options, "-output_ts_offset"), "0.3");
+          assert.equal(value(output.options, "-force_key_frames"), `expr:gte(t,${d - 0.3}+n_forced*${d})`);
+        }
       });
 
       it("writes a CSV segment list per rendition", () => {
@@ -155,4 +165,35 @@ describe("ffmpegSpec", () => {
       });
     });
   }
+});
+
+describe("wallClockCuts", () => {
+  it("puts a run's boundaries where the wall clock is a multiple of the segment duration", () => {
+    for (const d of [1, 2, 6]) {
+      for (const startedAt of [1_700_000_000_000, 1_700_000_000_417, 1_700_000_001_999, 1_700_000_003_250]) {
+        const { offset, firstKeyframe } = wallClockCuts(startedAt, d);
+        assert.ok(offset >= 0 && offset < d, `offset ${offset}`);
+        // the first forced keyframe lands on a boundary, and so does every one after it
+        assert.equal(Math.round(startedAt + firstKeyframe * 1000) % (d * 1000), 0, `${startedAt} ${d}`);
+        // output time (run time plus the offset) is wall-clock time modulo the duration: ffmpeg's muxer cuts there
+        assert.equal(Math.round((startedAt - offset * 1000)) % (d * 1000), 0);
+        assert.ok(firstKeyframe >= MIN_FIRST_SEGMENT || firstKeyframe === 0, `first segment ${firstKeyframe}`);
+        assert.ok(firstKeyframe < d + MIN_FIRST_SEGMENT, `first segment ${firstKeyframe}`);
+      }
+    }
+  });
+
+  it("never starts a run with a segment of a frame or two: one that short joins the next", () => {
+    assert.deepEqual(wallClockCuts(1_700_000_001_900, 2), { offset: 1.9, firstKeyframe: 2.1 });
+    assert.deepEqual(wallClockCuts(1_700_000_001_700, 2), { offset: 1.7, firstKeyframe: 0.3 });
+    assert.deepEqual(wallClockCuts(1_700_000_002_000, 2), { offset: 0, firstKeyframe: 0 });
+  });
+
+  it("gives two pipelines that started apart the same boundaries", () => {
+    const a = wallClockCuts(1_700_000_000_120, 2);
+    const b = wallClockCuts(1_700_000_007_870, 2);
+    const boundaries = (startedAt: number, first: number): number[] => [0, 1, 2, 3].map((k) => startedAt + (first + 2 * k) * 1000);
+    const fromA = boundaries(1_700_000_000_120, a.firstKeyframe);
+    for (const at of boundaries(1_700_000_007_870, b.firstKeyframe)) assert.ok(fromA.includes(at) || at > fromA.at(-1)!, `${at}`);
+  });
 });

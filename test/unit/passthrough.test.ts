@@ -148,6 +148,21 @@ describe("passthrough", () => {
       assert.equal(follow(2, 2, 20, 100).why, null, "a keyframe 100 ms late still fits");
     });
 
+    it("cuts where the run's output time (its own plus the wall-clock offset) crosses a boundary, as ffmpeg's muxer does", () => {
+      const cutsAt = (offset: number): number[] => {
+        const cadence = new KeyframeCadence(2, offset);
+        const at: number[] = [];
+        for (let frame = 0; frame < 9 * 30; frame++) {
+          const before = cadence.cuts;
+          assert.equal(cadence.video(5000 + Math.round((frame * 1000) / 30), frame % 30 === 0), null);
+          if (cadence.cuts > before) at.push(frame / 30);
+        }
+        return at;
+      };
+      assert.deepEqual(cutsAt(0), [2, 4, 6, 8]);
+      assert.deepEqual(cutsAt(1), [1, 3, 5, 7]);
+    });
+
     it("refuses a keyframe interval longer than the segment, or one that does not divide it", () => {
       const five = follow(2, 5, 20);
       assert.match(five.why ?? "", /does not divide the 2-s segment duration/);

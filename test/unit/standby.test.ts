@@ -88,6 +88,23 @@ describe("standby: where its media continues the timeline", () => {
     assert.equal(groups.next(group(8, 400))?.pdt, T + 8000);
   });
 
+  it("finds the listed end in its own media by the active owner's date-time offset, so boundaries cut alike continue exactly", () => {
+    // both pipelines cut on the same wall-clock boundaries; the active owner's date-times run 700 ms ahead of
+    // its media (an earlier switch moved them), so the listed end at 6.7 s is its media's 6.0 s
+    const cuts: { shiftMs: number; mismatchMs: number }[] = [];
+    const groups = new StandbyGroups(10, (shiftMs, mismatchMs) => cuts.push({ shiftMs, mismatchMs }));
+    for (let n = 0; n < 8; n++) groups.hold(group(n));
+    const listed = groups.takeOver(T + 6700, 700);
+    assert.deepEqual(listed.map((g) => (g.segments[0] as { index?: number }).index), [6, 7], "group 6 starts where the listed media ended");
+    assert.deepEqual(cuts, [{ shiftMs: 700, mismatchMs: 0 }], "nothing repeated or skipped; the date-time runs on from 6.7 s");
+    assert.deepEqual(listed.map((g) => g.pdt - T), [6700, 7700]);
+    // read by the date-times alone, group 7 would have followed: 300 ms of media skipped
+    const naive = new StandbyGroups(10, (shiftMs, mismatchMs) => cuts.push({ shiftMs, mismatchMs }));
+    for (let n = 0; n < 8; n++) naive.hold(group(n));
+    assert.deepEqual(naive.takeOver(T + 6700).map((g) => (g.segments[0] as { index?: number }).index), [7]);
+    assert.deepEqual(cuts[1], { shiftMs: -300, mismatchMs: 300 });
+  });
+
   it("drops what arrives late but repeats listed media, until a group continues it", () => {
     const groups = new StandbyGroups(10);
     for (let n = 0; n < 3; n++) groups.hold(group(n));
@@ -193,7 +210,7 @@ describe("standby: a standby owner (fake writer)", () => {
     const writer = new StandbyWriter();
     const { owner, metrics } = standbyOwner(writer, "backup");
     assert.equal(await owner.start(), true);
-    assert.deepEqual(owner.input, { role: "backup", state: "standby" });
+    assert.deepEqual(owner.input, { role: "backup", state: "standby", offsetMs: 0 });
     for (let n = 0; n < 8; n++) enqueue(owner, group(n, 400));
     writer.view = { ...writer.view, nextSeq: 11 };
     // two looks at a live active input: nothing taken, nothing listed
@@ -202,7 +219,7 @@ describe("standby: a standby owner (fake writer)", () => {
     assert.equal(writer.appended.length, 0, "a standby's segments are not listed");
     writer.view = { ...writer.view, holder: null, state: "reconnecting", released: true };
     await waitFor("the takeover's appends", () => (writer.appended.length === 2 ? true : undefined), 5000, 20);
-    assert.deepEqual(owner.input, { role: "backup", state: "active" });
+    assert.deepEqual({ ...owner.input, offsetMs: undefined }, { role: "backup", state: "active", offsetMs: undefined });
     assert.deepEqual(writer.appended.map((g) => [g.seq, g.pdt - T, g.renditions[0]!.bytes.toString()]), [[11, 6000, "360p/6"], [12, 7000, "360p/7"]], "from the group that continues the end at 6 s, at the next sequence number");
     assert.deepEqual(writer.claims.at(-1), { preempt: "", role: "backup" });
     assert.equal((await metrics.standbyTakeovers.get()).values.find((v) => v.labels.reason === "released")?.value, 1);

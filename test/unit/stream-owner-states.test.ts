@@ -79,7 +79,9 @@ function group(n: number): SegmentGroupOut {
   };
 }
 
-function owner(writer: FakeWriter, connection: FakeConnection, nodeAlive = async (): Promise<boolean> => true): { owner: StreamOwner; metrics: Metrics } {
+function owner(
+  writer: FakeWriter, connection: FakeConnection, nodeAlive = async (): Promise<boolean> => true, standbyElsewhere?: () => boolean,
+): { owner: StreamOwner; metrics: Metrics } {
   const metrics = new Metrics({ node: "node-a" });
   const o = new StreamOwner({
     connection: connection as unknown as PublisherConnection,
@@ -91,6 +93,7 @@ function owner(writer: FakeWriter, connection: FakeConnection, nodeAlive = async
     metrics,
     nodeAlive,
     ownerGone: async () => false,
+    ...(standbyElsewhere ? { standbyElsewhere } : {}),
   });
   return { owner: o, metrics };
 }
@@ -158,6 +161,25 @@ describe("stream owner state machine (fake writer)", () => {
     await closed;
     assert.deepEqual(writer.appended, [7, 8], "nothing dropped, nothing out of order");
     assert.deepEqual(writer.calls.slice(-2), ["markHandoff", "release"]);
+  });
+
+  it("handing over to a hot standby elsewhere, it lists nothing its transcoder finishes after the handoff mark (the standby's aligned segments continue from the last one listed)", async () => {
+    for (const standby of [true, false]) {
+      const writer = new FakeWriter();
+      // the connection's end is the transcoder's input's end: ffmpeg finishes the segment it cut short
+      const connection = new FakeConnection("cam");
+      const { owner: o } = owner(writer, connection, undefined, () => standby);
+      connection.close = (reason: string): void => {
+        FakeConnection.prototype.close.call(connection, reason);
+        enqueue(o, group(1));
+      };
+      assert.equal(await o.start(), true);
+      enqueue(o, group(0));
+      await waitFor("the first group listed", () => (writer.appended.length === 1 ? true : undefined), 5000, 20);
+      await o.close("node draining");
+      assert.deepEqual(writer.appended, standby ? [7] : [7, 8], standby ? "the cut-short segment is left to the standby" : "without a standby it is listed");
+      assert.deepEqual(writer.calls.slice(-2), ["markHandoff", "release"]);
+    }
   });
 
   it("a fenced append means another node owns the stream: it stops writing and drops the publisher", async () => {

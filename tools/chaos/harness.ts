@@ -178,6 +178,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         ? { retries: haproxyAfter.retries - haproxyBefore.retries, redispatches: haproxyAfter.redispatches - haproxyBefore.redispatches }
         : null,
       streams: streams.length,
+      standbyShiftsMs: local ? local.logLines(/standby media continues the timeline/, timeline.startedAt).map((l) => Number(/mismatchMs=(-?\d+)/.exec(l)?.[1])).filter(Number.isFinite) : [],
     });
   } finally {
     stopViewers.abort();

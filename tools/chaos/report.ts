@@ -27,6 +27,12 @@ export interface ChaosReport {
   endlistsWhileLive: number;
   publisherGapsMs: number[];
   /**
+   * At each hot standby's takeover, how far its media was from continuing the timeline (ms; > 0: media
+   * skipped, < 0: repeated), from the nodes' logs (the local cluster only). Segment boundaries locked to the
+   * wall clock keep it to about a frame.
+   */
+  standbyShiftsMs: number[];
+  /**
    * Input loss (hls.inputLoss): slate segments listed and their media seconds; for each input lost (a node
    * killed, a publisher dropped), ms from it to the first slate segment listed and to the first live segment
    * listed after that slate (null: none followed before the next event), as the checker saw them (it polls
@@ -57,6 +63,7 @@ export interface ReportInput {
   drains: { node: string; ms: number }[];
   haproxy: { retries: number; redispatches: number } | null;
   streams: number;
+  standbyShiftsMs?: number[];
 }
 
 const sum = (values: number[]): number => values.reduce((a, b) => a + b, 0);
@@ -96,6 +103,7 @@ export function buildReport(i: ReportInput): ChaosReport {
     uriChanges: sum(i.simulated.map((r) => r.uriChanges)),
     endlistsWhileLive: sum(i.simulated.map((r) => r.endlists)),
     publisherGapsMs: i.checker.gaps(),
+    standbyShiftsMs: i.standbyShiftsMs ?? [],
     slate: slateFigures(i.timeline, i.checker),
     consistencyViolations: i.checker.violations.length,
     consistencyExamples: i.checker.violations.slice(0, 10),
@@ -163,6 +171,7 @@ export function summary(r: ChaosReport): string {
     ["consistency violations", String(r.consistencyViolations)],
     ["segments lost", String(r.segmentsLost)],
     ["publisher gaps", r.publisherGapsMs.length ? r.publisherGapsMs.map((g) => `${g} ms`).join(", ") : "none"],
+    ["standby media shifts", r.standbyShiftsMs.length ? r.standbyShiftsMs.map((g) => `${g} ms`).join(", ") : "none"],
     ["slate", `${r.slate.segments} segments, ${r.slate.seconds} s` + r.slate.losses
       .map((l) => `; ${l.event}: slate ${l.toSlateMs === null ? "-" : `${l.toSlateMs} ms`}, live ${l.toLiveMs === null ? "-" : `${l.toLiveMs} ms`}`).join("")],
     ["drains", r.drains.length ? r.drains.map((d) => `${d.node} ${d.ms} ms`).join(", ") : "none"],
