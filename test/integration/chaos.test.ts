@@ -60,6 +60,8 @@ describe("chaos harness (quick)", function () {
     assert.ok(report.browserChannel.handoffs >= 1, JSON.stringify(report.browserChannel));
     assert.ok(report.browserChannel.connects >= 2, JSON.stringify(report.browserChannel));
     assert.ok(report.publisherGapsMs.length >= 1, "the stream moved at least once");
+    // its owner is drained last and its encoder steered to an updated node: it moves once, never twice
+    assert.deepEqual(report.moves, [1], `moves per stream ${report.moves.join(", ")}\n${output}`);
     assert.ok(report.timeline.events.some((e) => e.kind === "drain"));
     assert.ok(png.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])), "a PNG timeline");
     assert.match(output, /invariants\s+all hold/);
@@ -78,7 +80,7 @@ describe("chaos harness (quick)", function () {
     assert.equal(report.errors.total, 0, JSON.stringify(report.errors));
     // a real hls.js player in Chromium through both kills: no stall, no error of any kind
     assert.deepEqual(report.stalls.browser, { count: 0, seconds: 0 }, output);
-    process.stderr.write(`      node-crash --backup: ${report.stalls.simulated.count} stalls (browser ${report.stalls.browser.count}), gaps ${report.publisherGapsMs.join("/")} ms, standby media shifts ${report.standbyShiftsMs.join("/")} ms\n`);
+    process.stderr.write(`      node-crash --backup: ${report.stalls.simulated.count} stalls (browser ${report.stalls.browser.count}), gaps ${report.publisherGapsMs.join("/")} ms, standby media shifts ${report.standbyShiftsMs.join("/")} ms, moves ${report.moves.join("/")}\n`);
   });
 
   it("rolling-update with a backup encoder: each drained active node hands its stream to the standby, with no stall, no gap and no browser error", async () => {
@@ -89,9 +91,11 @@ describe("chaos harness (quick)", function () {
     assert.ok(report.publisherGapsMs.length >= 1, `the stream switched inputs ${report.publisherGapsMs.length} times\n${output}`);
     assert.deepEqual(report.publisherGapsMs.filter((g) => g > 0), [], "the standby's media continues the timeline's date-time");
     aligned(report, 1, output);
+    // the standby's node is updated before the active input's: the stream switches once, to an updated node
+    assert.deepEqual(report.moves, [1], `moves per stream ${report.moves.join(", ")}\n${output}`);
     assert.equal(report.stalls.simulated.count, 0, output);
     assert.equal(report.errors.total, 0, JSON.stringify(report.errors));
-    process.stderr.write(`      rolling-update --backup: ${report.stalls.simulated.count} stalls (browser ${report.stalls.browser.count}), gaps ${report.publisherGapsMs.join("/")} ms, standby media shifts ${report.standbyShiftsMs.join("/")} ms\n`);
+    process.stderr.write(`      rolling-update --backup: ${report.stalls.simulated.count} stalls (browser ${report.stalls.browser.count}), gaps ${report.publisherGapsMs.join("/")} ms, standby media shifts ${report.standbyShiftsMs.join("/")} ms, moves ${report.moves.join("/")}\n`);
   });
 
   // Redis away (stopped 10 s, then frozen 15 s, in one run) longer than a lease and a cached timeline's trust,

@@ -99,6 +99,18 @@ describe("rollout order, stages and steering", () => {
     assert.deepEqual(order.map((n) => n.id), ["node-3", "node-2", "node-1"]);
   });
 
+  it("updates a node holding only a hot standby before the active input's node", () => {
+    const inputs = (state: "active" | "standby"): NonNullable<NodeRecord["load"]["inputs"]> => ({ s: { role: state === "active" ? "primary" : "backup", state } });
+    const withInputs = (id: string, state: "active" | "standby", viewers: number): NodeRecord => {
+      const r = record(id, 1, viewers);
+      return { ...r, load: { ...r.load, inputs: inputs(state) } };
+    };
+    const order = orderNodes([withInputs("node-1", "active", 0), withInputs("node-2", "standby", 0), record("node-3", 0, 0)]);
+    assert.deepEqual(order.map((n) => n.id), ["node-3", "node-2", "node-1"]);
+    // by publishers alone, node-1 (the first id) would have come before node-2
+    assert.deepEqual(orderNodes([withInputs("node-2", "standby", 0), withInputs("node-1", "active", 0)]).map((n) => n.id), ["node-2", "node-1"]);
+  });
+
   it("stages: the canary, then each step as a count or a share, always ending with every node", () => {
     assert.deepEqual(stageEnds(["1", "50%", "100%"], 4), [1, 2, 4]);
     assert.deepEqual(stageEnds(["1", "50%", "100%"], 2), [1, 2]);

@@ -10,6 +10,7 @@ import { ConsistencyChecker } from "./consistency.ts";
 import { ReconnectingPublisher } from "./publisher.ts";
 import { buildReport, type ChaosReport } from "./report.ts";
 import { RUN, SCENARIOS, type ScenarioName } from "./scenarios.ts";
+import { MoveCounter } from "./moves.ts";
 import type { ChaosTimeline, TimelineEventKind } from "./timeline-chart.ts";
 import { SimulatedViewer, type ViewerReport } from "./viewer.ts";
 
@@ -88,6 +89,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   const browsers = new BrowserViewers();
   const stopViewers = new AbortController();
   let checker: ConsistencyChecker | null = null;
+  let moves: MoveCounter | null = null;
   const timeline: ChaosTimeline = { scenario: label, startedAt: Date.now(), endedAt: 0, events: [], stalls: [], errors: [], playlist: [] };
   const mark = (kind: TimelineEventKind, label: string): void => void timeline.events.push({ at: Date.now(), kind, label });
   try {
@@ -134,6 +136,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       250,
     );
     checker.start();
+    moves = new MoveCounter(admin, streams);
+    moves.start();
 
     o.progress(`${o.viewers} simulated viewers and ${o.browsers} browser${o.browsers === 1 ? "" : "s"} start watching`);
     const viewers = Array.from({ length: o.viewers }, (_, id) => new SimulatedViewer({
@@ -158,6 +162,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     await settle(2);
     stopViewers.abort();
     checker.stop();
+    moves.stop();
     const lost = await checker.lost();
     const simulated: ViewerReport[] = await Promise.all(running);
     const browserReports: BrowserReport[] = await browsers.reports().catch((error: unknown) => {
@@ -178,11 +183,13 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         ? { retries: haproxyAfter.retries - haproxyBefore.retries, redispatches: haproxyAfter.redispatches - haproxyBefore.redispatches }
         : null,
       streams: streams.length,
+      moves: [...moves.moves.values()],
       standbyShiftsMs: local ? local.logLines(/standby media continues the timeline/, timeline.startedAt).map((l) => Number(/mismatchMs=(-?\d+)/.exec(l)?.[1])).filter(Number.isFinite) : [],
     });
   } finally {
     stopViewers.abort();
     checker?.stop();
+    moves?.stop();
     await browsers.close();
     await Promise.all(publishers.map((p) => p.stop()));
     if (local) await local.stop();

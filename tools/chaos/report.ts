@@ -32,6 +32,8 @@ export interface ChaosReport {
    * wall clock keep it to about a frame.
    */
   standbyShiftsMs: number[];
+  /** Per stream, how often its live input moved to another node (MoveCounter; the slate is no move). */
+  moves: number[];
   /**
    * Input loss (hls.inputLoss): slate segments listed and their media seconds; for each input lost (a node
    * killed, a publisher dropped), ms from it to the first slate segment listed and to the first live segment
@@ -64,6 +66,7 @@ export interface ReportInput {
   haproxy: { retries: number; redispatches: number } | null;
   streams: number;
   standbyShiftsMs?: number[];
+  moves?: number[];
 }
 
 const sum = (values: number[]): number => values.reduce((a, b) => a + b, 0);
@@ -104,6 +107,7 @@ export function buildReport(i: ReportInput): ChaosReport {
     endlistsWhileLive: sum(i.simulated.map((r) => r.endlists)),
     publisherGapsMs: i.checker.gaps(),
     standbyShiftsMs: i.standbyShiftsMs ?? [],
+    moves: i.moves ?? [],
     slate: slateFigures(i.timeline, i.checker),
     consistencyViolations: i.checker.violations.length,
     consistencyExamples: i.checker.violations.slice(0, 10),
@@ -171,6 +175,7 @@ export function summary(r: ChaosReport): string {
     ["consistency violations", String(r.consistencyViolations)],
     ["segments lost", String(r.segmentsLost)],
     ["publisher gaps", r.publisherGapsMs.length ? r.publisherGapsMs.map((g) => `${g} ms`).join(", ") : "none"],
+    ["moves per stream", r.moves.length ? r.moves.join(", ") : "none"],
     ["standby media shifts", r.standbyShiftsMs.length ? r.standbyShiftsMs.map((g) => `${g} ms`).join(", ") : "none"],
     ["slate", `${r.slate.segments} segments, ${r.slate.seconds} s` + r.slate.losses
       .map((l) => `; ${l.event}: slate ${l.toSlateMs === null ? "-" : `${l.toSlateMs} ms`}, live ${l.toLiveMs === null ? "-" : `${l.toLiveMs} ms`}`).join("")],

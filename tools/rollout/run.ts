@@ -16,9 +16,18 @@ import { assignRelease, assignedRelease } from "./release.ts";
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const viewersOf = (n: NodeRecord): number => Object.values(n.load.viewers).reduce((a, b) => a + b, 0);
 
-/** The update order: nodes that own no stream first (the most viewers first: the canary serves viewers). */
+/** Streams whose active input a node holds (its publishers, for a record without inputs). */
+const activeOf = (n: NodeRecord): number =>
+  n.load.inputs ? Object.values(n.load.inputs).filter((i) => i.state === "active").length : n.load.publishers;
+
+/**
+ * The update order: nodes that own no stream first (the most viewers first: the canary serves viewers), then
+ * nodes holding only hot standbys, the active inputs' nodes last: a standby's encoder reconnects to an
+ * updated node before its active input is handed to it, so a redundant broadcast moves once, like any stream.
+ */
 export function orderNodes(nodes: NodeRecord[]): NodeRecord[] {
-  return [...nodes].sort((a, b) => a.load.publishers - b.load.publishers || viewersOf(b) - viewersOf(a) || a.id.localeCompare(b.id));
+  return [...nodes].sort((a, b) =>
+    activeOf(a) - activeOf(b) || a.load.publishers - b.load.publishers || viewersOf(b) - viewersOf(a) || a.id.localeCompare(b.id));
 }
 
 /** How many nodes are updated at the end of each stage: the canary (1), then each step, then all. */
