@@ -182,9 +182,8 @@ class Update {
    * or the reconnecting encoder could land on one of them again; if it does all the same, it is moved again.
    */
   async giveStream(canary: NodeRecord): Promise<void> {
-    // a stream on the slate has no encoder to reconnect: only one with a publisher can be moved
-    const streams = (await streamsOf(this.c)).filter((s) => s.state === "live" && !s.slate);
-    if (streams.length === 0 || streams.some((s) => s.owner === canary.id)) return;
+    const streams = (await streamsOf(this.c)).filter((s) => s.state === "live");
+    if (streams.length === 0 || streams.some((s) => s.owner === canary.id && !s.slate)) return;
     const stream = [...streams].sort((a, b) => b.viewers - a.viewers)[0]!;
     await this.steering();
     let where = `still on ${stream.owner}`;
@@ -211,12 +210,7 @@ class Update {
     const deadline = Date.now() + 10000;
     while (Date.now() < deadline) {
       const others = (await nodesOf(this.c).catch(() => [])).filter((n) => !this.active.steerTo.includes(n.id) && n.state === "ready");
-      if (others.every((n) => n.load.steered === true)) return;
-      // a release that does not report it: its nodes look for an update once a second
-      if (others.some((n) => n.load.steered === undefined)) {
-        await sleep(2000);
-        return;
-      }
+      if (others.every((n) => n.load.steered !== false)) return;
       await sleep(250);
     }
   }
