@@ -182,8 +182,9 @@ class Update {
    * or the reconnecting encoder could land on one of them again; if it does all the same, it is moved again.
    */
   async giveStream(canary: NodeRecord): Promise<void> {
-    const streams = (await streamsOf(this.c)).filter((s) => s.state === "live");
-    if (streams.length === 0 || streams.some((s) => s.owner === canary.id && !s.slate)) return;
+    // a stream on the slate has no encoder to reconnect: only one with a publisher can be moved
+    const streams = (await streamsOf(this.c)).filter((s) => s.state === "live" && !s.slate);
+    if (streams.length === 0 || streams.some((s) => s.owner === canary.id)) return;
     const stream = [...streams].sort((a, b) => b.viewers - a.viewers)[0]!;
     await this.steering();
     let where = `still on ${stream.owner}`;
