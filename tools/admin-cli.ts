@@ -47,7 +47,8 @@ function table(rows: string[][]): string {
 
 /**
  * Which input feeds a stream, and where its hot standby runs (stream/standby.ts), from the nodes' records:
- * `primary`, `backup (standby: primary on node-2)`; `-` while no node reports one (an older release).
+ * `primary`, `backup (standby: primary on node-2)`, `... on node-2, warming up` while that standby has no fresh
+ * media to take over with; `-` while no node reports one (an older release).
  */
 function inputs(nodes: NodeRecord[], streamId: string): string {
   const of = nodes.flatMap((n) => {
@@ -55,7 +56,7 @@ function inputs(nodes: NodeRecord[], streamId: string): string {
     return input ? [{ node: n.id, ...input }] : [];
   });
   const active = of.find((i) => i.state === "active");
-  const standbys = of.filter((i) => i.state === "standby").map((i) => `${i.role} on ${i.node}`);
+  const standbys = of.filter((i) => i.state === "standby").map((i) => `${i.role} on ${i.node}${i.ready === false ? ", warming up" : ""}`);
   if (!active && standbys.length === 0) return "-";
   return `${active?.role ?? "none"}${standbys.length ? ` (standby: ${standbys.join(", ")})` : ""}`;
 }

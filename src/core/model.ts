@@ -91,6 +91,17 @@ export interface SegmentGroup {
 
 export type NodeState = "ready" | "draining" | "drained";
 
+/** A stream's publisher on one node, as its registry record and /admin/status carry it (stream/standby.ts). */
+export interface StreamInput {
+  role: InputRole;
+  /** Feeds the timeline (active), or transcodes unlisted to take over (a hot standby). */
+  state: "active" | "standby";
+  /** Ms its listed date-times are later than its media's own (the wall clock at each group's first frame). */
+  offsetMs?: number;
+  /** A standby's: whether it could take over now (its transcoder delivered media lately; false while it warms up). */
+  ready?: boolean;
+}
+
 export interface NodeRecord {
   id: string;
   state: NodeState;
@@ -118,6 +129,6 @@ export interface NodeRecord {
     /** A rolling update sends new publishers away from this node to the updated ones (cluster/steering.ts). */
     steered?: boolean;
     /** Each stream's publisher here: its input role and whether it is active or a hot standby (stream/standby.ts). */
-    inputs?: Record<string, { role: InputRole; state: "active" | "standby"; offsetMs?: number }>;
+    inputs?: Record<string, StreamInput>;
   };
 }

@@ -12,7 +12,7 @@ import type { Logger } from "../core/log.ts";
 import type { Metrics } from "../core/metrics.ts";
 import { entryOf, type StreamStore } from "../state/store.ts";
 import { newNonce, type PeerLink } from "../cluster/peers.ts";
-import type { Claim, InputRole, LadderEntry, SegmentGroup } from "../core/model.ts";
+import type { Claim, LadderEntry, SegmentGroup, StreamInput } from "../core/model.ts";
 import type { SlateGroup } from "./slate-keeper.ts";
 import { Standby, mayStandBy, type HeldGroup, type StandbyGroups, type Takeover } from "./standby.ts";
 import { PresetGovernor } from "../transcode/degrade.ts";
@@ -173,9 +173,13 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     void this.standby?.activeDied(holder);
   }
 
-  /** Which input this owner's publisher is, and whether it feeds the timeline (active) or stands by. */
-  get input(): { role: InputRole; state: "active" | "standby"; offsetMs: number } {
-    return { role: this.o.connection.role, state: this.standby ? "standby" : "active", offsetMs: this.offsetMs };
+  /**
+   * Which input this owner's publisher is, whether it feeds the timeline (active) or stands by, and for a
+   * standby whether it could take over now (its media is fresh: not while its transcoder warms up).
+   */
+  get input(): StreamInput {
+    const { role } = this.o.connection;
+    return this.standby ? { role, state: "standby", offsetMs: this.offsetMs, ready: this.standby.ready() } : { role, state: "active", offsetMs: this.offsetMs };
   }
 
   /**

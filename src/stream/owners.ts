@@ -110,9 +110,15 @@ export class StreamOwners {
     return owner?.publisherConnected ? owner.input.role : null;
   }
 
-  /** What /admin/status lists: each stream, its epoch once claimed, and its input (role, active or standby). */
-  list(): { stream: string; epoch: number | null; role: InputRole; input: "active" | "standby" }[] {
-    return [...this.owners.values()].map((o) => ({ stream: o.streamId, epoch: o.claim?.epoch ?? null, role: o.input.role, input: o.input.state }));
+  /**
+   * What /admin/status lists: each stream, its epoch once claimed, and its input (role, active or standby, and
+   * for a standby whether it could take over now).
+   */
+  list(): { stream: string; epoch: number | null; role: InputRole; input: "active" | "standby"; ready?: boolean }[] {
+    return [...this.owners.values()].map((o) => {
+      const { role, state, ready } = o.input;
+      return { stream: o.streamId, epoch: o.claim?.epoch ?? null, role, input: state, ...(ready === undefined ? {} : { ready }) };
+    });
   }
 
   /** Each stream's input here, as the registry record carries it (`baton status` shows who is active). */

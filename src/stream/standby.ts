@@ -184,7 +184,7 @@ export class Standby {
    * lease `holder` still standing: take over now, rather than after takeoverAfter, if this standby has media.
    */
   async activeDied(holder: string): Promise<void> {
-    if (this.looking || this.stopped || Date.now() - this.groups.lastAt >= this.o.freshMs) return;
+    if (this.looking || this.stopped || !this.ready()) return;
     this.looking = true;
     try {
       await this.o.takeOver({ reason: "dead", preempt: holder.endsWith("#handoff") ? holder.slice(0, -"#handoff".length) : holder });
@@ -193,6 +193,14 @@ export class Standby {
     } finally {
       this.looking = false;
     }
+  }
+
+  /**
+   * Whether this standby could take over now: its transcoder delivered a group lately (false while it warms
+   * up, after it joined or its transcoder restarted). `baton status` and /admin/status show it.
+   */
+  ready(now = Date.now()): boolean {
+    return now - this.groups.lastAt < this.o.freshMs;
   }
 
   /** Stops watching (a takeover, or the publisher left). Safe twice. */
@@ -212,7 +220,7 @@ export class Standby {
         this.o.ladderKnown();
       }
       const ownerDead = view.holder === null && !view.released && (view.owner === "" || (await this.o.ownerGone(view.owner, view.claimedAt)));
-      const takeover = this.watch.look(view, Date.now(), Date.now() - this.groups.lastAt < this.o.freshMs, ownerDead);
+      const takeover = this.watch.look(view, Date.now(), this.ready(), ownerDead);
       // without a ladder (the active input left before setting one) only a released lease is taken: the
       // standby then plans the ladder as a first owner does
       if (takeover && !this.stopped) await this.o.takeOver(takeover);

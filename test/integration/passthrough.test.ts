@@ -110,7 +110,8 @@ describe("passthrough: the top rendition copies a source that fits it", function
 
   it("copies the source into the top rendition, aligned with the encoded one, and the master says what it is", async () => {
     // long enough that the browser, started after the checks below, still has media ahead of it on a busy machine
-    const publisher = publish(node.rtmp("copy"), { ...SOURCE, seconds: 40 });
+    // long enough for a busy machine to reach the player's checks while it is live; stopped after them
+    const publisher = publish(node.rtmp("copy"), { ...SOURCE, seconds: 90 });
     const line = await node.waitForLog(/transcoding stream=copy/, 30000);
     assert.match(line, /360p:640x360:copy\+audio,240p:426x240/);
     const [top, low] = await segments(node, "copy", 5);
@@ -158,12 +159,20 @@ describe("passthrough: the top rendition copies a source that fits it", function
     });
     await waitFor("a copied segment fetched by hls.js", () => (fetched.some((p) => /\/360p\/[^/]+\.ts$/.test(p)) ? true : undefined), 30000);
     const at = await page.evaluate(() => document.querySelector("video")!.currentTime);
-    await page.waitForFunction((t) => document.querySelector("video")!.currentTime > t + 2 * 2, at, { timeout: 45000 });
-    const errors = await page.evaluate(() => (window as unknown as { batonPlayer: { errors: { fatal: boolean; details: string }[] } }).batonPlayer.errors);
-    assert.deepEqual(errors.filter((e) => e.fatal), []);
+    const player = (): Promise<{ currentTime: number; buffered: number[][]; errors: { fatal: boolean; details: string }[] }> => page.evaluate(() => {
+      const video = document.querySelector("video")!;
+      const buffered = Array.from({ length: video.buffered.length }, (_, i) => [video.buffered.start(i), video.buffered.end(i)]);
+      return { currentTime: video.currentTime, buffered, errors: (window as unknown as { batonPlayer: { errors: { fatal: boolean; details: string }[] } }).batonPlayer.errors };
+    });
+    await page.waitForFunction((t) => document.querySelector("video")!.currentTime > t + 2 * 2, at, { timeout: 45000 }).catch(async (error: unknown) => {
+      throw new Error(`playback did not move on 4 s from ${at} s: ${JSON.stringify(await player())} (${String(error)})`);
+    });
+    assert.deepEqual((await player()).errors.filter((e) => e.fatal), []);
     await page.close();
 
-    // ffmpeg's HLS demuxer (ffplay's, VLC-style clients') reads the whole ended stream, both renditions
+    // ffmpeg's HLS demuxer (ffplay's, VLC-style clients') reads the whole ended stream, both renditions; the
+    // encoder quits as on Ctrl-C (it closes the stream), which ends it after the 2-s reconnect window
+    publisher.child.kill("SIGINT");
     await publisher.exited;
     await waitFor("EXT-X-ENDLIST", async () => ((await media(node, "copy", "360p")).endList ? true : undefined), 30000);
     const ended = await media(node, "copy", "360p");

@@ -23,6 +23,8 @@ interface Input {
   node: TestNode;
   role: string;
   input: string;
+  /** A standby's: whether its media is fresh enough to take over. */
+  ready?: boolean;
 }
 
 interface Listed {
@@ -55,17 +57,21 @@ describe("redundant ingest: a hot standby continues the timeline", function () {
   async function inputs(): Promise<Input[]> {
     const out: Input[] = [];
     for (const node of nodes.filter((n) => !down.has(n))) {
-      const status = JSON.parse((await get(node.http("/admin/status"), ADMIN)).text) as { publishers: { stream: string; role: string; input: string }[] };
-      for (const p of status.publishers) if (p.stream === STREAM) out.push({ node, role: p.role, input: p.input });
+      const status = JSON.parse((await get(node.http("/admin/status"), ADMIN)).text) as { publishers: { stream: string; role: string; input: string; ready?: boolean }[] };
+      for (const p of status.publishers) if (p.stream === STREAM) out.push({ node, role: p.role, input: p.input, ready: p.ready });
     }
     return out;
   }
 
+  /**
+   * Waits for the stream's active input and a standby of `role` ready to take over (its media fresh: a standby
+   * that just joined warms up first, and one that cannot take over loses the stream to whichever input has media).
+   */
   async function standbyIs(role: string, what: string): Promise<{ active: Input; standby: Input }> {
     return waitFor(what, async () => {
       const all = await inputs();
       const active = all.find((i) => i.input === "active");
-      const standby = all.find((i) => i.input === "standby" && i.role === role);
+      const standby = all.find((i) => i.input === "standby" && i.role === role && i.ready === true);
       return active && standby && all.length === 2 ? { active, standby } : undefined;
     }, 90000, 250);
   }

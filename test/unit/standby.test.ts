@@ -210,8 +210,9 @@ describe("standby: a standby owner (fake writer)", () => {
     const writer = new StandbyWriter();
     const { owner, metrics } = standbyOwner(writer, "backup");
     assert.equal(await owner.start(), true);
-    assert.deepEqual(owner.input, { role: "backup", state: "standby", offsetMs: 0 });
+    assert.deepEqual(owner.input, { role: "backup", state: "standby", offsetMs: 0, ready: false }, "no media yet: warming up");
     for (let n = 0; n < 8; n++) enqueue(owner, group(n, 400));
+    assert.equal(owner.input.ready, true, "its transcoder delivered: ready to take over");
     writer.view = { ...writer.view, nextSeq: 11 };
     // two looks at a live active input: nothing taken, nothing listed
     const looked = writer.looks;
