@@ -145,7 +145,7 @@ export class BatonNode {
       },
       ownerGone: (id, claimedAt) => this.liveness.gone(id, claimedAt),
       standbyElsewhere: (id) => this.standbyElsewhere(id),
-      activeOffset: (id, nodeId) => this.records.find((r) => r.id === nodeId && r.id !== this.id)?.load.inputs?.[id]?.offsetMs ?? 0,
+      activeOffset: (id, nodeId) => this.records.find((r) => r.id === nodeId && r.id !== this.id)?.load.inputs?.[id]?.offsetMs,
     });
     this.capacity = new Capacity({ limit: config.transcode.capacity, cpuTarget: config.transcode.cpuTarget, prior: ladderCost(config.transcode) });
     const secret = config.auth.requirePublishToken ? publishSecret(config) : "";

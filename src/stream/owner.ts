@@ -74,8 +74,8 @@ export interface OwnerOptions {
   slate?: SlateHandover;
   /** Whether another node runs a hot standby of the stream (its registry record says so). */
   standbyElsewhere?(streamId: string): boolean;
-  /** The date-time offset (`input.offsetMs`) the stream's owner on node `nodeId` reported last (0: none known). */
-  activeOffset?(streamId: string, nodeId: string): number;
+  /** The date-time offset (`input.offsetMs`) the stream's owner on node `nodeId` reports (undefined: no record). */
+  activeOffset?(streamId: string, nodeId: string): number | undefined;
   /** The direct line to the other nodes for entries whose append does not land (cluster/peers.ts). */
   peers?: Pick<PeerLink, "offer">;
 }
@@ -110,7 +110,8 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
   get transcoderPid(): number | null {
     return this.job?.pid ?? null;
   }
-  private readonly early: AVPacket[] = [];
+  /** Packets kept before the transcoder can start, each with when it arrived (a run's date-times start there). */
+  private readonly early: { packet: AVPacket; at: number }[] = [];
   private queue: Queued[] = [];
   /** The slate until the first segment, when this publish took over a stream without input. */
   private fill: SlateFill | null = null;
@@ -219,7 +220,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     }
     this.log.info("publish accepted", { stream: this.streamId, epoch: this.claim.epoch, nextSeq: this.claim.nextSeq, role: connection.role, remote: connection.remote });
     this.activate(this.claim);
-    for (const packet of this.early.splice(0)) this.packet(packet);
+    for (const e of this.early.splice(0)) this.packet(e.packet, e.at);
     return true;
   }
 
@@ -251,16 +252,17 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       takeoverAfterMs: config.standby.takeoverAfter * 1000,
       freshMs: (2 * config.hls.segmentDuration + 1) * 1000,
       view: () => store.inputView(this.streamId),
+      activeOffset: (nodeId) => this.o.activeOffset?.(this.streamId, nodeId),
       ownerGone: (id, claimedAt) => this.o.ownerGone(id, claimedAt),
       ladderKnown: () => {
-        for (const packet of this.early.splice(0)) this.packet(packet);
+        for (const e of this.early.splice(0)) this.packet(e.packet, e.at);
       },
       takeOver: (takeover) => this.takeOver(takeover),
       onCut: (shiftMs, mismatchMs) => this.cut(shiftMs, mismatchMs),
       log: this.log,
     });
     this.log.info("standing by", { stream: this.streamId, role: connection.role, active: view.role, holder: view.holder ?? undefined, remote: connection.remote });
-    if (view.ladder) for (const packet of this.early.splice(0)) this.packet(packet);
+    if (view.ladder) for (const e of this.early.splice(0)) this.packet(e.packet, e.at);
     return true;
   }
 
@@ -268,9 +270,9 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
    * Where a standby's media joined the timeline: how much it repeats (< 0) or skips (> 0) at the switch
    * (`mismatchMs`), and how far its date-times moved to run on from the listed end (`shiftMs`).
    */
-  private cut(shiftMs: number, mismatchMs: number): void {
-    this.log.info("standby media continues the timeline", { stream: this.streamId, mismatchMs, shiftMs });
-    this.o.metrics.standbyShift.observe(mismatchMs / 1000);
+  private cut(shiftMs: number, mismatchMs: number | null): void {
+    this.log.info("standby media continues the timeline", { stream: this.streamId, ...(mismatchMs === null ? { after: "slate" } : { mismatchMs }), shiftMs });
+    if (mismatchMs !== null) this.o.metrics.standbyShift.observe(mismatchMs / 1000);
   }
 
   /** Claims the stream at a higher epoch and lists the held groups that continue its timeline. */
@@ -295,15 +297,15 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     }
     metrics.standbyTakeovers.inc({ reason: takeover.reason });
     // a slate keeper's date-times follow the listed end, not media: only a live input's offset is known
-    const activeOffsetMs = takeover.reason === "slate" ? 0 : (this.o.activeOffset?.(this.streamId, standby.activeNode) ?? 0);
+    const activeOffsetMs = takeover.reason === "slate" ? null : standby.activeOffsetMs;
     const held = standby.groups.takeOver(claim.endsAt ?? 0, activeOffsetMs);
-    this.log.warn("standby took over", { stream: this.streamId, role: connection.role, reason: takeover.reason, epoch: claim.epoch, nextSeq: claim.nextSeq, lastEnd: claim.endsAt, activeOffsetMs, held: held.length });
+    this.log.warn("standby took over", { stream: this.streamId, role: connection.role, reason: takeover.reason, epoch: claim.epoch, nextSeq: claim.nextSeq, lastEnd: claim.endsAt, activeOffsetMs: activeOffsetMs ?? undefined, held: held.length });
     this.activate(claim, held.length === 0);
     // the held groups are cut and moved already; the transcoder's next ones go through the same cut
     for (const group of held) this.enqueue(group);
     this.continuation = standby.groups;
     // a standby that never knew the ladder kept its last GOP: it starts transcoding now
-    for (const packet of this.early.splice(0)) this.packet(packet);
+    for (const e of this.early.splice(0)) this.packet(e.packet, e.at);
   }
 
   /**
@@ -357,12 +359,12 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     await this.close("node stopping", 0);
   }
 
-  private packet(packet: AVPacket): void {
+  private packet(packet: AVPacket, at = Date.now()): void {
     if (this.closing) return;
     if (!this.claim && !this.standby?.ladder) {
       // before the claim answers (or a standby knows the ladder): keep the sequence headers and the last GOP at most
-      if (isKeyframe(packet)) this.early.splice(0, this.early.length, ...this.early.filter(isSequenceHeader));
-      this.early.push(packet);
+      if (isKeyframe(packet)) this.early.splice(0, this.early.length, ...this.early.filter((e) => isSequenceHeader(e.packet)));
+      this.early.push({ packet, at });
       return;
     }
     if (!this.job) {
@@ -373,7 +375,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       if (audioHeader) this.job.push(audioHeader);
       if (videoHeader) this.job.push(videoHeader);
     }
-    this.job.push(packet);
+    this.job.push(packet, at);
   }
 
   private createJob(): TranscodeJob {

@@ -103,8 +103,14 @@ export class StandbyGroups {
   /** The listed end's date-time, where the cut's group goes (null before the takeover, or with nothing listed). */
   private listedEnd: number | null = null;
 
-  /** `onCut`: told the shift and the media mismatch once, when the cut is found (at the takeover, or later). */
-  constructor(private readonly keep = STANDBY_GROUPS, private readonly onCut: (shiftMs: number, mismatchMs: number) => void = () => undefined) {}
+  /** Whether the listed end is a live input's media (not the slate's): only then is there a mismatch to tell. */
+  private afterMedia = true;
+
+  /**
+   * `onCut`: told the shift and the media mismatch once, when the cut is found (at the takeover, or later);
+   * the mismatch is null after the slate, whose end is no media of the standby's.
+   */
+  constructor(private readonly keep = STANDBY_GROUPS, private readonly onCut: (shiftMs: number, mismatchMs: number | null) => void = () => undefined) {}
 
   /** A group from the standby's transcoder, kept (the oldest dropped beyond `keep`). */
   hold(group: HeldGroup, now = Date.now()): void {
@@ -115,11 +121,12 @@ export class StandbyGroups {
 
   /**
    * At the takeover: the held groups that continue a timeline whose last listed segment ended at `lastEnd`
-   * (its date-time), `activeOffsetMs` later than that media's own time.
+   * (its date-time), `activeOffsetMs` later than that media's own time; null: it ended on the slate.
    */
-  takeOver(lastEnd: number, activeOffsetMs = 0): HeldGroup[] {
+  takeOver(lastEnd: number, activeOffsetMs: number | null = 0): HeldGroup[] {
+    this.afterMedia = activeOffsetMs !== null;
     this.listedEnd = lastEnd > 0 ? lastEnd : null;
-    this.continueAt = lastEnd > 0 ? lastEnd - activeOffsetMs : null;
+    this.continueAt = lastEnd > 0 ? lastEnd - (activeOffsetMs ?? 0) : null;
     if (this.continueAt === null) this.shiftMs = 0;
     return this.groups.splice(0).flatMap((g) => this.next(g) ?? []);
   }
@@ -130,7 +137,7 @@ export class StandbyGroups {
       const at = this.continueAt!;
       if ((group.pdt + groupEnd(group)) / 2 < at) return null;
       this.shiftMs = Math.round(this.listedEnd! - group.pdt);
-      this.onCut(this.shiftMs, Math.round(group.pdt - at));
+      this.onCut(this.shiftMs, this.afterMedia ? Math.round(group.pdt - at) : null);
     }
     return this.shiftMs === 0 ? group : { ...group, pdt: group.pdt + this.shiftMs };
   }
@@ -149,6 +156,8 @@ export interface StandbyOptions {
   freshMs: number;
   /** Reads the active input's state (StreamStore.inputView). */
   view(): Promise<InputView>;
+  /** The date-time offset the owner on `nodeId` reports in its registry record; undefined: no record read. */
+  activeOffset?(nodeId: string): number | undefined;
   /** Whether the node's process that made a claim at `claimedAt` is gone (dead, or restarted since). */
   ownerGone(nodeId: string, claimedAt: number): Promise<boolean>;
   /** The stream's ladder became known: the standby's transcoder may start. */
@@ -156,7 +165,7 @@ export interface StandbyOptions {
   /** Claims the stream and lists the held groups; a claim another holder won leaves the standby as it was. */
   takeOver(takeover: Takeover): Promise<void>;
   /** Told the cut's shift once the standby's media joins the timeline. */
-  onCut(shiftMs: number, mismatchMs: number): void;
+  onCut(shiftMs: number, mismatchMs: number | null): void;
   log: Logger;
 }
 
@@ -166,6 +175,11 @@ export class Standby {
   ladder: LadderEntry[] | null;
   /** The node that claimed the stream last (the active input's, or a slate keeper's), as the last look saw it. */
   activeNode: string;
+  /**
+   * That node's date-time offset as its registry record said at the last look that could read it: kept, since
+   * a frozen or dead node's record expires before its lease does.
+   */
+  activeOffsetMs = 0;
   private readonly watch: ActiveWatch;
   private readonly timer: NodeJS.Timeout;
   private looking = false;
@@ -214,7 +228,11 @@ export class Standby {
     this.looking = true;
     try {
       const view = await this.o.view();
-      if (view.owner) this.activeNode = view.owner;
+      if (view.owner && view.owner !== this.activeNode) {
+        this.activeNode = view.owner;
+        this.activeOffsetMs = 0;
+      }
+      this.activeOffsetMs = this.o.activeOffset?.(this.activeNode) ?? this.activeOffsetMs;
       if (!this.ladder && view.ladder) {
         this.ladder = view.ladder;
         this.o.ladderKnown();

@@ -117,11 +117,13 @@ export function ffmpegSpec(o: TranscodeOptions, dir: string, cuts: RunCuts = { o
     outputs: o.renditions.map((r) => {
       const gop = Math.max(1, Math.round(r.frameRate * d));
       // beside a copied rendition, keyframes go where the source has them (so every rendition cuts at the same
-      // frames); otherwise on the boundaries. Either way x264's own interval is long enough never to put one a
-      // frame early, where the segment muxer would cut too
+      // frames); otherwise on the frame nearest each boundary (half a frame early at most: a frame's time n/fps
+      // may come out a hair under the boundary, and the muxer cuts up to SEGMENT_TIME_DELTA early anyway).
+      // Either way x264's own interval is long enough never to put one a frame early, where the muxer would cut too
+      const early = Math.min(0.5 / r.frameRate, SEGMENT_TIME_DELTA / 2);
       const keyframes = copying
         ? ["-g", String(2 * gop), "-sc_threshold", "0", "-force_key_frames", "source"]
-        : ["-g", String(2 * gop), "-keyint_min", String(gop), "-sc_threshold", "0", "-force_key_frames", `expr:gte(t,${cuts.firstKeyframe}+n_forced*${d})`];
+        : ["-g", String(2 * gop), "-keyint_min", String(gop), "-sc_threshold", "0", "-force_key_frames", `expr:gte(t,${Number((cuts.firstKeyframe - early).toFixed(4))}+n_forced*${d})`];
       const options = r.copy ? ["-map", "0:v:0", "-c:v", "copy"] : [
         "-map", `[v${encoded.indexOf(r)}]`,
         "-c:v", "libx264", "-preset", o.preset, "-profile:v", r.x264Profile, "-level:v", r.x264Level,
@@ -209,8 +211,11 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     this.switchAtKeyframe = this.run !== null;
   }
 
-  /** Feeds one packet from the publisher. ffmpeg starts (or restarts) at the next video keyframe. */
-  push(packet: AVPacket): void {
+  /**
+   * Feeds one packet from the publisher, which arrived at `arrivedAt` (ms; a packet kept until the transcoder
+   * could start arrived earlier than it is fed). ffmpeg starts (or restarts) at the next video keyframe.
+   */
+  push(packet: AVPacket, arrivedAt = Date.now()): void {
     if (this.closed) return;
     if (isAudioHeader(packet)) this.audioHeader = packet;
     if (isVideoHeader(packet)) this.videoHeader = packet;
@@ -225,7 +230,7 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
       this.dropping = false;
     }
     if (!this.run) {
-      if (keyframe && this.videoHeader && !this.restartTimer) this.startRun(packet);
+      if (keyframe && this.videoHeader && !this.restartTimer) this.startRun(packet, undefined, arrivedAt);
       return;
     }
     const input = this.run.ffmpeg.input;
@@ -267,8 +272,11 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
     for (const p of rest) again?.ffmpeg.input.write(flvTag(p));
   }
 
-  /** Starts a run at a keyframe; `replayOf`: the discarded run whose media it encodes again. */
-  private startRun(keyframe: AVPacket, replayOf?: Run): Run | null {
+  /**
+   * Starts a run at a keyframe that arrived at `arrivedAt` (its date-times and boundaries start there);
+   * `replayOf`: the discarded run whose media it encodes again (its start kept).
+   */
+  private startRun(keyframe: AVPacket, replayOf?: Run, arrivedAt = Date.now()): Run | null {
     const index = this.runs++;
     const dir = join(this.jobDir, String(index));
     try {
@@ -280,7 +288,7 @@ export class TranscodeJob extends TypedEmitter<JobEvents> {
       return null;
     }
     const renditions = this.copying ? this.o.renditions : this.o.renditions.map((r) => ({ ...r, copy: false, copyAudio: false }));
-    const startedAt = replayOf?.startedAt ?? Date.now();
+    const startedAt = replayOf?.startedAt ?? arrivedAt;
     const cuts = wallClockCuts(startedAt, this.o.segmentDuration);
     const ffmpeg = new FfmpegProcess(ffmpegSpec({ ...this.o, preset: this.preset, renditions }, dir, cuts));
     const run: Run = {

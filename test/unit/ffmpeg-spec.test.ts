@@ -31,6 +31,13 @@ describe("ffmpegSpec", () => {
     };
   }
 
+  /** A -force_key_frames expression's first time and interval (expr:gte(t,FIRST+n_forced*EVERY)). */
+  function forcedAt(expr: string): { first: number; every: number } {
+    const m = /^expr:gte\(t,(-?[\d.]+)\+n_forced\*([\d.]+)\)$/.exec(expr);
+    assert.ok(m, expr);
+    return { first: Number(m[1]), every: Number(m[2]) };
+  }
+
   /** The value after a flag that must appear exactly once. */
   function value(list: string[], flag: string): string {
     const at = list.indexOf(flag);
@@ -69,7 +76,7 @@ describe("ffmpegSpec", () => {
 
       it("forces keyframes at the segment duration, without scene-cut keyframes", () => {
         for (const output of spec.outputs) {
-          assert.equal(value(output.options, "-force_key_frames"), `expr:gte(t,0+n_forced*${d})`);
+          assert.equal(forcedAt(value(output.options, "-force_key_frames")).every, d);
           assert.equal(value(output.options, "-sc_threshold"), "0");
           assert.equal(value(output.options, "-segment_time"), String(d));
           assert.equal(value(output.options, "-output_ts_offset"), "0");
@@ -87,10 +94,14 @@ describe("ffmpegSpec", () => {
       it("cuts on wall-clock boundaries: the run's offset shifts its output time, its first keyframe is forced at the first boundary", () => {
         const cuts = wallClockCuts(1_700_000_004_300, d); // 300 ms past a multiple of 2, 3 and 4 s
         const shifted = ffmpegSpec(options(renditions, c.src.hasAudio, d), DIR, cuts);
-        for (const output of shifted.outputs) {
+        shifted.outputs.forEach((output, i) => {
           assert.equal(value(output.options, "-output_ts_offset"), "0.3");
-          assert.equal(value(output.options, "-force_key_frames"), `expr:gte(t,${d - 0.3}+n_forced*${d})`);
-        }
+          // the first boundary, less half a frame: the frame nearest it is forced, never the one after
+          const { first, every } = forcedAt(value(output.options, "-force_key_frames"));
+          assert.equal(every, d);
+          const halfFrame = 0.5 / renditions[i]!.frameRate;
+          assert.ok(first < d - 0.3 && first >= d - 0.3 - halfFrame - 1e-4, `first forced at ${first}`);
+        });
       });
 
       it("writes a CSV segment list per rendition", () => {

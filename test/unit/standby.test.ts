@@ -91,18 +91,23 @@ describe("standby: where its media continues the timeline", () => {
   it("finds the listed end in its own media by the active owner's date-time offset, so boundaries cut alike continue exactly", () => {
     // both pipelines cut on the same wall-clock boundaries; the active owner's date-times run 700 ms ahead of
     // its media (an earlier switch moved them), so the listed end at 6.7 s is its media's 6.0 s
-    const cuts: { shiftMs: number; mismatchMs: number }[] = [];
+    const cuts: { shiftMs: number; mismatchMs: number | null }[] = [];
     const groups = new StandbyGroups(10, (shiftMs, mismatchMs) => cuts.push({ shiftMs, mismatchMs }));
     for (let n = 0; n < 8; n++) groups.hold(group(n));
     const listed = groups.takeOver(T + 6700, 700);
     assert.deepEqual(listed.map((g) => (g.segments[0] as { index?: number }).index), [6, 7], "group 6 starts where the listed media ended");
-    assert.deepEqual(cuts, [{ shiftMs: 700, mismatchMs: 0 }], "nothing repeated or skipped; the date-time runs on from 6.7 s");
+    assert.deepEqual(cuts.slice(), [{ shiftMs: 700, mismatchMs: 0 }], "nothing repeated or skipped; the date-time runs on from 6.7 s");
     assert.deepEqual(listed.map((g) => g.pdt - T), [6700, 7700]);
     // read by the date-times alone, group 7 would have followed: 300 ms of media skipped
     const naive = new StandbyGroups(10, (shiftMs, mismatchMs) => cuts.push({ shiftMs, mismatchMs }));
     for (let n = 0; n < 8; n++) naive.hold(group(n));
     assert.deepEqual(naive.takeOver(T + 6700).map((g) => (g.segments[0] as { index?: number }).index), [7]);
     assert.deepEqual(cuts[1], { shiftMs: -300, mismatchMs: 300 });
+    // after the slate the listed end is no media: the cut is made, no mismatch told
+    const afterSlate = new StandbyGroups(10, (shiftMs, mismatchMs) => cuts.push({ shiftMs, mismatchMs }));
+    for (let n = 0; n < 8; n++) afterSlate.hold(group(n));
+    assert.deepEqual(afterSlate.takeOver(T + 6700, null).map((g) => (g.segments[0] as { index?: number }).index), [7]);
+    assert.deepEqual(cuts[2], { shiftMs: -300, mismatchMs: null });
   });
 
   it("drops what arrives late but repeats listed media, until a group continues it", () => {
