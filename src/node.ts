@@ -45,6 +45,7 @@ import { NodeLiveness } from "./cluster/liveness.ts";
 import { StreamOwners } from "./stream/owners.ts";
 import { LEASE_TTL_MS, RENEW_EVERY_MS } from "./stream/owner.ts";
 import { SlateKeepers } from "./stream/slate-keepers.ts";
+import { readyStandbyElsewhere } from "./stream/standby.ts";
 import { DEFAULT_SLATE, Slates } from "./transcode/slate.ts";
 import { warmUp } from "./transcode/ffmpeg.ts";
 
@@ -318,10 +319,13 @@ export class BatonNode {
     return this.capacity.room(this.owners.transcoders()).slots;
   }
 
-  /** Whether another live node runs a hot standby of the stream, by the registry records read last. */
+  /**
+   * Whether another live node runs a hot standby of the stream that could take over (its media fresh; a
+   * record of a release that does not say counts as ready), by the registry records read last. A standby
+   * still warming up neither holds a dead owner's stream off the slate nor has an owner's tail left to it.
+   */
   private standbyElsewhere(streamId: string): boolean {
-    const now = Date.now();
-    return this.records.some((r) => r.id !== this.id && now - r.heartbeatAt < NODE_TTL_MS && r.load.inputs?.[streamId]?.state === "standby");
+    return readyStandbyElsewhere(this.records, this.id, streamId, Date.now(), NODE_TTL_MS);
   }
 
   /** What /readyz answers (and baton_ready says). */

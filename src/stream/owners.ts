@@ -93,9 +93,10 @@ export class StreamOwners {
     await Promise.all([...this.owners.values()].map((owner) => owner.close(reason)));
   }
 
-  /** Whether this node runs a hot standby of the stream. */
+  /** Whether this node runs a hot standby of the stream that could take over now (its media fresh). */
   standbyHere(streamId: string): boolean {
-    return this.owners.get(streamId)?.input.state === "standby";
+    const input = this.owners.get(streamId)?.input;
+    return input?.state === "standby" && input.ready === true;
   }
 
   /** The stream's active input's node died (holding `holder`): this node's standby of it takes over now. */

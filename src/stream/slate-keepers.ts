@@ -30,8 +30,9 @@ export interface SlateKeepersOptions {
   /** Whether this node takes streams' slates now (ready: not draining, not closing). */
   accepting(): boolean;
   /**
-   * Where a hot standby of the stream runs (redundant ingest): "here", "elsewhere" (another live node's record
-   * says so), or null. A dead owner's stream with a standby goes to the standby, not to the slate.
+   * Where a hot standby of the stream that could take over runs (redundant ingest; one still warming up does
+   * not count): "here", "elsewhere" (another live node's record says so), or null. A dead owner's stream with
+   * such a standby goes to the standby, not to the slate.
    */
   standbyOf?(streamId: string): "here" | "elsewhere" | null;
   /** Whether a node's process started after `at` (NodeLiveness.restarted, read after deadNodes). */

@@ -10,7 +10,7 @@
 // active input is never preempted, so a returning input stays the standby.
 import { errorMessage } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
-import type { InputRole, LadderEntry } from "../core/model.ts";
+import type { InputRole, LadderEntry, NodeRecord } from "../core/model.ts";
 import type { InputView } from "../state/store.ts";
 import type { SegmentGroupOut } from "../transcode/job.ts";
 
@@ -146,6 +146,18 @@ export class StandbyGroups {
 /** A standby's role against the active one's: only the other input of a redundant broadcast stands by. */
 export function mayStandBy(role: InputRole, view: InputView): boolean {
   return view.holder !== null && view.role !== role && view.state !== "ended";
+}
+
+/**
+ * Whether a node other than `selfId`, live by its record (a heartbeat within `ttlMs`), runs a hot standby of
+ * the stream that could take over: its media fresh, or its release does not say (it counted as ready before
+ * `ready` was reported).
+ */
+export function readyStandbyElsewhere(records: readonly NodeRecord[], selfId: string, streamId: string, now: number, ttlMs: number): boolean {
+  return records.some((r) => {
+    const input = r.load.inputs?.[streamId];
+    return r.id !== selfId && now - r.heartbeatAt < ttlMs && input?.state === "standby" && input.ready !== false;
+  });
 }
 
 export interface StandbyOptions {

@@ -6,12 +6,12 @@ import { DEFAULTS } from "../../src/config/defaults.ts";
 import { AlreadyLiveError } from "../../src/core/errors.ts";
 import { createLogger } from "../../src/core/log.ts";
 import { Metrics } from "../../src/core/metrics.ts";
-import type { Claim, ClaimRef, SegmentGroup, TimelineEntry } from "../../src/core/model.ts";
+import type { Claim, ClaimRef, NodeRecord, SegmentGroup, StreamInput, TimelineEntry } from "../../src/core/model.ts";
 import { admitPublish, type AdmissionPolicy } from "../../src/ingest/admission.ts";
 import type { PublisherConnection } from "../../src/ingest/rtmp-server.ts";
 import type { InputView, OfferedEntry } from "../../src/state/store.ts";
 import { StreamOwner, type PublishGrants, type TimelineWriter } from "../../src/stream/owner.ts";
-import { ActiveWatch, StandbyGroups } from "../../src/stream/standby.ts";
+import { ActiveWatch, StandbyGroups, readyStandbyElsewhere } from "../../src/stream/standby.ts";
 import type { SegmentGroupOut } from "../../src/transcode/job.ts";
 import { FakeConnection } from "../helpers/fake-connection.ts";
 import { LADDER } from "../helpers/playlists.ts";
@@ -123,6 +123,27 @@ describe("standby: where its media continues the timeline", () => {
     const groups = new StandbyGroups(3);
     for (let n = 0; n < 100; n++) groups.hold(group(n));
     assert.deepEqual(groups.takeOver(0).map((g) => (g.pdt - T) / 1000), [97, 98, 99]);
+  });
+});
+
+describe("standby: a standby elsewhere that could take over", () => {
+  const record = (id: string, input: StreamInput | undefined, age = 0): NodeRecord => ({
+    id, state: "ready", httpUrl: "", rtmpUrl: "", version: "", startedAt: 0, heartbeatAt: 10_000 - age,
+    load: { publishers: 1, viewers: {}, cpu: 0, readyChecks: 0, ...(input ? { inputs: { cam: input } } : {}) },
+  });
+  const standby = (ready?: boolean): StreamInput => ({ role: "backup", state: "standby", ...(ready === undefined ? {} : { ready }) });
+  const seen = (records: NodeRecord[]): boolean => readyStandbyElsewhere(records, "a", "cam", 10_000, 3000);
+
+  it("counts a ready standby on another live node, and one whose release does not say", () => {
+    assert.equal(seen([record("b", standby(true))]), true);
+    assert.equal(seen([record("b", standby())]), true, "an older release's record: ready, as before");
+  });
+
+  it("does not count a standby warming up, one on this node, a stale record, or an active input", () => {
+    assert.equal(seen([record("b", standby(false))]), false, "warming up: the slate is not held off for it");
+    assert.equal(seen([record("a", standby(true))]), false, "itself is not elsewhere");
+    assert.equal(seen([record("b", standby(true), 5000)]), false, "a record older than the TTL says nothing");
+    assert.equal(seen([record("b", { role: "primary", state: "active" }), record("c", undefined)]), false);
   });
 });
 
