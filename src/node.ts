@@ -145,7 +145,8 @@ export class BatonNode {
         return record !== undefined && Date.now() - record.heartbeatAt < 2 * HEARTBEAT_MS;
       },
       ownerGone: (id, claimedAt) => this.liveness.gone(id, claimedAt),
-      standbyElsewhere: (id) => this.standbyElsewhere(id),
+      // read fresh: a standby that became ready within the last heartbeat counts
+      standbyElsewhere: async (id) => readyStandbyElsewhere(await this.nodes.list().catch(() => this.records), this.id, id, Date.now(), NODE_TTL_MS),
       activeOffset: (id, nodeId) => this.records.find((r) => r.id === nodeId && r.id !== this.id)?.load.inputs?.[id]?.offsetMs,
     });
     this.capacity = new Capacity({ limit: config.transcode.capacity, cpuTarget: config.transcode.cpuTarget, prior: ladderCost(config.transcode) });

@@ -74,6 +74,8 @@ export interface Claim {
   listedAt?: number;
   /** The stream had no input when claimed (reconnect window, a slate's or a dead node's lease). */
   inputLost?: boolean;
+  /** The timeline's last entry at the claim is a slate segment (endsAt is the slate's end, not media's). */
+  endsOnSlate?: boolean;
 }
 
 /** What names a claim's writes and where its media goes: enough to write for it (an append relayed by another node). */

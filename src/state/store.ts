@@ -170,7 +170,7 @@ export class StreamStore {
       k.meta(streamId), k.lease(streamId), k.timeline(streamId), k.pages(streamId),
       nodeId, publishId, leaseTtlMs, targetDuration, k.timelineChannel(), streamId, id, o.slate ? "slate" : "publish", o.deadNode ?? "", o.role ?? "primary", o.preempt ?? "",
     ]);
-    const [epoch, nextSeq, target, ladder, broadcast, endsAt, listedAt, inputLost] = result as [number, number, string, string, string, string, string, string];
+    const [epoch, nextSeq, target, ladder, broadcast, endsAt, listedAt, inputLost, endsOnSlate] = result as [number, number, string, string, string, string, string, string, string];
     const claim: Claim = {
       id,
       epoch: Number(epoch),
@@ -183,6 +183,7 @@ export class StreamStore {
       endsAt: Number(endsAt),
       listedAt: Number(listedAt),
       inputLost: inputLost === "1",
+      endsOnSlate: endsOnSlate === "1",
     };
     if (notReplicated) {
       // the publisher is refused (it retries): leave the stream as a refused claim would have

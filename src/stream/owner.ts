@@ -72,8 +72,11 @@ export interface OwnerOptions {
   ownerGone(nodeId: string, claimedAt: number): Promise<boolean>;
   /** Input loss (hls.inputLoss "slate"): takes the stream's claim over for the slate when the publisher leaves. */
   slate?: SlateHandover;
-  /** Whether another node runs a hot standby of the stream (its registry record says so). */
-  standbyElsewhere?(streamId: string): boolean;
+  /**
+   * Whether another node runs a hot standby of the stream that could take over (its registry record says so,
+   * read when asked: it is asked once, when this owner's input leaves).
+   */
+  standbyElsewhere?(streamId: string): Promise<boolean> | boolean;
   /** The date-time offset (`input.offsetMs`) the stream's owner on node `nodeId` reports (undefined: no record). */
   activeOffset?(streamId: string, nodeId: string): number | undefined;
   /** The direct line to the other nodes for entries whose append does not land (cluster/peers.ts). */
@@ -296,8 +299,9 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
       return;
     }
     metrics.standbyTakeovers.inc({ reason: takeover.reason });
-    // a slate keeper's date-times follow the listed end, not media: only a live input's offset is known
-    const activeOffsetMs = takeover.reason === "slate" ? null : standby.activeOffsetMs;
+    // after a slate segment the listed end is the slate's, no media of the active input's (a stream put on
+    // the slate that listed none yet still ends on that input's media, at its offset)
+    const activeOffsetMs = claim.endsOnSlate === true ? null : standby.activeOffsetMs;
     const held = standby.groups.takeOver(claim.endsAt ?? 0, activeOffsetMs);
     this.log.warn("standby took over", { stream: this.streamId, role: connection.role, reason: takeover.reason, epoch: claim.epoch, nextSeq: claim.nextSeq, lastEnd: claim.endsAt, activeOffsetMs: activeOffsetMs ?? undefined, held: held.length });
     this.activate(claim, held.length === 0);
@@ -699,7 +703,7 @@ export class StreamOwner extends TypedEmitter<OwnerEvents> {
     // the renewals go on (see renew()) until then
     if (this.claim && !this.lost) {
       const marked = await this.o.store.markHandoff(this.streamId, this.claim).catch(() => false);
-      this.tailToStandby = marked && this.o.standbyElsewhere?.(this.streamId) === true;
+      this.tailToStandby = marked && (await this.o.standbyElsewhere?.(this.streamId)) === true;
     }
     this.o.connection.close(reason);
     this.fill?.stop();

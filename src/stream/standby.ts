@@ -240,10 +240,9 @@ export class Standby {
     this.looking = true;
     try {
       const view = await this.o.view();
-      if (view.owner && view.owner !== this.activeNode) {
-        this.activeNode = view.owner;
-        this.activeOffsetMs = 0;
-      }
+      if (view.owner) this.activeNode = view.owner;
+      // kept while the claimant reports none: a slate keeper elsewhere (the listed end is still the last
+      // input's media until the slate lists a segment), or a new input's record not read yet
       this.activeOffsetMs = this.o.activeOffset?.(this.activeNode) ?? this.activeOffsetMs;
       if (!this.ladder && view.ladder) {
         this.ladder = view.ladder;

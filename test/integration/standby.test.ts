@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import type { NodeRecord } from "../../src/core/model.ts";
 import { status } from "../../tools/admin-cli.ts";
 import { ReconnectingPublisher } from "../../tools/chaos/publisher.ts";
 import { parseM3u8 } from "../helpers/hls.ts";
@@ -72,7 +73,10 @@ describe("redundant ingest: a hot standby continues the timeline", function () {
       const all = await inputs();
       const active = all.find((i) => i.input === "active");
       const standby = all.find((i) => i.input === "standby" && i.role === role && i.ready === true);
-      return active && standby && all.length === 2 ? { active, standby } : undefined;
+      if (!active || !standby || all.length !== 2) return undefined;
+      // and its registry record says so (what the active owner reads when its input leaves)
+      const records = JSON.parse((await get(active.node.http("/api/nodes"), ADMIN)).text) as { nodes: NodeRecord[] };
+      return records.nodes.find((n) => n.id === standby.node.id)?.load.inputs?.[STREAM]?.ready === true ? { active, standby } : undefined;
     }, 90000, 250);
   }
 

@@ -170,12 +170,15 @@ class StandbyWriter implements TimelineWriter, PublishGrants {
   view: InputView = live({ ladder: LADDER.slice(1) });
   claims: { preempt: string | undefined; role: string | undefined }[] = [];
   appended: SegmentGroup[] = [];
+  /** What the claim says of the timeline's last entry: a slate segment's. */
+  endsOnSlate = false;
   async claim(...args: Parameters<TimelineWriter["claim"]>): Promise<Claim> {
     const input = args[5] ?? {};
     this.claims.push({ preempt: input.preempt, role: input.role });
-    if (this.view.holder !== null && input.preempt !== this.view.holder) throw new AlreadyLiveError("node-a");
+    // as claim-4.lua: a held lease only when preempted by name; a slate's lease any publish claim takes
+    if (this.view.holder !== null && !this.view.holder.endsWith("#slate") && input.preempt !== this.view.holder) throw new AlreadyLiveError("node-a");
     this.view = { ...this.view, holder: "node-b/fakepublish1/4", role: input.role ?? "primary" };
-    return { id: "0123456789ab", epoch: 4, nextSeq: this.view.nextSeq, targetDuration: 1, ladder: this.view.ladder, holder: "node-b/fakepublish1/4", broadcast: "00000000000b", endsAt: T + 6000 };
+    return { id: "0123456789ab", epoch: 4, nextSeq: this.view.nextSeq, targetDuration: 1, ladder: this.view.ladder, holder: "node-b/fakepublish1/4", broadcast: "00000000000b", endsAt: T + 6000, endsOnSlate: this.endsOnSlate };
   }
   /** How many times the standby looked at the active input. */
   looks = 0;
@@ -252,6 +255,23 @@ describe("standby: a standby owner (fake writer)", () => {
     assert.equal((await metrics.standbyTakeovers.get()).values.find((v) => v.labels.reason === "released")?.value, 1);
     await owner.close("test over");
   });
+
+  for (const endsOnSlate of [false, true]) {
+    it(`takes a stream put on the slate at once; ${endsOnSlate ? "after a slate segment it tells no media mismatch" : "before the slate listed one it continues the input's media and tells the mismatch"}`, async () => {
+      const writer = new StandbyWriter();
+      writer.endsOnSlate = endsOnSlate;
+      const { owner, metrics } = standbyOwner(writer, "backup");
+      assert.equal(await owner.start(), true);
+      for (let n = 0; n < 8; n++) enqueue(owner, group(n, 20));
+      writer.view = { ...writer.view, holder: "node-a/pub/3#slate" };
+      await waitFor("the takeover's appends", () => (writer.appended.length === 2 ? true : undefined), 5000, 20);
+      assert.deepEqual(writer.appended.map((g) => g.pdt - T), [6000, 7000], "from the group at the end, moved onto it");
+      assert.equal((await metrics.standbyTakeovers.get()).values.find((v) => v.labels.reason === "slate")?.value, 1);
+      const told = (await metrics.standbyShift.get()).values.find((v) => v.metricName === "baton_standby_shift_seconds_count")?.value ?? 0;
+      assert.equal(told, endsOnSlate ? 0 : 1);
+      await owner.close("test over");
+    });
+  }
 
   it("takes a released stream even before the active input set a ladder (it plans one as a first owner does)", async () => {
     const writer = new StandbyWriter();

@@ -39,8 +39,9 @@
   Returns {epoch, nextSeq, targetDuration, ladder JSON or "", broadcast id, then where the timeline stands:
   endsAt (ms, where its last entry's media ends; 0 without one), lastSegmentAt (ms, when it was appended), and
   "1" when the stream had no input (it was in its reconnect window, or its lease was a slate's or a dead
-  node's), so a returning publisher shows the slate until its own first segment}. endsAt is where a standby's
-  media must continue the timeline.
+  node's), so a returning publisher shows the slate until its own first segment, and "1" when the last entry
+  is a slate segment}. endsAt is where a standby's media must continue the timeline: the end of the active
+  input's media, unless the slate listed a segment after it.
   Errors: ALREADY_LIVE <holder>; HANDOFF_PENDING <holder> while a draining owner finishes its last segment;
   NOT_LIVE <state> for a slate claim of a stream with nothing to continue; CONFIG_CONFLICT <had> <asked> when
   the caller's target duration is not the one of the live timeline it would continue (a node on another
@@ -110,4 +111,4 @@ redis.call('SET', KEYS[2], lease, 'PX', ARGV[3])
 redis.call('PUBLISH', ARGV[5], ARGV[6])
 return {epoch, nextSeq, redis.call('HGET', KEYS[1], 'targetDuration'), redis.call('HGET', KEYS[1], 'ladder') or '',
   redis.call('HGET', KEYS[1], 'broadcast') or ARGV[7], redis.call('HGET', KEYS[1], 'endsAt') or '0',
-  redis.call('HGET', KEYS[1], 'lastSegmentAt') or '0', inputLost}
+  redis.call('HGET', KEYS[1], 'lastSegmentAt') or '0', inputLost, redis.call('HGET', KEYS[1], 'slate') or '0'}
