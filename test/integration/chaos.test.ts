@@ -35,6 +35,12 @@ function aligned(r: ChaosReport, switches: number, output: string): void {
   assert.deepEqual(r.standbyShiftsMs.filter((ms) => Math.abs(ms) > 250), [], `the standbys' media repeated or skipped ${r.standbyShiftsMs.join("/")} ms at the switches`);
 }
 
+/** When each viewer error came, in s after the run's start, beside the scenario's events: what to read when one fails. */
+function errorTimes(r: ChaosReport): string {
+  const t = (at: number): string => ((at - r.timeline.startedAt) / 1000).toFixed(1);
+  return `errors at ${r.timeline.errors.map((e) => `${t(e.at)}s ${e.source} ${e.status}`).join(", ")}; events ${r.timeline.events.map((e) => `${t(e.at)}s ${e.label}`).join(", ")}`;
+}
+
 function invariants(r: ChaosReport, output: string): void {
   assert.equal(r.sequenceRegressions, 0, output);
   assert.equal(r.uriChanges, 0, output);
@@ -125,7 +131,7 @@ describe("chaos harness (quick)", function () {
     assert.equal(report.stalls.simulated.count, 0, `${report.stalls.simulated.count} stalls; slate ${JSON.stringify(report.slate)}\n${output}`);
     // and a real hls.js player in Chromium plays through the kills and the drops, the slate between
     assert.deepEqual(report.stalls.browser, { count: 0, seconds: 0 }, output);
-    assert.equal(report.errors.total, 0, JSON.stringify(report.errors));
+    assert.equal(report.errors.total, 0, `${JSON.stringify(report.errors)}; ${errorTimes(report)}`);
     const ownerKill = report.slate.losses[0];
     assert.ok(ownerKill?.toSlateMs !== null && ownerKill?.toLiveMs !== null, `the owner's death was covered by the slate, then live media: ${JSON.stringify(report.slate)}`);
   });

@@ -1,10 +1,12 @@
 // Staged rolling updates on a real local cluster (`baton start`: Redis, two nodes, HAProxy) with a live
 // stream and simulated viewers: bad releases are refused or caught at the canary and rolled back with the
-// other node untouched; a good release rolls through with no viewer error, moving the stream once.
+// other node untouched; a good release rolls through with no viewer error, moving the stream once, while
+// hls.js in Chromium (the player page, whose reports feed the gates) plays it with no stall.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { BrowserViewers, STALL_DETAILS } from "../../tools/chaos/browsers.ts";
 import { ReconnectingPublisher } from "../../tools/chaos/publisher.ts";
 import { SimulatedViewer, type ViewerReport } from "../../tools/chaos/viewer.ts";
 import { makePublishToken } from "../../src/ingest/token.ts";
@@ -29,6 +31,7 @@ describe("rolling updates to a release: canary, gates, rollback", function () {
   let publisher: ReconnectingPublisher;
   const stop = new AbortController();
   const viewers: Promise<ViewerReport>[] = [];
+  const players: BrowserViewers[] = [];
 
   const nodes = async (): Promise<NodeInfo[]> => (JSON.parse((await get(`${http}/api/nodes`, ADMIN)).text) as { nodes: NodeInfo[] }).nodes;
   const owner = async (): Promise<string | undefined> =>
@@ -80,6 +83,7 @@ describe("rolling updates to a release: canary, gates, rollback", function () {
   });
 
   after(async () => {
+    await Promise.all(players.map((p) => p.close()));
     stop.abort();
     await Promise.all(viewers);
     await publisher?.stop();
@@ -143,9 +147,14 @@ describe("rolling updates to a release: canary, gates, rollback", function () {
     await caughtAtCanary(makeBadRelease("slow-transcoder", tempDir("release")), /gate transcoder_speed failed/, { BATON_ROLLOUT_CANARYSOAK: "24" });
   });
 
-  it("rolls a good release through every node with no viewer error, moving the stream once; history lists every update", async () => {
+  it("rolls a good release through every node with no viewer error and no stall of a real player, moving the stream once; history lists every update", async () => {
     await settled();
     const before = await nodes();
+    // a real player through the balancer, as a viewer on a phone watches
+    const player = new BrowserViewers();
+    players.push(player);
+    await player.start(`${http}/watch/roll`, 1);
+    const [startedAt] = await player.reports();
     const file = join(tempDir("config"), "good.json");
     writeFileSync(file, JSON.stringify({ sessions: { startsPerMinute: 600 } }));
     const watching = new AbortController();
@@ -174,6 +183,13 @@ describe("rolling updates to a release: canary, gates, rollback", function () {
     assert.deepEqual(reports.flatMap((r) => Object.entries(r.errors)), [], "no viewer through the balancer saw an error");
     assert.equal(reports.reduce((n, r) => n + r.sequenceRegressions + r.uriChanges + r.endlists, 0), 0);
     assert.equal(owners.length - 1, 1, `the stream moved once (owners ${owners.join(" -> ")})`);
+    const [played] = await player.reports();
+    await player.close();
+    assert.deepEqual(played!.errors.filter((e) => e.fatal || !STALL_DETAILS.has(e.details)), [], "the player saw no error");
+    assert.equal(played!.stalls, 0, `the player stalled: ${JSON.stringify(played!.stallLog)}`);
+    const advanced = played!.playedSeconds - startedAt!.playedSeconds;
+    assert.ok(advanced > 10, `the player's playhead moved on through the update (${advanced.toFixed(1)} s)`);
+    console.log(`      hls.js through the update: ${advanced.toFixed(1)} s played, ${played!.stalls} stalls, ${played!.handoffs} handoffs`);
 
     const afterwards = await nodes();
     const digests = new Set(afterwards.map((n) => n.release?.config));
