@@ -15,6 +15,8 @@ export interface LadderEntry {
 }
 
 export interface TimelineEntry {
+  /** The schema the entry was written in (state/schema.ts); absent in entries written before entries carried it (1). */
+  v?: number;
   seq: number;
   /** The claim that wrote the entry: with `seq` it names the segment (`{seq}.{claim}.ts`) and its keys. */
   claim: string;

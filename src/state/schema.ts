@@ -3,6 +3,12 @@
 // share one Redis during a rolling update; a release whose SCHEMA_VERSION is older than the cluster's cannot
 // read what newer nodes write, so it stays unready and writes nothing rather than corrupt it. A release that
 // changes the layout incompatibly raises SCHEMA_VERSION (and migrates, or reads both, before it does).
+//
+// Each record carries the version it was written in as well (`v` in a timeline entry and a session hash,
+// `schema` in a node record), so a record is never read by a release that does not know its layout: a node
+// meeting one answers that request 503 (the balancer retries it on another node) and leaves the record as it
+// is. A record without `v` was written before records carried it: schema 1.
+import { BatonError } from "../core/errors.ts";
 import type { RedisClient } from "./client.ts";
 import type { Keys } from "./keys.ts";
 
@@ -22,4 +28,18 @@ export function schemaRefusal(cluster: string | null, own = SCHEMA_VERSION): str
 export async function checkSchema(redis: RedisClient, keys: Keys, own = SCHEMA_VERSION): Promise<string | null> {
   await redis.set(keys.schema(), String(own), "NX");
   return schemaRefusal(await redis.get(keys.schema()), own);
+}
+
+/** A record that this release does not read: written in a newer schema, or with a version it cannot parse. */
+export class RecordSchemaError extends BatonError {
+  constructor(what: string, version: string, own: number) {
+    super("RECORD_SCHEMA", `${what} of schema ${JSON.stringify(version.slice(0, 20))}: this release reads schema ${own} at most`);
+  }
+}
+
+/** Checks a record's schema version (`v`: a number, its text, or absent for schema 1) before it is read. */
+export function checkRecord(what: string, v: unknown, own = SCHEMA_VERSION): void {
+  if (v === undefined) return;
+  const text = typeof v === "number" || typeof v === "string" ? String(v) : JSON.stringify(v) ?? "";
+  if (!/^[1-9]\d{0,5}$/.test(text) || Number(text) > own) throw new RecordSchemaError(what, text, own);
 }

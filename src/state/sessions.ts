@@ -7,6 +7,7 @@
 // writes it gathers), and never recreates an expired session.
 import { byShard, type RedisClient } from "./client.ts";
 import type { Keys } from "./keys.ts";
+import { SCHEMA_VERSION, checkRecord } from "./schema.ts";
 import { queueScript } from "./scripts.ts";
 
 export interface Session {
@@ -98,6 +99,8 @@ export class SessionStore {
   written = 0;
   /** Records made by a first use. */
   created = 0;
+  /** Updates not written: the session was written in a newer schema (state/schema.ts), which this release does not know. */
+  newerSchema = 0;
 
   constructor(
     private readonly redis: RedisClient,
@@ -117,6 +120,7 @@ export class SessionStore {
   async get(id: string): Promise<Session | null> {
     const h = await this.redis.hgetall(this.keys.session(id));
     if (!h.streamId) return null;
+    checkRecord("a session record", h.v);
     const num = (v: string | undefined): number | null => (v === undefined || v === "" ? null : Number(v));
     return {
       id,
@@ -180,7 +184,7 @@ export class SessionStore {
         this.keys.session(id), this.o.ttlSec * 1000, now, p.rendition ?? "", p.node ?? "",
         p.report ? "1" : "0", p.report?.position ?? "", p.report?.pdt ?? "", p.report?.paused ? "1" : "0",
         p.inferred ? "1" : "0", p.inferred?.position ?? "", p.inferred?.pdt ?? "", REPORT_GRACE_MS,
-        create?.streamId ?? "", create?.issuedAt ?? "", p.usedAt ?? "", window,
+        create?.streamId ?? "", create?.issuedAt ?? "", p.usedAt ?? "", window, SCHEMA_VERSION,
       ];
       queueScript(pipeline, "session", args);
     }
@@ -189,6 +193,7 @@ export class SessionStore {
       if (!results) throw new Error("pipeline aborted");
       this.written += group.length;
       this.created += results.filter(([error, result]) => !error && result === 2).length;
+      this.newerSchema += results.filter(([error, result]) => !error && result === 3).length;
       for (const [, p] of group) p.settle();
     } catch {
       // Redis (or this shard) went away mid-batch: put the updates back, with what was queued since applied over them

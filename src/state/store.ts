@@ -9,6 +9,7 @@ import { BatonError } from "../core/errors.ts";
 import { newClaimId } from "./claim-id.ts";
 import { redisClient, closeRedis, type RedisClient, type RedisTarget } from "./client.ts";
 import { Keys } from "./keys.ts";
+import { SCHEMA_VERSION } from "./schema.ts";
 import { defineScripts, mapScriptError, queueScript, runScript, type ScriptArg, type ScriptName } from "./scripts.ts";
 import { Broadcasts, type EndedReply } from "./broadcasts.ts";
 import { TimelinePages } from "./timeline-pages.ts";
@@ -287,7 +288,7 @@ export class StreamStore {
     const [appended, length, ...left] = (await runScript(this.redis, "append", [
       k.meta(streamId), k.timeline(streamId),
       claim.epoch, claim.id, entry.seq, entry.pdt, entry.disc ? "1" : "0", this.pages.on ? 0 : this.options.window, entry.slate ? "1" : "",
-      k.timelineChannel(), streamId, JSON.stringify(entry.dur),
+      k.timelineChannel(), streamId, JSON.stringify(entry.dur), SCHEMA_VERSION,
     ])) as [string, number, ...string[]];
     await this.pages.appended(streamId, claim, length, left);
     return JSON.parse(appended) as TimelineEntry;

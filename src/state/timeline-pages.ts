@@ -8,6 +8,7 @@ import { storageKeys } from "../storage/keys.ts";
 import type { SegmentStore } from "../storage/store.ts";
 import type { RedisClient } from "./client.ts";
 import type { Keys } from "./keys.ts";
+import { checkRecord } from "./schema.ts";
 import { runScript } from "./scripts.ts";
 
 /** Entries in a page when the store is not told otherwise: with 2 s segments, two minutes of media. */
@@ -27,9 +28,16 @@ export interface PageRef {
   key: string;
 }
 
+/** A timeline entry from its JSON line, once its schema is one this release reads (state/schema.ts). */
+export function readEntry(line: string): TimelineEntry {
+  const entry = JSON.parse(line) as TimelineEntry;
+  checkRecord("a timeline entry", entry.v);
+  return entry;
+}
+
 /** The page object's text and its ref for these entries (the tail's JSON lines, oldest first; not empty). */
 export function makePage(streamId: string, broadcast: string, lines: string[]): { text: string; ref: PageRef; entries: TimelineEntry[] } {
-  const entries = lines.map((line) => JSON.parse(line) as TimelineEntry);
+  const entries = lines.map(readEntry);
   const first = entries[0]!;
   const last = entries[entries.length - 1]!;
   const longest = Math.max(0, ...Object.values(last.dur));
@@ -76,6 +84,7 @@ export class PageCache {
       .then((bytes) => {
         if (!bytes) return null;
         const entries = JSON.parse(bytes.toString("utf8")) as TimelineEntry[];
+        for (const entry of entries) checkRecord("a timeline entry", entry.v);
         this.add(key, entries, bytes.length);
         return entries;
       })
@@ -163,7 +172,7 @@ export class TimelinePages {
   async entries(refs: string[], tail: string[]): Promise<TimelineEntry[]> {
     // a page the store no longer has (expired with its broadcast) lists nothing rather than failing the stream
     const pages = await Promise.all(refs.map(async (line) => (await this.cache.get((JSON.parse(line) as PageRef).key)) ?? []));
-    const entries = [...pages.flat(), ...tail.map((line) => JSON.parse(line) as TimelineEntry)];
+    const entries = [...pages.flat(), ...tail.map(readEntry)];
     return this.on ? inWindow(entries, this.o.dvrWindowMs, this.o.window) : entries;
   }
 

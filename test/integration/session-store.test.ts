@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { issuedAt, newSessionId } from "../../src/delivery/session-token.ts";
 import { Keys } from "../../src/state/keys.ts";
+import { RecordSchemaError, SCHEMA_VERSION } from "../../src/state/schema.ts";
 import { defineScripts } from "../../src/state/scripts.ts";
 import { SessionStore, startWindowMs } from "../../src/state/sessions.ts";
 import { startTestRedis, stopAll, testPrefix, waitFor } from "../helpers/stack.ts";
@@ -49,6 +50,24 @@ describe("session store on Redis", function () {
     assert.equal(session?.paused, true);
     assert.ok((await store.ttl(id))! > 3590);
     assert.equal(store.created, 1);
+  });
+
+  it("writes a session with its schema version, and neither reads nor writes a session of a newer schema", async () => {
+    const store = storeWith(3600);
+    const id = newSessionId();
+    void store.update(id, report(4), origin(id));
+    await store.flush();
+    assert.equal(await redis.hget(keys.session(id), "v"), String(SCHEMA_VERSION));
+    // the same session as a release of a newer schema would have rewritten it
+    await redis.hset(keys.session(id), "v", String(SCHEMA_VERSION + 1), "position", "9");
+    void store.update(id, report(5), origin(id));
+    await store.flush();
+    assert.equal(store.newerSchema, 1);
+    assert.deepEqual(await redis.hmget(keys.session(id), "v", "position"), [String(SCHEMA_VERSION + 1), "9"], "left as it was");
+    await assert.rejects(store.get(id), RecordSchemaError);
+    // a session an earlier release wrote, before sessions carried their schema, is schema 1
+    await redis.hdel(keys.session(id), "v");
+    assert.equal((await store.get(id))?.position, 9);
   });
 
   it("makes it on an inferred position too, and a write without the token's facts never does", async () => {

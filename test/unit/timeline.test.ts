@@ -6,6 +6,7 @@ import { Redis } from "ioredis";
 import { segmentUri } from "../../src/delivery/playlist.ts";
 import { AdmissionError, BatonError, FencedError, HandoffPendingError } from "../../src/core/errors.ts";
 import { isClaimId } from "../../src/core/ids.ts";
+import { RecordSchemaError, SCHEMA_VERSION } from "../../src/state/schema.ts";
 import { StreamStore, type StoreOptions } from "../../src/state/store.ts";
 import { FsSegmentStore } from "../../src/storage/fs.ts";
 import type { Claim, SegmentGroup } from "../../src/core/model.ts";
@@ -154,6 +155,22 @@ describe("stream store and scripts (real redis-server)", function () {
     assert.equal((await s.sweep("target")).state, "ended");
     const fresh = await s.claim("target", "node-b", "pub-b", LEASE_MS, 2);
     assert.deepEqual([fresh.nextSeq, fresh.targetDuration], [0, 2]);
+  });
+
+  it("writes each entry with its schema version, reads entries without one as schema 1, and never reads an entry of a newer schema", async () => {
+    const s = await store();
+    const c = await claim(s, "schema");
+    await s.append("schema", c, group(0));
+    const written = await s.redis.lindex(s.keys.timeline("schema"), -1);
+    assert.match(written ?? "", new RegExp(`^\\{"v":${SCHEMA_VERSION},"seq":0,`));
+    // an entry an earlier release wrote (no "v"), then one of a release whose layout this one does not know
+    const entry = (seq: number, v?: number): string =>
+      JSON.stringify({ ...(v === undefined ? {} : { v }), seq, claim: c.id, pdt: 1_700_000_000_000 + seq * 1000, disc: false, cc: 0, dur: { "360p": 1, "240p": 1 } });
+    await s.redis.rpush(s.keys.timeline("schema"), entry(1));
+    assert.deepEqual((await s.read("schema"))?.entries.map((e) => e.seq), [0, 1]);
+    await s.redis.rpush(s.keys.timeline("schema"), entry(2, SCHEMA_VERSION + 1));
+    await assert.rejects(s.read("schema"), (error: unknown) => error instanceof RecordSchemaError && error.message.includes(`schema "${SCHEMA_VERSION + 1}"`));
+    assert.equal(await s.redis.llen(s.keys.timeline("schema")), 3, "the reader left the timeline as it was");
   });
 
   it("answers a retried append that Redis already ran with the same entry, and nothing else out of order", async () => {

@@ -25,6 +25,7 @@
   ARGV[8] pub/sub channel
   ARGV[9] stream id
   ARGV[10] durations JSON, {"rendition": seconds}
+  ARGV[11] the writer's schema version (state/schema.ts): the entry carries it as `v`
 
   Returns {entry JSON, the list's length after it, then the JSON of each entry that left the window}: the caller deletes the media those
   name from the segment store once no player can still want them (their keys carry their own claim id, which
@@ -57,7 +58,7 @@ local cc = tonumber(redis.call('HGET', KEYS[1], 'cc') or '0')
 if disc then
   cc = cc + 1
 end
-local entry = '{"seq":' .. seq .. ',"claim":"' .. ARGV[2] .. '","pdt":' .. ARGV[4] .. ',"disc":' ..
+local entry = '{"v":' .. tonumber(ARGV[11]) .. ',"seq":' .. seq .. ',"claim":"' .. ARGV[2] .. '","pdt":' .. ARGV[4] .. ',"disc":' ..
   (disc and 'true' or 'false') .. ',"cc":' .. cc .. ',"dur":' .. ARGV[10] .. (slate and ',"slate":true' or '') .. '}'
 redis.call('RPUSH', KEYS[2], entry)
 local length = redis.call('LLEN', KEYS[2])

@@ -23,11 +23,18 @@
   ARGV[14] when the session's token was issued, ms
   ARGV[15] when the session was first used (the write was made), ms
   ARGV[16] start window in ms: how far apart issue and first use may be
+  ARGV[17] the writer's schema version (state/schema.ts): a created session carries it as `v`; a session of a
+           newer schema is left as it is (this release does not know its layout)
 
-  Returns 2 when it created the session, 1 when it updated it, 0 when the session does not exist.
+  Returns 2 when it created the session, 1 when it updated it, 0 when the session does not exist, 3 when it
+  left a session of a newer schema alone.
 ]]
 local now = ARGV[2]
 local result = 1
+local v = redis.call('HGET', KEYS[1], 'v')
+if v and (tonumber(v) or math.huge) > tonumber(ARGV[17]) then
+  return 3
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   if ARGV[13] == '' then
     return 0
@@ -36,7 +43,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   if math.abs(tonumber(ARGV[15]) - issued) > tonumber(ARGV[16]) or tonumber(now) - issued >= tonumber(ARGV[1]) then
     return 0
   end
-  redis.call('HSET', KEYS[1], 'streamId', ARGV[13], 'createdAt', ARGV[14], 'paused', '0')
+  redis.call('HSET', KEYS[1], 'v', ARGV[17], 'streamId', ARGV[13], 'createdAt', ARGV[14], 'paused', '0')
   result = 2
 end
 redis.call('HSET', KEYS[1], 'lastSeen', now)
