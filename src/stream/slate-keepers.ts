@@ -39,6 +39,8 @@ export interface SlateKeepersOptions {
   restarted?(nodeId: string, at: number): boolean;
   /** Tells this node's standby of the stream that the active input's node (holding `holder`) is dead. */
   takeOverDead?(streamId: string, holder: string): void;
+  /** How long a lease-less stream is left to its ready standby (STANDBY_GRACE_MS unless told). */
+  standbyGraceMs?: number;
   log: Logger;
   metrics: Metrics;
 }
@@ -46,8 +48,17 @@ export interface SlateKeepersOptions {
 /** The node id in a lease's value (nodeId/publishId/epoch, perhaps with a mark). */
 const holderNode = (holder: string): string => holder.split("/")[0] ?? "";
 
+/**
+ * How long a stream without a lease (released, or its owner's lease gone with the owner) is left to a ready hot
+ * standby before the slate takes it: the standby looks every half second and takes such a stream at once, so
+ * the slate covers only a standby that did not.
+ */
+export const STANDBY_GRACE_MS = 1500;
+
 export class SlateKeepers {
   private readonly keepers = new Map<string, SlateKeeper>();
+  /** Lease-less streams left to a ready standby, since when (this node's clock). */
+  private readonly leftToStandby = new Map<string, number>();
   /** Streams being claimed or started here (a round does not start them twice). */
   private readonly starting = new Set<string>();
   private closed = false;
@@ -106,17 +117,31 @@ export class SlateKeepers {
       candidates.push({ id, node, holder, claimedAt });
     }
     const dead = await this.o.deadNodes(candidates.flatMap((c) => (c.node ? [c.node] : [])));
+    const now = Date.now();
+    const waiting = new Set(candidates.filter((c) => c.holder === null).map((c) => c.id));
     for (const { id, node, holder, claimedAt } of candidates) {
       // a lapsed lease's owner restarted since its claim: the process that held it is gone
       const gone = node === "" || dead.has(node) || (holder === null && (this.o.restarted?.(node, claimedAt) ?? false));
       if (!gone) continue;
       // while the dead node's lease stands, a standby of the stream replaces it (its media, not the slate):
-      // this node's at once, another node's in its own round; once the lease is gone the slate goes on anyway
-      const standby = holder ? (this.o.standbyOf?.(id) ?? null) : null;
-      if (standby === "here") this.o.takeOverDead?.(id, holder!);
-      if (standby !== null) continue;
+      // this node's at once, another node's in its own round; a stream without a lease (a drained owner
+      // released it to the standby) is left to the standby for STANDBY_GRACE_MS, then the slate goes on anyway
+      const standby = this.o.standbyOf?.(id) ?? null;
+      if (holder && standby === "here") this.o.takeOverDead?.(id, holder);
+      if (holder && standby !== null) continue;
+      if (!holder && standby !== null && this.leaveToStandby(id, now)) continue;
+      this.leftToStandby.delete(id);
       await this.adopt(id, holder ? node : "");
     }
+    // a stream no longer waiting (taken, ended, or with its lease back) starts its grace afresh next time
+    for (const id of this.leftToStandby.keys()) if (!waiting.has(id)) this.leftToStandby.delete(id);
+  }
+
+  /** Whether a lease-less stream is still within its standby's grace (the first look starts it). */
+  private leaveToStandby(streamId: string, now: number): boolean {
+    const since = this.leftToStandby.get(streamId) ?? now;
+    this.leftToStandby.set(streamId, since);
+    return now - since < (this.o.standbyGraceMs ?? STANDBY_GRACE_MS);
   }
 
   private async adopt(streamId: string, deadNode: string): Promise<void> {

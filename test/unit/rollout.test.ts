@@ -10,7 +10,7 @@ import { agentAnswer } from "../../src/cluster/agent.ts";
 import { steeredAway } from "../../src/cluster/steering.ts";
 import { addNode, emptyWindow, judge, p99, parseSample, type Window } from "../../tools/rollout/gates.ts";
 import { assignRelease, assignedRelease, configKeysEnv, loadReleaseConfig, prepareRelease, startingRelease } from "../../tools/rollout/release.ts";
-import { orderNodes, stageEnds } from "../../tools/rollout/run.ts";
+import { orderNodes, stageEnds, warmingStandbys } from "../../tools/rollout/run.ts";
 import { schemaRefusal } from "../../src/state/schema.ts";
 import { ROOT } from "../../tools/processes.ts";
 import { stopAll, tempDir } from "../helpers/stack.ts";
@@ -109,6 +109,21 @@ describe("rollout order, stages and steering", () => {
     assert.deepEqual(order.map((n) => n.id), ["node-3", "node-2", "node-1"]);
     // by publishers alone, node-1 (the first id) would have come before node-2
     assert.deepEqual(orderNodes([withInputs("node-2", "standby", 0), withInputs("node-1", "active", 0)]).map((n) => n.id), ["node-2", "node-1"]);
+  });
+
+  it("holds the drain of an active input's node while that stream's hot standby elsewhere warms up", () => {
+    const holding = (id: string, inputs: NonNullable<NodeRecord["load"]["inputs"]>): NodeRecord => {
+      const r = record(id, 1, 0);
+      return { ...r, load: { ...r.load, inputs } };
+    };
+    const active = holding("node-1", { a: { role: "primary", state: "active" }, b: { role: "primary", state: "active" }, c: { role: "backup", state: "standby", ready: false } });
+    const warming = holding("node-2", { a: { role: "backup", state: "standby", ready: false }, b: { role: "backup", state: "standby", ready: true } });
+    assert.deepEqual(warmingStandbys([active, warming, record("node-3", 0, 0)], "node-1"), ["a"]);
+    // a ready standby, one of a release that does not report readiness, none at all, or a standby on the node itself: no wait
+    const ready = holding("node-2", { a: { role: "backup", state: "standby", ready: true }, b: { role: "backup", state: "standby" } });
+    assert.deepEqual(warmingStandbys([active, ready], "node-1"), []);
+    assert.deepEqual(warmingStandbys([active, record("node-2", 0, 0)], "node-1"), []);
+    assert.deepEqual(warmingStandbys([active, warming], "node-2"), [], "node-2 is no stream's active input");
   });
 
   it("stages: the canary, then each step as a count or a share, always ending with every node", () => {

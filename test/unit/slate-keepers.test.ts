@@ -22,6 +22,8 @@ const LADDER: LadderEntry[] = [
   { name: "240p", width: 426, height: 240, bandwidth: 500000, averageBandwidth: 450000, codecs: "avc1.640015,mp4a.40.2", frameRate: 30 },
 ];
 const LEASE = { ttlMs: 4000, renewEveryMs: 1000 };
+/** The standby grace of these keepers (STANDBY_GRACE_MS in production). */
+const STANDBY_GRACE = 400;
 const CONFIG: Config = { ...DEFAULTS, hls: { ...DEFAULTS.hls, segmentDuration: 1 } };
 
 describe("input loss: slate keepers", function () {
@@ -37,7 +39,7 @@ describe("input loss: slate keepers", function () {
    */
   function node(id: string, dead: Set<string> = new Set(), standby?: { of: "here" | "elsewhere"; told: string[] }, started = new Map<string, number>()): SlateKeepers {
     const k = new SlateKeepers({
-      store, nodeId: id, config: CONFIG, slates, lease: LEASE, deadNodes: async () => dead, accepting: () => true,
+      store, nodeId: id, config: CONFIG, slates, lease: LEASE, deadNodes: async () => dead, accepting: () => true, standbyGraceMs: STANDBY_GRACE,
       restarted: (nodeId, at) => (started.get(nodeId) ?? 0) > at,
       log: createLogger({ level: "error", node: id }), metrics: new Metrics({ node: id }),
       ...(standby ? { standbyOf: () => standby.of, takeOverDead: (stream: string, holder: string) => void standby.told.push(`${stream} ${holder}`) } : {}),
@@ -149,6 +151,20 @@ describe("input loss: slate keepers", function () {
     await elsewhere.round();
     assert.equal(elsewhere.has("backed"), false, "another node's standby takes it in its own round");
     assert.equal(await store.redis.get(store.keys.lease("backed")), holder, "nobody claimed it for a slate");
+  });
+
+  it("leaves a stream its drained owner released to a ready hot standby for a moment, then keeps its slate if the standby did not take it", async () => {
+    const { claim } = await liveStream("handed", "node-d", 2);
+    assert.equal(await store.release("handed", claim), true);
+    const k = node("node-k", new Set(), { of: "elsewhere", told: [] });
+    const first = Date.now();
+    await k.round();
+    assert.equal(k.has("handed"), false, "the standby takes a released stream at its next look, with no slate between");
+    assert.equal(await store.redis.get(store.keys.lease("handed")), null);
+    // a standby that never takes it (its node died after its last record): the slate goes on after the grace
+    await waitFor("the slate after the grace", async () => (await k.round(), k.has("handed") ? true : undefined), 10000);
+    assert.ok(Date.now() - first >= STANDBY_GRACE, "not before the grace");
+    assert.match((await store.redis.get(store.keys.lease("handed"))) ?? "", /^node-k\/.*#slate$/);
   });
 
   it("leaves a stream whose lease lapsed while its owner lives (Redis was away) to that owner; takes one its owner released", async () => {

@@ -30,6 +30,18 @@ export function orderNodes(nodes: NodeRecord[]): NodeRecord[] {
     activeOf(a) - activeOf(b) || a.load.publishers - b.load.publishers || viewersOf(b) - viewersOf(a) || a.id.localeCompare(b.id));
 }
 
+/**
+ * The streams whose active input `nodeId` holds and whose hot standby on another node is still warming up (its
+ * record says `ready: false`): drained now, such a stream would go to the slate and its encoder would move it,
+ * where a moment later the standby takes it over with no gap.
+ */
+export function warmingStandbys(records: readonly NodeRecord[], nodeId: string): string[] {
+  const inputs = records.find((n) => n.id === nodeId)?.load.inputs ?? {};
+  return Object.entries(inputs)
+    .filter(([stream, input]) => input.state === "active" && records.some((n) => n.id !== nodeId && n.load.inputs?.[stream]?.state === "standby" && n.load.inputs[stream].ready === false))
+    .map(([stream]) => stream);
+}
+
 /** How many nodes are updated at the end of each stage: the canary (1), then each step, then all. */
 export function stageEnds(steps: string[], count: number): number[] {
   const ends = [1];
@@ -269,6 +281,23 @@ class Update {
   }
 }
 
+/** Before a node drains: waits (the drain timeout at most) until the standbys of the streams it is the active input of are ready. */
+async function standbysWarm(c: AdminClient, nodeId: string, step: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let said = false;
+  for (;;) {
+    const warming = warmingStandbys(await nodesOf(c).catch(() => []), nodeId);
+    if (warming.length === 0) return;
+    if (Date.now() > deadline) {
+      c.say(`${step}: the hot standby of ${warming.join(", ")} is still warming up; draining anyway (the slate covers the switch)`);
+      return;
+    }
+    if (!said) c.say(`${step}: waiting for the hot standby of ${warming.join(", ")} to be ready`);
+    said = true;
+    await sleep(250);
+  }
+}
+
 async function record(store: RolloutStore | null | undefined, event: RolloutEvent, say: (line: string) => void): Promise<void> {
   await store?.record(event).catch((error: unknown) => say(`could not record the history: ${errorMessage(error)}`));
 }
@@ -288,8 +317,18 @@ export async function rollingUpdate(c: AdminClient, o: RollingOptions, change: R
   await update.begin();
   const startedAt = Date.now();
   try {
-    for (const [i, node] of nodes.entries()) {
+    let pending = nodes;
+    for (let i = 0; pending.length > 0; i++) {
+      // the order again from what the nodes hold now: a standby's encoder that reconnected during the last
+      // step may have landed on a node not updated yet, which then goes before the active input's node
+      if (i > 0) {
+        const fresh = await nodesOf(c).catch(() => []);
+        pending = orderNodes(pending.map((n) => fresh.find((f) => f.id === n.id) ?? n));
+      }
+      const node = pending[0]!;
+      pending = pending.slice(1);
       const step = `[${i + 1}/${nodes.length}] ${node.id}`;
+      await standbysWarm(c, node.id, step, o.timeout * 1000);
       const errorsBefore = await sampleAll(c, await nodesOf(c));
       const started = Date.now();
       let back: NodeRecord;
