@@ -5,6 +5,7 @@
 // are listed next to it, so the live edge keeps moving while nobody can reach Redis.
 import type { ClaimRef, StreamSnapshot, TimelineEntry } from "../core/model.ts";
 import type { OfferedEntry } from "../state/store.ts";
+import { RecordSchemaError } from "../state/schema.ts";
 
 interface Entry {
   snapshot: StreamSnapshot | null;
@@ -82,7 +83,9 @@ export class TimelineCache {
       if (fresh) fresh.usedAt = now;
       return { snapshot, stale: false };
     } catch (error) {
-      if (entry) return { snapshot: entry.snapshot, stale: true };
+      // what it held stands in for a read that failed (Redis away), not for one that met an entry of a newer
+      // schema: that stream is answered 503 here, so the balancer asks a node of the newer release
+      if (entry && !(error instanceof RecordSchemaError)) return { snapshot: entry.snapshot, stale: true };
       throw error;
     }
   }

@@ -37,9 +37,14 @@ export class RecordSchemaError extends BatonError {
   }
 }
 
-/** Checks a record's schema version (`v`: a number, its text, or absent for schema 1) before it is read. */
+/** Whether this release reads a record of schema version `v` (a number, its text, or absent for schema 1). */
+export function readableSchema(v: unknown, own = SCHEMA_VERSION): boolean {
+  if (v === undefined) return true;
+  const text = typeof v === "number" || typeof v === "string" ? String(v) : "";
+  return /^[1-9]\d{0,5}$/.test(text) && Number(text) <= own;
+}
+
+/** Checks a record's schema version before it is read (see readableSchema): throws RecordSchemaError. */
 export function checkRecord(what: string, v: unknown, own = SCHEMA_VERSION): void {
-  if (v === undefined) return;
-  const text = typeof v === "number" || typeof v === "string" ? String(v) : JSON.stringify(v) ?? "";
-  if (!/^[1-9]\d{0,5}$/.test(text) || Number(text) > own) throw new RecordSchemaError(what, text, own);
+  if (!readableSchema(v, own)) throw new RecordSchemaError(what, typeof v === "number" || typeof v === "string" ? String(v) : (JSON.stringify(v) ?? ""), own);
 }

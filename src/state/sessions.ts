@@ -191,9 +191,10 @@ export class SessionStore {
     try {
       const results = await pipeline.exec();
       if (!results) throw new Error("pipeline aborted");
-      this.written += group.length;
+      const newer = results.filter(([error, result]) => !error && result === 3).length;
+      this.written += group.length - newer;
       this.created += results.filter(([error, result]) => !error && result === 2).length;
-      this.newerSchema += results.filter(([error, result]) => !error && result === 3).length;
+      this.newerSchema += newer;
       for (const [, p] of group) p.settle();
     } catch {
       // Redis (or this shard) went away mid-batch: put the updates back, with what was queued since applied over them

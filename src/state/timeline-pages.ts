@@ -8,7 +8,7 @@ import { storageKeys } from "../storage/keys.ts";
 import type { SegmentStore } from "../storage/store.ts";
 import type { RedisClient } from "./client.ts";
 import type { Keys } from "./keys.ts";
-import { checkRecord } from "./schema.ts";
+import { checkRecord, readableSchema } from "./schema.ts";
 import { runScript } from "./scripts.ts";
 
 /** Entries in a page when the store is not told otherwise: with 2 s segments, two minutes of media. */
@@ -35,9 +35,13 @@ export function readEntry(line: string): TimelineEntry {
   return entry;
 }
 
-/** The page object's text and its ref for these entries (the tail's JSON lines, oldest first; not empty). */
+/**
+ * The page object's text and its ref for these entries (the tail's JSON lines, oldest first; not empty). The
+ * lines are copied as they are, whatever their schema (a page is written by the owner or the sweep, which a
+ * node unable to read the cluster's schema never is; readers check each entry).
+ */
 export function makePage(streamId: string, broadcast: string, lines: string[]): { text: string; ref: PageRef; entries: TimelineEntry[] } {
-  const entries = lines.map(readEntry);
+  const entries = lines.map((line) => JSON.parse(line) as TimelineEntry);
   const first = entries[0]!;
   const last = entries[entries.length - 1]!;
   const longest = Math.max(0, ...Object.values(last.dur));
@@ -163,7 +167,9 @@ export class TimelinePages {
 
   /** After an append: `left`, the entries append-2.lua trimmed, and the tail's length after it. */
   async appended(streamId: string, claim: ClaimRef, tailLength: number, left: string[]): Promise<void> {
-    if (left.length > 0) this.deleteEntries(streamId, claim, left.map((line) => JSON.parse(line) as TimelineEntry));
+    // an entry of a newer schema names its media in a layout this release may not know: its broadcast's expiry deletes it
+    const trimmed = left.map((line) => JSON.parse(line) as TimelineEntry).filter((entry) => readableSchema(entry.v));
+    if (trimmed.length > 0) this.deleteEntries(streamId, claim, trimmed);
     // a failed archive leaves the page in the tail: the next append (this owner's or a later one's) tries again
     if (this.on && tailLength >= 2 * this.pageSize) await this.archive(streamId, claim).catch(() => undefined);
   }

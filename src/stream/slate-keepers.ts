@@ -102,7 +102,11 @@ export class SlateKeepers {
    * wait for its encoding.
    */
   async round(): Promise<void> {
-    if (this.closed || !this.o.accepting()) return;
+    if (this.closed || !this.o.accepting()) {
+      // a node that takes no slates now starts every grace afresh when it takes them again
+      this.leftToStandby.clear();
+      return;
+    }
     // each stream that may need a slate, and the node whose death would mean it does ("": none needed)
     const candidates: { id: string; node: string; holder: string | null; claimedAt: number }[] = [];
     for (const id of await this.o.store.listStreams()) {
@@ -117,7 +121,6 @@ export class SlateKeepers {
       candidates.push({ id, node, holder, claimedAt });
     }
     const dead = await this.o.deadNodes(candidates.flatMap((c) => (c.node ? [c.node] : [])));
-    const now = Date.now();
     const waiting = new Set(candidates.filter((c) => c.holder === null).map((c) => c.id));
     for (const { id, node, holder, claimedAt } of candidates) {
       // a lapsed lease's owner restarted since its claim: the process that held it is gone
@@ -129,7 +132,7 @@ export class SlateKeepers {
       const standby = this.o.standbyOf?.(id) ?? null;
       if (holder && standby === "here") this.o.takeOverDead?.(id, holder);
       if (holder && standby !== null) continue;
-      if (!holder && standby !== null && this.leaveToStandby(id, now)) continue;
+      if (!holder && standby !== null && this.leaveToStandby(id)) continue;
       this.leftToStandby.delete(id);
       await this.adopt(id, holder ? node : "");
     }
@@ -138,7 +141,9 @@ export class SlateKeepers {
   }
 
   /** Whether a lease-less stream is still within its standby's grace (the first look starts it). */
-  private leaveToStandby(streamId: string, now: number): boolean {
+  private leaveToStandby(streamId: string): boolean {
+    // read here, not once per round: the adoptions before this stream's turn in the round take time
+    const now = Date.now();
     const since = this.leftToStandby.get(streamId) ?? now;
     this.leftToStandby.set(streamId, since);
     return now - since < (this.o.standbyGraceMs ?? STANDBY_GRACE_MS);

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { setTimeout as delay } from "node:timers/promises";
 import { SegmentCache } from "../../src/delivery/segment-cache.ts";
 import { TimelineCache } from "../../src/delivery/timeline-cache.ts";
+import { RecordSchemaError } from "../../src/state/schema.ts";
 import type { StreamSnapshot } from "../../src/core/model.ts";
 
 /** A promise resolved from outside, so a test decides when a load finishes. */
@@ -316,6 +317,17 @@ describe("TimelineCache", () => {
     assert.deepEqual(await cache.get("cam1"), { snapshot: s, stale: true }, "still stale on the next request");
     reader.returns(snapshot(6));
     assert.deepEqual(await cache.get("cam1"), { snapshot: snapshot(6), stale: false }, "fresh again once Redis answers");
+  });
+
+  it("a read that meets an entry of a newer schema is no outage: it fails instead of serving the last snapshot", async () => {
+    const { reader, cache } = setup();
+    reader.returns(snapshot(5));
+    await cache.get("cam1");
+    reader.answer = async () => {
+      throw new RecordSchemaError("a timeline entry", "2", 1);
+    };
+    cache.changed("cam1");
+    await assert.rejects(cache.get("cam1"), RecordSchemaError);
   });
 
   it("when the reader throws and there is no snapshot, the error propagates", async () => {

@@ -111,7 +111,7 @@ describe("rollout order, stages and steering", () => {
     assert.deepEqual(orderNodes([withInputs("node-2", "standby", 0), withInputs("node-1", "active", 0)]).map((n) => n.id), ["node-2", "node-1"]);
   });
 
-  it("holds the drain of an active input's node while that stream's hot standby elsewhere warms up", () => {
+  it("holds the drain of an active input's node while that stream's hot standby elsewhere warms up or reconnects", () => {
     const holding = (id: string, inputs: NonNullable<NodeRecord["load"]["inputs"]>): NodeRecord => {
       const r = record(id, 1, 0);
       return { ...r, load: { ...r.load, inputs } };
@@ -124,6 +124,9 @@ describe("rollout order, stages and steering", () => {
     assert.deepEqual(warmingStandbys([active, ready], "node-1"), []);
     assert.deepEqual(warmingStandbys([active, record("node-2", 0, 0)], "node-1"), []);
     assert.deepEqual(warmingStandbys([active, warming], "node-2"), [], "node-2 is no stream's active input");
+    // a standby seen earlier in the update whose encoder is reconnecting (no record lists it now): wait for it too
+    assert.deepEqual(warmingStandbys([active, record("node-2", 0, 0)], "node-1", new Set(["a", "b"])), ["a", "b"]);
+    assert.deepEqual(warmingStandbys([active, ready], "node-1", new Set(["a", "b"])), [], "back and ready");
   });
 
   it("stages: the canary, then each step as a count or a share, always ending with every node", () => {

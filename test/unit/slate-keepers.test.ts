@@ -165,6 +165,15 @@ describe("input loss: slate keepers", function () {
     await waitFor("the slate after the grace", async () => (await k.round(), k.has("handed") ? true : undefined), 10000);
     assert.ok(Date.now() - first >= STANDBY_GRACE, "not before the grace");
     assert.match((await store.redis.get(store.keys.lease("handed"))) ?? "", /^node-k\/.*#slate$/);
+    // one the standby takes within the grace is never the slate's
+    const taken = await liveStream("taken", "node-d", 2);
+    assert.equal(await store.release("taken", taken.claim), true);
+    await k.round();
+    const standby = await store.claim("taken", "node-s", "pub-node-s", LEASE.ttlMs, 1, { role: "backup" });
+    const until = Date.now() + 2 * STANDBY_GRACE;
+    while (Date.now() < until) await k.round();
+    assert.equal(k.has("taken"), false);
+    assert.equal(await store.redis.get(store.keys.lease("taken")), standby.holder);
   });
 
   it("leaves a stream whose lease lapsed while its owner lives (Redis was away) to that owner; takes one its owner released", async () => {

@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import type { Claim, SegmentGroup } from "../../src/core/model.ts";
 import { renderMedia } from "../../src/delivery/playlist.ts";
 import { StreamStore, type StoreOptions } from "../../src/state/store.ts";
-import { inWindow } from "../../src/state/timeline-pages.ts";
+import { RecordSchemaError, SCHEMA_VERSION } from "../../src/state/schema.ts";
+import { PageCache, inWindow } from "../../src/state/timeline-pages.ts";
 import { FsSegmentStore } from "../../src/storage/fs.ts";
 import { storageKeys } from "../../src/storage/keys.ts";
 import type { SegmentStore } from "../../src/storage/store.ts";
@@ -157,6 +158,14 @@ describe("timeline pages: the DVR window (real redis-server)", function () {
       assert.ok(sizes[sizes.length - 1]! >= floor, `the window's media stays (${sizes[sizes.length - 1]} bytes)`);
     }
     process.stdout.write(`      store bytes after 100, 300, 700 segments (${group} bytes each): ${sizes.join(", ")}\n`);
+  });
+
+  it("reads a page of an earlier release's entries (no schema version) and refuses a page with an entry of a newer schema", async () => {
+    const entry = (seq: number, v?: number): object => ({ ...(v === undefined ? {} : { v }), seq, claim: "c", pdt: seq * 1000, disc: false, cc: 0, dur: { a: 1 } });
+    const objects = new Map([["old", [entry(0), entry(1)]], ["newer", [entry(2), entry(3, SCHEMA_VERSION + 1)]]]);
+    const cache = new PageCache(async (key) => Buffer.from(JSON.stringify(objects.get(key))));
+    assert.deepEqual((await cache.get("old"))?.map((e) => e.seq), [0, 1]);
+    await assert.rejects(cache.get("newer"), RecordSchemaError);
   });
 
   it("cuts the listed entries to the window but never under the playlist window", () => {

@@ -99,11 +99,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     }
     const baseUrl = (o.url ?? local!.httpUrl).replace(/\/$/, "");
     const admin: AdminClient = { url: baseUrl, token: o.adminToken ?? local?.adminToken ?? "", say: (line) => o.progress(line) };
-    // stream ids of this run alone: a stream id used again continues its broadcast (the cluster keeps a timeline
-    // through its reconnect window and its media for the DVR window), so a second run on the same cluster would
-    // count the time between the runs as publisher gaps, moves and slate
-    const run = timeline.startedAt.toString(36);
-    const streams = Array.from({ length: o.streams }, (_, i) => `chaos${i + 1}-${run}`);
+    // on the local cluster, stream ids of this run alone: a stream id used again continues its broadcast (the
+    // cluster keeps a timeline through its reconnect window and its media for the DVR window), so a second run
+    // would count the time between the runs as publisher gaps, moves and slate; a deployment's --publish-url
+    // tokens are signed for chaos1, chaos2, ... (README)
+    const suffix = local ? `-${timeline.startedAt.toString(36)}` : "";
+    const streams = Array.from({ length: o.streams }, (_, i) => `chaos${i + 1}${suffix}`);
     if (!local && (o.publishUrls?.length ?? 0) < streams.length) throw new Error(`--url needs --publish-url for each of the ${streams.length} streams`);
     for (const [i, id] of streams.entries()) {
       const url = local ? local.publishUrl(id) : o.publishUrls![i]!;

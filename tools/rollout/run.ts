@@ -31,15 +31,24 @@ export function orderNodes(nodes: NodeRecord[]): NodeRecord[] {
 }
 
 /**
- * The streams whose active input `nodeId` holds and whose hot standby on another node is still warming up (its
- * record says `ready: false`): drained now, such a stream would go to the slate and its encoder would move it,
- * where a moment later the standby takes it over with no gap.
+ * The streams whose active input `nodeId` holds, that have a hot standby (on some node's record now, or in
+ * `backed`: seen with one earlier in the update, whose encoder may be reconnecting from a drained node), and
+ * no standby on another node ready to take over (a record without `ready` is an older release's: ready).
+ * Drained now, such a stream would go to the slate and its encoder would move it, where a moment later the
+ * standby takes it over with no gap.
  */
-export function warmingStandbys(records: readonly NodeRecord[], nodeId: string): string[] {
+export function warmingStandbys(records: readonly NodeRecord[], nodeId: string, backed: ReadonlySet<string> = new Set()): string[] {
   const inputs = records.find((n) => n.id === nodeId)?.load.inputs ?? {};
+  const standbys = (stream: string): NodeRecord[] => records.filter((n) => n.id !== nodeId && n.load.inputs?.[stream]?.state === "standby");
   return Object.entries(inputs)
-    .filter(([stream, input]) => input.state === "active" && records.some((n) => n.id !== nodeId && n.load.inputs?.[stream]?.state === "standby" && n.load.inputs[stream].ready === false))
+    .filter(([stream, input]) => input.state === "active" && (backed.has(stream) || standbys(stream).length > 0))
+    .filter(([stream]) => !standbys(stream).some((n) => n.load.inputs![stream]!.ready !== false))
     .map(([stream]) => stream);
+}
+
+/** Adds the streams these records show with a hot standby to `backed`. */
+function noteStandbys(records: readonly NodeRecord[], backed: Set<string>): void {
+  for (const n of records) for (const [stream, input] of Object.entries(n.load.inputs ?? {})) if (input.state === "standby") backed.add(stream);
 }
 
 /** How many nodes are updated at the end of each stage: the canary (1), then each step, then all. */
@@ -281,18 +290,24 @@ class Update {
   }
 }
 
-/** Before a node drains: waits (the drain timeout at most) until the standbys of the streams it is the active input of are ready. */
-async function standbysWarm(c: AdminClient, nodeId: string, step: string, timeoutMs: number): Promise<void> {
+/**
+ * Before a node drains: waits (the drain timeout at most) until each stream it is the active input of, and
+ * that has had a hot standby in this update, has one ready on another node.
+ */
+async function standbysWarm(c: AdminClient, nodeId: string, step: string, timeoutMs: number, backed: Set<string>): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let said = false;
   for (;;) {
-    const warming = warmingStandbys(await nodesOf(c).catch(() => []), nodeId);
-    if (warming.length === 0) return;
+    const records = await nodesOf(c).catch(() => null);
+    if (records) noteStandbys(records, backed);
+    const warming = records ? warmingStandbys(records, nodeId, backed) : null;
+    if (warming?.length === 0) return;
+    const which = warming ? `the hot standby of ${warming.join(", ")}` : "the hot standbys (the registry did not answer)";
     if (Date.now() > deadline) {
-      c.say(`${step}: the hot standby of ${warming.join(", ")} is still warming up; draining anyway (the slate covers the switch)`);
+      c.say(`${step}: ${which} not ready; draining anyway (the slate covers the switch)`);
       return;
     }
-    if (!said) c.say(`${step}: waiting for the hot standby of ${warming.join(", ")} to be ready`);
+    if (!said) c.say(`${step}: waiting for ${which} to be ready`);
     said = true;
     await sleep(250);
   }
@@ -318,6 +333,8 @@ export async function rollingUpdate(c: AdminClient, o: RollingOptions, change: R
   const startedAt = Date.now();
   try {
     let pending = nodes;
+    const backed = new Set<string>();
+    noteStandbys(nodes, backed);
     for (let i = 0; pending.length > 0; i++) {
       // the order again from what the nodes hold now: a standby's encoder that reconnected during the last
       // step may have landed on a node not updated yet, which then goes before the active input's node
@@ -328,7 +345,7 @@ export async function rollingUpdate(c: AdminClient, o: RollingOptions, change: R
       const node = pending[0]!;
       pending = pending.slice(1);
       const step = `[${i + 1}/${nodes.length}] ${node.id}`;
-      await standbysWarm(c, node.id, step, o.timeout * 1000);
+      await standbysWarm(c, node.id, step, o.timeout * 1000, backed);
       const errorsBefore = await sampleAll(c, await nodesOf(c));
       const started = Date.now();
       let back: NodeRecord;

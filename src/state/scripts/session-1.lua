@@ -32,7 +32,7 @@
 local now = ARGV[2]
 local result = 1
 local v = redis.call('HGET', KEYS[1], 'v')
-if v and (tonumber(v) or math.huge) > tonumber(ARGV[17]) then
+if v and (not string.match(v, '^[1-9]%d*$') or tonumber(v) > tonumber(ARGV[17])) then
   return 3
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then
