@@ -37,14 +37,15 @@ export class RecordSchemaError extends BatonError {
   }
 }
 
+/** A record's version as text: a number or its text as it is, anything else as JSON (which no version matches). */
+const versionText = (v: unknown): string => (typeof v === "number" || typeof v === "string" ? String(v) : (JSON.stringify(v) ?? ""));
+
 /** Whether this release reads a record of schema version `v` (a number, its text, or absent for schema 1). */
 export function readableSchema(v: unknown, own = SCHEMA_VERSION): boolean {
-  if (v === undefined) return true;
-  const text = typeof v === "number" || typeof v === "string" ? String(v) : "";
-  return /^[1-9]\d{0,5}$/.test(text) && Number(text) <= own;
+  return v === undefined || (/^[1-9]\d{0,5}$/.test(versionText(v)) && Number(v) <= own);
 }
 
 /** Checks a record's schema version before it is read (see readableSchema): throws RecordSchemaError. */
 export function checkRecord(what: string, v: unknown, own = SCHEMA_VERSION): void {
-  if (!readableSchema(v, own)) throw new RecordSchemaError(what, typeof v === "number" || typeof v === "string" ? String(v) : (JSON.stringify(v) ?? ""), own);
+  if (!readableSchema(v, own)) throw new RecordSchemaError(what, versionText(v), own);
 }

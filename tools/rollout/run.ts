@@ -8,6 +8,7 @@ import { execFile } from "node:child_process";
 import type { Config } from "../../src/config/defaults.ts";
 import { errorMessage } from "../../src/core/errors.ts";
 import type { NodeRecord } from "../../src/core/model.ts";
+import { readyStandbyElsewhere } from "../../src/stream/standby.ts";
 import type { ActiveRollout, ReleaseTarget, RolloutEvent, RolloutStore } from "../../src/state/rollouts.ts";
 import { call, drain, nodesOf, streamsOf, undrain, type AdminClient } from "../admin-cli.ts";
 import { addNode, describeFailure, emptyWindow, judge, parseSample, type GateFailure, type Sample, type Window } from "./gates.ts";
@@ -39,11 +40,11 @@ export function orderNodes(nodes: NodeRecord[]): NodeRecord[] {
  */
 export function warmingStandbys(records: readonly NodeRecord[], nodeId: string, backed: ReadonlySet<string> = new Set()): string[] {
   const inputs = records.find((n) => n.id === nodeId)?.load.inputs ?? {};
-  const standbys = (stream: string): NodeRecord[] => records.filter((n) => n.id !== nodeId && n.load.inputs?.[stream]?.state === "standby");
-  return Object.entries(inputs)
-    .filter(([stream, input]) => input.state === "active" && (backed.has(stream) || standbys(stream).length > 0))
-    .filter(([stream]) => !standbys(stream).some((n) => n.load.inputs![stream]!.ready !== false))
-    .map(([stream]) => stream);
+  const hasStandby = (stream: string): boolean => records.some((n) => n.id !== nodeId && n.load.inputs?.[stream]?.state === "standby");
+  // the registry's records are the live nodes' (their keys expire): no heartbeat to judge here
+  return Object.keys(inputs)
+    .filter((stream) => inputs[stream]!.state === "active" && (backed.has(stream) || hasStandby(stream)))
+    .filter((stream) => !readyStandbyElsewhere(records, nodeId, stream, 0, Number.POSITIVE_INFINITY));
 }
 
 /** Adds the streams these records show with a hot standby to `backed`. */
